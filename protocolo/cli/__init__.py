@@ -1,0 +1,47 @@
+"""The ``protocolo`` command line.
+
+Each sub-command lives in its own module in this package and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
+parsed arguments and returning the process exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Modules of this package that register a sub-command, in the order ``--help`` lists them.
+COMMAND_MODULES = ("demo", "dev", "project", "history")
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as ``protocolo: <message>``, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="protocolo",
+        description="Event-sourced audit ledger of customer-service interactions.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"protocolo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("protocolo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
