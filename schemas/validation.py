@@ -1,0 +1,255 @@
+"""Validation of events against the contract before anything is published.
+
+Two layers, both raising :class:`~protocolo.schemas.errors.EventRejected` with the field
+path and the rule broken:
+
+* structure, walked from the Avro schema itself (required fields, types, enum symbols,
+  unions), so the rules can never drift from the ``.avsc`` files;
+* domain rules the schema cannot say (check digits, digests, clocks, which events need a
+  protocol number).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import EventRejected
+from .protocol_number import normalise_protocol_number
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_BLIND_INDEX = _SHA256
+
+#: Events about an interaction: they must name its protocol number.
+NEEDS_PROTOCOL = frozenset({
+    "ContactOpened", "DisclosureMade", "RecordingCaptured", "ContactClosed", "NoteAdded",
+    "RecordingDeleted", "LegalHoldPlaced", "LegalHoldReleased",
+})
+#: Events keyed by their own id when they name no protocol: event type -> field.
+OWN_KEY_FIELD = {
+    "RetrievalRequested": "request_id",
+    "RetrievalLocated": "request_id",
+    "RetrievalFulfilled": "request_id",
+    "RetrievalRejected": "request_id",
+    "CustomerDataErased": "subject_ref",
+}
+
+_PRIMITIVES: dict[str, Callable[[Any], bool]] = {
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31,
+    "long": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63,
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "double": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "bytes": lambda v: isinstance(v, bytes | bytearray | memoryview),
+}
+
+
+def _describe(schema: Any) -> str:
+    if isinstance(schema, str):
+        return schema.rsplit(".", 1)[-1]
+    if isinstance(schema, list):
+        return " or ".join(_describe(s) for s in schema)
+    if schema.get("logicalType"):
+        return schema["logicalType"]
+    return schema.get("name", schema["type"])
+
+
+class StructureValidator:
+    """Walks one (self-contained) Avro schema and checks a Python record against it."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.names: dict[str, Mapping[str, Any]] = {}
+        self._collect(schema, schema.get("namespace", ""))
+        self.schema = schema
+
+    def _collect(self, schema: Any, namespace: str) -> None:
+        if isinstance(schema, list):
+            for s in schema:
+                self._collect(s, namespace)
+        elif isinstance(schema, dict):
+            if schema.get("type") in ("record", "enum", "fixed"):
+                ns = schema.get("namespace", namespace)
+                self.names[f"{ns}.{schema['name']}"] = schema
+                self.names[schema["name"]] = schema
+                namespace = ns
+            for f in schema.get("fields", ()):
+                self._collect(f["type"], namespace)
+            for key in ("items", "values"):
+                if key in schema:
+                    self._collect(schema[key], namespace)
+
+    def check(self, record: Any) -> None:
+        self._check(self.schema, record, "")
+
+    def _matches(self, schema: Any, value: Any) -> bool:
+        try:
+            self._check(schema, value, "")
+        except EventRejected:
+            return False
+        return True
+
+    def _check(self, schema: Any, value: Any, path: str) -> None:
+        where = path or "event"
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                if not _PRIMITIVES[schema](value):
+                    raise EventRejected(where, "type", f"expected {schema}, got {type(value).__name__} {value!r:.60}")
+                return
+            schema = self.names[schema]
+        if isinstance(schema, list):
+            if not any(self._matches(branch, value) for branch in schema):
+                if value is None:
+                    raise EventRejected(where, "required", "is required")
+                branches = [b for b in schema if b != "null"]
+                if len(branches) == 1:
+                    self._check(branches[0], value, path)
+                raise EventRejected(where, "type", f"expected {_describe(schema)}, got {value!r:.60}")
+            return
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if logical == "timestamp-micros":
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {value!r:.60}")
+            return
+        if logical == "uuid":
+            if isinstance(value, uuid.UUID):
+                return
+            try:
+                uuid.UUID(str(value))
+            except ValueError:
+                raise EventRejected(where, "uuid", f"{value!r:.60} is not a UUID") from None
+            return
+        if kind == "record":
+            if not isinstance(value, Mapping):
+                raise EventRejected(where, "type", f"expected a {schema['name']} record, got {type(value).__name__}")
+            known = {f["name"] for f in schema["fields"]}
+            extra = sorted(set(value) - known)
+            if extra:
+                raise EventRejected(f"{path + '.' if path else ''}{extra[0]}", "unknown-field",
+                                    f"is not a field of {schema['name']} (fields: {', '.join(sorted(known))})")
+            for f in schema["fields"]:
+                sub = f"{path}.{f['name']}" if path else f["name"]
+                if f["name"] not in value:
+                    if "default" in f:
+                        continue
+                    raise EventRejected(sub, "required", "is required")
+                self._check(f["type"], value[f["name"]], sub)
+        elif kind == "enum":
+            symbols = [s for s in schema["symbols"] if s != schema.get("default")]
+            if value not in symbols:
+                raise EventRejected(where, "enum", f"{value!r:.60} is not a known {schema['name']}; use one of {', '.join(symbols)}")
+        elif kind == "array":
+            if not isinstance(value, list | tuple):
+                raise EventRejected(where, "type", f"expected a list, got {type(value).__name__}")
+            for i, item in enumerate(value):
+                self._check(schema["items"], item, f"{where}[{i}]")
+        elif kind in _PRIMITIVES:
+            self._check(kind, value, path)
+        else:  # map, fixed: not used by the contract yet
+            raise EventRejected(where, "schema", f"unsupported schema type {kind}")
+
+
+def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime | None = None) -> None:
+    """Rules the Avro schema cannot express. ``record`` has passed the structure check."""
+    meta = record["meta"]
+    now = now or datetime.now(UTC)
+    occurred = meta["occurred_at"]
+    if occurred > now + MAX_CLOCK_SKEW:
+        raise EventRejected("meta.occurred_at", "future",
+                            f"{occurred.isoformat()} is more than {MAX_CLOCK_SKEW} in the future (clock skew?)")
+    if occurred < EARLIEST:
+        raise EventRejected("meta.occurred_at", "too-old", f"{occurred.isoformat()} is before {EARLIEST.date()}")
+    if not meta["producer"].strip():
+        raise EventRejected("meta.producer", "required", "must name the publishing service")
+    protocol = meta.get("protocol_number")
+    if protocol is not None:
+        if normalise_protocol_number(protocol, "meta.protocol_number") != protocol:
+            raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
+    elif event_type in NEEDS_PROTOCOL:
+        raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
+    for name in ("sha256", "delivered_sha256"):
+        if name in record and not _SHA256.match(record[name]):
+            raise EventRejected(name, "sha256", f"{record[name]!r:.80} is not a SHA-256 digest (64 lowercase hex digits)")
+    for name in ("cpf_index", "customer_code_index"):
+        for customer_field in ("customer",):
+            customer = record.get(customer_field)
+            if customer and customer.get(name) is not None and not _BLIND_INDEX.match(customer[name]):
+                raise EventRejected(f"{customer_field}.{name}", "blind-index", "must be an HMAC-SHA256 in 64 lowercase hex digits")
+    for i, number in enumerate(record.get("protocol_numbers", ())):
+        field = f"protocol_numbers[{i}]"
+        if normalise_protocol_number(number, field) != number:
+            raise EventRejected(field, "canonical", f"{number!r} must be the 15 digits without separators")
+    checker = _EXTRA_RULES.get(event_type)
+    if checker:
+        checker(record)
+
+
+def _recording_captured(record: Mapping[str, Any]) -> None:
+    from protocolo.projections.policy import PROFILES  # policy values live with projections
+
+    if record["duration_ms"] < 0:
+        raise EventRejected("duration_ms", "range", "must not be negative")
+    if not record["media_uri"].strip():
+        raise EventRejected("media_uri", "required", "must say where the media is stored")
+    if not record["recording_id"].strip():
+        raise EventRejected("recording_id", "required", "must not be empty")
+    profile = PROFILES.get(record["retention_profile"])
+    if profile is None:
+        raise EventRejected("retention_profile", "unknown-profile",
+                            f"{record['retention_profile']!r} is not a policy profile ({', '.join(sorted(PROFILES))})")
+    if record["retention_days"] < profile.recording_retention_days:
+        raise EventRejected("retention_days", "legal-minimum",
+                            f"{record['retention_days']} days is below the {profile.recording_retention_days}-day minimum of {profile.key}")
+
+
+def _retrieval_requested(record: Mapping[str, Any]) -> None:
+    if record["meta"].get("protocol_number") is not None:
+        return
+    customer = record.get("customer")
+    if not customer or (customer.get("cpf_index") is None and customer.get("customer_code_index") is None):
+        raise EventRejected("customer", "required",
+                            "a request without protocol number must identify the customer by CPF or customer code")
+    start, end = record.get("window_from"), record.get("window_to")
+    if start is None or end is None:
+        raise EventRejected("window_from" if start is None else "window_to", "required",
+                            "a request without protocol number needs a date window (window_from and window_to)")
+    if start > end:
+        raise EventRejected("window_to", "range", "must not be before window_from")
+
+
+def _not_blank(*fields: str) -> Callable[[Mapping[str, Any]], None]:
+    def check(record: Mapping[str, Any]) -> None:
+        for f in fields:
+            if not str(record[f]).strip():
+                raise EventRejected(f, "required", "must not be empty")
+    return check
+
+
+_EXTRA_RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
+    "RecordingCaptured": _recording_captured,
+    "RetrievalRequested": _retrieval_requested,
+    "NoteAdded": _not_blank("agent_id", "text"),
+    "ContactOpened": _not_blank("subject"),
+    "RecordingDeleted": _not_blank("recording_id"),
+    "LegalHoldPlaced": _not_blank("hold_id", "case_reference", "placed_by"),
+    "LegalHoldReleased": _not_blank("hold_id", "released_by"),
+    "CustomerDataErased": _not_blank("subject_ref", "legal_basis"),
+}
+
+
+def entity_key(event_type: str, record: Mapping[str, Any]) -> str:
+    """The Kafka key of an event: its protocol number, else its own id (wire contract)."""
+    protocol = record["meta"].get("protocol_number")
+    if protocol is not None:
+        return protocol
+    field = OWN_KEY_FIELD.get(event_type)
+    if field is None:
+        raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
+    return str(record[field])
