@@ -1,0 +1,186 @@
+"""Personal data without clear text on Kafka: blind indexes and crypto-shredding.
+
+Choice (see README, "Personal data"): events carry personal data **encrypted per
+customer** (AES-256-GCM) plus keyed blind indexes for lookup; the per-customer data keys
+live in PostgreSQL (``personal_data_keys``), wrapped by the deployment's master key.
+Erasing a customer destroys their keys: every event stays byte-for-byte as published (the
+journal, Merkle proofs and exports remain valid) while the personal data in them becomes
+unreadable. A PostgreSQL vault that events merely reference would have erased just as
+well, but would make every event unreadable without a database lookup and tie regulator
+exports to a live database; sealed events stay self-contained.
+
+The blind index (HMAC-SHA256 under the index key) stays after erasure: it is a
+pseudonym that only someone who already knows the CPF *and* holds the index key can
+match, and the contact record itself must be kept for the legal period (LGPD art. 16).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from protocolo.schemas.cpf import normalise_cpf
+from protocolo.schemas.errors import EventRejected
+
+NONCE_BYTES = 12
+
+
+class BlindIndex:
+    """Keyed HMAC-SHA256 of normalised identifiers, in lowercase hex."""
+
+    def __init__(self, index_key: bytes) -> None:
+        self._key = index_key
+
+    def _mac(self, kind: str, value: str) -> str:
+        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def cpf(self, cpf: str, field: str = "cpf") -> str:
+        return self._mac("cpf", normalise_cpf(cpf, field))
+
+    def customer_code(self, code: str, field: str = "customer_code") -> str:
+        code = code.strip() if isinstance(code, str) else code
+        if not isinstance(code, str) or not code:
+            raise EventRejected(field, "required", "must be a non-empty string")
+        return self._mac("customer", code)
+
+
+class KeyDestroyed(LookupError):
+    """The data key was destroyed: the customer's personal data is erased."""
+
+
+class KeyVault:
+    """Per-customer AES-256 data keys in PostgreSQL, wrapped by the master key.
+
+    Keys are cached in process: publishing for a returning customer costs no round trip.
+    """
+
+    def __init__(self, database_url: str, master_key: bytes) -> None:
+        self._url = database_url
+        self._wrap = AESGCM(master_key)
+        self._cache: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            from protocolo.projections.migrations import connect
+
+            self._conn = connect(self._url, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _unwrap(self, key_ref: str, wrapped: bytes) -> bytes:
+        return self._wrap.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_ref.encode())
+
+    def key_for(self, key_ref: str, create: bool = True) -> bytes:
+        """The data key named ``key_ref``; created on first use when ``create``."""
+        with self._lock:
+            key = self._cache.get(key_ref)
+            if key is not None:
+                return key
+            conn = self._connection()
+            if create:
+                nonce = os.urandom(NONCE_BYTES)
+                fresh = AESGCM.generate_key(bit_length=256)
+                wrapped = nonce + self._wrap.encrypt(nonce, fresh, key_ref.encode())
+                conn.execute(
+                    "INSERT INTO personal_data_keys (key_ref, wrapped_key) VALUES (%s, %s)"
+                    " ON CONFLICT (key_ref) DO NOTHING",
+                    (key_ref, wrapped),
+                )
+            row = conn.execute(
+                "SELECT wrapped_key FROM personal_data_keys WHERE key_ref = %s", (key_ref,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(key_ref)
+            if row[0] is None:
+                raise KeyDestroyed(key_ref)
+            key = self._unwrap(key_ref, bytes(row[0]))
+            self._cache[key_ref] = key
+            return key
+
+    def destroy(self, key_refs: list[str], reason: str) -> int:
+        """Destroy keys for good; return how many were live. Irreversible by design."""
+        with self._lock:
+            for ref in key_refs:
+                self._cache.pop(ref, None)
+            cur = self._connection().execute(
+                "UPDATE personal_data_keys SET wrapped_key = NULL, destroyed_at = now(),"
+                " destroyed_reason = %s WHERE key_ref = ANY(%s) AND wrapped_key IS NOT NULL",
+                (reason, key_refs),
+            )
+            return cur.rowcount
+
+
+@dataclass(frozen=True)
+class ClearCustomer:
+    """What a producer knows about the customer, in clear (never published as such)."""
+
+    cpf: str | None = None
+    customer_code: str | None = None
+    name: str | None = None
+
+
+class PersonalDataSealer:
+    """Turns a clear customer into the ``CustomerRef`` record of the contract, and back."""
+
+    def __init__(self, index: BlindIndex, vault: KeyVault) -> None:
+        self.index = index
+        self.vault = vault
+
+    def seal(self, customer: ClearCustomer | dict[str, Any], event_id: str, field: str = "customer") -> dict[str, Any]:
+        if isinstance(customer, dict):
+            unknown = set(customer) - {"cpf", "customer_code", "name"}
+            if unknown:
+                raise EventRejected(f"{field}.{sorted(unknown)[0]}", "unknown-field",
+                                    "customer takes cpf, customer_code and name")
+            customer = ClearCustomer(**customer)
+        if customer.cpf is None and customer.customer_code is None:
+            raise EventRejected(field, "required", "identify the customer by cpf or customer_code")
+        cpf = normalise_cpf(customer.cpf, f"{field}.cpf") if customer.cpf is not None else None
+        cpf_index = self.index.cpf(cpf) if cpf else None
+        code_index = (self.index.customer_code(customer.customer_code, f"{field}.customer_code")
+                      if customer.customer_code is not None else None)
+        key_ref = cpf_index or code_index
+        assert key_ref is not None
+        clear = {"cpf": cpf, "customer_code": customer.customer_code, "name": customer.name}
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = AESGCM(self.vault.key_for(key_ref)).encrypt(
+            nonce, json.dumps(clear, separators=(",", ":")).encode(), str(event_id).encode()
+        )
+        return {
+            "cpf_index": cpf_index,
+            "customer_code_index": code_index,
+            "sealed": {"key_ref": key_ref, "nonce": nonce, "ciphertext": ciphertext},
+        }
+
+    def open(self, sealed: dict[str, Any] | None, event_id: str) -> dict[str, Any] | None:
+        """The clear customer data, or None when it was erased (key destroyed)."""
+        if not sealed:
+            return None
+        try:
+            key = self.vault.key_for(sealed["key_ref"], create=False)
+        except (KeyDestroyed, KeyError):
+            return None
+        try:
+            clear = AESGCM(key).decrypt(_as_bytes(sealed["nonce"]), _as_bytes(sealed["ciphertext"]), str(event_id).encode())
+        except InvalidTag:
+            return None
+        return json.loads(clear)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    """Sealed fields come back as bytes from Avro and as hex text from the journal's JSON."""
+    return bytes.fromhex(value) if isinstance(value, str) else bytes(value)
