@@ -1,0 +1,238 @@
+"""``LedgerPublisher``: how internal Python services put facts on the ledger.
+
+Every event is validated (structure from the Avro schema, then domain rules) before
+anything is sent; a rejection raises :class:`EventRejected` naming the field and the rule,
+and nothing of the call is published. Accepted events are Avro single-object encoded,
+keyed by protocol number (or their own id, see the wire contract) and produced with
+``acks=all`` and idempotence, so a broker retry never writes a record twice. Delivery is
+awaited: ``publish`` returns a :class:`Receipt` only once the broker has the record, and a
+broker that stays away raises :class:`PublishFailed` after bounded retries; nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, NoBrokersAvailable
+
+from protocolo.personal_data import PersonalDataSealer
+from protocolo.schemas.catalogue import SchemaCatalogue
+from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
+
+DEFAULT_TOPIC = "protocolo.interactions"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One fact to publish. ``fields`` are the event's own fields (everything but ``meta``)."""
+
+    event_type: str
+    fields: Mapping[str, Any]
+    protocol_number: str | None = None
+    occurred_at: datetime | None = None
+    correlation_id: str | None = None
+    event_id: str | None = None
+    schema_version: int | None = None  # None: the current version
+
+
+@dataclass(frozen=True)
+class Receipt:
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+    event_type: str
+    key: str
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    event_type: str
+    event_id: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class PublishFailed(RuntimeError):
+    """The broker did not confirm some events. ``delivered`` lists the receipts of those it
+    did; ``failed`` maps each event id that may not have been stored to its error. Publishing
+    a failed event again with the same event id is safe: the projector applies an event id
+    once."""
+
+    def __init__(self, message: str, delivered: list[Receipt], failed: dict[str, str]) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+        self.failed = failed
+
+
+class BrokerUnavailable(PublishFailed):
+    pass
+
+
+@dataclass
+class PublisherOptions:
+    linger_ms: int = 5
+    batch_size: int = 256 * 1024
+    delivery_timeout_ms: int = 30_000
+    request_timeout_ms: int = 10_000
+    max_block_ms: int = 15_000
+    kafka: dict[str, Any] = field(default_factory=dict)
+
+
+class LedgerPublisher:
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        *,
+        producer_name: str,
+        topic: str = DEFAULT_TOPIC,
+        sealer: PersonalDataSealer | None = None,
+        catalogue: SchemaCatalogue | None = None,
+        options: PublisherOptions | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not producer_name.strip():
+            raise ValueError("producer_name must name the publishing service")
+        self.topic = topic
+        self.producer_name = producer_name
+        self.catalogue = catalogue or SchemaCatalogue.load()
+        self.sealer = sealer
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._validators: dict[tuple[str, int], StructureValidator] = {}
+        opts = options or PublisherOptions()
+        self._delivery_timeout_s = opts.delivery_timeout_ms / 1000 + 5
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap_servers,
+                acks="all",
+                enable_idempotence=True,
+                max_in_flight_requests_per_connection=5,
+                linger_ms=opts.linger_ms,
+                batch_size=opts.batch_size,
+                delivery_timeout_ms=opts.delivery_timeout_ms,
+                request_timeout_ms=opts.request_timeout_ms,
+                max_block_ms=opts.max_block_ms,
+                **opts.kafka,
+            )
+        except NoBrokersAvailable as exc:
+            raise BrokerUnavailable(
+                f"no Kafka broker answers at {bootstrap_servers}: is it running? "
+                "(check PROTOCOLO_KAFKA_BOOTSTRAP or `protocolo dev status`)",
+                [], {},
+            ) from exc
+
+    # -- preparing -----------------------------------------------------------------------
+
+    def _validator(self, event_type: str, version: int) -> StructureValidator:
+        key = (event_type, version)
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = StructureValidator(self.catalogue.version(event_type, version).schema)
+            self._validators[key] = validator
+        return validator
+
+    def prepare(self, event: Event) -> PreparedEvent:
+        """Validate and encode one event without sending it (raises :class:`EventRejected`)."""
+        try:
+            schema = (self.catalogue.current(event.event_type) if event.schema_version is None
+                      else self.catalogue.version(event.event_type, event.schema_version))
+        except KeyError:
+            raise EventRejected("event_type", "unknown-event-type",
+                                f"{event.event_type!r} is not an event type ({', '.join(self.catalogue.event_types())})") from None
+        if not isinstance(event.fields, Mapping):
+            raise EventRejected("fields", "type", "event fields must be a mapping")
+        if "meta" in event.fields:
+            raise EventRejected("meta", "reserved", "meta is filled by the publisher; pass protocol_number, occurred_at, ... as arguments")
+        event_id = str(event.event_id or uuid.uuid4())
+        record: dict[str, Any] = {
+            "meta": {
+                "event_id": event_id,
+                "protocol_number": event.protocol_number,
+                "occurred_at": event.occurred_at or self._clock(),
+                "producer": self.producer_name,
+                "correlation_id": event.correlation_id,
+            },
+            **event.fields,
+        }
+        customer = record.get("customer")
+        if isinstance(customer, Mapping) and "sealed" not in customer:
+            if self.sealer is None:
+                raise EventRejected("customer", "no-sealer", "this publisher has no personal-data sealer configured")
+            record["customer"] = self.sealer.seal(dict(customer), event_id)
+        self._validator(event.event_type, schema.version).check(record)
+        check_domain_rules(event.event_type, record, now=self._clock())
+        key = entity_key(event.event_type, record)
+        value = self.catalogue.encode(event.event_type, record, version=schema.version)
+        return PreparedEvent(
+            event_type=event.event_type,
+            event_id=event_id,
+            key=key.encode(),
+            value=value,
+            headers=[("event_type", event.event_type.encode()), ("event_id", event_id.encode())],
+        )
+
+    # -- sending -------------------------------------------------------------------------
+
+    def publish(self, event_type: str, fields: Mapping[str, Any], **meta: Any) -> Receipt:
+        """Publish one event and wait until the broker has it."""
+        return self.publish_many([Event(event_type, fields, **meta)])[0]
+
+    def publish_many(self, events: Iterable[Event]) -> list[Receipt]:
+        """Validate all, then publish all; return receipts in the order given.
+
+        A rejected event rejects the whole call before anything is sent; the error's
+        field path starts with the event's index (``events[3].customer.cpf``).
+        """
+        prepared: list[PreparedEvent] = []
+        for i, event in enumerate(events):
+            try:
+                prepared.append(self.prepare(event))
+            except EventRejected as exc:
+                raise EventRejected(f"events[{i}].{exc.field}", exc.rule, exc.detail) from exc
+        return self.send_prepared(prepared)
+
+    def send_prepared(self, prepared: list[PreparedEvent]) -> list[Receipt]:
+        futures = []
+        failed: dict[str, str] = {}
+        for p in prepared:
+            try:
+                futures.append((p, self._producer.send(self.topic, key=p.key, value=p.value, headers=p.headers)))
+            except KafkaError as exc:  # metadata never arrived within max_block_ms
+                failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+                futures.append((p, None))
+        self._producer.flush(timeout=self._delivery_timeout_s)
+        receipts: list[Receipt] = []
+        for p, future in futures:
+            if future is None:
+                continue
+            try:
+                md = future.get(timeout=0.1 if future.is_done else self._delivery_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none dropped
+                failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+                continue
+            receipts.append(Receipt(md.topic, md.partition, md.offset, p.event_id, p.event_type, p.key.decode()))
+        if failed:
+            cls = BrokerUnavailable if len(failed) == len(prepared) else PublishFailed
+            raise cls(
+                f"{len(failed)} of {len(prepared)} events were not confirmed by the broker "
+                f"(first: {next(iter(failed.values()))}); publish them again with the same event ids",
+                receipts, failed,
+            )
+        return receipts
+
+    def close(self, timeout_s: float = 10) -> None:
+        self._producer.close(timeout=timeout_s)
+
+    def __enter__(self) -> LedgerPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
