@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from protocolo.personal_data import PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -84,6 +84,7 @@ class PublisherOptions:
     delivery_timeout_ms: int = 30_000
     request_timeout_ms: int = 10_000
     max_block_ms: int = 15_000
+    bootstrap_timeout_ms: int = 10_000
     kafka: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,9 +121,10 @@ class LedgerPublisher:
                 delivery_timeout_ms=opts.delivery_timeout_ms,
                 request_timeout_ms=opts.request_timeout_ms,
                 max_block_ms=opts.max_block_ms,
+                bootstrap_timeout_ms=opts.bootstrap_timeout_ms,
                 **opts.kafka,
             )
-        except NoBrokersAvailable as exc:
+        except KafkaTimeoutError as exc:
             raise BrokerUnavailable(
                 f"no Kafka broker answers at {bootstrap_servers}: is it running? "
                 "(check PROTOCOLO_KAFKA_BOOTSTRAP or `protocolo dev status`)",

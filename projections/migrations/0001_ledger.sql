@@ -32,7 +32,7 @@ CREATE TABLE journal (
     entity_key      text        NOT NULL,  -- the Kafka key as text: protocol number or the event's own id
     occurred_at     timestamptz NOT NULL,
     payload         jsonb       NOT NULL,  -- decoded with the current reader schema
-    duplicate_of    bigint,                -- offset-independent: set when event_id was already journalled
+    is_duplicate    boolean     NOT NULL,  -- event_id was journalled before: kept as evidence, not applied to views
     leaf_index      bigint      NOT NULL,  -- position in this partition's Merkle tree
     leaf_hash       bytea       NOT NULL,  -- RFC 6962 leaf hash, see projections/integrity.py
     projected_at    timestamptz NOT NULL DEFAULT now(),

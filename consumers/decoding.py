@@ -1,0 +1,96 @@
+"""Turning one Kafka record into a journal row, or a quarantine row saying why not.
+
+Nothing is dropped: a record that cannot be decoded (unknown fingerprint, truncated or
+garbage body), or whose key does not match the key the contract requires, becomes a
+quarantine row with its raw bytes and the error.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from protocolo.projections.integrity import leaf_hash
+from protocolo.projections.journal import JournalRow, QuarantineRow
+from protocolo.schemas.catalogue import SchemaCatalogue
+from protocolo.schemas.codec import DecodeError
+from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.validation import entity_key
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    raise TypeError(f"cannot represent {type(value).__name__} in JSON")
+
+
+def to_json(value: Any) -> str:
+    """JSON text of a decoded record: timestamps ISO 8601, UUIDs as text, bytes as hex."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def _headers_json(headers: Any) -> str:
+    if not headers:
+        return "[]"
+    return json.dumps([[k, (v or b"").decode("utf-8", "replace")] for k, v in headers])
+
+
+def _timestamp(record: Any) -> datetime | None:
+    ts = getattr(record, "timestamp", None)
+    if ts is None or ts < 0:
+        return None
+    return datetime.fromtimestamp(ts / 1000, tz=UTC)
+
+
+class RecordDecoder:
+    def __init__(self, topic: str, catalogue: SchemaCatalogue | None = None) -> None:
+        self.topic = topic
+        self.catalogue = catalogue or SchemaCatalogue.load()
+
+    def decode(self, record: Any, leaf_index: int) -> JournalRow | QuarantineRow:
+        """``record`` is a kafka-python ConsumerRecord (raw bytes key and value)."""
+        key, value = record.key, record.value
+        headers = _headers_json(record.headers)
+        try:
+            if value is None:
+                raise DecodeError("the record has no value (tombstone); the ledger never deletes")
+            decoded = self.catalogue.decode(value)
+            payload = decoded.record
+            meta = payload["meta"]
+            expected_key = entity_key(decoded.event_type, payload)
+            actual_key = key.decode("utf-8", "replace") if key is not None else None
+            if actual_key != expected_key:
+                raise DecodeError(
+                    f"wrong key: {decoded.event_type} must be keyed by {expected_key!r}, got {actual_key!r}"
+                )
+            occurred_at = meta["occurred_at"]
+        except (DecodeError, EventRejected, KeyError, TypeError, ValueError) as exc:
+            return QuarantineRow(
+                kafka_partition=record.partition, kafka_offset=record.offset,
+                kafka_timestamp=_timestamp(record), record_key=key, record_value=value,
+                headers=headers, error=f"{type(exc).__name__}: {exc}",
+            )
+        return JournalRow(
+            kafka_partition=record.partition,
+            kafka_offset=record.offset,
+            kafka_timestamp=_timestamp(record),
+            record_key=key,
+            record_value=value,
+            headers=headers,
+            fingerprint=decoded.fingerprint,
+            event_type=decoded.event_type,
+            schema_version=decoded.writer_version,
+            event_id=str(meta["event_id"]),
+            protocol_number=meta.get("protocol_number"),
+            entity_key=expected_key,
+            occurred_at=occurred_at,
+            payload=to_json(payload),
+            leaf_index=leaf_index,
+            leaf_hash=leaf_hash(self.topic, record.partition, record.offset, key, value),
+        )

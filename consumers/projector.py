@@ -1,0 +1,310 @@
+"""The projector: a consumer-group member that turns the ledger topic into PostgreSQL views
+with an exactly-once effect.
+
+Each batch (one ``poll``) is written in **one** PostgreSQL transaction: journal rows,
+quarantine rows, view updates and, per partition, the next offset to read. Where to read
+from is decided by PostgreSQL alone: on start and on every partition assignment the
+projector seeks to the stored offsets, never to Kafka's committed ones (it still commits to
+Kafka after each batch, for lag monitoring only). Kill it anywhere: a batch is either
+fully in PostgreSQL, offsets included, or not at all, and is read again.
+
+A stored offset beyond the broker's log end means the topic was recreated or the broker
+lost data; the projector stops with :class:`StoredOffsetBeyondLogEnd` instead of
+skipping or re-projecting (``auto_offset_reset='none'``: no reset policy ever moves it).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import OffsetOutOfRangeError
+
+from protocolo.projections.journal import (
+    JournalRow,
+    OffsetConflict,
+    PartitionProgress,
+    QuarantineRow,
+    ensure_staging,
+    stored_progress,
+    write_batch,
+)
+from protocolo.projections.migrations import connect
+from protocolo.projections.policy import PolicyProfile, install_profiles
+from protocolo.projections.views import prepare_session
+from protocolo.schemas.catalogue import SchemaCatalogue
+
+from .decoding import RecordDecoder
+
+log = logging.getLogger(__name__)
+
+
+class ProjectorError(RuntimeError):
+    pass
+
+
+class StoredOffsetBeyondLogEnd(ProjectorError):
+    def __init__(self, topic: str, partition: int, stored: int, log_end: int | None) -> None:
+        end = "out of range" if log_end is None else f"ends at offset {log_end}"
+        super().__init__(
+            f"{topic} partition {partition}: PostgreSQL says {stored} records of this partition were "
+            f"already projected, but the broker's log {end}. The topic was deleted and recreated, or "
+            "the broker lost data (the embedded tansu broker keeps its log in memory: restarting it "
+            "empties every topic). Nothing was skipped or projected twice; the projector stopped. "
+            "Restore the topic's data, or point the projector at a fresh database "
+            "(PROTOCOLO_DATABASE_URL) or another topic (PROTOCOLO_TOPIC) to start a new ledger; "
+            "the journal in PostgreSQL still holds everything projected so far."
+        )
+        self.topic, self.partition, self.stored, self.log_end = topic, partition, stored, log_end
+
+
+@dataclass
+class ProjectorOptions:
+    batch_size: int = 2000
+    poll_timeout_ms: int = 500
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    max_poll_interval_ms: int = 60_000
+    commit_to_kafka: bool = True
+    policy_override: PolicyProfile | None = None
+    kafka: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProjectorStats:
+    batches: int = 0
+    journaled: int = 0
+    quarantined: int = 0
+    conflicts: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def records(self) -> int:
+        return self.journaled + self.quarantined
+
+
+class _Positions:
+    """What PostgreSQL says for each assigned partition: (next_offset, next_leaf) or None."""
+
+    def __init__(self) -> None:
+        self.stored: dict[int, tuple[int, int] | None] = {}
+
+
+class _SeekToStored(ConsumerRebalanceListener):
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self.projector._positions.stored.pop(tp.partition, None)
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.projector._seek_to_stored(assigned)
+
+
+class Projector:
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        database_url: str,
+        *,
+        topic: str,
+        group_id: str,
+        options: ProjectorOptions | None = None,
+        catalogue: SchemaCatalogue | None = None,
+        progress: Callable[[ProjectorStats], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.options = options or ProjectorOptions()
+        self.stats = ProjectorStats()
+        self._progress = progress
+        self._stop = threading.Event()
+        self._positions = _Positions()
+        self._decoder = RecordDecoder(topic, catalogue)
+        self._conn = connect(database_url)
+        ensure_staging(self._conn)
+        prepare_session(self._conn, self.options.policy_override)
+        install_profiles(self._conn)
+        self._conn.commit()
+        opts = self.options
+        batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            max_poll_records=opts.batch_size,
+            # Bound what the client buffers, so memory follows the batch size, not the log.
+            fetch_max_bytes=batch_bytes,
+            max_partition_fetch_bytes=max(batch_bytes // 4, 1024 * 1024),
+            session_timeout_ms=opts.session_timeout_ms,
+            heartbeat_interval_ms=opts.heartbeat_interval_ms,
+            max_poll_interval_ms=opts.max_poll_interval_ms,
+            **opts.kafka,
+        )
+        self._consumer.subscribe([topic], listener=_SeekToStored(self))
+
+    # -- positions -------------------------------------------------------------------
+
+    def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        self._conn.rollback()
+        stored = stored_progress(self._conn, self.topic, [tp.partition for tp in assigned])
+        self._conn.rollback()
+        for tp in assigned:
+            at = stored.get(tp.partition)
+            self._positions.stored[tp.partition] = at
+            if at is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, at[0])
+        log.info("assigned %s; stored offsets %s", sorted(tp.partition for tp in assigned), stored)
+
+    def _check_log_end(self) -> None:
+        """A stored offset past the high watermark: the log lost what we projected."""
+        for tp in self._consumer.assignment():
+            at = self._positions.stored.get(tp.partition)
+            high = self._consumer.highwater(tp)
+            if at is not None and high is not None and at[0] > high:
+                raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, at[0], high)
+
+    def caught_up(self) -> bool:
+        """Every assigned partition has been fetched and nothing is left below its high watermark."""
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return False
+        for tp in assignment:
+            high = self._consumer.highwater(tp)
+            at = self._positions.stored.get(tp.partition)
+            if high is None:
+                return False
+            if (at[0] if at else 0) < high:
+                return False
+        return True
+
+    # -- one batch -------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Poll once and project what came; return the number of records handled."""
+        try:
+            polled = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms,
+                                         max_records=self.options.batch_size)
+        except OffsetOutOfRangeError as exc:
+            tp, offset = next(iter(exc.args[0].items()))
+            raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, offset, None) from exc
+        self._check_log_end()
+        if not polled:
+            return 0
+        rows: list[JournalRow] = []
+        quarantined: list[QuarantineRow] = []
+        progress: list[PartitionProgress] = []
+        for tp, records in polled.items():
+            at = self._positions.stored.get(tp.partition)
+            if tp.partition not in self._positions.stored:
+                continue  # revoked during the poll
+            next_offset, next_leaf = at if at else (0, 0)
+            for record in records:
+                if record.offset < next_offset:
+                    continue  # already projected (defensive: never apply twice)
+                row = self._decoder.decode(record, next_leaf)
+                if isinstance(row, JournalRow):
+                    rows.append(row)
+                    next_leaf += 1
+                else:
+                    quarantined.append(row)
+                    log.warning("quarantined %s[%d]@%d: %s", self.topic, tp.partition, record.offset, row.error)
+                next_offset = record.offset + 1
+            if at is None or next_offset != at[0]:
+                progress.append(PartitionProgress(tp.partition, at[0] if at else None, next_offset, next_leaf))
+        if not progress:
+            return 0
+        try:
+            with self._conn.transaction():
+                write_batch(self._conn, self.topic, rows, quarantined, progress)
+        except OffsetConflict as exc:
+            self.stats.conflicts += 1
+            log.warning("%s; re-reading stored offsets", exc)
+            self._seek_to_stored(self._consumer.assignment())
+            return 0
+        except psycopg.errors.UniqueViolation as exc:
+            # The journal already holds one of these offsets: another projector got there.
+            self.stats.conflicts += 1
+            log.warning("journal already has part of this batch (%s); re-reading stored offsets", exc.diag.message_primary)
+            self._seek_to_stored(self._consumer.assignment())
+            return 0
+        self._conn.commit()
+        for p in progress:
+            self._positions.stored[p.partition] = (p.next_offset, p.next_leaf_index)
+        if self.options.commit_to_kafka:
+            self._consumer.commit_async({
+                TopicPartition(self.topic, p.partition): OffsetAndMetadata(p.next_offset, "", -1) for p in progress
+            })
+        self.stats.batches += 1
+        self.stats.journaled += len(rows)
+        self.stats.quarantined += len(quarantined)
+        if self._progress:
+            self._progress(self.stats)
+        return len(rows) + len(quarantined)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the batch in flight (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self, until_caught_up: bool = False, idle_timeout_s: float | None = None) -> ProjectorStats:
+        """Project until :meth:`stop` (or SIGINT/SIGTERM when called from the main thread),
+        or, with ``until_caught_up``, until every assigned partition reaches its log end."""
+        restore = self._install_signal_handlers()
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                handled = self.step()
+                if handled:
+                    idle_since = time.monotonic()
+                elif until_caught_up and self.caught_up():
+                    break
+                elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    raise ProjectorError(
+                        f"no progress for {idle_timeout_s:.0f} s and not caught up "
+                        f"(assignment: {sorted(tp.partition for tp in self._consumer.assignment())})"
+                    )
+        finally:
+            restore()
+        return self.stats
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: object) -> None:
+            log.info("signal %d: finishing the batch in flight, then stopping", signum)
+            self._stop.set()
+
+        for s in previous:
+            signal.signal(s, handler)
+
+        def restore() -> None:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+        return restore
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> Projector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
