@@ -148,7 +148,12 @@ class PersonalDataSealer:
                                     "customer takes cpf, customer_code and name")
             customer = ClearCustomer(**customer)
         if customer.cpf is None and customer.customer_code is None:
-            raise EventRejected(field, "required", "identify the customer by cpf or customer_code")
+            if customer.name is not None:
+                raise EventRejected(f"{field}.name", "unidentified",
+                                    "a name needs a cpf or customer_code to seal it under")
+            # An unidentified customer: the contract allows it (asking for the CPF must not
+            # be a precondition to reach an agent, Decreto 11.034/2022 art. 4 §4).
+            return {"cpf_index": None, "customer_code_index": None, "sealed": None}
         cpf = normalise_cpf(customer.cpf, f"{field}.cpf") if customer.cpf is not None else None
         cpf_index = self.index.cpf(cpf) if cpf else None
         code_index = (self.index.customer_code(customer.customer_code, f"{field}.customer_code")

@@ -1,0 +1,114 @@
+"""``protocolo demo``: the main job on the embedded default.
+
+Brings the stack up if needed, simulates a call-centre day, publishes it, projects it,
+runs the retention sweeper on the simulated clock, projects again, then prints summary
+counts and the timeline of one sample contact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+
+from protocolo.cli import CommandError
+from protocolo.cli import history as history_cli
+from protocolo.cli.project import ProgressPrinter
+from protocolo.config import ConfigError
+from protocolo.consumers.projector import ProjectorError
+from protocolo.producers.protocol_issuer import ProtocolIssuer
+from protocolo.producers.publisher import PublishFailed
+from protocolo.producers.retention import sweep
+from protocolo.producers.simulator import CallCentreDay, chunks
+from protocolo.runtime import Runtime
+
+SUMMARY = (
+    ("contacts in the ledger", "SELECT count(*) FROM interactions WHERE opened_at IS NOT NULL"),
+    ("events journaled", "SELECT count(*) FROM journal"),
+    ("records quarantined", "SELECT count(*) FROM quarantine"),
+    ("protocol number not told at the start", "SELECT count(*) FROM interaction_compliance WHERE NOT protocol_disclosed_at_start"),
+    ("protocol not confirmed by SMS/e-mail within 24 h", "SELECT count(*) FROM interaction_compliance WHERE NOT protocol_confirmed_in_time"),
+    ("recordings kept", "SELECT count(*) FROM recordings WHERE status = 'retained'"),
+    ("recordings deleted after retention", "SELECT count(*) FROM recording_deletions WHERE reason = 'RETENTION_EXPIRED' AND NOT before_retention_end"),
+    ("recordings past retention kept by a legal hold",
+     "SELECT count(*) FROM recordings r WHERE r.status = 'retained' AND r.retain_until < now()"
+     " AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.protocol_number = r.protocol_number AND h.released_at IS NULL)"),
+    ("deletions breaking a rule (early or under hold)", "SELECT count(*) FROM recording_deletions WHERE before_retention_end OR under_legal_hold"),
+    ("retrieval requests", "SELECT count(*) FROM retrieval_requests"),
+    ("  ... made without a protocol number (by CPF)", "SELECT count(*) FROM retrieval_requests WHERE protocol_number IS NULL"),
+    ("  ... fulfilled within the deadline", "SELECT count(*) FROM retrieval_request_status WHERE fulfilled_in_time"),
+    ("  ... fulfilled late", "SELECT count(*) FROM retrieval_request_status WHERE fulfilled_in_time = false"),
+    ("  ... rejected", "SELECT count(*) FROM retrieval_requests WHERE status = 'rejected'"),
+    ("  ... open and overdue", "SELECT count(*) FROM retrieval_request_status WHERE overdue"),
+    ("legal holds placed (active)", "SELECT count(*) || ' (' || count(*) FILTER (WHERE released_at IS NULL) || ')' FROM legal_holds"),
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="simulate a call-centre day end to end on the embedded stack (the main job)",
+        description="Start the embedded stack if needed, publish a simulated day of contacts, "
+        "project it, apply retention on the simulated clock and print what the ledger shows.",
+    )
+    p.add_argument("--contacts", type=int, default=2000, help="contacts in the simulated day (default 2000)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: time-based)")
+    p.add_argument("--days-ago", type=int, default=120,
+                   help="how long ago the simulated day was (default 120: past the 90-day SAC retention)")
+    p.set_defaults(func=run)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.contacts < 1:
+        raise CommandError("--contacts must be at least 1")
+    if not 0 <= args.days_ago <= 3650:
+        raise CommandError("--days-ago must be between 0 and 3650")
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    try:
+        say("Starting the stack ...")
+        rt = Runtime.start(log=lambda m: say("  " + m))
+        say(f"  Kafka {rt.kafka_bootstrap}  topic {rt.settings.topic}\n  PostgreSQL {rt.database_url}")
+        seed = args.seed if args.seed is not None else int(time.time())
+        with ProtocolIssuer(rt.database_url, block_size=500) as issuer:
+            say(f"Simulating {args.contacts:,} contacts (seed {seed}) ...")
+            day = CallCentreDay(issuer.issue, contacts=args.contacts, seed=seed, days_ago=args.days_ago).build()
+        say(f"  {len(day.events):,} events on {day.day:%Y-%m-%d} and the weeks after")
+        with rt.publisher("protocolo-demo") as publisher:
+            sent = 0
+            for chunk in chunks(day.events, 2000):
+                sent += len(publisher.publish_many(chunk))
+                say(f"  published {sent:,}/{len(day.events):,}")
+            _project(rt, "Projecting")
+            say(f"Retention sweep at {datetime.now(UTC):%Y-%m-%d} (simulated day + {args.days_ago} days) ...")
+            with rt.connect() as conn:
+                deleted = sweep(conn, publisher, datetime.now(UTC), progress=lambda n: say(f"  published {n:,} deletions"))
+            say(f"  {len(deleted):,} recordings past retention and not on hold")
+        _project(rt, "Projecting the deletions")
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    except (ProjectorError, PublishFailed) as exc:
+        raise CommandError(str(exc)) from exc
+    with rt.connect() as conn:
+        print(f"\nProtocolo demo: one call-centre day ({day.day:%Y-%m-%d}), ledger totals\n")
+        for label, sql in SUMMARY:
+            print(f"  {label:<52} {conn.execute(sql).fetchone()[0]}")
+    print("\nSample contact (its customer also asked for the recording by CPF, without the number):\n")
+    sys.stdout.flush()
+    code = history_cli.run(argparse.Namespace(protocol=day.sample_protocol, cpf=None, customer=None,
+                                              start=None, end=None, json=False))
+    say(f"Done in {time.monotonic() - started:.1f} s. Try: protocolo history --cpf {day.sample_cpf}")
+    return code
+
+
+def _project(rt: Runtime, title: str) -> None:
+    say(f"{title} ...")
+    with rt.projector(progress=ProgressPrinter(every=1.0)) as projector:
+        stats = projector.run(until_caught_up=True, idle_timeout_s=120)
+    say(f"  {stats.journaled:,} events projected in {stats.batches} batches, {stats.quarantined} quarantined")

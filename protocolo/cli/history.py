@@ -1,0 +1,218 @@
+"""``protocolo history``: find contacts and print their provable timelines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from protocolo.cli import CommandError
+from protocolo.config import ConfigError
+from protocolo.projections.history import (
+    Timeline,
+    protocols_for_customer,
+    requests_for_customer,
+    timelines,
+)
+from protocolo.runtime import Runtime
+from protocolo.schemas.cpf import mask_cpf, normalise_cpf
+from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.protocol_number import format_protocol_number, normalise_protocol_number
+
+LOCAL = ZoneInfo("America/Sao_Paulo")
+EXIT_NOT_FOUND = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "history",
+        help="timeline of contacts, by protocol number, CPF or customer code",
+        description="Find contacts by protocol number, or without one by CPF or customer code "
+        "(optionally within --from/--to), and print each contact's full timeline. "
+        "Exit status: 0 found, 1 nothing found, 2 bad input.",
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--protocol", metavar="N", help="protocol number (spaces, dots and dashes allowed)")
+    who.add_argument("--cpf", metavar="CPF", help="customer CPF, NNN.NNN.NNN-DD or 11 digits")
+    who.add_argument("--customer", metavar="CODE", help="customer code")
+    p.add_argument("--from", dest="start", metavar="DATE", help="contacts opened on or after (YYYY-MM-DD or ISO time)")
+    p.add_argument("--to", dest="end", metavar="DATE", help="contacts opened on or before (YYYY-MM-DD or ISO time)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def parse_when(text: str | None, option: str, end_of_day: bool) -> datetime | None:
+    """A date is a whole day in São Paulo time; a datetime without zone is São Paulo time."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            day = datetime.fromisoformat(text).date()
+            moment = datetime.combine(day, time.min, LOCAL)
+            return moment + timedelta(days=1) if end_of_day else moment
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL)
+
+
+def run(args: argparse.Namespace) -> int:
+    start = parse_when(args.start, "--from", end_of_day=False)
+    end = parse_when(args.end, "--to", end_of_day=True)
+    if start and end and start >= end:
+        raise CommandError("--from must be before --to")
+    try:
+        protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
+        rt = Runtime.start(log=lambda m: print(m, file=sys.stderr), need_kafka=False)
+        sealer = rt.sealer()
+        query: dict[str, Any]
+        if protocol:
+            query = {"protocol_number": protocol}
+            protocols, requests = [protocol], []
+            kind = value = None
+        elif args.cpf:
+            kind, value = "cpf", sealer.index.cpf(args.cpf, "--cpf")
+            query = {"cpf": mask_cpf(normalise_cpf(args.cpf, "--cpf"))}
+        else:
+            kind, value = "customer_code", sealer.index.customer_code(args.customer, "--customer")
+            query = {"customer_code": args.customer}
+    except EventRejected as exc:
+        raise CommandError(str(exc)) from exc
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    with rt.connect() as conn:
+        if kind:
+            protocols = protocols_for_customer(conn, kind, value, start, end)
+            requests = requests_for_customer(conn, kind, value)
+        found = timelines(conn, protocols)
+    found = [t for t in found if t.events]
+    if args.start or args.end:
+        query |= {"from": start.isoformat() if start else None, "to": end.isoformat() if end else None}
+    customers = {t.protocol_number: _customer(sealer, t) for t in found}
+    if args.json:
+        print(json.dumps(_as_json(query, found, requests, customers), default=_json_default, indent=2, ensure_ascii=False))
+    else:
+        _print_text(found, requests, customers)
+    if not found and not requests:
+        what = ", ".join(f"{k} {v}" for k, v in query.items() if v)
+        print(f"protocolo: no contact found for {what}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    return 0
+
+
+def _customer(sealer: Any, t: Timeline) -> dict[str, Any] | None:
+    opened = next((e for e in t.events if e["event_type"] == "ContactOpened"), None)
+    if opened is None:
+        return None
+    sealed = opened["payload"].get("customer", {}).get("sealed")
+    clear = sealer.open(sealed, opened["event_id"])
+    if clear is None:
+        return {"erased": True}
+    return {"erased": False, "name": clear.get("name"), "customer_code": clear.get("customer_code"),
+            "cpf_masked": mask_cpf(clear["cpf"]) if clear.get("cpf") else None}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _as_json(query: dict[str, Any], found: list[Timeline], requests: list[dict[str, Any]],
+             customers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "query": query,
+        "interactions": [
+            {
+                "protocol_number": t.protocol_number,
+                **{k: v for k, v in (t.interaction or {}).items() if k not in ("protocol_number", "cpf_index", "customer_code_index")},
+                "customer": customers.get(t.protocol_number),
+                "compliance": t.compliance,
+                "recordings": t.recordings,
+                "legal_holds": t.holds,
+                "retrieval_requests": t.requests,
+                "events": [
+                    {"event_type": e["event_type"], "occurred_at": e["occurred_at"], "partition": e["partition"],
+                     "offset": e["offset"], "event_id": e["event_id"], "schema_version": e["schema_version"],
+                     "duplicate": e["is_duplicate"], "payload": e["payload"]}
+                    for e in t.events
+                ],
+            }
+            for t in found
+        ],
+        "retrieval_requests": requests,
+    }
+
+
+def _local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return moment.astimezone(LOCAL).strftime(fmt) if moment else "-"
+
+
+def _yes(flag: bool | None) -> str:
+    return {True: "yes", False: "NO", None: "-"}[flag]
+
+
+def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers: dict[str, Any]) -> None:
+    out = sys.stdout
+    for t in found:
+        i = t.interaction or {}
+        out.write(f"Protocol {format_protocol_number(t.protocol_number)}  |  {i.get('channel') or '?'} "
+                  f"{(i.get('direction') or '').lower()}  |  {i.get('service_type') or '?'} ({i.get('policy_profile') or 'no profile'})\n")
+        c = customers.get(t.protocol_number)
+        who = ("[personal data erased]" if c and c["erased"] else
+               " ".join(x for x in ((c or {}).get("name"), (c or {}).get("cpf_masked") and f"CPF {c['cpf_masked']}",
+                                     (c or {}).get("customer_code") and f"code {c['customer_code']}") if x) or "-")
+        out.write(f"  customer  {who}\n  agent     {i.get('agent_id') or '(self-service)'}\n"
+                  f"  subject   {i.get('subject') or '-'}\n")
+        out.write(f"  opened    {_local(i.get('opened_at'))} (São Paulo)   closed {_local(i.get('closed_at'))}"
+                  f"   outcome {i.get('outcome') or '-'}\n")
+        if t.compliance:
+            k = t.compliance
+            out.write(f"  rules     protocol told at start: {_yes(k['protocol_disclosed_at_start'])}   "
+                      f"recording notice at start: {_yes(k['recording_notice_at_start'])}   "
+                      f"protocol confirmed by SMS/e-mail in time: {_yes(k['protocol_confirmed_in_time'])}\n")
+        for r in t.recordings:
+            state = (f"deleted {_local(r['deleted_at'], '%Y-%m-%d')} ({r['deletion_reason']})" if r["status"] == "deleted"
+                     else f"kept until {_local(r['retain_until'], '%Y-%m-%d')}")
+            out.write(f"  recording {r['recording_id']}  {r['duration_ms'] / 1000:.0f}s  sha256 {r['sha256'][:16]}...  "
+                      f"{state}  [{r['retention_profile']}]\n")
+        for h in t.holds:
+            out.write(f"  hold      {h['hold_id']} case {h['case_reference']} placed {_local(h['placed_at'], '%Y-%m-%d')}"
+                      f"{' released ' + _local(h['released_at'], '%Y-%m-%d') if h['released_at'] else ' (active)'}\n")
+        for r in t.requests:
+            out.write(f"  request   {r['kind']} {r['request_id']} {r['status']}  due {_local(r['due_at'])}"
+                      f"{'  OVERDUE' if r['overdue'] else ''}\n")
+        out.write("  timeline\n")
+        for e in t.events:
+            detail = _event_detail(e)
+            out.write(f"    {_local(e['occurred_at'])}  {e['event_type']:<19} p{e['partition']}@{e['offset']}"
+                      f"{'  (duplicate, not applied)' if e['is_duplicate'] else ''}{'  ' + detail if detail else ''}\n")
+        out.write("\n")
+    orphans = [r for r in requests if not r.get("protocol_number")]
+    if orphans:
+        out.write("Requests without protocol number\n")
+        for r in orphans:
+            out.write(f"  {r['kind']} {r['request_id']}  requested {_local(r['requested_at'])}  {r['status']}"
+                      f"  due {_local(r['due_at'])}{'  OVERDUE' if r['overdue'] else ''}"
+                      f"  located: {', '.join(r['located_protocols'] or []) or '-'}\n")
+
+
+def _event_detail(e: dict[str, Any]) -> str:
+    p = e["payload"]
+    match e["event_type"]:
+        case "DisclosureMade":
+            return f"{p['kind']} via {p['medium']}"
+        case "ContactClosed":
+            return p["outcome"]
+        case "RecordingCaptured" | "RecordingDeleted":
+            return f"{p['recording_id']}" + (f" ({p['reason']})" if "reason" in p else "")
+        case "RetrievalRequested" | "RetrievalFulfilled" | "RetrievalRejected" | "RetrievalLocated":
+            return f"request {p['request_id']}" + (f" {p.get('kind') or p.get('reason') or ''}".rstrip())
+        case "LegalHoldPlaced" | "LegalHoldReleased":
+            return f"hold {p['hold_id']}"
+        case "NoteAdded":
+            return f"by {p.get('agent_name') or p['agent_id']}"
+    return ""

@@ -1,0 +1,61 @@
+"""``protocolo project``: run the projector (Kafka -> PostgreSQL views)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from protocolo.cli import CommandError
+from protocolo.config import ConfigError
+from protocolo.consumers.projector import ProjectorError, ProjectorStats
+from protocolo.runtime import Runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "project",
+        help="project the ledger topic into PostgreSQL (exactly-once effect)",
+        description="Consume the ledger topic as a member of the projector group and apply each "
+        "batch to PostgreSQL in one transaction. Stops cleanly on SIGINT/SIGTERM.",
+    )
+    p.add_argument("--until-caught-up", action="store_true",
+                   help="exit once every assigned partition reaches its log end")
+    p.add_argument("--batch-size", type=int, default=2000, help="records per batch/transaction (default 2000)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run)
+
+
+class ProgressPrinter:
+    """Progress on stderr at most every ``every`` seconds."""
+
+    def __init__(self, every: float = 2.0, quiet: bool = False) -> None:
+        self.every, self.quiet, self.last = every, quiet, 0.0
+
+    def __call__(self, stats: ProjectorStats) -> None:
+        now = time.monotonic()
+        if self.quiet or now - self.last < self.every:
+            return
+        self.last = now
+        rate = stats.records / max(now - stats.started, 1e-9)
+        print(f"  projected {stats.journaled:,} events, quarantined {stats.quarantined:,} "
+              f"({rate:,.0f}/s)", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise CommandError("--batch-size must be at least 1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rt = Runtime.start(log=lambda m: print(m, file=sys.stderr))
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        with rt.projector(args.batch_size, ProgressPrinter(quiet=args.quiet)) as projector:
+            stats = projector.run(until_caught_up=args.until_caught_up)
+    except ProjectorError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"projected {stats.journaled:,} events in {stats.batches:,} batches; "
+          f"quarantined {stats.quarantined:,}", file=sys.stderr)
+    return 0
