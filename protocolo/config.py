@@ -1,0 +1,139 @@
+"""Settings read from the environment.
+
+Every knob is a ``PROTOCOLO_*`` environment variable. An empty value counts as unset, so
+``PROTOCOLO_KAFKA_BOOTSTRAP= protocolo ...`` falls back to the embedded stack. A value that
+is set but malformed raises :class:`ConfigError` naming the variable and the rule it broke,
+instead of surfacing later as a connection error far from the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_HOME = "~/.protocolo"
+DEFAULT_TOPIC = "protocolo.interactions"
+DEFAULT_PARTITIONS = 6
+DEFAULT_GROUP_ID = "protocolo-projector"
+
+ENV_HOME = "PROTOCOLO_HOME"
+ENV_KAFKA_BOOTSTRAP = "PROTOCOLO_KAFKA_BOOTSTRAP"
+ENV_DATABASE_URL = "PROTOCOLO_DATABASE_URL"
+ENV_TOPIC = "PROTOCOLO_TOPIC"
+ENV_PARTITIONS = "PROTOCOLO_PARTITIONS"
+ENV_GROUP_ID = "PROTOCOLO_GROUP_ID"
+
+# Kafka's own rule for topic names (kafka.common.internals.Topic).
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# host:port, host:port ... where host may be a name, an IPv4 address or a bracketed IPv6.
+_HOST_PORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})")
+
+
+class ConfigError(ValueError):
+    """A configuration value is malformed; the message names the variable and the rule."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Protocolo keeps local state and how it reaches Kafka and PostgreSQL.
+
+    ``kafka_bootstrap`` and ``database_url`` are ``None`` when not configured: then the
+    embedded dev stack under ``home`` provides them (see :func:`protocolo.devstack.resolve`).
+    """
+
+    home: Path
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    topic: str = DEFAULT_TOPIC
+    partitions: int = DEFAULT_PARTITIONS
+    group_id: str = DEFAULT_GROUP_ID
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read the settings from ``environ``; raise :class:`ConfigError` on a bad value."""
+
+        def get(name: str) -> str | None:
+            value = environ.get(name)
+            if value is None or not value.strip():
+                return None
+            return value.strip()
+
+        return cls(
+            home=_parse_home(get(ENV_HOME) or DEFAULT_HOME),
+            kafka_bootstrap=_parse_bootstrap(ENV_KAFKA_BOOTSTRAP, get(ENV_KAFKA_BOOTSTRAP)),
+            database_url=_parse_database_url(ENV_DATABASE_URL, get(ENV_DATABASE_URL)),
+            topic=_parse_topic(ENV_TOPIC, get(ENV_TOPIC) or DEFAULT_TOPIC),
+            partitions=_parse_partitions(ENV_PARTITIONS, get(ENV_PARTITIONS)),
+            group_id=get(ENV_GROUP_ID) or DEFAULT_GROUP_ID,
+        )
+
+
+def _parse_home(value: str) -> Path:
+    # Absolute, because detached services started from here record it and may be asked
+    # about it later from another working directory.
+    return Path(os.path.abspath(os.path.expanduser(value)))
+
+
+def _parse_bootstrap(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    servers = [part.strip() for part in value.split(",")]
+    for server in servers:
+        match = _HOST_PORT_RE.fullmatch(server)
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ConfigError(
+                f"{name}={value!r}: must be a comma-separated list of host:port "
+                f"(port 1-65535), e.g. 'kafka-1:9092,kafka-2:9092'; bad entry {server!r}"
+            )
+    return ",".join(servers)
+
+
+def _parse_database_url(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    # The value is never echoed in errors: it may hold a password.
+    rule = (
+        f"{name}: must be a PostgreSQL connection URL such as "
+        "'postgresql://user:password@host:5432/dbname'"
+    )
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.scheme not in {"postgresql", "postgres"}:
+            raise ConfigError(f"{rule} (scheme {parts.scheme!r} is not postgresql)")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port that is not 0-65535
+        except ValueError:
+            raise ConfigError(f"{rule} (the port is not a number from 1 to 65535)") from None
+    # libpq's own parser: accepts URLs and key=value strings, rejects the rest.
+    from psycopg import conninfo
+
+    try:
+        conninfo.conninfo_to_dict(value)
+    except Exception:  # psycopg.ProgrammingError; its message may quote the value
+        raise ConfigError(f"{rule} (libpq cannot parse it)") from None
+    return value
+
+
+def _parse_topic(name: str, value: str) -> str:
+    if not _TOPIC_RE.fullmatch(value) or value in {".", ".."}:
+        raise ConfigError(
+            f"{name}={value!r}: must be a Kafka topic name: 1-249 characters from "
+            "letters, digits, '.', '_' and '-', and not '.' or '..'"
+        )
+    return value
+
+
+def _parse_partitions(name: str, value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PARTITIONS
+    try:
+        partitions = int(value, 10)
+    except ValueError:
+        partitions = 0
+    if partitions < 1:
+        raise ConfigError(f"{name}={value!r}: must be a whole number of at least 1")
+    return partitions
