@@ -1,0 +1,113 @@
+"""``protocolo dev up|down|status``: the embedded local stack (tansu + PostgreSQL).
+
+``dev up`` writes progress to stderr and only comments and ``export`` lines to stdout, so
+``eval "$(protocolo dev up)"`` configures the current shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from protocolo import devstack
+from protocolo.cli import CommandError
+from protocolo.config import (
+    ENV_DATABASE_URL,
+    ENV_KAFKA_BOOTSTRAP,
+    ConfigError,
+    Settings,
+)
+
+#: ``dev status`` exit status when a service is not running (LSB: "program is not running").
+EXIT_NOT_RUNNING = 3
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "dev",
+        help="start, stop or inspect the embedded local stack",
+        description=(
+            "The embedded local stack under $PROTOCOLO_HOME (default ~/.protocolo): a tansu "
+            "Kafka-protocol broker and a PostgreSQL server, both from wheels. "
+            f"Note: {devstack.MEMORY_ONLY_NOTE}."
+        ),
+    )
+    sub = parser.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
+    up = sub.add_parser(
+        "up",
+        help="start what is not running and print the URLs",
+        description=(
+            "Start the broker and PostgreSQL if they are not running, wait until both answer, "
+            "and print export lines for PROTOCOLO_KAFKA_BOOTSTRAP and PROTOCOLO_DATABASE_URL."
+        ),
+    )
+    up.set_defaults(func=_up)
+    down = sub.add_parser(
+        "down",
+        help="stop both services (the broker's topics are lost)",
+        description=f"Stop the broker and PostgreSQL. {devstack.MEMORY_ONLY_NOTE}; "
+        "PostgreSQL keeps its data.",
+    )
+    down.set_defaults(func=_down)
+    status = sub.add_parser(
+        "status",
+        help="show whether each service runs",
+        description=f"Show each service's state, pid and URL. Exit status 0 when both run, "
+        f"{EXIT_NOT_RUNNING} otherwise.",
+    )
+    status.set_defaults(func=_status)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _up(args: argparse.Namespace) -> int:
+    settings = _settings()
+    try:
+        endpoints = devstack.up(settings, log=_progress)
+    except devstack.DevStackError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"# kafka:    {endpoints.kafka_bootstrap} ({devstack.MEMORY_ONLY_NOTE})")
+    print(f"# postgres: {endpoints.database_url}")
+    print(f"export {ENV_KAFKA_BOOTSTRAP}={shlex.quote(endpoints.kafka_bootstrap)}")
+    print(f"export {ENV_DATABASE_URL}={shlex.quote(endpoints.database_url)}")
+    for name, configured, embedded in (
+        (ENV_KAFKA_BOOTSTRAP, settings.kafka_bootstrap, endpoints.kafka_bootstrap),
+        (ENV_DATABASE_URL, settings.database_url, endpoints.database_url),
+    ):
+        if configured and configured != embedded:
+            # the value is not echoed: a database URL may hold a password
+            _progress(f"note: {name} is set in this shell; commands use it, not this stack")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    try:
+        devstack.down(_settings(), log=_progress)
+    except devstack.DevStackError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    report = devstack.status(_settings())
+    print(f"home: {report['home']}")
+    for name in ("kafka", "postgres"):
+        service = report[name]
+        if service["running"]:
+            print(f"{name:<9} running  pid {service['pid']:<8} {service['url']}")
+        else:
+            print(f"{name:<9} stopped")
+        print(f"{'':<9} log: {service['log']}")
+    print(f"note: {devstack.MEMORY_ONLY_NOTE}")
+    running = report["kafka"]["running"] and report["postgres"]["running"]
+    return 0 if running else EXIT_NOT_RUNNING
