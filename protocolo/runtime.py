@@ -7,20 +7,32 @@ deployment's keys.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+from kafka.errors import KafkaError
 
 from protocolo import devstack
 from protocolo.config import Settings
-from protocolo.deployment_keys import DeploymentKeys, load_keys
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.deployment_keys import DeploymentKeys, KeyConfigError, load_keys
+from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.personal_data import BlindIndex, KeyVault, PersonalDataSealer
 from protocolo.projections.migrations import connect
 from protocolo.projections.policy import override_from_env
 
 Log = Callable[[str], None]
+
+
+def stack_log(message: str) -> None:
+    """Progress of the embedded stack on stderr, without the "already running" chatter."""
+    if "already running" not in message:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+
+class RuntimeUnavailable(RuntimeError):
+    """Kafka or PostgreSQL could not be reached or prepared; the message says which."""
 
 
 @dataclass
@@ -32,17 +44,25 @@ class Runtime:
     _sealer: PersonalDataSealer | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, settings: Settings | None = None, log: Log = print, need_kafka: bool = True) -> Runtime:
+    def start(cls, settings: Settings | None = None, log: Log = stack_log, need_kafka: bool = True) -> Runtime:
         settings = settings or Settings.from_env()
-        if need_kafka:
-            endpoints = devstack.resolve(settings, log)
-            kafka, database = endpoints.kafka_bootstrap, endpoints.database_url
-            ensure_ledger_topic(kafka, settings.topic, settings.partitions)
-        else:
-            kafka = settings.kafka_bootstrap or ""
-            database = settings.database_url or devstack.start_postgres(settings, log)
-        connect(database).close()  # bring the schema up to date once
-        return cls(settings, kafka, database, load_keys(settings.home))
+        try:
+            if not need_kafka and settings.database_url:
+                endpoints = devstack.Endpoints(settings.kafka_bootstrap or "", settings.database_url)
+            else:
+                endpoints = devstack.resolve(settings, log)
+            if need_kafka:
+                ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
+            connect(endpoints.database_url).close()  # bring the schema up to date once
+        except (devstack.DevStackError, LedgerTopicError, KafkaError) as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            raise RuntimeUnavailable(f"PostgreSQL is unreachable: {exc}".strip()) from exc
+        try:
+            keys = load_keys(settings.home)
+        except KeyConfigError as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, keys)
 
     def connect(self, **kwargs: object) -> psycopg.Connection:
         return psycopg.connect(self.database_url, **kwargs)

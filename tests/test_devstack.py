@@ -187,9 +187,13 @@ def test_restart_keeps_postgres_data_and_empties_the_memory_only_broker(dev_home
     devstack.down(settings, log=quiet)
     second = devstack.up(settings, log=quiet)
 
-    assert second == first  # the broker's port is remembered and reused
+    assert second.kafka_bootstrap == first.kafka_bootstrap  # the port is remembered and reused
     assert "before-restart" not in devstack.probe_kafka(second.kafka_bootstrap)
+    # A new, empty broker gets a new ledger database; the old ledger is kept untouched.
+    assert second.database_url != first.database_url
     with psycopg.connect(second.database_url) as conn:
+        assert conn.execute("select to_regclass('kept') is null").fetchone() == (True,)
+    with psycopg.connect(first.database_url) as conn:
         assert conn.execute("select to_regclass('kept') is not null").fetchone() == (True,)
 
 

@@ -33,9 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging
+
+    # kafka-python logs every refused connection at ERROR while a broker starts; failures
+    # that matter reach the user as exceptions with a message that says what to do.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    from protocolo.config import ConfigError
+    from protocolo.runtime import RuntimeUnavailable
+
     try:
         return int(args.func(args) or 0)
-    except CommandError as exc:
+    except (CommandError, ConfigError, RuntimeUnavailable) as exc:
         print(f"protocolo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         say("Starting the stack ...")
-        rt = Runtime.start(log=lambda m: say("  " + m))
+        rt = Runtime.start()
         say(f"  Kafka {rt.kafka_bootstrap}  topic {rt.settings.topic}\n  PostgreSQL {rt.database_url}")
         seed = args.seed if args.seed is not None else int(time.time())
         with ProtocolIssuer(rt.database_url, block_size=500) as issuer:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--from must be before --to")
     try:
         protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
-        rt = Runtime.start(log=lambda m: print(m, file=sys.stderr), need_kafka=False)
+        rt = Runtime.start(need_kafka=False)
         sealer = rt.sealer()
         query: dict[str, Any]
         if protocol:

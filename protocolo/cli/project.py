@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--batch-size must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        rt = Runtime.start(log=lambda m: print(m, file=sys.stderr))
+        rt = Runtime.start()
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
     try:
