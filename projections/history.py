@@ -101,7 +101,7 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
         recordings: dict[str, list[dict[str, Any]]] = {}
         for r in cur.execute(
             "SELECT r.*, d.reason AS deletion_reason, d.before_retention_end, d.under_legal_hold"
-            " FROM recordings r LEFT JOIN recording_deletions d USING (recording_id)"
+            " FROM recordings r LEFT JOIN recording_deletion_status d USING (recording_id)"
             " WHERE r.protocol_number = ANY(%s) ORDER BY r.captured_at",
             (protocols,),
         ):

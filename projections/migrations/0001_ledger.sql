@@ -122,10 +122,7 @@ CREATE TABLE recording_deletions (
     deleted_at              timestamptz NOT NULL,
     reason                  text NOT NULL,
     sha256                  text NOT NULL,
-    authorised_by           text,
-    digest_matches_capture  boolean,   -- null when the capture is unknown
-    before_retention_end    boolean,   -- deleted before the retention deadline
-    under_legal_hold        boolean    -- a hold was active on the protocol at that moment
+    authorised_by           text
 );
 
 CREATE TABLE legal_holds (
@@ -216,6 +213,18 @@ SELECT i.protocol_number,
          AS protocol_confirmed_in_time
   FROM interactions i
   LEFT JOIN policy_profiles p ON p.profile = i.policy_profile;
+
+-- The compliance facts of each deletion, judged by the times the events state (so a hold
+-- learnt of later but placed before the deletion still counts).
+CREATE VIEW recording_deletion_status AS
+SELECT d.*,
+       r.sha256 = d.sha256 AS digest_matches_capture,       -- null when the capture is unknown
+       d.deleted_at < r.retain_until AS before_retention_end,
+       EXISTS (SELECT 1 FROM legal_holds h
+                WHERE h.protocol_number = d.protocol_number AND h.placed_at <= d.deleted_at
+                  AND (h.released_at IS NULL OR h.released_at > d.deleted_at)) AS under_legal_hold
+  FROM recording_deletions d
+  LEFT JOIN recordings r USING (recording_id);
 
 CREATE VIEW retrieval_request_status AS
 SELECT r.*,

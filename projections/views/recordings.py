@@ -1,17 +1,31 @@
-"""``recordings`` (retention deadline, status) and ``recording_deletions`` (with the
-compliance facts of each deletion, fixed at the moment it happened)."""
+"""``recordings`` (retention deadline, status) and ``recording_deletions`` (the first
+deletion of each recording; its compliance facts are derived on read by the
+``recording_deletion_status`` SQL view)."""
 
 STATEMENTS = (
+    # A contact learnt of after its recording (published out of order): count from its opening.
+    """
+    UPDATE recordings r
+       SET retain_until = i.opened_at + make_interval(days => r.retention_days)
+      FROM interactions i
+     WHERE i.protocol_number = r.protocol_number
+       AND r.retain_until IS DISTINCT FROM i.opened_at + make_interval(days => r.retention_days)
+       AND r.protocol_number IN (SELECT protocol_number FROM batch_events
+                                  WHERE event_type = 'ContactOpened' AND NOT is_duplicate)
+    """,
     # Retention counts from the call date (the contact's opening), per the profile applied.
+    # A deletion seen before its capture (out of order) leaves the recording deleted.
     """
     INSERT INTO recordings (recording_id, protocol_number, media_uri, sha256, duration_ms, captured_at,
-        retention_profile, retention_days, retain_until)
+        retention_profile, retention_days, retain_until, status, deleted_at)
     SELECT DISTINCT ON (b.payload->>'recording_id') b.payload->>'recording_id', b.protocol_number,
            b.payload->>'media_uri', b.payload->>'sha256', (b.payload->>'duration_ms')::bigint, b.occurred_at,
            p.profile, (b.payload->>'retention_days')::integer,
-           coalesce(i.opened_at, b.occurred_at) + make_interval(days => (b.payload->>'retention_days')::integer)
+           coalesce(i.opened_at, b.occurred_at) + make_interval(days => (b.payload->>'retention_days')::integer),
+           CASE WHEN d.recording_id IS NULL THEN 'retained' ELSE 'deleted' END, d.deleted_at
       FROM batch_events b
       LEFT JOIN interactions i ON i.protocol_number = b.protocol_number
+      LEFT JOIN recording_deletions d ON d.recording_id = b.payload->>'recording_id'
       LEFT JOIN LATERAL (SELECT profile FROM policy_profiles WHERE name = b.payload->>'retention_profile'
                           ORDER BY version DESC LIMIT 1) p ON true
      WHERE b.event_type = 'RecordingCaptured' AND NOT b.is_duplicate
@@ -19,19 +33,12 @@ STATEMENTS = (
     ON CONFLICT (recording_id) DO NOTHING
     """,
     """
-    INSERT INTO recording_deletions (recording_id, protocol_number, deleted_at, reason, sha256, authorised_by,
-        digest_matches_capture, before_retention_end, under_legal_hold)
-    SELECT DISTINCT ON (b.payload->>'recording_id') b.payload->>'recording_id', b.protocol_number, b.occurred_at,
-           b.payload->>'reason', b.payload->>'sha256', b.payload->>'authorised_by',
-           r.sha256 = b.payload->>'sha256',
-           b.occurred_at < r.retain_until,
-           EXISTS (SELECT 1 FROM legal_holds h
-                    WHERE h.protocol_number = b.protocol_number AND h.placed_at <= b.occurred_at
-                      AND (h.released_at IS NULL OR h.released_at > b.occurred_at))
-      FROM batch_events b
-      LEFT JOIN recordings r ON r.recording_id = b.payload->>'recording_id'
-     WHERE b.event_type = 'RecordingDeleted' AND NOT b.is_duplicate
-     ORDER BY b.payload->>'recording_id', b.kafka_partition, b.kafka_offset
+    INSERT INTO recording_deletions (recording_id, protocol_number, deleted_at, reason, sha256, authorised_by)
+    SELECT DISTINCT ON (payload->>'recording_id') payload->>'recording_id', protocol_number, occurred_at,
+           payload->>'reason', payload->>'sha256', payload->>'authorised_by'
+      FROM batch_events
+     WHERE event_type = 'RecordingDeleted' AND NOT is_duplicate
+     ORDER BY payload->>'recording_id', kafka_partition, kafka_offset
     ON CONFLICT (recording_id) DO NOTHING
     """,
     """

@@ -5,6 +5,19 @@ default for a request by CPF / customer code) and names that profile.
 """
 
 STATEMENTS = (
+    # A contact learnt of after a request that named it: the request takes its profile.
+    """
+    UPDATE retrieval_requests r
+       SET policy_profile = p.profile,
+           due_at = r.requested_at + CASE WHEN r.kind = 'HISTORY'
+                                          THEN make_interval(hours => p.history_delivery_hours)
+                                          ELSE make_interval(days => p.recording_delivery_days) END
+      FROM interactions i JOIN policy_profiles p ON p.profile = i.policy_profile
+     WHERE i.protocol_number = r.protocol_number AND r.requested_at IS NOT NULL
+       AND r.policy_profile IS DISTINCT FROM i.policy_profile
+       AND r.protocol_number IN (SELECT protocol_number FROM batch_events
+                                  WHERE event_type = 'ContactOpened' AND NOT is_duplicate)
+    """,
     """
     INSERT INTO retrieval_requests AS r (request_id, protocol_number, kind, cpf_index, customer_code_index,
         window_from, window_to, requested_at, requested_via, delivery_channel, policy_profile, due_at)

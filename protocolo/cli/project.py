@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until-caught-up", action="store_true",
                    help="exit once every assigned partition reaches its log end")
     p.add_argument("--batch-size", type=int, default=2000, help="records per batch/transaction (default 2000)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="first drop and rebuild every view from the journal (one transaction), then project")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -51,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         rt = Runtime.start()
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
+    if args.rebuild:
+        from protocolo.projections.policy import override_from_env
+        from protocolo.projections.rebuild import rebuild_views
+
+        with rt.connect() as conn:
+            applied = rebuild_views(conn, override_from_env())
+        print(f"rebuilt the views from {applied:,} journalled events", file=sys.stderr)
     try:
         with rt.projector(args.batch_size, ProgressPrinter(quiet=args.quiet)) as projector:
             stats = projector.run(until_caught_up=args.until_caught_up)
