@@ -175,7 +175,7 @@ class CallCentreDay:
             ev("NoteAdded", end, {"agent_id": agent, "agent_name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
                                   "text": f"Customer contacted about {rng.choice(SUBJECTS)}; answered in {channel.lower()}."})
         ev("ContactClosed", end + timedelta(seconds=1), {"outcome": _weighted(rng, OUTCOMES)})
-        if recording and day.sample_protocol is None and identified and customer.cpf:
+        if recording and day.sample_protocol is None and identified and customer.cpf and told < 0.97:
             day.sample_protocol, day.sample_cpf = protocol, customer.cpf
             self._request_by_protocol(day, protocol, end, recording, ev, forced="fulfilled")
             self._request_by_cpf(day, customer, protocol, end, recording)

@@ -205,9 +205,9 @@ SELECT i.protocol_number,
        i.protocol_disclosed_at IS NOT NULL
          AND i.protocol_disclosed_at <= i.opened_at + make_interval(secs => p.start_disclosure_seconds)
          AS protocol_disclosed_at_start,
-       (NOT coalesce(i.recorded, false)) OR (i.recording_notice_at IS NOT NULL
-         AND i.recording_notice_at <= i.opened_at + make_interval(secs => p.start_disclosure_seconds))
-         AS recording_notice_at_start,
+       CASE WHEN i.recorded THEN i.recording_notice_at IS NOT NULL
+         AND i.recording_notice_at <= i.opened_at + make_interval(secs => p.start_disclosure_seconds)
+       END AS recording_notice_at_start,  -- null: the contact is not recorded
        i.protocol_confirmed_at IS NOT NULL
          AND i.protocol_confirmed_at <= i.opened_at + make_interval(hours => p.protocol_confirmation_hours)
          AS protocol_confirmed_in_time

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ConfigError, RuntimeUnavailable) as exc:
         print(f"protocolo: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `protocolo history ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("protocolo: interrupted", file=sys.stderr)
         return 130

@@ -152,7 +152,7 @@ def _local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 
 
 def _yes(flag: bool | None) -> str:
-    return {True: "yes", False: "NO", None: "-"}[flag]
+    return {True: "yes", False: "NO", None: "n/a"}[flag]
 
 
 def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers: dict[str, Any]) -> None:
