@@ -12,7 +12,7 @@ import importlib
 import sys
 
 #: Modules of this package that register a sub-command, in the order ``--help`` lists them.
-COMMAND_MODULES = ("demo", "dev", "project", "history")
+COMMAND_MODULES = ("demo", "dev", "project", "history", "erase")
 
 
 class CommandError(Exception):
