@@ -29,15 +29,23 @@ class ErasureResult:
 
 
 def customer_key_refs(conn: psycopg.Connection, index_refs: list[str]) -> list[str]:
-    """Every data key used for contacts found by these blind indexes (and the indexes' own)."""
+    """The live data keys of a customer: those of the subjects named by these blind
+    indexes, of the other index (CPF or code) of any contact found by them, and any key a
+    contact of theirs was sealed under."""
     rows = conn.execute(
-        "SELECT DISTINCT k FROM ("
-        "  SELECT unnest(ARRAY[i.personal_data_key, i.cpf_index, i.customer_code_index]) AS k"
+        "WITH contacts AS ("
+        "  SELECT i.personal_data_key, i.cpf_index, i.customer_code_index"
         "    FROM customer_index c JOIN interactions i USING (protocol_number)"
-        "   WHERE c.index_value = ANY(%s)"
-        "  UNION SELECT unnest(%s::text[])"
-        ") refs JOIN personal_data_keys p ON p.key_ref = refs.k ORDER BY 1",
-        (index_refs, index_refs),
+        "   WHERE c.index_value = ANY(%(refs)s)),"
+        " subjects AS ("
+        "  SELECT unnest(%(refs)s::text[]) AS s UNION SELECT cpf_index FROM contacts"
+        "  UNION SELECT customer_code_index FROM contacts)"
+        " SELECT key_ref FROM personal_data_keys"
+        "  WHERE wrapped_key IS NOT NULL"
+        "    AND (subject_ref IN (SELECT s FROM subjects)"
+        "         OR key_ref IN (SELECT personal_data_key FROM contacts))"
+        "  ORDER BY key_ref",
+        {"refs": index_refs},
     ).fetchall()
     return [r[0] for r in rows]
 

@@ -185,7 +185,7 @@ class LedgerPublisher:
 
     def publish(self, event_type: str, fields: Mapping[str, Any], **meta: Any) -> Receipt:
         """Publish one event and wait until the broker has it."""
-        return self.publish_many([Event(event_type, fields, **meta)])[0]
+        return self.send_prepared([self.prepare(Event(event_type, fields, **meta))])[0]
 
     def publish_many(self, events: Iterable[Event]) -> list[Receipt]:
         """Validate all, then publish all; return receipts in the order given.

@@ -21,6 +21,8 @@ import hmac
 import json
 import os
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,13 +62,23 @@ class KeyDestroyed(LookupError):
 class KeyVault:
     """Per-customer AES-256 data keys in PostgreSQL, wrapped by the master key.
 
-    Keys are cached in process: publishing for a returning customer costs no round trip.
+    A customer (a *subject*, named by a blind index) has at most one live key at a time;
+    each key has its own random ``key_ref``, which sealed data names. Erasure destroys the
+    keys; a customer who comes back afterwards gets a new key, so new contacts are
+    readable while the erased ones stay erased.
+
+    Sealing caches the live key of a subject for ``seal_cache_s`` seconds, so publishing
+    for a returning customer costs no round trip; data sealed in that window after an
+    erasure elsewhere is sealed under a destroyed key and so unreadable, never exposed.
+    Opening never trusts a cache: a key destroyed by any process is gone for every reader
+    at once.
     """
 
-    def __init__(self, database_url: str, master_key: bytes) -> None:
+    def __init__(self, database_url: str, master_key: bytes, seal_cache_s: float = 60.0) -> None:
         self._url = database_url
         self._wrap = AESGCM(master_key)
-        self._cache: dict[str, bytes] = {}
+        self._seal_cache: dict[str, tuple[float, str, bytes]] = {}
+        self._seal_cache_s = seal_cache_s
         self._lock = threading.Lock()
         self._conn: psycopg.Connection | None = None
 
@@ -84,38 +96,61 @@ class KeyVault:
     def _unwrap(self, key_ref: str, wrapped: bytes) -> bytes:
         return self._wrap.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_ref.encode())
 
-    def key_for(self, key_ref: str, create: bool = True) -> bytes:
-        """The data key named ``key_ref``; created on first use when ``create``."""
+    def sealing_key(self, subject_ref: str) -> tuple[str, bytes]:
+        """``(key_ref, key)`` of the subject's live key, created if it has none."""
         with self._lock:
-            key = self._cache.get(key_ref)
-            if key is not None:
-                return key
+            cached = self._seal_cache.get(subject_ref)
+            if cached is not None and time.monotonic() - cached[0] < self._seal_cache_s:
+                return cached[1], cached[2]
             conn = self._connection()
-            if create:
-                nonce = os.urandom(NONCE_BYTES)
-                fresh = AESGCM.generate_key(bit_length=256)
-                wrapped = nonce + self._wrap.encrypt(nonce, fresh, key_ref.encode())
-                conn.execute(
-                    "INSERT INTO personal_data_keys (key_ref, wrapped_key) VALUES (%s, %s)"
-                    " ON CONFLICT (key_ref) DO NOTHING",
-                    (key_ref, wrapped),
-                )
+            key_ref = str(uuid.uuid4())
+            nonce = os.urandom(NONCE_BYTES)
+            wrapped = nonce + self._wrap.encrypt(nonce, AESGCM.generate_key(bit_length=256), key_ref.encode())
+            # At most one live key per subject (partial unique index): a concurrent
+            # creator wins and both use its key.
+            conn.execute(
+                "INSERT INTO personal_data_keys (key_ref, subject_ref, wrapped_key) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (key_ref, subject_ref, wrapped),
+            )
             row = conn.execute(
+                "SELECT key_ref, wrapped_key FROM personal_data_keys"
+                " WHERE subject_ref = %s AND wrapped_key IS NOT NULL",
+                (subject_ref,),
+            ).fetchone()
+            if row is None:  # destroyed between the two statements: try again
+                self._seal_cache.pop(subject_ref, None)
+                raise KeyDestroyed(subject_ref)
+            key = self._unwrap(row[0], bytes(row[1]))
+            self._seal_cache[subject_ref] = (time.monotonic(), row[0], key)
+            return row[0], key
+
+    def opening_key(self, key_ref: str) -> bytes:
+        """The key named ``key_ref``; :class:`KeyDestroyed` once erased, ``KeyError`` if unknown."""
+        with self._lock:
+            row = self._connection().execute(
                 "SELECT wrapped_key FROM personal_data_keys WHERE key_ref = %s", (key_ref,)
             ).fetchone()
-            if row is None:
-                raise KeyError(key_ref)
-            if row[0] is None:
-                raise KeyDestroyed(key_ref)
-            key = self._unwrap(key_ref, bytes(row[0]))
-            self._cache[key_ref] = key
-            return key
+        if row is None:
+            raise KeyError(key_ref)
+        if row[0] is None:
+            raise KeyDestroyed(key_ref)
+        return self._unwrap(key_ref, bytes(row[0]))
+
+    def live_key_refs(self, subject_refs: list[str]) -> list[str]:
+        """The live keys of these subjects (blind indexes)."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT key_ref FROM personal_data_keys WHERE subject_ref = ANY(%s)"
+                " AND wrapped_key IS NOT NULL ORDER BY key_ref",
+                (subject_refs,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def destroy(self, key_refs: list[str], reason: str) -> int:
         """Destroy keys for good; return how many were live. Irreversible by design."""
         with self._lock:
-            for ref in key_refs:
-                self._cache.pop(ref, None)
+            self._seal_cache = {s: v for s, v in self._seal_cache.items() if v[1] not in key_refs}
             cur = self._connection().execute(
                 "UPDATE personal_data_keys SET wrapped_key = NULL, destroyed_at = now(),"
                 " destroyed_reason = %s WHERE key_ref = ANY(%s) AND wrapped_key IS NOT NULL",
@@ -158,11 +193,18 @@ class PersonalDataSealer:
         cpf_index = self.index.cpf(cpf) if cpf else None
         code_index = (self.index.customer_code(customer.customer_code, f"{field}.customer_code")
                       if customer.customer_code is not None else None)
-        key_ref = cpf_index or code_index
-        assert key_ref is not None
+        subject_ref = cpf_index or code_index
+        assert subject_ref is not None
         clear = {"cpf": cpf, "customer_code": customer.customer_code, "name": customer.name}
+        for attempt in range(3):
+            try:
+                key_ref, key = self.vault.sealing_key(subject_ref)
+                break
+            except KeyDestroyed:
+                if attempt == 2:
+                    raise
         nonce = os.urandom(NONCE_BYTES)
-        ciphertext = AESGCM(self.vault.key_for(key_ref)).encrypt(
+        ciphertext = AESGCM(key).encrypt(
             nonce, json.dumps(clear, separators=(",", ":")).encode(), str(event_id).encode()
         )
         return {
@@ -176,7 +218,7 @@ class PersonalDataSealer:
         if not sealed:
             return None
         try:
-            key = self.vault.key_for(sealed["key_ref"], create=False)
+            key = self.vault.opening_key(sealed["key_ref"])
         except (KeyDestroyed, KeyError):
             return None
         try:

@@ -188,14 +188,17 @@ CREATE TABLE protocol_number_sequence (
 INSERT INTO protocol_number_sequence (next_value) VALUES (1);
 
 -- Per-customer data keys, wrapped by the deployment's master key. Destroying a row's key
--- (wrapped_key set to NULL) erases that customer's personal data in every event.
+-- (wrapped_key set to NULL) erases that customer's personal data in every event sealed
+-- under it. subject_ref is the customer's blind index; one live key per subject.
 CREATE TABLE personal_data_keys (
     key_ref      text PRIMARY KEY,
+    subject_ref  text NOT NULL,
     wrapped_key  bytea,
     created_at   timestamptz NOT NULL DEFAULT now(),
     destroyed_at timestamptz,
     destroyed_reason text
 );
+CREATE UNIQUE INDEX personal_data_keys_live ON personal_data_keys (subject_ref) WHERE wrapped_key IS NOT NULL;
 
 -- Derived, read-time views: flags that depend on the clock are computed, not stored.
 CREATE VIEW interaction_compliance AS

@@ -56,7 +56,9 @@ def parse_when(text: str | None, option: str, end_of_day: bool) -> datetime | No
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise CommandError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=LOCAL)
+    # Both ends are inclusive; the query's upper bound is exclusive.
+    return moment + timedelta(microseconds=1) if end_of_day else moment
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,11 +109,13 @@ def _customer(sealer: Any, t: Timeline) -> dict[str, Any] | None:
     opened = next((e for e in t.events if e["event_type"] == "ContactOpened"), None)
     if opened is None:
         return None
-    sealed = opened["payload"].get("customer", {}).get("sealed")
+    sealed = (opened["payload"].get("customer") or {}).get("sealed")
+    if sealed is None:
+        return {"identified": False, "erased": False}
     clear = sealer.open(sealed, opened["event_id"])
     if clear is None:
-        return {"erased": True}
-    return {"erased": False, "name": clear.get("name"), "customer_code": clear.get("customer_code"),
+        return {"identified": True, "erased": True}
+    return {"identified": True, "erased": False, "name": clear.get("name"), "customer_code": clear.get("customer_code"),
             "cpf_masked": mask_cpf(clear["cpf"]) if clear.get("cpf") else None}
 
 
@@ -162,7 +166,8 @@ def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers
         out.write(f"Protocol {format_protocol_number(t.protocol_number)}  |  {i.get('channel') or '?'} "
                   f"{(i.get('direction') or '').lower()}  |  {i.get('service_type') or '?'} ({i.get('policy_profile') or 'no profile'})\n")
         c = customers.get(t.protocol_number)
-        who = ("[personal data erased]" if c and c["erased"] else
+        who = ("(not identified)" if c and not c["identified"] else
+               "[personal data erased]" if c and c["erased"] else
                " ".join(x for x in ((c or {}).get("name"), (c or {}).get("cpf_masked") and f"CPF {c['cpf_masked']}",
                                      (c or {}).get("customer_code") and f"code {c['customer_code']}") if x) or "-")
         out.write(f"  customer  {who}\n  agent     {i.get('agent_id') or '(self-service)'}\n"

@@ -121,7 +121,7 @@ def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsy
         assert datetime.fromisoformat(g["occurred_at"]) == e.occurred_at
         assert g["duplicate"] is False
         assert g["payload"]["meta"]["event_id"] == r.event_id
-    assert contact["customer"] == {"erased": False, "name": NAME, "customer_code": CODE,
+    assert contact["customer"] == {"identified": True, "erased": False, "name": NAME, "customer_code": CODE,
                                    "cpf_masked": CPF_MASKED}
     assert contact["compliance"] == {"protocol_disclosed_at_start": True,
                                      "recording_notice_at_start": True,
@@ -144,7 +144,9 @@ def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsy
         assert (i["channel"], i["direction"], i["service_type"]) == ("PHONE", "INBOUND", "MOBILE")
         assert i["policy_profile"] == "br-anatel-rgc@1"
         assert (i["cpf_index"], i["customer_code_index"]) == (cpf_index, code_index)
-        assert i["personal_data_key"] == cpf_index
+        key_subject = conn.execute("SELECT subject_ref FROM personal_data_keys WHERE key_ref = %s",
+                                   (i["personal_data_key"],)).fetchone()
+        assert key_subject["subject_ref"] == cpf_index
         assert conn.execute("SELECT count(*) AS n FROM interactions").fetchone()["n"] == 1
 
         r = conn.execute("SELECT * FROM recordings WHERE recording_id = %s", (rec,)).fetchone()

@@ -91,16 +91,18 @@ def test_no_clear_personal_data_on_kafka_and_erasure_keeps_the_evidence(settings
 
     cli = Cli(settings, monkeypatch, capsys)
     shown = cli("history", "--protocol", p, "--json").json()["interactions"][0]["customer"]
-    assert shown == {"erased": False, "name": NAME, "customer_code": CODE, "cpf_masked": CPF_MASKED}
+    assert shown == {"identified": True, "erased": False, "name": NAME, "customer_code": CODE, "cpf_masked": CPF_MASKED}
 
     # Crypto-shredding: destroy the customer's key.
-    assert sealer.vault.destroy([cpf_index], "LGPD art. 18 VI") == 1
+    keys = sealer.vault.live_key_refs([cpf_index])
+    assert len(keys) == 1
+    assert sealer.vault.destroy(keys, "LGPD art. 18 VI") == 1
     assert sealer.open(opened[1], str(opened[0])) is None
 
     by_protocol = cli("history", "--protocol", p, "--json")
     assert by_protocol.code == 0
     [contact] = by_protocol.json()["interactions"]
-    assert contact["customer"] == {"erased": True}
+    assert contact["customer"] == {"identified": True, "erased": True}
     assert NAME not in by_protocol.out and CODE not in by_protocol.out
     text = cli("history", "--protocol", p)
     assert "[personal data erased]" in text.out and NAME not in text.out
@@ -117,7 +119,7 @@ def test_no_clear_personal_data_on_kafka_and_erasure_keeps_the_evidence(settings
     with rt.connect() as conn:
         assert _journal(conn) == before
         destroyed = conn.execute("SELECT wrapped_key, destroyed_reason FROM personal_data_keys"
-                                 " WHERE key_ref = %s", (cpf_index,)).fetchone()
+                                 " WHERE subject_ref = %s", (cpf_index,)).fetchone()
     assert destroyed == (None, "LGPD art. 18 VI")
     after = drain(rt.kafka_bootstrap, settings.topic)
     assert [(r.partition, r.offset, r.key, r.value) for r in after] == [
@@ -147,6 +149,11 @@ def test_erase_command_by_customer_code_reaches_every_key_of_the_customer(settin
     shown = cli("history", "--customer", CODE, "--json").json()["interactions"]
     assert [c["customer"]["name"] for c in shown] == [NAME, NAME]
 
+    with rt.connect() as conn:  # one key per subject: the CPF's and the code-only contact's
+        keys_before = [r[0] for r in conn.execute(
+            "SELECT key_ref FROM personal_data_keys WHERE subject_ref = ANY(%s) ORDER BY key_ref",
+            ([cpf_index, code_index],))]
+    assert len(keys_before) == 2
     erased = cli("erase", "--customer", CODE, "--legal-basis", "LGPD art. 18 VI, request 77")
     assert erased.code == 0, erased.err
     project(rt)
@@ -154,7 +161,7 @@ def test_erase_command_by_customer_code_reaches_every_key_of_the_customer(settin
     after = cli("history", "--customer", CODE, "--json")
     assert after.code == 0
     assert [(c["protocol_number"], c["customer"]) for c in after.json()["interactions"]] == [
-        (with_cpf, {"erased": True}), (code_only, {"erased": True})]
+        (with_cpf, {"identified": True, "erased": True}), (code_only, {"identified": True, "erased": True})]
     assert NAME not in after.out
     by_cpf = cli("history", "--cpf", CPF, "--json")
     assert [c["protocol_number"] for c in by_cpf.json()["interactions"]] == [with_cpf]
@@ -169,7 +176,7 @@ def test_erase_command_by_customer_code_reaches_every_key_of_the_customer(settin
     records = drain(rt.kafka_bootstrap, settings.topic)
     assert sorted(dict(r.headers)["event_type"] for r in records) == [
         b"ContactOpened", b"ContactOpened", b"CustomerDataErased"]
-    assert erasure == [(code_index, sorted([cpf_index, code_index]), "LGPD art. 18 VI, request 77")]
+    assert erasure == [(code_index, keys_before, "LGPD art. 18 VI, request 77")]
     assert live == []
 
 
@@ -190,7 +197,8 @@ def test_erasure_reaches_a_process_that_already_used_the_key(settings):
     assert service.open(sealed, receipt.event_id)["name"] == NAME
 
     cpf_index = rt.sealer().index.cpf(CPF)
-    assert rt.sealer().vault.destroy([cpf_index], "LGPD art. 18 VI") == 1
+    vault = rt.sealer().vault
+    assert vault.destroy(vault.live_key_refs([cpf_index]), "LGPD art. 18 VI") == 1
     assert rt.sealer().open(sealed, receipt.event_id) is None
     assert service.open(sealed, receipt.event_id) is None, "erased data still readable in a running process"
 
@@ -205,7 +213,8 @@ def test_a_customer_who_returns_after_erasure_can_be_served(settings, monkeypatc
     with rt.publisher("lgpd-test") as publisher:
         publisher.publish("ContactOpened", contact_opened({"cpf": CPF, "name": NAME}),
                           protocol_number=before, occurred_at=t0)
-    rt.sealer().vault.destroy([rt.sealer().index.cpf(CPF)], "LGPD art. 18 VI")
+    vault = rt.sealer().vault
+    vault.destroy(vault.live_key_refs([rt.sealer().index.cpf(CPF)]), "LGPD art. 18 VI")
 
     with start_runtime(settings).publisher("ivr") as publisher:  # e.g. the IVR, started later
         publisher.publish("ContactOpened", contact_opened({"cpf": CPF, "name": "Gabriela R."}),
