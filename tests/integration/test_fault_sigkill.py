@@ -1,0 +1,266 @@
+"""Kill the projector process anywhere: the result is as if it had never stopped.
+
+``protocolo project`` runs as a real subprocess against the real broker and PostgreSQL; the
+test SIGKILLs it at random moments (after it committed some batches, and once while a
+write transaction of its is open in PostgreSQL), restarts it each time, and finally lets it
+run until caught up. Its database must then equal, row for row, a reference database
+projected in one go from the same topic: nothing lost, nothing applied twice.
+
+A clean stop (SIGTERM, SIGINT) must exit 0 promptly and leave no half batch: the stored
+offsets are exactly the journal's last offset + 1 per partition.
+
+The random moments come from a seed printed in every failure message; set
+``PROTOCOLO_FAULT_SEED`` to replay one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from view_snapshot import (
+    PROTOCOLO,
+    cli_env,
+    describe_difference,
+    log_ends,
+    project_in_process,
+    publish_day,
+    scratch_database,
+    snapshot,
+    stored_offsets,
+)
+
+from protocolo.config import Settings
+
+APP_NAME = "fault-test-projector"  # PGAPPNAME of the subprocess: finds its backend in pg_stat_activity
+START_TIMEOUT_S = 60.0  # process start + consumer-group join (~3 s, more after a SIGKILL)
+STOP_TIMEOUT_S = 15.0
+
+
+def fault_seed() -> int:
+    value = os.environ.get("PROTOCOLO_FAULT_SEED")
+    return int(value) if value else random.SystemRandom().randrange(2**31)
+
+
+class Watch:
+    """Looks at the test database from outside, as an operator would."""
+
+    def __init__(self, database_url: str) -> None:
+        self.conn = psycopg.connect(database_url, autocommit=True)
+
+    def progress(self) -> int:
+        """Records the projector has committed (sum of stored next offsets)."""
+        row = self.conn.execute("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets").fetchone()
+        return int(row[0])
+
+    def write_transaction_open(self) -> bool:
+        """The projector process holds a transaction that has written something."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = %s AND backend_xid IS NOT NULL",
+            (APP_NAME,),
+        ).fetchone()
+        return row[0] > 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class ProjectorProcess:
+    def __init__(self, settings: Settings, log_dir: Path, n: int, *args: str) -> None:
+        self.log_path = log_dir / f"project-{n}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [PROTOCOLO, "project", "--quiet", *args],
+            env=cli_env(settings, PGAPPNAME=APP_NAME),
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the process to exit by itself; kill it and fail if it does not in time."""
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"projector still running after {timeout:.0f} s:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait(STOP_TIMEOUT_S)
+
+
+def wait_until(condition: Callable[[], bool], proc: ProjectorProcess, timeout: float, what: str,
+               interval: float = 0.005) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"projector exited ({proc.proc.returncode}) before {what}:\n{proc.output()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout:.0f} s:\n{proc.output()}")
+        time.sleep(interval)
+
+
+def journal_vs_offsets(database_url: str) -> tuple[dict, dict]:
+    """(partition -> (max offset + 1, row count, max leaf + 1)) from the journal, and the stored offsets."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT kafka_partition, max(kafka_offset) + 1, count(*), max(leaf_index) + 1"
+            " FROM journal GROUP BY kafka_partition"
+        ).fetchall()
+    return {p: (end, n, leaves) for p, end, n, leaves in rows}, stored_offsets(database_url)
+
+
+def test_sigkill_anywhere_equals_an_uninterrupted_run(backend, settings, tmp_path):
+    seed = fault_seed()
+    rng = random.Random(seed)
+    ctx = f"(PROTOCOLO_FAULT_SEED={seed})"
+    day, receipts = publish_day(settings, contacts=400, seed=seed)
+    ends = log_ends(receipts)
+    total = sum(ends.values())
+    assert len(ends) == settings.partitions, f"the day did not reach every partition {ctx}"
+
+    watch = Watch(settings.database_url)
+    kills: list[dict] = []
+    n = 0
+    proc = final = None
+    try:
+        # Three kills at increasing, random amounts of committed progress; the second waits
+        # for a write transaction of the projector to be open in PostgreSQL (mid-batch).
+        targets = sorted(int(total * rng.uniform(lo, hi)) for lo, hi in ((0.05, 0.3), (0.35, 0.6), (0.65, 0.85)))
+        for i, target in enumerate(targets):
+            n += 1
+            proc = ProjectorProcess(settings, tmp_path, n, "--batch-size", "25")
+            before = watch.progress()  # the previous process is dead: this is what it left
+            goal = max(target, before + 1)
+            wait_until(lambda g=goal: watch.progress() >= g, proc, START_TIMEOUT_S,
+                       f"{target} records committed {ctx}")
+            in_transaction = False
+            if i == 1:
+                wait_until(watch.write_transaction_open, proc, START_TIMEOUT_S,
+                           f"a write transaction open {ctx}", interval=0)
+                in_transaction = True
+            else:
+                time.sleep(rng.uniform(0, 0.04))
+            proc.kill()
+            kills.append({"target": target, "after_kill": watch.progress(), "in_transaction": in_transaction,
+                          "resumed_from": before, "rc": proc.proc.returncode})
+        assert all(k["rc"] == -signal.SIGKILL for k in kills), f"{kills} {ctx}"
+        # Each restart went on from where the killed one had committed, and stopped mid-run.
+        assert all(k["after_kill"] < total for k in kills), f"a kill came after the end: {kills} {ctx}"
+        assert [k["resumed_from"] for k in kills] == [0] + [k["after_kill"] for k in kills[:-1]], f"{kills} {ctx}"
+
+        n += 1
+        final = ProjectorProcess(settings, tmp_path, n, "--batch-size", "25", "--until-caught-up")
+        rc = final.finish()
+        assert rc == 0, f"final run exited {rc} {ctx}:\n{final.output()}"
+    finally:
+        watch.close()
+        for leftover in (proc, final):
+            if leftover is not None and leftover.proc.poll() is None:
+                leftover.kill()
+
+    live = snapshot(settings.database_url)
+    with scratch_database(backend.database_url, "sigkill_ref") as reference_url:
+        stats = project_in_process(backend.kafka_bootstrap, reference_url, settings.topic)
+        reference = snapshot(reference_url)
+    assert stats.journaled == total and stats.quarantined == 0
+
+    # Nothing lost, nothing doubled.
+    assert len(live["journal"]) == total, f"journal has {len(live['journal'])} of {total} records {ctx} {kills}"
+    assert not live["quarantine"]
+    assert not any(row[4] for row in live["journal"]), f"a record was journalled as a duplicate {ctx}"
+    assert sorted(row[3] for row in live["journal"]) == sorted(uuid.UUID(r.event_id) for r in receipts)
+    assert stored_offsets(settings.database_url) == {p: (end, end) for p, end in ends.items()}, ctx
+    # ... and row for row what an uninterrupted run gives.
+    assert live == reference, f"killed run differs from the reference {ctx} {kills}:\n" + describe_difference(live, reference)
+
+
+def test_sigkill_before_the_first_commit_then_resume(backend, settings, tmp_path):
+    """Killed while starting (migrations, group join, first fetch): the next run starts from zero."""
+    seed = fault_seed()
+    rng = random.Random(seed)
+    _, receipts = publish_day(settings, contacts=40, seed=seed)
+    ends = log_ends(receipts)
+    proc = ProjectorProcess(settings, tmp_path, 1, "--batch-size", "25")
+    time.sleep(rng.uniform(0.2, 2.0))
+    proc.kill()
+    final = ProjectorProcess(settings, tmp_path, 2, "--batch-size", "25", "--until-caught-up")
+    rc = final.finish()
+    assert rc == 0, final.output()
+    offsets = stored_offsets(settings.database_url)
+    assert offsets == {p: (end, end) for p, end in ends.items()}, f"seed {seed}"
+    journal, _ = journal_vs_offsets(settings.database_url)
+    assert journal == {p: (end, end, end) for p, end in ends.items()}
+
+
+def _clean_stop(sig: signal.Signals, settings: Settings, tmp_path: Path) -> None:
+    seed = fault_seed()
+    ctx = f"({sig.name}, PROTOCOLO_FAULT_SEED={seed})"
+    day, receipts = publish_day(settings, contacts=200, seed=seed)
+    ends = log_ends(receipts)
+    total = sum(ends.values())
+    watch = Watch(settings.database_url)
+    proc = ProjectorProcess(settings, tmp_path, 1, "--batch-size", "10")
+    try:
+        wait_until(lambda: watch.progress() >= total // 4, proc, START_TIMEOUT_S, f"progress {ctx}")
+        # Signal while a batch is being written: it must be finished (committed), not cut.
+        wait_until(watch.write_transaction_open, proc, START_TIMEOUT_S, f"a write transaction open {ctx}",
+                   interval=0)
+        signalled = time.monotonic()
+        proc.proc.send_signal(sig)
+        try:
+            rc = proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError(f"no exit within {STOP_TIMEOUT_S:.0f} s of {sig.name} {ctx}:\n{proc.output()}") from None
+        took = time.monotonic() - signalled
+        assert rc == 0, f"exit status {rc} after {sig.name} {ctx}:\n{proc.output()}"
+        assert took < 10, f"{took:.1f} s to stop after {sig.name} {ctx}"
+        assert "projected" in proc.output(), proc.output()
+    finally:
+        watch.close()
+        if proc.proc.poll() is None:
+            proc.kill()
+
+    journal, offsets = journal_vs_offsets(settings.database_url)
+    assert sum(n for _, n, _ in journal.values()) < total, f"the signal came after the end {ctx}"
+    # No half batch: every stored offset is the journal's last offset + 1 and its leaf count,
+    # and the journal of each partition has no gap (its rows are offsets 0..end-1).
+    assert set(offsets) == set(journal), f"{offsets} vs {journal} {ctx}"
+    for p, (end, rows, leaves) in journal.items():
+        assert offsets[p] == (end, rows), f"partition {p}: stored {offsets[p]}, journal {journal[p]} {ctx}"
+        assert rows == end == leaves, f"partition {p}: journal has a gap {journal[p]} {ctx}"
+
+    # And the next run picks up exactly there.
+    final = ProjectorProcess(settings, tmp_path, 2, "--batch-size", "500", "--until-caught-up")
+    assert final.finish() == 0, final.output()
+    assert stored_offsets(settings.database_url) == {p: (end, end) for p, end in ends.items()}, ctx
+    journal, _ = journal_vs_offsets(settings.database_url)
+    assert journal == {p: (end, end, end) for p, end in ends.items()}, ctx
+
+
+def test_sigterm_finishes_the_batch_in_flight_and_exits_0(settings, tmp_path):
+    _clean_stop(signal.SIGTERM, settings, tmp_path)
+
+
+def test_sigint_finishes_the_batch_in_flight_and_exits_0(settings, tmp_path):
+    _clean_stop(signal.SIGINT, settings, tmp_path)

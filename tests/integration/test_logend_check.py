@@ -1,0 +1,106 @@
+"""A broker that lost what was projected: the projector stops, says so, and changes nothing.
+
+How the loss is simulated: the topic is deleted and created again with the same name
+(``KafkaAdminClient.delete_topics`` then ``ensure_ledger_topic``), as an operator who
+recreates a topic, or a memory-only broker after a restart, would leave it. The embedded
+tansu 0.6 broker deletes topics (measured), so this is a real recreated topic, not
+doctored ``projector_offsets`` rows. A couple of new records are written to the new topic,
+fewer than were projected, so one partition's log is not even empty, just too short.
+
+The projector, in-process and as ``protocolo project`` (the long-running mode, not only
+``--until-caught-up``), must stop with :class:`StoredOffsetBeyondLogEnd` / exit status 2
+and a message that says what happened and what to do, instead of skipping or
+re-projecting; the database must be exactly as before.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.errors import UnknownTopicOrPartitionError
+from view_snapshot import (
+    PROTOCOLO,
+    cli_env,
+    describe_difference,
+    log_ends,
+    publish_day,
+    snapshot,
+    stored_offsets,
+)
+
+from protocolo.consumers.projector import StoredOffsetBeyondLogEnd
+from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.publisher import Event
+from protocolo.runtime import Runtime
+
+#: What the message must tell an operator (lower case): what happened and what to do.
+MESSAGE_FRAGMENTS = ("already projected", "recreated", "lost data", "nothing was skipped",
+                     "restore the topic", "fresh database")
+
+
+def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="logend-test")
+    try:
+        admin.delete_topics([topic], timeout_ms=15_000)
+        deadline = time.monotonic() + 15
+        while admin.describe_topics([topic])[0].get("error_code") != UnknownTopicOrPartitionError.errno:
+            assert time.monotonic() < deadline, f"topic {topic} still described after deletion"
+            time.sleep(0.1)
+    finally:
+        admin.close()
+    assert ensure_ledger_topic(bootstrap, topic, partitions) == partitions
+
+
+def test_recreated_topic_stops_the_projector_and_changes_nothing(settings, tmp_path):
+    _, receipts = publish_day(settings, contacts=60, seed=404)
+    ends = log_ends(receipts)
+    rt = Runtime.start(settings, log=lambda m: None)
+    with rt.projector(batch_size=100) as projector:
+        projector.run(until_caught_up=True, idle_timeout_s=30)
+    assert stored_offsets(settings.database_url) == {p: (e, e) for p, e in ends.items()}
+    assert len(ends) == settings.partitions and min(ends.values()) > 2, ends
+    before = snapshot(settings.database_url)
+
+    recreate_topic(rt.kafka_bootstrap, settings.topic, settings.partitions)
+    # The new log: two records on one partition, far fewer than were projected there.
+    protocol = receipts[0].key
+    with rt.publisher("logend-test") as publisher:
+        fresh = publisher.publish_many([
+            Event("ContactClosed", {"outcome": "RESOLVED"}, protocol_number=protocol, occurred_at=datetime.now(UTC))
+            for _ in range(2)
+        ])
+    refilled = fresh[0].partition
+    assert [r.offset for r in fresh] == [0, 1], "the recreated topic was not empty"
+
+    # In-process.
+    with rt.projector(batch_size=100) as projector, pytest.raises(StoredOffsetBeyondLogEnd) as caught:
+        projector.run(until_caught_up=True, idle_timeout_s=30)
+    exc = caught.value
+    assert exc.topic == settings.topic
+    assert exc.stored == ends[exc.partition]
+    assert exc.log_end in (None, 2 if exc.partition == refilled else 0), (exc.partition, exc.log_end)
+    message = str(exc).lower()
+    assert all(f in message for f in MESSAGE_FRAGMENTS), str(exc)
+    after = snapshot(settings.database_url)
+    assert after == before, describe_difference(before, after)
+
+    # The command, in its long-running mode: it must stop by itself, with status 2.
+    started = time.monotonic()
+    proc = subprocess.run(
+        [PROTOCOLO, "project", "--quiet", "--batch-size", "100"],
+        env=cli_env(settings), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 2, f"exit {proc.returncode} after {took:.0f} s:\n{proc.stderr}"
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("protocolo: ")]
+    assert len(lines) == 1, proc.stderr
+    cli_message = lines[0].lower()
+    assert settings.topic in lines[0] and "partition" in cli_message, lines[0]
+    assert all(f in cli_message for f in MESSAGE_FRAGMENTS), lines[0]
+    assert "traceback" not in proc.stderr.lower(), proc.stderr
+    after = snapshot(settings.database_url)
+    assert after == before, describe_difference(before, after)
