@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sys
 import uuid
 from collections.abc import Iterable, Iterator
@@ -119,16 +120,25 @@ def scratch_database(admin_url: str, label: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def publish_day(settings: Settings, contacts: int, seed: int) -> tuple[SimulatedDay, list[Receipt]]:
-    """A simulated call-centre day published to ``settings.topic``; the receipts in order."""
+def publish_day(
+    settings: Settings, contacts: int, seed: int, duplicates: int = 0,
+) -> tuple[SimulatedDay, list[Receipt]]:
+    """A simulated call-centre day published to ``settings.topic``; the receipts in order.
+
+    ``duplicates``: that many of its events, chosen by ``seed``, are then sent again byte for
+    byte (a producer retrying after an unconfirmed send), so the log holds duplicate event ids.
+    """
     rt = Runtime.start(settings, log=lambda m: None)
     with ProtocolIssuer(rt.database_url) as issuer:
         day = CallCentreDay(issuer.issue, contacts=contacts, seed=seed).build()
     receipts: list[Receipt] = []
     with rt.publisher("fault-tests") as publisher:
-        for chunk in chunks(day.events, 500):
-            receipts += publisher.publish_many(chunk)
-    assert len(receipts) == len(day.events)
+        prepared = [publisher.prepare(e) for e in day.events]
+        for chunk in chunks(prepared, 500):
+            receipts += publisher.send_prepared(chunk)
+        if duplicates:
+            receipts += publisher.send_prepared(random.Random(seed).sample(prepared, duplicates))
+    assert len(receipts) == len(day.events) + duplicates
     return day, receipts
 
 
