@@ -32,7 +32,7 @@ from view_snapshot import (
     stored_offsets,
 )
 
-from protocolo.consumers.projector import StoredOffsetBeyondLogEnd
+from protocolo.consumers.projector import ProjectorError, StoredOffsetBeyondLogEnd
 from protocolo.ledger_topic import ensure_ledger_topic
 from protocolo.producers.publisher import Event
 from protocolo.runtime import Runtime
@@ -102,5 +102,32 @@ def test_recreated_topic_stops_the_projector_and_changes_nothing(settings, tmp_p
     assert settings.topic in lines[0] and "partition" in cli_message, lines[0]
     assert all(f in cli_message for f in MESSAGE_FRAGMENTS), lines[0]
     assert "traceback" not in proc.stderr.lower(), proc.stderr
+    after = snapshot(settings.database_url)
+    assert after == before, describe_difference(before, after)
+
+
+def test_recreated_topic_that_grew_past_the_stored_offsets_is_not_skipped(settings):
+    """The same fault, found later: by the time the projector looks, producers have written
+    more to the recreated topic than was projected from the old one. Seeking to the stored
+    offsets would skip the new log's first records without a word and append the rest to
+    the old log's journal and Merkle trees. ARCHITECTURE.md ("Never silently lose"): the
+    projector must stop with a clear error instead of skipping; nothing may change.
+    """
+    _, old = publish_day(settings, contacts=40, seed=408)
+    rt = Runtime.start(settings, log=lambda m: None)
+    with rt.projector(batch_size=500) as projector:
+        projector.run(until_caught_up=True, idle_timeout_s=30)
+    stored = stored_offsets(settings.database_url)
+    assert stored == {p: (e, e) for p, e in log_ends(old).items()}
+    before = snapshot(settings.database_url)
+
+    recreate_topic(rt.kafka_bootstrap, settings.topic, settings.partitions)
+    _, new = publish_day(settings, contacts=160, seed=409)
+    grown = log_ends(new)
+    assert all(grown.get(p, 0) > next_offset for p, (next_offset, _) in stored.items()), (stored, grown)
+
+    with rt.projector(batch_size=500) as projector, pytest.raises(ProjectorError) as caught:
+        projector.run(until_caught_up=True, idle_timeout_s=30)
+    assert "recreated" in str(caught.value).lower(), str(caught.value)
     after = snapshot(settings.database_url)
     assert after == before, describe_difference(before, after)
