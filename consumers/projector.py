@@ -11,6 +11,9 @@ fully in PostgreSQL, offsets included, or not at all, and is read again.
 A stored offset beyond the broker's log end means the topic was recreated or the broker
 lost data; the projector stops with :class:`StoredOffsetBeyondLogEnd` instead of
 skipping or re-projecting (``auto_offset_reset='none'``: no reset policy ever moves it).
+A replaced log that has already grown past the stored offsets is caught too: on every
+assignment the projector re-reads the last record it projected on each partition and
+stops with :class:`LogReplaced` unless its Merkle leaf equals the journal's.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import OffsetOutOfRangeError
 
+from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import (
     JournalRow,
     OffsetConflict,
     PartitionProgress,
     QuarantineRow,
     ensure_staging,
+    last_projected,
     stored_progress,
     write_batch,
 )
@@ -65,6 +70,19 @@ class StoredOffsetBeyondLogEnd(ProjectorError):
         self.topic, self.partition, self.stored, self.log_end = topic, partition, stored, log_end
 
 
+class LogReplaced(ProjectorError):
+    def __init__(self, topic: str, partition: int, offset: int, found: str) -> None:
+        super().__init__(
+            f"{topic} partition {partition}: the record at offset {offset} is {found}, not the one "
+            "projected there (its Merkle leaf differs from the journal's). The topic was deleted and "
+            "recreated, or the broker lost data and was written to again. Nothing was skipped or "
+            "projected twice; the projector stopped. Restore the topic's data, or point the projector "
+            "at a fresh database (PROTOCOLO_DATABASE_URL) or another topic (PROTOCOLO_TOPIC) to start "
+            "a new ledger; the journal in PostgreSQL still holds everything projected so far."
+        )
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+
 @dataclass
 class ProjectorOptions:
     batch_size: int = 2000
@@ -91,10 +109,12 @@ class ProjectorStats:
 
 
 class _Positions:
-    """What PostgreSQL says for each assigned partition: (next_offset, next_leaf) or None."""
+    """What PostgreSQL says for each assigned partition: (next_offset, next_leaf) or None,
+    and, until checked, the last projected record each resumed partition must still hold."""
 
     def __init__(self) -> None:
         self.stored: dict[int, tuple[int, int] | None] = {}
+        self.verify: dict[int, tuple[int, bytes]] = {}  # partition -> (offset, leaf hash)
 
 
 class _SeekToStored(ConsumerRebalanceListener):
@@ -104,6 +124,7 @@ class _SeekToStored(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self.projector._positions.stored.pop(tp.partition, None)
+            self.projector._positions.verify.pop(tp.partition, None)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.projector._seek_to_stored(assigned)
@@ -156,12 +177,18 @@ class Projector:
     def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         self._conn.rollback()
         stored = stored_progress(self._conn, self.topic, [tp.partition for tp in assigned])
+        last = last_projected(self._conn, self.topic, {p: o for p, (o, _) in stored.items() if o > 0})
         self._conn.rollback()
         for tp in assigned:
             at = stored.get(tp.partition)
             self._positions.stored[tp.partition] = at
             if at is None:
                 self._consumer.seek_to_beginning(tp)
+            elif tp.partition in last:
+                # Resume one record early: that record must be the one projected there, or
+                # the log was replaced under us (see _verify_resumed).
+                self._positions.verify[tp.partition] = last[tp.partition]
+                self._consumer.seek(tp, at[0] - 1)
             else:
                 self._consumer.seek(tp, at[0])
         log.info("assigned %s; stored offsets %s", sorted(tp.partition for tp in assigned), stored)
@@ -174,11 +201,20 @@ class Projector:
             if at is not None and high is not None and at[0] > high:
                 raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, at[0], high)
 
+    def _verify_resumed(self, partition: int, records: list[Any]) -> None:
+        offset, expected = self._positions.verify.pop(partition)
+        first = records[0]
+        if first.offset != offset:
+            raise LogReplaced(self.topic, partition, offset, f"missing (the log resumes at {first.offset})")
+        if leaf_hash(self.topic, partition, first.offset, first.key, first.value or b"") != expected:
+            raise LogReplaced(self.topic, partition, offset, "a different record")
+
     def caught_up(self) -> bool:
         """Every assigned partition has been fetched and nothing is left below its high watermark."""
         assignment = self._consumer.assignment()
-        if not assignment:
+        if not assignment or self._positions.verify:
             return False
+        self._check_log_end()
         for tp in assignment:
             high = self._consumer.highwater(tp)
             at = self._positions.stored.get(tp.partition)
@@ -208,6 +244,8 @@ class Projector:
             at = self._positions.stored.get(tp.partition)
             if tp.partition not in self._positions.stored:
                 continue  # revoked during the poll
+            if tp.partition in self._positions.verify:
+                self._verify_resumed(tp.partition, records)
             next_offset, next_leaf = at if at else (0, 0)
             for record in records:
                 if record.offset < next_offset:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import psycopg
 
+from .integrity import leaf_hash
 from .views import apply_views
 
 STAGING_COLUMNS = (
@@ -158,3 +159,27 @@ def stored_progress(conn: psycopg.Connection, topic: str, partitions: Iterable[i
         (topic, list(partitions)),
     ).fetchall()
     return {p: (o, leaf) for p, o, leaf in rows}
+
+
+def last_projected(conn: psycopg.Connection, topic: str, next_offsets: dict[int, int]) -> dict[int, tuple[int, bytes]]:
+    """partition -> (offset, leaf hash) of the record just below each stored next offset,
+    from the journal or, for a quarantined record, computed from its kept raw bytes."""
+    if not next_offsets:
+        return {}
+    parts, offsets = list(next_offsets), [next_offsets[p] - 1 for p in next_offsets]
+    rows = conn.execute(
+        "SELECT w.p, w.o, j.leaf_hash, q.record_key, q.record_value, q.kafka_offset IS NOT NULL"
+        "  FROM unnest(%s::int[], %s::bigint[]) AS w(p, o)"
+        "  LEFT JOIN journal j ON j.topic = %s AND j.kafka_partition = w.p AND j.kafka_offset = w.o"
+        "  LEFT JOIN quarantine q ON q.topic = %s AND q.kafka_partition = w.p AND q.kafka_offset = w.o",
+        (parts, offsets, topic, topic),
+    ).fetchall()
+    found: dict[int, tuple[int, bytes]] = {}
+    for p, o, leaf, q_key, q_value, quarantined in rows:
+        if leaf is not None:
+            found[p] = (o, bytes(leaf))
+        elif quarantined:
+            key = bytes(q_key) if q_key is not None else None
+            found[p] = (o, leaf_hash(topic, p, o, key, bytes(q_value) if q_value is not None else b""))
+        # neither: offsets skipped by the broker (e.g. transaction markers); nothing to check
+    return found

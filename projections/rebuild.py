@@ -6,8 +6,8 @@ journal as one batch, in one transaction: readers see the old views until the ne
 are complete. Because the statements do not depend on how the log was cut into batches,
 the rebuilt views equal the live ones (a test proves it).
 
-The projector's offset rows are locked for the duration, so a projector running
-meanwhile waits instead of applying a batch to half-rebuilt views.
+The journal is locked against writes for the duration, so a projector running meanwhile
+waits instead of applying a batch to half-rebuilt views.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ def rebuild_views(conn: psycopg.Connection, override: PolicyProfile | None = Non
     prepare_session(conn, override)
     install_profiles(conn)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("LOCK TABLE projector_offsets IN EXCLUSIVE MODE")
+        # First lock, and the only order that cannot deadlock with a projector: a batch
+        # takes the journal before any view, so waiting here for its commit and making
+        # the next batch wait at its journal insert leaves every view to the rebuild.
+        # SHARE ROW EXCLUSIVE also keeps two rebuilds apart.
+        cur.execute("LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE")
         cur.execute(f"TRUNCATE {', '.join(VIEW_TABLES)}")
         cur.execute(
             f"INSERT INTO batch_events ({', '.join(STAGING_COLUMNS)}, is_duplicate)"
