@@ -402,13 +402,13 @@ def profile_publisher(be: Backend, scratch: Scratch, sealer: PersonalDataSealer,
         finally:
             timers.restore()
         sec = timers.seconds
-        sec["  rest of prepare (record, uuid4, lookups)"] = sec["prepare"] - sum(
+        sec["  rest (record dict, uuid4, lookups)"] = sec["prepare"] - sum(
             sec[k] for k in ("seal personal data", "structure validation", "domain rules", "entity_key", "avro encode"))
         sec["  futures, receipts"] = sec["send_prepared"] - sec["KafkaProducer.send"] - sec["KafkaProducer.flush"]
         sec["publish_many bookkeeping"] = total - sec["prepare"] - sec["send_prepared"]
         print(timers.table("LedgerPublisher.publish_many", total, n, [
             ("prepare", 0), ("structure validation", 1), ("avro encode", 1), ("domain rules", 1),
-            ("seal personal data", 1), ("entity_key", 1), ("  rest of prepare (record, uuid4, lookups)", 0),
+            ("seal personal data", 1), ("entity_key", 1), ("  rest (record dict, uuid4, lookups)", 0),
             ("send_prepared", 0), ("KafkaProducer.send", 1), ("KafkaProducer.flush", 1), ("  futures, receipts", 0),
             ("publish_many bookkeeping", 0)]))
 
