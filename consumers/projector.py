@@ -39,13 +39,13 @@ from protocolo.projections.journal import (
     ensure_staging,
     last_projected,
     stored_progress,
-    write_batch,
 )
 from protocolo.projections.migrations import connect
 from protocolo.projections.policy import PolicyProfile, install_profiles
 from protocolo.projections.views import prepare_session
 from protocolo.schemas.catalogue import SchemaCatalogue
 
+from .batch_writer import Batch, BatchWriter
 from .decoding import RecordDecoder
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class _SeekToStored(ConsumerRebalanceListener):
         self.projector = projector
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # What this member wrote must be committed before another member reads the offsets.
+        self.projector._settle()
         for tp in revoked:
             self.projector._positions.stored.pop(tp.partition, None)
             self.projector._positions.verify.pop(tp.partition, None)
@@ -154,6 +156,12 @@ class Projector:
         prepare_session(self._conn, self.options.policy_override)
         install_profiles(self._conn)
         self._conn.commit()
+        self._writer_conn = connect(database_url, autocommit=True)
+        ensure_staging(self._writer_conn)
+        prepare_session(self._writer_conn, self.options.policy_override)
+        self._fatal: BaseException | None = None
+        self._committed: list[Batch] = []  # appended by the writer thread, drained here
+        self._writer = BatchWriter(self._writer_conn, topic, self._on_committed)
         opts = self.options
         batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
         self._consumer = KafkaConsumer(
@@ -175,6 +183,7 @@ class Projector:
     # -- positions -------------------------------------------------------------------
 
     def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        self._settle()
         self._conn.rollback()
         stored = stored_progress(self._conn, self.topic, [tp.partition for tp in assigned])
         last = last_projected(self._conn, self.topic, {p: o for p, (o, _) in stored.items() if o > 0})
@@ -228,6 +237,8 @@ class Projector:
 
     def step(self) -> int:
         """Poll once and project what came; return the number of records handled."""
+        if self._fatal is not None:
+            raise self._fatal
         try:
             polled = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms,
                                          max_records=self.options.batch_size)
@@ -262,33 +273,62 @@ class Projector:
                 progress.append(PartitionProgress(tp.partition, at[0] if at else None, next_offset, next_leaf))
         if not progress:
             return 0
-        try:
-            with self._conn.transaction():
-                write_batch(self._conn, self.topic, rows, quarantined, progress)
-        except OffsetConflict as exc:
-            self.stats.conflicts += 1
-            log.warning("%s; re-reading stored offsets", exc)
-            self._seek_to_stored(self._consumer.assignment())
-            return 0
-        except psycopg.errors.UniqueViolation as exc:
-            # The journal already holds one of these offsets: another projector got there.
-            self.stats.conflicts += 1
-            log.warning("journal already has part of this batch (%s); re-reading stored offsets", exc.diag.message_primary)
-            self._seek_to_stored(self._consumer.assignment())
-            return 0
-        self._conn.commit()
+        if self._writer_failed():
+            return 0  # positions were re-read; this batch is fetched again from them
+        self._writer.submit(Batch(rows, quarantined, progress))
         for p in progress:
             self._positions.stored[p.partition] = (p.next_offset, p.next_leaf_index)
-        if self.options.commit_to_kafka:
-            self._consumer.commit_async({
-                TopicPartition(self.topic, p.partition): OffsetAndMetadata(p.next_offset, "", -1) for p in progress
-            })
+        self._acknowledge()
+        return len(rows) + len(quarantined)
+
+    def _on_committed(self, batch: Batch) -> None:
+        """Called on the writer's thread once a batch is in PostgreSQL."""
         self.stats.batches += 1
-        self.stats.journaled += len(rows)
-        self.stats.quarantined += len(quarantined)
+        self.stats.journaled += len(batch.rows)
+        self.stats.quarantined += len(batch.quarantined)
+        self._committed.append(batch)
         if self._progress:
             self._progress(self.stats)
-        return len(rows) + len(quarantined)
+
+    def _acknowledge(self) -> None:
+        """Tell Kafka what PostgreSQL holds (for lag monitoring only; the consumer is not
+        thread-safe, so this runs on the projector's thread)."""
+        while self._committed:
+            batch = self._committed.pop(0)
+            if self.options.commit_to_kafka:
+                self._consumer.commit_async({
+                    TopicPartition(self.topic, p.partition): OffsetAndMetadata(p.next_offset, "", -1)
+                    for p in batch.progress
+                })
+
+    def _writer_failed(self) -> bool:
+        """Handle a failed write: on a fencing conflict re-read the stored offsets and say so;
+        anything else stops the projector."""
+        error = self._writer.take_error()
+        if error is None:
+            return False
+        self._writer.drain()
+        self._writer.take_error()  # later batches failed their (stale) fences: expected
+        if isinstance(error, OffsetConflict):
+            log.warning("%s; re-reading stored offsets", error)
+        elif isinstance(error, psycopg.errors.UniqueViolation):
+            # The journal already holds one of these offsets: another projector got there.
+            log.warning("journal already has part of a batch (%s); re-reading stored offsets",
+                        error.diag.message_primary)
+        else:
+            # Kept as well as raised: raised inside a rebalance callback, kafka-python would
+            # only log it, so step() raises it again.
+            self._fatal = error
+            raise error
+        self.stats.conflicts += 1
+        self._seek_to_stored(self._consumer.assignment())
+        return True
+
+    def _settle(self) -> bool:
+        """Wait for the writer; return False when a conflict made it re-read positions."""
+        self._writer.drain()
+        self._acknowledge()
+        return not self._writer_failed()
 
     # -- the loop --------------------------------------------------------------------
 
@@ -306,13 +346,14 @@ class Projector:
                 handled = self.step()
                 if handled:
                     idle_since = time.monotonic()
-                elif until_caught_up and self.caught_up():
+                if until_caught_up and self.caught_up() and self._settle():
                     break
-                elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                if not handled and idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
                     raise ProjectorError(
                         f"no progress for {idle_timeout_s:.0f} s and not caught up "
                         f"(assignment: {sorted(tp.partition for tp in self._consumer.assignment())})"
                     )
+            self._settle()
         finally:
             restore()
         return self.stats
@@ -337,9 +378,11 @@ class Projector:
 
     def close(self) -> None:
         try:
+            self._writer.close()
             self._consumer.close(autocommit=False)
         finally:
             self._conn.close()
+            self._writer_conn.close()
 
     def __enter__(self) -> Projector:
         return self

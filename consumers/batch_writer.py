@@ -1,0 +1,90 @@
+"""Writes projector batches to PostgreSQL on a thread of its own.
+
+While batch *k* commits (PostgreSQL works in its own process, psycopg waits without the
+GIL), the projector fetches and decodes batch *k+1*: the two halves of the work overlap
+instead of taking turns. At most one batch waits behind the one being written, so memory
+stays bounded by the batch size.
+
+Exactly-once is untouched: each batch is still one transaction holding its rows and its
+offsets, fenced on the offsets the batch started from. The projector advances its
+positions optimistically when it hands a batch over; if a write fails, every batch
+handed over after it fails its fence too, and the projector, on seeing the failure,
+waits for the writer to go idle and re-reads the stored offsets.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from protocolo.projections.journal import (
+    JournalRow,
+    PartitionProgress,
+    QuarantineRow,
+    write_batch,
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    rows: Sequence[JournalRow]
+    quarantined: Sequence[QuarantineRow]
+    progress: Sequence[PartitionProgress]
+
+
+class BatchWriter:
+    def __init__(self, conn: psycopg.Connection, topic: str, on_committed: Callable[[Batch], None]) -> None:
+        self._conn = conn
+        self._topic = topic
+        self._on_committed = on_committed
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="protocolo-batch-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        """Hand a batch over; blocks while one is already waiting."""
+        if not self._thread.is_alive():
+            raise RuntimeError("the batch writer has stopped")
+        self._queue.put(batch)
+
+    def drain(self) -> None:
+        """Wait until every batch handed over is committed or has failed."""
+        self._queue.join()
+
+    def take_error(self) -> BaseException | None:
+        """The first failure since the last call (after :meth:`drain`, all of them are in)."""
+        with self._lock:
+            error, self._error = self._error, None
+        return error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                with self._lock:
+                    failed_before = self._error is not None
+                if failed_before:
+                    continue  # its fence is stale: the projector will re-read and redo it
+                try:
+                    with self._conn.transaction():
+                        write_batch(self._conn, self._topic, batch.rows, batch.quarantined, batch.progress)
+                except BaseException as exc:  # noqa: BLE001 - handed to the projector's thread
+                    with self._lock:
+                        self._error = self._error or exc
+                    continue
+                self._on_committed(batch)
+            finally:
+                self._queue.task_done()
