@@ -11,6 +11,7 @@ path and the rule broken:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from .protocol_number import normalise_protocol_number
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_UUID = re.compile(r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$")
 _BLIND_INDEX = _SHA256
 
 #: Events about an interaction: they must name its protocol number.
@@ -68,6 +70,7 @@ class StructureValidator:
         self.names: dict[str, Mapping[str, Any]] = {}
         self._collect(schema, schema.get("namespace", ""))
         self.schema = schema
+        self._valid = self._compile(schema)
 
     def _collect(self, schema: Any, namespace: str) -> None:
         if isinstance(schema, list):
@@ -86,7 +89,52 @@ class StructureValidator:
                     self._collect(schema[key], namespace)
 
     def check(self, record: Any) -> None:
-        self._check(self.schema, record, "")
+        # The compiled predicate answers "valid?" fast (publishing is a hot path); only a
+        # record that fails it is walked again to say which field broke which rule.
+        if not self._valid(record):
+            self._check(self.schema, record, "")
+
+    def _compile(self, schema: Any) -> Callable[[Any], bool]:
+        if isinstance(schema, str):
+            if schema in _PRIMITIVES:
+                return _PRIMITIVES[schema]
+            return self._compile(self.names[schema])
+        if isinstance(schema, list):
+            preds = [self._compile(b) for b in schema]
+            if len(schema) == 2 and schema[0] == "null":
+                other = preds[1]
+                return lambda v: v is None or other(v)
+            return lambda v: any(p(v) for p in preds)
+        kind, logical = schema["type"], schema.get("logicalType")
+        if logical == "timestamp-micros":
+            return lambda v: isinstance(v, datetime) and v.tzinfo is not None
+        if logical == "uuid":
+            return lambda v: isinstance(v, uuid.UUID) or (isinstance(v, str) and _UUID.match(v) is not None)
+        if kind == "record":
+            fields = [(f["name"], self._compile(f["type"]), "default" in f) for f in schema["fields"]]
+            known = frozenset(name for name, _, _ in fields)
+
+            def record_ok(v: Any) -> bool:
+                if not isinstance(v, Mapping) or not known.issuperset(v):
+                    return False
+                for name, pred, has_default in fields:
+                    if name in v:
+                        if not pred(v[name]):
+                            return False
+                    elif not has_default:
+                        return False
+                return True
+
+            return record_ok
+        if kind == "enum":
+            allowed = frozenset(s for s in schema["symbols"] if s != schema.get("default"))
+            return lambda v: isinstance(v, str) and v in allowed
+        if kind == "array":
+            item = self._compile(schema["items"])
+            return lambda v: isinstance(v, list | tuple) and all(item(i) for i in v)
+        if kind in _PRIMITIVES:
+            return _PRIMITIVES[kind]
+        return lambda v: False  # unsupported: the slow walk explains
 
     def _matches(self, schema: Any, value: Any) -> bool:
         try:
@@ -170,8 +218,9 @@ def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime
         raise EventRejected("meta.producer", "required", "must name the publishing service")
     protocol = meta.get("protocol_number")
     if protocol is not None:
-        if normalise_protocol_number(protocol, "meta.protocol_number") != protocol:
-            raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
+        if not _is_canonical_protocol(protocol):
+            if normalise_protocol_number(protocol, "meta.protocol_number") != protocol:
+                raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
     elif event_type in NEEDS_PROTOCOL:
         raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
     for name in ("sha256", "delivered_sha256"):
@@ -189,6 +238,15 @@ def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime
     checker = _EXTRA_RULES.get(event_type)
     if checker:
         checker(record)
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_canonical_protocol(value: str) -> bool:
+    """Cached: one contact's events repeat its protocol number (the publisher's hot path)."""
+    try:
+        return normalise_protocol_number(value) == value
+    except EventRejected:
+        return False
 
 
 def _recording_captured(record: Mapping[str, Any]) -> None:
