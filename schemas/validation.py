@@ -218,9 +218,10 @@ def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime
         raise EventRejected("meta.producer", "required", "must name the publishing service")
     protocol = meta.get("protocol_number")
     if protocol is not None:
-        if not _is_canonical_protocol(protocol):
-            if normalise_protocol_number(protocol, "meta.protocol_number") != protocol:
-                raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
+        if not _is_canonical_protocol(protocol) and (
+            normalise_protocol_number(protocol, "meta.protocol_number") != protocol  # raises the rule broken
+        ):
+            raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
     elif event_type in NEEDS_PROTOCOL:
         raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
     for name in ("sha256", "delivered_sha256"):
