@@ -55,7 +55,15 @@ class BatchWriter:
 
     def drain(self) -> None:
         """Wait until every batch handed over is committed or has failed."""
+        if not self._thread.is_alive():
+            if self._queue.unfinished_tasks:
+                raise RuntimeError("the batch writer stopped with batches not written")
+            return
         self._queue.join()
+
+    def failed(self) -> bool:
+        with self._lock:
+            return self._error is not None
 
     def take_error(self) -> BaseException | None:
         """The first failure since the last call (after :meth:`drain`, all of them are in)."""

@@ -17,7 +17,7 @@ from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import DecodeError
 from protocolo.schemas.errors import EventRejected
-from protocolo.schemas.validation import entity_key
+from protocolo.schemas.validation import check_domain_rules, entity_key
 
 
 def _json_default(value: Any) -> Any:
@@ -70,6 +70,10 @@ class RecordDecoder:
                     f"wrong key: {decoded.event_type} must be keyed by {expected_key!r}, got {actual_key!r}"
                 )
             occurred_at = meta["occurred_at"]
+            # A producer that bypassed LedgerPublisher may break a domain rule the views
+            # rely on (an unknown retention profile, a bad protocol check digit): such a
+            # record is quarantined, not allowed to stop projection on every restart.
+            check_domain_rules(decoded.event_type, payload, at_publish=False)
         except (DecodeError, EventRejected, KeyError, TypeError, ValueError) as exc:
             return QuarantineRow(
                 kafka_partition=record.partition, kafka_offset=record.offset,

@@ -28,7 +28,7 @@ from typing import Any
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import OffsetOutOfRangeError
+from kafka.errors import KafkaError, OffsetOutOfRangeError
 
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import (
@@ -49,6 +49,10 @@ from .batch_writer import Batch, BatchWriter
 from .decoding import RecordDecoder
 
 log = logging.getLogger(__name__)
+
+#: Fencing conflicts are normal around a rebalance; this many in a row, with no batch
+#: committed in between, means the stored offsets and the journal disagree.
+MAX_CONFLICTS_IN_A_ROW = 10
 
 
 class ProjectorError(RuntimeError):
@@ -121,15 +125,26 @@ class _SeekToStored(ConsumerRebalanceListener):
     def __init__(self, projector: Projector) -> None:
         self.projector = projector
 
+    # kafka-python re-raises a listener's exception from poll() as a generic KafkaError:
+    # keep the real one so that step() can raise it instead.
+
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # What this member wrote must be committed before another member reads the offsets.
-        self.projector._settle()
-        for tp in revoked:
-            self.projector._positions.stored.pop(tp.partition, None)
-            self.projector._positions.verify.pop(tp.partition, None)
+        try:
+            # What this member wrote must be committed before another member reads the offsets.
+            self.projector._settle()
+            for tp in revoked:
+                self.projector._positions.stored.pop(tp.partition, None)
+                self.projector._positions.verify.pop(tp.partition, None)
+        except BaseException as exc:
+            self.projector._fatal = self.projector._fatal or exc
+            raise
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.projector._seek_to_stored(assigned)
+        try:
+            self.projector._seek_to_stored(assigned)
+        except BaseException as exc:
+            self.projector._fatal = self.projector._fatal or exc
+            raise
 
 
 class Projector:
@@ -160,6 +175,7 @@ class Projector:
         ensure_staging(self._writer_conn)
         prepare_session(self._writer_conn, self.options.policy_override)
         self._fatal: BaseException | None = None
+        self._conflicts_in_a_row = 0
         self._committed: list[Batch] = []  # appended by the writer thread, drained here
         self._writer = BatchWriter(self._writer_conn, topic, self._on_committed)
         opts = self.options
@@ -245,6 +261,10 @@ class Projector:
         except OffsetOutOfRangeError as exc:
             tp, offset = next(iter(exc.args[0].items()))
             raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, offset, None) from exc
+        except KafkaError:
+            if self._fatal is not None:  # raised in a rebalance callback: the real cause
+                raise self._fatal from None
+            raise
         self._check_log_end()
         if not polled:
             return 0
@@ -283,12 +303,16 @@ class Projector:
 
     def _on_committed(self, batch: Batch) -> None:
         """Called on the writer's thread once a batch is in PostgreSQL."""
+        self._conflicts_in_a_row = 0
         self.stats.batches += 1
         self.stats.journaled += len(batch.rows)
         self.stats.quarantined += len(batch.quarantined)
         self._committed.append(batch)
         if self._progress:
-            self._progress(self.stats)
+            try:
+                self._progress(self.stats)
+            except Exception:  # noqa: BLE001 - a progress printer must not stop the writer
+                log.exception("progress callback failed")
 
     def _acknowledge(self) -> None:
         """Tell Kafka what PostgreSQL holds (for lag monitoring only; the consumer is not
@@ -304,11 +328,11 @@ class Projector:
     def _writer_failed(self) -> bool:
         """Handle a failed write: on a fencing conflict re-read the stored offsets and say so;
         anything else stops the projector."""
-        error = self._writer.take_error()
-        if error is None:
+        if not self._writer.failed():
             return False
-        self._writer.drain()
-        self._writer.take_error()  # later batches failed their (stale) fences: expected
+        self._writer.drain()  # batches queued behind the failure are skipped, not written
+        error = self._writer.take_error()
+        assert error is not None
         if isinstance(error, OffsetConflict):
             log.warning("%s; re-reading stored offsets", error)
         elif isinstance(error, psycopg.errors.UniqueViolation):
@@ -321,6 +345,16 @@ class Projector:
             self._fatal = error
             raise error
         self.stats.conflicts += 1
+        self._conflicts_in_a_row += 1
+        if self._conflicts_in_a_row > MAX_CONFLICTS_IN_A_ROW:
+            self._fatal = ProjectorError(
+                f"{self._conflicts_in_a_row} batches in a row could not be written although PostgreSQL's "
+                f"stored offsets say they are next (last error: {error}). The journal and "
+                "projector_offsets disagree (a restore or manual change?); the projector stopped "
+                "rather than retry for ever. Compare projector_offsets with max(kafka_offset) per "
+                "partition in the journal."
+            )
+            raise self._fatal from error
         self._seek_to_stored(self._consumer.assignment())
         return True
 
@@ -378,8 +412,10 @@ class Projector:
 
     def close(self) -> None:
         try:
-            self._writer.close()
-            self._consumer.close(autocommit=False)
+            try:
+                self._consumer.close(autocommit=False)  # leaving the group settles the writer
+            finally:
+                self._writer.close()
         finally:
             self._conn.close()
             self._writer_conn.close()

@@ -12,6 +12,8 @@ dropped silently.
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -204,28 +206,37 @@ class LedgerPublisher:
     def send_prepared(self, prepared: list[PreparedEvent]) -> list[Receipt]:
         futures = []
         failed: dict[str, str] = {}
+        unavailable: str | None = None
         for p in prepared:
-            try:
-                futures.append((p, self._producer.send(self.topic, key=p.key, value=p.value, headers=p.headers)))
-            except KafkaError as exc:  # metadata never arrived within max_block_ms
-                failed[p.event_id] = f"{type(exc).__name__}: {exc}"
-                futures.append((p, None))
-        self._producer.flush(timeout=self._delivery_timeout_s)
-        receipts: list[Receipt] = []
-        for p, future in futures:
-            if future is None:
+            if unavailable is not None:  # don't wait max_block_ms again for every event
+                failed[p.event_id] = unavailable
                 continue
             try:
-                md = future.get(timeout=0.1 if future.is_done else self._delivery_timeout_s)
+                futures.append((p, self._producer.send(self.topic, key=p.key, value=p.value, headers=p.headers)))
+            except KafkaTimeoutError as exc:  # no metadata within max_block_ms: broker unreachable
+                unavailable = failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+            except KafkaError as exc:
+                failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+        deadline = time.monotonic() + self._delivery_timeout_s
+        # A flush that times out is fine: the futures below say which events were not confirmed.
+        with contextlib.suppress(KafkaTimeoutError):
+            self._producer.flush(timeout=self._delivery_timeout_s)
+        receipts: list[Receipt] = []
+        for p, future in futures:
+            try:
+                md = future.get(timeout=max(deadline - time.monotonic(), 0.01))
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none dropped
                 failed[p.event_id] = f"{type(exc).__name__}: {exc}"
                 continue
             receipts.append(Receipt(md.topic, md.partition, md.offset, p.event_id, p.event_type, p.key.decode()))
         if failed:
-            cls = BrokerUnavailable if len(failed) == len(prepared) else PublishFailed
+            broker_down = unavailable is not None or all(
+                "Timeout" in e or "Connection" in e for e in failed.values())
+            cls = BrokerUnavailable if broker_down and not receipts else PublishFailed
             raise cls(
                 f"{len(failed)} of {len(prepared)} events were not confirmed by the broker "
-                f"(first: {next(iter(failed.values()))}); publish them again with the same event ids",
+                f"(first: {next(iter(failed.values()))}); publish them again with the same event ids "
+                "and occurred_at (the projector applies an event id once)",
                 receipts, failed,
             )
         return receipts

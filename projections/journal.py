@@ -96,7 +96,7 @@ UPDATE batch_events b SET is_duplicate = true
                row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) AS n
           FROM batch_events) d
  WHERE b.kafka_partition = d.kafka_partition AND b.kafka_offset = d.kafka_offset
-   AND (d.n > 1 OR EXISTS (SELECT 1 FROM journal j WHERE j.event_id = d.event_id))
+   AND (d.n > 1 OR EXISTS (SELECT 1 FROM journal j WHERE j.event_id = d.event_id AND NOT j.is_duplicate))
 """
 
 JOURNAL_FROM_STAGING = f"""

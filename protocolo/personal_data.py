@@ -59,6 +59,10 @@ class KeyDestroyed(LookupError):
     """The data key was destroyed: the customer's personal data is erased."""
 
 
+class PersonalDataUnavailable(RuntimeError):
+    """Sealed data that was not erased cannot be read: wrong keys or database, or tampering."""
+
+
 class KeyVault:
     """Per-customer AES-256 data keys in PostgreSQL, wrapped by the master key.
 
@@ -94,7 +98,13 @@ class KeyVault:
             self._conn.close()
 
     def _unwrap(self, key_ref: str, wrapped: bytes) -> bytes:
-        return self._wrap.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_ref.encode())
+        try:
+            return self._wrap.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_ref.encode())
+        except InvalidTag:
+            raise PersonalDataUnavailable(
+                f"data key {key_ref} does not open with this master key: is PROTOCOLO_MASTER_KEY "
+                "(or $PROTOCOLO_HOME/keys/master.key) the one this database's keys were made with?"
+            ) from None
 
     def sealing_key(self, subject_ref: str) -> tuple[str, bytes]:
         """``(key_ref, key)`` of the subject's live key, created if it has none."""
@@ -214,17 +224,25 @@ class PersonalDataSealer:
         }
 
     def open(self, sealed: dict[str, Any] | None, event_id: str) -> dict[str, Any] | None:
-        """The clear customer data, or None when it was erased (key destroyed)."""
+        """The clear customer data, or None when it was erased (key destroyed); raises
+        :class:`PersonalDataUnavailable` when it was not erased but cannot be read."""
         if not sealed:
             return None
         try:
             key = self.vault.opening_key(sealed["key_ref"])
-        except (KeyDestroyed, KeyError):
+        except KeyDestroyed:
             return None
+        except KeyError:
+            raise PersonalDataUnavailable(
+                f"no data key {sealed['key_ref']} in this database: is PROTOCOLO_DATABASE_URL the "
+                "ledger the event was published to?"
+            ) from None
         try:
             clear = AESGCM(key).decrypt(_as_bytes(sealed["nonce"]), _as_bytes(sealed["ciphertext"]), str(event_id).encode())
         except InvalidTag:
-            return None
+            raise PersonalDataUnavailable(
+                f"the personal data of event {event_id} does not decrypt with its key: it was altered"
+            ) from None
         return json.loads(clear)
 
 

@@ -204,12 +204,19 @@ class StructureValidator:
             raise EventRejected(where, "schema", f"unsupported schema type {kind}")
 
 
-def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime | None = None) -> None:
-    """Rules the Avro schema cannot express. ``record`` has passed the structure check."""
+def check_domain_rules(
+    event_type: str, record: Mapping[str, Any], now: datetime | None = None, *, at_publish: bool = True
+) -> None:
+    """Rules the Avro schema cannot express. ``record`` has passed the structure check.
+
+    ``at_publish=False`` (records already on the log) skips the rules that depend on when
+    they are checked: an event in the future, and retention below the *current* minimum
+    of its profile (a profile's values may change in a later version).
+    """
     meta = record["meta"]
     now = now or datetime.now(UTC)
     occurred = meta["occurred_at"]
-    if occurred > now + MAX_CLOCK_SKEW:
+    if at_publish and occurred > now + MAX_CLOCK_SKEW:
         raise EventRejected("meta.occurred_at", "future",
                             f"{occurred.isoformat()} is more than {MAX_CLOCK_SKEW} in the future (clock skew?)")
     if occurred < EARLIEST:
@@ -227,11 +234,10 @@ def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime
     for name in ("sha256", "delivered_sha256"):
         if name in record and not _SHA256.match(record[name]):
             raise EventRejected(name, "sha256", f"{record[name]!r:.80} is not a SHA-256 digest (64 lowercase hex digits)")
+    customer = record.get("customer")
     for name in ("cpf_index", "customer_code_index"):
-        for customer_field in ("customer",):
-            customer = record.get(customer_field)
-            if customer and customer.get(name) is not None and not _BLIND_INDEX.match(customer[name]):
-                raise EventRejected(f"{customer_field}.{name}", "blind-index", "must be an HMAC-SHA256 in 64 lowercase hex digits")
+        if customer and customer.get(name) is not None and not _BLIND_INDEX.match(customer[name]):
+            raise EventRejected(f"customer.{name}", "blind-index", "must be an HMAC-SHA256 in 64 lowercase hex digits")
     for i, number in enumerate(record.get("protocol_numbers", ())):
         field = f"protocol_numbers[{i}]"
         if normalise_protocol_number(number, field) != number:
@@ -239,6 +245,8 @@ def check_domain_rules(event_type: str, record: Mapping[str, Any], now: datetime
     checker = _EXTRA_RULES.get(event_type)
     if checker:
         checker(record)
+    if at_publish and event_type == "RecordingCaptured":
+        _retention_minimum(record)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -263,6 +271,14 @@ def _recording_captured(record: Mapping[str, Any]) -> None:
     if profile is None:
         raise EventRejected("retention_profile", "unknown-profile",
                             f"{record['retention_profile']!r} is not a policy profile ({', '.join(sorted(PROFILES))})")
+    if record["retention_days"] < 1:
+        raise EventRejected("retention_days", "range", "must be at least 1 day")
+
+
+def _retention_minimum(record: Mapping[str, Any]) -> None:
+    from protocolo.projections.policy import PROFILES
+
+    profile = PROFILES[record["retention_profile"]]
     if record["retention_days"] < profile.recording_retention_days:
         raise EventRejected("retention_days", "legal-minimum",
                             f"{record['retention_days']} days is below the {profile.recording_retention_days}-day minimum of {profile.key}")

@@ -39,7 +39,9 @@ CREATE TABLE journal (
     PRIMARY KEY (topic, kafka_partition, kafka_offset),
     UNIQUE (topic, kafka_partition, leaf_index)
 );
-CREATE INDEX journal_event_id ON journal (event_id);
+-- One applied occurrence per event id, even when two projectors meet the same event id
+-- on different partitions at once: the loser's batch fails and is redone as a duplicate.
+CREATE UNIQUE INDEX journal_event_id_applied ON journal (event_id) WHERE NOT is_duplicate;
 CREATE INDEX journal_protocol ON journal (protocol_number, occurred_at) WHERE protocol_number IS NOT NULL;
 CREATE INDEX journal_entity_key ON journal (entity_key);
 
@@ -171,12 +173,15 @@ CREATE TABLE customer_index (
     PRIMARY KEY (index_kind, index_value, protocol_number)
 );
 
+-- Every erasure (a customer who came back may be erased again).
 CREATE TABLE erasures (
-    subject_ref text PRIMARY KEY,
+    event_id    uuid PRIMARY KEY,
+    subject_ref text NOT NULL,
     key_refs    text[] NOT NULL,
     legal_basis text NOT NULL,
     erased_at   timestamptz NOT NULL
 );
+CREATE INDEX erasures_subject ON erasures (subject_ref);
 
 -- Producer-owned vaults -------------------------------------------------------------
 

@@ -38,13 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     # kafka-python logs every refused connection at ERROR while a broker starts; failures
     # that matter reach the user as exceptions with a message that says what to do.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    import psycopg
+
     from protocolo.config import ConfigError
+    from protocolo.consumers.projector import ProjectorError
+    from protocolo.producers.publisher import PublishFailed
     from protocolo.runtime import RuntimeUnavailable
 
     try:
         return int(args.func(args) or 0)
-    except (CommandError, ConfigError, RuntimeUnavailable) as exc:
+    except (CommandError, ConfigError, RuntimeUnavailable, ProjectorError, PublishFailed) as exc:
         print(f"protocolo: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        print(f"protocolo: PostgreSQL failed: {exc}".rstrip(), file=sys.stderr)
         return 2
     except BrokenPipeError:  # `protocolo history ... | head`
         sys.stderr.close()

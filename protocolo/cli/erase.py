@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     except EventRejected as exc:
         raise CommandError(str(exc)) from exc
     print(f"erased: {result.destroyed} data key(s) destroyed of {len(result.key_refs)} found; "
-          f"CustomerDataErased at {result.receipt.topic}[{result.receipt.partition}]@{result.receipt.offset}",
+          f"CustomerDataErased at {result.receipt.topic}[{result.receipt.partition}]@{result.receipt.offset}\n"
+          "Keys are found through the projected views: contacts the projector has not reached yet "
+          "are not covered; run `protocolo project --until-caught-up` first, or erase again after it.",
           file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from protocolo.cli import CommandError
 from protocolo.config import ConfigError
+from protocolo.personal_data import PersonalDataUnavailable
 from protocolo.projections.history import (
     Timeline,
     protocols_for_customer,
@@ -112,7 +113,10 @@ def _customer(sealer: Any, t: Timeline) -> dict[str, Any] | None:
     sealed = (opened["payload"].get("customer") or {}).get("sealed")
     if sealed is None:
         return {"identified": False, "erased": False}
-    clear = sealer.open(sealed, opened["event_id"])
+    try:
+        clear = sealer.open(sealed, opened["event_id"])
+    except PersonalDataUnavailable as exc:
+        return {"identified": True, "erased": False, "unavailable": str(exc)}
     if clear is None:
         return {"identified": True, "erased": True}
     return {"identified": True, "erased": False, "name": clear.get("name"), "customer_code": clear.get("customer_code"),
@@ -167,6 +171,7 @@ def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers
                   f"{(i.get('direction') or '').lower()}  |  {i.get('service_type') or '?'} ({i.get('policy_profile') or 'no profile'})\n")
         c = customers.get(t.protocol_number)
         who = ("(not identified)" if c and not c["identified"] else
+               f"[personal data unavailable: {c['unavailable']}]" if c and c.get("unavailable") else
                "[personal data erased]" if c and c["erased"] else
                " ".join(x for x in ((c or {}).get("name"), (c or {}).get("cpf_masked") and f"CPF {c['cpf_masked']}",
                                      (c or {}).get("customer_code") and f"code {c['customer_code']}") if x) or "-")
