@@ -42,36 +42,47 @@ STATEMENTS = (
      WHERE r.requested_at IS NULL
     """,
     """
-    INSERT INTO retrieval_requests AS r (request_id, status, located_at, located_protocols)
-    SELECT DISTINCT ON (payload->>'request_id') (payload->>'request_id')::uuid, 'located', occurred_at,
+    INSERT INTO retrieval_requests AS r (request_id, located_at, located_protocols)
+    SELECT DISTINCT ON (payload->>'request_id') (payload->>'request_id')::uuid, occurred_at,
            ARRAY(SELECT jsonb_array_elements_text(payload->'protocol_numbers'))
       FROM batch_events
      WHERE event_type = 'RetrievalLocated' AND NOT is_duplicate
      ORDER BY payload->>'request_id', kafka_partition DESC, kafka_offset DESC
     ON CONFLICT (request_id) DO UPDATE SET located_at = excluded.located_at,
-        located_protocols = excluded.located_protocols,
-        status = CASE WHEN r.status IN ('fulfilled', 'rejected') THEN r.status ELSE 'located' END
+        located_protocols = excluded.located_protocols
     """,
+    # The first fulfilment and the first rejection are each kept as facts ...
     """
-    INSERT INTO retrieval_requests AS r (request_id, status, fulfilled_at, delivered_sha256, delivered_recording)
-    SELECT DISTINCT ON (payload->>'request_id') (payload->>'request_id')::uuid, 'fulfilled', occurred_at,
+    INSERT INTO retrieval_requests AS r (request_id, fulfilled_at, delivered_sha256, delivered_recording)
+    SELECT DISTINCT ON (payload->>'request_id') (payload->>'request_id')::uuid, occurred_at,
            payload->>'delivered_sha256', payload->>'recording_id'
       FROM batch_events
      WHERE event_type = 'RetrievalFulfilled' AND NOT is_duplicate
      ORDER BY payload->>'request_id', kafka_partition, kafka_offset
-    ON CONFLICT (request_id) DO UPDATE SET status = 'fulfilled', fulfilled_at = excluded.fulfilled_at,
+    ON CONFLICT (request_id) DO UPDATE SET fulfilled_at = excluded.fulfilled_at,
         delivered_sha256 = excluded.delivered_sha256, delivered_recording = excluded.delivered_recording
-     WHERE r.fulfilled_at IS NULL AND r.status <> 'rejected'
+     WHERE r.fulfilled_at IS NULL
     """,
     """
-    INSERT INTO retrieval_requests AS r (request_id, status, rejected_at, rejection_reason)
-    SELECT DISTINCT ON (payload->>'request_id') (payload->>'request_id')::uuid, 'rejected', occurred_at,
-           payload->>'reason'
+    INSERT INTO retrieval_requests AS r (request_id, rejected_at, rejection_reason)
+    SELECT DISTINCT ON (payload->>'request_id') (payload->>'request_id')::uuid, occurred_at, payload->>'reason'
       FROM batch_events
      WHERE event_type = 'RetrievalRejected' AND NOT is_duplicate
      ORDER BY payload->>'request_id', kafka_partition, kafka_offset
-    ON CONFLICT (request_id) DO UPDATE SET status = 'rejected', rejected_at = excluded.rejected_at,
+    ON CONFLICT (request_id) DO UPDATE SET rejected_at = excluded.rejected_at,
         rejection_reason = excluded.rejection_reason
-     WHERE r.rejected_at IS NULL AND r.status <> 'fulfilled'
+     WHERE r.rejected_at IS NULL
+    """,
+    # ... and the status follows from them, whatever order the batches brought them in:
+    # the earlier of fulfilment and rejection ends the request.
+    """
+    UPDATE retrieval_requests r SET status = CASE
+             WHEN r.fulfilled_at IS NOT NULL AND (r.rejected_at IS NULL OR r.fulfilled_at <= r.rejected_at)
+                  THEN 'fulfilled'
+             WHEN r.rejected_at IS NOT NULL THEN 'rejected'
+             WHEN r.located_at IS NOT NULL THEN 'located'
+             ELSE 'requested' END
+     WHERE r.request_id IN (SELECT (payload->>'request_id')::uuid FROM batch_events
+                             WHERE event_type LIKE 'Retrieval%' AND NOT is_duplicate)
     """,
 )

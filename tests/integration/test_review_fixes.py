@@ -116,3 +116,34 @@ def test_a_broker_that_goes_away_fails_the_publish_in_bounded_time_and_says_whic
             publisher.close(timeout_s=1)
         finally:
             devstack.down(own, log=lambda m: None)
+
+
+def test_request_status_does_not_depend_on_batch_boundaries(settings):
+    """A request both rejected and (earlier, but published later) fulfilled: the earlier
+    ends it, whether the two arrive in one batch or in two, live or rebuilt."""
+    from protocolo.projections.rebuild import rebuild_views
+
+    rt = Runtime.start(settings, log=lambda m: None)
+    p = make_protocol_number(2026, 401)
+    at = datetime.now(UTC) - timedelta(days=20)
+    request_id = str(uuid.uuid4())
+    digest = hashlib.sha256(b"audio").hexdigest()
+    with rt.publisher("status-test") as publisher:
+        publisher.publish_many([
+            _opened(p, at),
+            Event("RetrievalRequested", {"request_id": request_id, "kind": "RECORDING", "requested_via": "APP",
+                                         "delivery_channel": "EMAIL"}, protocol_number=p, occurred_at=at + timedelta(days=1)),
+            Event("RetrievalRejected", {"request_id": request_id, "reason": "NOT_FOUND"},
+                  protocol_number=p, occurred_at=at + timedelta(days=5)),
+            Event("RetrievalFulfilled", {"request_id": request_id, "recording_id": None, "delivered_sha256": digest,
+                                         "delivered_via": "EMAIL"}, protocol_number=p, occurred_at=at + timedelta(days=3)),
+        ])
+    projector = rt.projector(batch_size=1)  # one event per batch: rejection and fulfilment apart
+    with projector:
+        projector.run(until_caught_up=True, idle_timeout_s=30)
+    query = "SELECT status, fulfilled_at IS NOT NULL, rejected_at IS NOT NULL FROM retrieval_requests"
+    with rt.connect() as conn:
+        live = conn.execute(query).fetchall()
+        rebuild_views(conn)
+        rebuilt = conn.execute(query).fetchall()
+    assert live == rebuilt == [("fulfilled", True, True)]
