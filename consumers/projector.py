@@ -169,9 +169,7 @@ class Projector:
         self._stop = threading.Event()
         self._positions = _Positions()
         self._decoder = RecordDecoder(topic, catalogue)
-        self._conn = connect(database_url)
-        ensure_staging(self._conn)
-        prepare_session(self._conn, self.options.policy_override)
+        self._conn = connect(database_url)  # reads offsets; batches go through the writer's
         install_profiles(self._conn)
         self._conn.commit()
         self._writer_conn = connect(database_url, autocommit=True)
