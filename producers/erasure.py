@@ -20,6 +20,10 @@ from protocolo.schemas.errors import EventRejected
 from .publisher import LedgerPublisher, Receipt
 
 
+class NothingToErase(LookupError):
+    pass
+
+
 @dataclass(frozen=True)
 class ErasureResult:
     subject_ref: str
@@ -69,6 +73,11 @@ def erase_customer(
     ) if r]
     key_refs = customer_key_refs(conn, index_refs)
     conn.rollback()
+    if not key_refs:
+        raise NothingToErase(
+            "no live data key for this customer in the projected ledger: never seen, already "
+            "erased, or not projected yet (run `protocolo project --until-caught-up` and retry)"
+        )
     receipt = publisher.publish("CustomerDataErased", {
         "subject_ref": index_refs[0], "key_refs": key_refs, "legal_basis": legal_basis,
     })

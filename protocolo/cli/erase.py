@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from protocolo.cli import CommandError
-from protocolo.producers.erasure import erase_customer
+from protocolo.producers.erasure import NothingToErase, erase_customer
 from protocolo.runtime import Runtime
 from protocolo.schemas.errors import EventRejected
 
@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="erase a customer's personal data (LGPD) without touching any event",
         description="Publish CustomerDataErased and destroy the customer's data keys: their CPF, "
         "customer code and name become unreadable in every event, while the events, the journal "
-        "and the contact records the law requires keeping stay intact.",
+        "and the contact records the law requires keeping stay intact. Exit status 1 when the "
+        "customer has no live key in the projected ledger (nothing is published then).",
     )
     p.add_argument("--cpf", help="the customer's CPF")
     p.add_argument("--customer", metavar="CODE", help="the customer's code")
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
                                     customer_code=args.customer, legal_basis=args.legal_basis)
     except EventRejected as exc:
         raise CommandError(str(exc)) from exc
+    except NothingToErase as exc:
+        print(f"protocolo: {exc}", file=sys.stderr)
+        return 1
     print(f"erased: {result.destroyed} data key(s) destroyed of {len(result.key_refs)} found; "
           f"CustomerDataErased at {result.receipt.topic}[{result.receipt.partition}]@{result.receipt.offset}\n"
           "Keys are found through the projected views: contacts the projector has not reached yet "

@@ -178,6 +178,10 @@ def test_erase_command_by_customer_code_reaches_every_key_of_the_customer(settin
         b"ContactOpened", b"ContactOpened", b"CustomerDataErased"]
     assert erasure == [(code_index, keys_before, "LGPD art. 18 VI, request 77")]
     assert live == []
+    # Erasing again finds nothing live: it says so, exits 1 and publishes nothing.
+    again = cli("erase", "--customer", CODE, "--legal-basis", "LGPD art. 18 VI, request 78")
+    assert again.code == 1 and "no live data key" in again.err, again.err
+    assert len(drain(rt.kafka_bootstrap, settings.topic)) == len(records)
 
 
 def test_erasure_reaches_a_process_that_already_used_the_key(settings):
