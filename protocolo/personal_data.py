@@ -116,19 +116,20 @@ class KeyVault:
             key_ref = str(uuid.uuid4())
             nonce = os.urandom(NONCE_BYTES)
             wrapped = nonce + self._wrap.encrypt(nonce, AESGCM.generate_key(bit_length=256), key_ref.encode())
-            # At most one live key per subject (partial unique index): a concurrent
-            # creator wins and both use its key.
-            conn.execute(
-                "INSERT INTO personal_data_keys (key_ref, subject_ref, wrapped_key) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
-                (key_ref, subject_ref, wrapped),
-            )
+            # At most one live key per subject (partial unique index): a concurrent or
+            # earlier creator wins and everyone uses its key. One round trip either way: the
+            # CTE's SELECT sees the table as it was, so it answers only when the insert did not.
             row = conn.execute(
-                "SELECT key_ref, wrapped_key FROM personal_data_keys"
-                " WHERE subject_ref = %s AND wrapped_key IS NOT NULL",
-                (subject_ref,),
+                "WITH created AS ("
+                "  INSERT INTO personal_data_keys (key_ref, subject_ref, wrapped_key) VALUES (%s, %s, %s)"
+                "  ON CONFLICT DO NOTHING RETURNING key_ref, wrapped_key)"
+                " SELECT key_ref, wrapped_key FROM created"
+                " UNION ALL SELECT key_ref, wrapped_key FROM personal_data_keys"
+                "  WHERE subject_ref = %s AND wrapped_key IS NOT NULL"
+                " LIMIT 1",
+                (key_ref, subject_ref, wrapped, subject_ref),
             ).fetchone()
-            if row is None:  # destroyed between the two statements: try again
+            if row is None:  # a concurrent creator committed after our snapshot: try again
                 self._seal_cache.pop(subject_ref, None)
                 raise KeyDestroyed(subject_ref)
             key = self._unwrap(row[0], bytes(row[1]))
