@@ -150,40 +150,24 @@ class _Resolution:
                 return
             self._seen.add(key)
         if isinstance(writer, list):
+            # Each branch the writer may have used must be readable on its own.
             for branch in writer:
                 branch = self._deref(branch, self.writer_names)
-                if isinstance(reader, list):
-                    chosen = self._first_match(reader, branch)
-                    if chosen is None:
-                        self.problems.append(
-                            f"{path}: the writer's union branch {_describe(branch)} matches no "
-                            f"branch of the reader's union {_describe(reader)}"
-                        )
-                    else:
-                        self._check(chosen, branch, path)
-                elif _matches(reader, branch):
-                    self._check(reader, branch, path)
-                else:
-                    self.problems.append(
-                        f"{path}: the writer's union branch {_describe(branch)} cannot be read "
-                        f"as {_describe(reader)}"
-                    )
+                self._check_branch(reader, branch, path, f"the writer's union branch {_describe(branch)}")
             return
+        self._check_branch(reader, writer, path, f"writer type {_describe(writer)}")
+
+    def _check_branch(self, reader: Any, writer: Any, path: str, what: str) -> None:
+        """``writer`` is not a union; ``what`` names it in problems."""
         if isinstance(reader, list):
             chosen = self._first_match(reader, writer)
             if chosen is None:
-                self.problems.append(
-                    f"{path}: writer type {_describe(writer)} matches no branch of the reader's "
-                    f"union {_describe(reader)}"
-                )
+                self.problems.append(f"{path}: {what} matches no branch of the reader's union {_describe(reader)}")
             else:
                 self._check(chosen, writer, path)
             return
         if not _matches(reader, writer):
-            self.problems.append(
-                f"{path}: writer type {_describe(writer)} cannot be read as {_describe(reader)}"
-                + _mismatch_hint(reader, writer)
-            )
+            self.problems.append(f"{path}: {what} cannot be read as {_describe(reader)}" + _mismatch_hint(reader, writer))
             return
         kind = _kind(reader)
         if kind in ("record", "error"):
