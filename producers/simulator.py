@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -81,7 +81,7 @@ class SimulatedDay:
 class CallCentreDay:
     def __init__(
         self,
-        issue_protocol,  # Callable[[], str]: a ProtocolIssuer's issue
+        issue_protocol: Callable[[], str],  # e.g. a ProtocolIssuer's issue
         contacts: int = 2000,
         seed: int = 6523,
         days_ago: int = 120,
@@ -177,10 +177,10 @@ class CallCentreDay:
         ev("ContactClosed", end + timedelta(seconds=1), {"outcome": _weighted(rng, OUTCOMES)})
         if recording and day.sample_protocol is None and identified and customer.cpf and told < 0.97:
             day.sample_protocol, day.sample_cpf = protocol, customer.cpf
-            self._request_by_protocol(day, protocol, end, recording, ev, forced="fulfilled")
+            self._request_by_protocol(protocol, end, recording, ev, forced="fulfilled")
             self._request_by_cpf(day, customer, protocol, end, recording)
         elif recording and rng.random() < 0.04:
-            self._request_by_protocol(day, protocol, end, recording, ev)
+            self._request_by_protocol(protocol, end, recording, ev)
         elif recording and identified and customer.cpf and rng.random() < 0.015:
             self._request_by_cpf(day, customer, protocol, end, recording)
         if recording and rng.random() < 0.012:
@@ -211,7 +211,8 @@ class CallCentreDay:
                   "detail": "requester could not confirm the account holder's data"})
         # "open": located but never delivered, overdue by now
 
-    def _request_by_protocol(self, day, protocol, end, recording, ev, forced: str | None = None) -> None:
+    def _request_by_protocol(self, protocol: str, end: datetime, recording: dict, ev: Callable[..., None],
+                             forced: str | None = None) -> None:
         rng = self.rng
         request_id = str(uuid.UUID(int=rng.getrandbits(128)))
         at = end + timedelta(days=rng.uniform(1, 30))
@@ -219,7 +220,7 @@ class CallCentreDay:
             "request_id": request_id, "kind": "RECORDING", "requested_via": "APP", "delivery_channel": "EMAIL",
         })
         outcome = forced or rng.choices(("fulfilled", "late", "rejected", "open"), weights=(80, 8, 7, 5))[0]
-        self._fulfil(request_id, protocol, at, recording, outcome, lambda k, t, f: ev(k, t, f))
+        self._fulfil(request_id, protocol, at, recording, outcome, ev)
 
     def _request_by_cpf(self, day: SimulatedDay, customer: Customer, protocol: str, end, recording) -> None:
         """The customer lost the protocol number: the request is keyed by its own id."""

@@ -73,7 +73,7 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
             " protocol_confirmed_in_time FROM interaction_compliance WHERE protocol_number = ANY(%s)",
             (protocols,))}
         requests: dict[str, list[dict[str, Any]]] = {}
-        request_keys: dict[str, str] = {}
+        request_ids: list[str] = []  # a request without protocol is keyed by its id
         for r in cur.execute(
             "SELECT p.protocol_number AS for_protocol, r.* FROM retrieval_request_status r"
             " JOIN unnest(%s::text[]) AS p(protocol_number)"
@@ -82,7 +82,7 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
             (protocols,),
         ):
             requests.setdefault(r.pop("for_protocol"), []).append(r)
-            request_keys[str(r["request_id"])] = r["protocol_number"] or ""
+            request_ids.append(str(r["request_id"]))
         events: dict[str, list[dict[str, Any]]] = {p: [] for p in protocols}
         for e in cur.execute(
             "SELECT event_type, occurred_at, kafka_partition AS partition, kafka_offset AS offset,"
@@ -90,7 +90,7 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
             " FROM journal"
             " WHERE protocol_number = ANY(%s) OR entity_key = ANY(%s)"
             " ORDER BY occurred_at, kafka_partition, kafka_offset",
-            (protocols, [k for k in request_keys]),
+            (protocols, request_ids),
         ):
             request_id = e["payload"].get("request_id")
             targets = [e["protocol_number"]] if e["protocol_number"] in events else [

@@ -7,8 +7,8 @@ covered). Each field is length-prefixed so no two records share an encoding::
     u16 len(topic) | topic | u32 partition | u64 offset | i32 len(key) or -1 | key
     | u32 len(value) | value                                  (big-endian integers)
 
-``leaf_hash = SHA-256(0x00 || leaf_input)`` as in RFC 6962 §2.1; interior nodes (0x01
-prefix), signed tree heads and proofs build on these hashes.
+``leaf_hash = SHA-256(0x00 || leaf_input)`` as in RFC 6962 §2.1. Interior nodes (0x01
+prefix), signed tree heads and proofs are to be built on these hashes; they do not exist yet.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import hashlib
 import struct
 
 LEAF_PREFIX = b"\x00"
-NODE_PREFIX = b"\x01"
 
 
 def leaf_input(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> bytes:
@@ -34,6 +33,3 @@ def leaf_input(topic: str, partition: int, offset: int, key: bytes | None, value
 def leaf_hash(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> bytes:
     return hashlib.sha256(LEAF_PREFIX + leaf_input(topic, partition, offset, key, value)).digest()
 
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(NODE_PREFIX + left + right).digest()

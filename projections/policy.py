@@ -100,8 +100,9 @@ def profile_for_service(service_type: str, override: PolicyProfile | None = None
     return PROFILES[SERVICE_TYPE_PROFILES.get(service_type, DEFAULT_PROFILE)]
 
 
-def install_profiles(conn: psycopg.Connection, override: PolicyProfile | None = None) -> None:
-    """Store the profiles (and the service-type mapping in force) for the projector's SQL."""
+def install_profiles(conn: psycopg.Connection) -> None:
+    """Store the profiles for the views' SQL (the service-type mapping in force is a
+    per-connection table, see ``projections.views.prepare_session``)."""
     rows = [asdict(p) | {"profile": p.key} for p in PROFILES.values()]
     with conn.cursor() as cur:
         cur.executemany(

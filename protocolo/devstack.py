@@ -204,7 +204,9 @@ def status(settings: Settings) -> dict[str, Any]:
     pg_info = _postmaster_info(paths.pgdata) if paths.home.exists() else None
     admin_url = _postgres_url(pg_info) if pg_info is not None else None
     # The URL commands use: the running broker's ledger database (see resolve()).
-    url = (ledger_url(settings, admin_url) if kafka_pid is not None else None) or admin_url if admin_url else None
+    url = admin_url
+    if admin_url is not None and kafka_pid is not None:
+        url = ledger_url(settings, admin_url) or admin_url
     return {
         "home": str(paths.home),
         "kafka": {
