@@ -16,9 +16,11 @@ from kafka.errors import KafkaError
 
 from protocolo import devstack
 from protocolo.config import Settings
+from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
 from protocolo.deployment_keys import DeploymentKeys, KeyConfigError, load_keys
 from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.personal_data import BlindIndex, KeyVault, PersonalDataSealer
+from protocolo.producers.publisher import LedgerPublisher
 from protocolo.projections.migrations import connect
 from protocolo.projections.policy import override_from_env
 
@@ -45,6 +47,12 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings | None = None, log: Log = stack_log, need_kafka: bool = True) -> Runtime:
+        """Resolve the endpoints, create the ledger topic and migrate the database.
+
+        ``need_kafka=False`` (readers such as ``history``) skips the topic, and skips Kafka
+        altogether when the database is configured; on the embedded stack the broker is still
+        started, because the ledger database is named after the broker's incarnation.
+        """
         settings = settings or Settings.from_env()
         try:
             if not need_kafka and settings.database_url:
@@ -74,15 +82,13 @@ class Runtime:
             )
         return self._sealer
 
-    def publisher(self, producer_name: str):  # -> LedgerPublisher
-        from protocolo.producers.publisher import LedgerPublisher
-
+    def publisher(self, producer_name: str) -> LedgerPublisher:
         return LedgerPublisher(self.kafka_bootstrap, producer_name=producer_name,
                                topic=self.settings.topic, sealer=self.sealer())
 
-    def projector(self, batch_size: int = 2000, progress=None):  # -> Projector
-        from protocolo.consumers.projector import Projector, ProjectorOptions
-
+    def projector(
+        self, batch_size: int = 2000, progress: Callable[[ProjectorStats], None] | None = None
+    ) -> Projector:
         return Projector(
             self.kafka_bootstrap, self.database_url, topic=self.settings.topic,
             group_id=self.settings.group_id, progress=progress,

@@ -45,26 +45,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_when(text: str | None, option: str, end_of_day: bool) -> datetime | None:
-    """A date is a whole day in São Paulo time; a datetime without zone is São Paulo time."""
+def parse_when(text: str | None, option: str, upper: bool) -> datetime | None:
+    """A date is a whole day in São Paulo time; a datetime without zone is São Paulo time.
+    ``upper``: the value ends an inclusive window, returned as the exclusive bound after it."""
     if text is None:
         return None
     try:
         if len(text) == 10:
             day = datetime.fromisoformat(text).date()
             moment = datetime.combine(day, time.min, LOCAL)
-            return moment + timedelta(days=1) if end_of_day else moment
+            return moment + timedelta(days=1) if upper else moment
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise CommandError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=LOCAL)
     # Both ends are inclusive; the query's upper bound is exclusive.
-    return moment + timedelta(microseconds=1) if end_of_day else moment
+    return moment + timedelta(microseconds=1) if upper else moment
 
 
 def run(args: argparse.Namespace) -> int:
-    start = parse_when(args.start, "--from", end_of_day=False)
-    end = parse_when(args.end, "--to", end_of_day=True)
+    start = parse_when(args.start, "--from", upper=False)
+    end = parse_when(args.end, "--to", upper=True)
     if start and end and start >= end:
         raise CommandError("--from must be before --to")
     try:
