@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from protocolo.personal_data import PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -29,6 +29,8 @@ from protocolo.schemas.errors import EventRejected
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
 
 DEFAULT_TOPIC = "protocolo.interactions"
+#: Failures that mean "no broker answered", as opposed to a broker refusing the records.
+_BROKER_DOWN = (KafkaTimeoutError, KafkaConnectionError)
 
 
 @dataclass(frozen=True)
@@ -205,18 +207,18 @@ class LedgerPublisher:
 
     def send_prepared(self, prepared: list[PreparedEvent]) -> list[Receipt]:
         futures = []
-        failed: dict[str, str] = {}
-        unavailable: str | None = None
+        errors: dict[str, BaseException] = {}
+        unreachable: KafkaTimeoutError | None = None
         for p in prepared:
-            if unavailable is not None:  # don't wait max_block_ms again for every event
-                failed[p.event_id] = unavailable
+            if unreachable is not None:  # don't wait max_block_ms again for every event
+                errors[p.event_id] = unreachable
                 continue
             try:
                 futures.append((p, self._producer.send(self.topic, key=p.key, value=p.value, headers=p.headers)))
             except KafkaTimeoutError as exc:  # no metadata within max_block_ms: broker unreachable
-                unavailable = failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+                unreachable = errors[p.event_id] = exc
             except KafkaError as exc:
-                failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+                errors[p.event_id] = exc
         deadline = time.monotonic() + self._delivery_timeout_s
         # A flush that times out is fine: the futures below say which events were not confirmed.
         with contextlib.suppress(KafkaTimeoutError):
@@ -226,14 +228,13 @@ class LedgerPublisher:
             try:
                 md = future.get(timeout=max(deadline - time.monotonic(), 0.01))
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none dropped
-                failed[p.event_id] = f"{type(exc).__name__}: {exc}"
+                errors[p.event_id] = exc
                 continue
             receipts.append(Receipt(md.topic, md.partition, md.offset, p.event_id, p.event_type, p.key.decode()))
-        if failed:
-            broker_down = unavailable is not None or all(
-                "Timeout" in e or "Connection" in e for e in failed.values())
-            cls = BrokerUnavailable if broker_down and not receipts else PublishFailed
-            raise cls(
+        if errors:
+            failed = {event_id: f"{type(e).__name__}: {e}" for event_id, e in errors.items()}
+            broker_down = not receipts and all(isinstance(e, _BROKER_DOWN) for e in errors.values())
+            raise (BrokerUnavailable if broker_down else PublishFailed)(
                 f"{len(failed)} of {len(prepared)} events were not confirmed by the broker "
                 f"(first: {next(iter(failed.values()))}); publish them again with the same event ids "
                 "and occurred_at (the projector applies an event id once)",
