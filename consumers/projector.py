@@ -200,7 +200,10 @@ class Projector:
     # -- positions -------------------------------------------------------------------
 
     def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
-        self._settle()
+        # Read the offsets only once every batch handed over is committed or failed.
+        self._writer.drain()
+        self._acknowledge()
+        self._take_write_failure()  # a conflict needs no more than the re-read below
         self._conn.rollback()
         stored = stored_progress(self._conn, self.topic, [tp.partition for tp in assigned])
         last = last_projected(self._conn, self.topic, {p: o for p, (o, _) in stored.items() if o > 0})
@@ -294,8 +297,9 @@ class Projector:
                 progress.append(PartitionProgress(tp.partition, at[0] if at else None, next_offset, next_leaf))
         if not progress:
             return 0
-        if self._writer_failed():
-            return 0  # positions were re-read; this batch is fetched again from them
+        if self._take_write_failure():
+            self._seek_to_stored(self._consumer.assignment())
+            return 0  # this batch is fetched again from the stored offsets
         self._writer.submit(Batch(rows, quarantined, progress))
         for p in progress:
             self._positions.stored[p.partition] = (p.next_offset, p.next_leaf_index)
@@ -326,9 +330,9 @@ class Projector:
                     for p in batch.progress
                 })
 
-    def _writer_failed(self) -> bool:
-        """Handle a failed write: on a fencing conflict re-read the stored offsets and say so;
-        anything else stops the projector."""
+    def _take_write_failure(self) -> bool:
+        """Collect a failed write. A fencing conflict (another projector wrote these offsets)
+        returns True: the caller re-reads the stored offsets. Anything else stops the projector."""
         if not self._writer.failed():
             return False
         self._writer.drain()  # batches queued behind the failure are skipped, not written
@@ -341,8 +345,8 @@ class Projector:
             log.warning("journal already has part of a batch (%s); re-reading stored offsets",
                         error.diag.message_primary)
         else:
-            # Kept as well as raised: raised inside a rebalance callback, kafka-python would
-            # only log it, so step() raises it again.
+            # Kept as well as raised: from a rebalance callback kafka-python re-raises it as a
+            # generic KafkaError, and step() raises this instead.
             self._fatal = error
             raise error
         self.stats.conflicts += 1
@@ -356,14 +360,16 @@ class Projector:
                 "partition in the journal."
             )
             raise self._fatal from error
-        self._seek_to_stored(self._consumer.assignment())
         return True
 
     def _settle(self) -> bool:
         """Wait for the writer; return False when a conflict made it re-read positions."""
         self._writer.drain()
         self._acknowledge()
-        return not self._writer_failed()
+        if self._take_write_failure():
+            self._seek_to_stored(self._consumer.assignment())
+            return False
+        return True
 
     # -- the loop --------------------------------------------------------------------
 
