@@ -30,6 +30,7 @@ import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
+from protocolo.policy import PolicyProfile
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import (
     JournalRow,
@@ -41,8 +42,7 @@ from protocolo.projections.journal import (
     stored_progress,
 )
 from protocolo.projections.migrations import connect
-from protocolo.projections.policy import PolicyProfile, install_profiles
-from protocolo.projections.views import prepare_session
+from protocolo.projections.views import install_profiles, prepare_session
 from protocolo.schemas.catalogue import SchemaCatalogue
 
 from .batch_writer import Batch, BatchWriter

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from protocolo.projections.policy import profile_for_service
+from protocolo.policy import profile_for_service
 from protocolo.schemas.cpf import format_cpf
 
 from .publisher import Event

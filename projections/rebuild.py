@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import psycopg
 
+from protocolo.policy import PolicyProfile
+
 from .journal import STAGING_COLUMNS, ensure_staging
-from .policy import PolicyProfile, install_profiles
-from .views import VIEW_TABLES, apply_views, prepare_session
+from .views import VIEW_TABLES, apply_views, install_profiles, prepare_session
 
 
 def rebuild_views(conn: psycopg.Connection, override: PolicyProfile | None = None) -> int:

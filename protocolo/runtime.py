@@ -20,9 +20,9 @@ from protocolo.consumers.projector import Projector, ProjectorOptions, Projector
 from protocolo.deployment_keys import DeploymentKeys, KeyConfigError, load_keys
 from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.personal_data import BlindIndex, KeyVault, PersonalDataSealer
+from protocolo.policy import override_from_env
 from protocolo.producers.publisher import LedgerPublisher
 from protocolo.projections.migrations import connect
-from protocolo.projections.policy import override_from_env
 
 Log = Callable[[str], None]
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from protocolo.policy import PROFILES
+
 from .errors import EventRejected
 from .protocol_number import normalise_protocol_number
 
@@ -259,8 +261,6 @@ def _is_canonical_protocol(value: str) -> bool:
 
 
 def _recording_captured(record: Mapping[str, Any]) -> None:
-    from protocolo.projections.policy import PROFILES  # policy values live with projections
-
     if record["duration_ms"] < 0:
         raise EventRejected("duration_ms", "range", "must not be negative")
     if not record["media_uri"].strip():
@@ -276,8 +276,6 @@ def _recording_captured(record: Mapping[str, Any]) -> None:
 
 
 def _retention_minimum(record: Mapping[str, Any]) -> None:
-    from protocolo.projections.policy import PROFILES
-
     profile = PROFILES[record["retention_profile"]]
     if record["retention_days"] < profile.recording_retention_days:
         raise EventRejected("retention_days", "legal-minimum",

@@ -8,9 +8,11 @@ counts): replaying the journal in other batch sizes rebuilds identical views.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import psycopg
 
-from protocolo.projections.policy import (
+from protocolo.policy import (
     DEFAULT_PROFILE,
     PROFILES,
     SERVICE_TYPE_PROFILES,
@@ -44,3 +46,21 @@ def apply_views(cur: psycopg.Cursor) -> None:
     for module in VIEW_MODULES:
         for statement in module.STATEMENTS:
             cur.execute(statement)
+
+
+def install_profiles(conn: psycopg.Connection) -> None:
+    """Store the profiles for the views' SQL (the service-type mapping in force is a
+    per-connection table, see :func:`prepare_session`)."""
+    rows = [asdict(p) | {"profile": p.key} for p in PROFILES.values()]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO policy_profiles (profile, name, version, recording_retention_days,"
+            " record_retention_days, recording_delivery_days, history_delivery_hours,"
+            " demand_answer_days, protocol_confirmation_hours, start_disclosure_seconds, source)"
+            " VALUES (%(profile)s, %(name)s, %(version)s, %(recording_retention_days)s,"
+            " %(record_retention_days)s, %(recording_delivery_days)s, %(history_delivery_hours)s,"
+            " %(demand_answer_days)s, %(protocol_confirmation_hours)s,"
+            " %(start_disclosure_seconds)s, %(source)s)"
+            " ON CONFLICT (profile) DO NOTHING",
+            rows,
+        )

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CommandError(str(exc)) from exc
     if args.rebuild:
-        from protocolo.projections.policy import override_from_env
+        from protocolo.policy import override_from_env
         from protocolo.projections.rebuild import rebuild_views
 
         with rt.connect() as conn:

@@ -26,9 +26,9 @@ from view_snapshot import (
 )
 
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
+from protocolo.policy import override_from_env
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.simulator import CallCentreDay, chunks
-from protocolo.projections.policy import override_from_env
 from protocolo.runtime import Runtime
 
 JOIN_TIMEOUT_S = 40.0  # a join takes ~3 s on the embedded broker with the projector's timeouts

@@ -23,10 +23,10 @@ from psycopg import sql
 
 from protocolo.config import Settings
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
+from protocolo.policy import override_from_env
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Receipt
 from protocolo.producers.simulator import CallCentreDay, SimulatedDay, chunks
-from protocolo.projections.policy import override_from_env
 from protocolo.runtime import Runtime
 
 try:

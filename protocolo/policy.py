@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-
-import psycopg
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -98,21 +96,3 @@ def profile_for_service(service_type: str, override: PolicyProfile | None = None
     if override is not None:
         return override
     return PROFILES[SERVICE_TYPE_PROFILES.get(service_type, DEFAULT_PROFILE)]
-
-
-def install_profiles(conn: psycopg.Connection) -> None:
-    """Store the profiles for the views' SQL (the service-type mapping in force is a
-    per-connection table, see ``projections.views.prepare_session``)."""
-    rows = [asdict(p) | {"profile": p.key} for p in PROFILES.values()]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO policy_profiles (profile, name, version, recording_retention_days,"
-            " record_retention_days, recording_delivery_days, history_delivery_hours,"
-            " demand_answer_days, protocol_confirmation_hours, start_disclosure_seconds, source)"
-            " VALUES (%(profile)s, %(name)s, %(version)s, %(recording_retention_days)s,"
-            " %(record_retention_days)s, %(recording_delivery_days)s, %(history_delivery_hours)s,"
-            " %(demand_answer_days)s, %(protocol_confirmation_hours)s,"
-            " %(start_disclosure_seconds)s, %(source)s)"
-            " ON CONFLICT (profile) DO NOTHING",
-            rows,
-        )
