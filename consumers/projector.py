@@ -387,7 +387,10 @@ class Projector:
                 handled = self.step()
                 if handled:
                     idle_since = time.monotonic()
-                if until_caught_up and self.caught_up() and self._settle():
+                # Only after a poll that brought nothing: high watermarks seen in earlier
+                # fetches may predate records published since (a fetch in flight while a
+                # producer wrote), so "position >= high watermark" proves nothing then.
+                if not handled and until_caught_up and self.caught_up() and self._settle():
                     break
                 if not handled and idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
                     raise ProjectorError(

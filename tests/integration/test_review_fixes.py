@@ -147,3 +147,23 @@ def test_request_status_does_not_depend_on_batch_boundaries(settings):
         rebuild_views(conn)
         rebuilt = conn.execute(query).fetchall()
     assert live == rebuilt == [("fulfilled", True, True)]
+
+
+
+def test_demo_projects_every_deletion_the_sweeper_published(settings, monkeypatch, capsys):
+    """The main job reuses one projector for both projection steps: the second must not
+    stop early on high watermarks seen before the sweeper published its deletions."""
+    from protocolo.cli import main
+
+    for name, value in (("PROTOCOLO_HOME", str(settings.home)), ("PROTOCOLO_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+                        ("PROTOCOLO_DATABASE_URL", settings.database_url), ("PROTOCOLO_TOPIC", settings.topic),
+                        ("PROTOCOLO_GROUP_ID", settings.group_id)):
+        monkeypatch.setenv(name, value)
+    assert main(["demo", "--contacts", "2000", "--seed", "11"]) == 0
+    out, err = capsys.readouterr()
+    published = int(next(line for line in err.splitlines() if "recordings past retention and not on hold" in line)
+                    .split()[0].replace(",", ""))
+    projected = int(next(line for line in out.splitlines() if "recordings deleted after retention" in line).split()[-1])
+    assert published > 0
+    assert projected == published
+
