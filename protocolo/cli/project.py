@@ -8,8 +8,7 @@ import sys
 import time
 
 from protocolo.cli import CommandError
-from protocolo.config import ConfigError
-from protocolo.consumers.projector import ProjectorError, ProjectorStats
+from protocolo.consumers.projector import ProjectorStats
 from protocolo.runtime import Runtime
 
 
@@ -30,29 +29,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 class ProgressPrinter:
-    """Progress on stderr at most every ``every`` seconds."""
+    """Progress on stderr at most every ``every`` seconds. The rate counts from the first
+    committed batch, so the consumer-group join does not drag it down."""
 
     def __init__(self, every: float = 2.0, quiet: bool = False) -> None:
         self.every, self.quiet, self.last = every, quiet, 0.0
+        self.first: tuple[float, int] | None = None
 
     def __call__(self, stats: ProjectorStats) -> None:
         now = time.monotonic()
+        if self.first is None:
+            self.first = (now, stats.records)
         if self.quiet or now - self.last < self.every:
             return
         self.last = now
-        rate = stats.records / max(now - stats.started, 1e-9)
-        print(f"  projected {stats.journaled:,} events, quarantined {stats.quarantined:,} "
-              f"({rate:,.0f}/s)", file=sys.stderr)
+        since, base = self.first
+        rate = f" ({(stats.records - base) / (now - since):,.0f}/s)" if now - since > 0.5 else ""
+        print(f"  projected {stats.journaled:,} events, quarantined {stats.quarantined:,}{rate}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        rt = Runtime.start()
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from exc
+    rt = Runtime.start()
     if args.rebuild:
         from protocolo.policy import override_from_env
         from protocolo.projections.rebuild import rebuild_views
@@ -60,11 +60,8 @@ def run(args: argparse.Namespace) -> int:
         with rt.connect() as conn:
             applied = rebuild_views(conn, override_from_env())
         print(f"rebuilt the views from {applied:,} journalled events", file=sys.stderr)
-    try:
-        with rt.projector(args.batch_size, ProgressPrinter(quiet=args.quiet)) as projector:
-            stats = projector.run(until_caught_up=args.until_caught_up)
-    except ProjectorError as exc:
-        raise CommandError(str(exc)) from exc
+    with rt.projector(args.batch_size, ProgressPrinter(quiet=args.quiet)) as projector:
+        stats = projector.run(until_caught_up=args.until_caught_up)
     print(f"projected {stats.journaled:,} events in {stats.batches:,} batches; "
           f"quarantined {stats.quarantined:,}", file=sys.stderr)
     return 0
