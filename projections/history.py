@@ -73,7 +73,7 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
             " protocol_confirmed_in_time FROM interaction_compliance WHERE protocol_number = ANY(%s)",
             (protocols,))}
         requests: dict[str, list[dict[str, Any]]] = {}
-        request_ids: list[str] = []  # a request without protocol is keyed by its id
+        request_protocols: dict[str, list[str]] = {}  # request id -> the timelines it belongs to
         for r in cur.execute(
             "SELECT p.protocol_number AS for_protocol, r.* FROM retrieval_request_status r"
             " JOIN unnest(%s::text[]) AS p(protocol_number)"
@@ -81,8 +81,9 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
             " ORDER BY r.requested_at",
             (protocols,),
         ):
-            requests.setdefault(r.pop("for_protocol"), []).append(r)
-            request_ids.append(str(r["request_id"]))
+            for_protocol = r.pop("for_protocol")
+            requests.setdefault(for_protocol, []).append(r)
+            request_protocols.setdefault(str(r["request_id"]), []).append(for_protocol)
         events: dict[str, list[dict[str, Any]]] = {p: [] for p in protocols}
         for e in cur.execute(
             "SELECT event_type, occurred_at, kafka_partition AS partition, kafka_offset AS offset,"
@@ -90,12 +91,13 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
             " FROM journal"
             " WHERE protocol_number = ANY(%s) OR entity_key = ANY(%s)"
             " ORDER BY occurred_at, kafka_partition, kafka_offset",
-            (protocols, request_ids),
+            # a request without protocol is keyed by its own id
+            (protocols, list(request_protocols)),
         ):
-            request_id = e["payload"].get("request_id")
-            targets = [e["protocol_number"]] if e["protocol_number"] in events else [
-                p for p, rs in requests.items() if any(str(r["request_id"]) == request_id for r in rs)
-            ]
+            if e["protocol_number"] in events:
+                targets = [e["protocol_number"]]
+            else:
+                targets = request_protocols.get(e["payload"].get("request_id"), [])
             for p in targets:
                 events[p].append(e)
         recordings: dict[str, list[dict[str, Any]]] = {}
