@@ -55,15 +55,15 @@ from kafka import KafkaProducer
 from psycopg import sql
 
 from protocolo import devstack
-from protocolo.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
-from protocolo.deployment_keys import load_keys
+from protocolo.core.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
+from protocolo.core.deployment_keys import load_keys
+from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
 from protocolo.ledger_topic import ensure_ledger_topic
-from protocolo.personal_data import BlindIndex, KeyVault, PersonalDataSealer
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event, LedgerPublisher, PreparedEvent, PublisherOptions
 from protocolo.producers.simulator import CallCentreDay, chunks
-from protocolo.projections.migrations import connect as migrate_connect
+from protocolo.projections.schema import connect as migrate_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rss_probe  # noqa: E402  (bench/rss_probe.py, also run as a child process)

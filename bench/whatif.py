@@ -42,12 +42,12 @@ import ledger_bench as lb  # noqa: E402
 from kafka import TopicPartition  # noqa: E402
 
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats  # noqa: E402
-from protocolo.deployment_keys import load_keys  # noqa: E402
-from protocolo.personal_data import BlindIndex, KeyVault, PersonalDataSealer  # noqa: E402
+from protocolo.core.deployment_keys import load_keys  # noqa: E402
+from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer  # noqa: E402
 from protocolo.producers.publisher import Event, LedgerPublisher, PreparedEvent, PublisherOptions  # noqa: E402
 from protocolo.producers.simulator import chunks  # noqa: E402
 from protocolo.projections.journal import JournalRow, PartitionProgress, write_batch  # noqa: E402
-from protocolo.projections.migrations import connect  # noqa: E402
+from protocolo.projections.schema import connect  # noqa: E402
 from protocolo.schemas.validation import StructureValidator  # noqa: E402
 
 # --------------------------------------------------------------------------- projector variants

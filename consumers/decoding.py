@@ -12,11 +12,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from protocolo.core.errors import EventRejected
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import DecodeError
-from protocolo.schemas.errors import EventRejected
 from protocolo.schemas.validation import check_domain_rules, entity_key
 
 

@@ -30,7 +30,6 @@ import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
-from protocolo.policy import PolicyProfile
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import (
     JournalRow,
@@ -41,8 +40,8 @@ from protocolo.projections.journal import (
     last_projected,
     stored_progress,
 )
-from protocolo.projections.migrations import connect
-from protocolo.projections.views import install_profiles, prepare_session
+from protocolo.projections.schema import connect
+from protocolo.projections.views import install_profiles
 from protocolo.schemas.catalogue import SchemaCatalogue
 
 from .batch_writer import Batch, BatchWriter
@@ -98,7 +97,6 @@ class ProjectorOptions:
     heartbeat_interval_ms: int = 1000
     max_poll_interval_ms: int = 60_000
     commit_to_kafka: bool = True
-    policy_override: PolicyProfile | None = None
     kafka: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,7 +172,6 @@ class Projector:
         self._conn.commit()
         self._writer_conn = connect(database_url, autocommit=True)
         ensure_staging(self._writer_conn)
-        prepare_session(self._writer_conn, self.options.policy_override)
         self._fatal: BaseException | None = None
         self._conflicts_in_a_row = 0
         self._committed: list[Batch] = []  # appended by the writer thread, drained here

@@ -11,11 +11,13 @@ leave keys destroyed with no record of why. Running it twice is harmless.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
-from protocolo.personal_data import PersonalDataSealer
-from protocolo.schemas.errors import EventRejected
+from protocolo.core.errors import EventRejected
+from protocolo.core.personal_data import PersonalDataSealer
+from protocolo.core.watermark import wait_until_projected
 
 from .publisher import LedgerPublisher, Receipt
 
@@ -32,37 +34,47 @@ class ErasureResult:
     receipt: Receipt
 
 
-def customer_key_refs(conn: psycopg.Connection, index_refs: list[str]) -> list[str]:
+def customer_key_refs(ledger: psycopg.Connection[Any], registry: psycopg.Connection[Any],
+                      index_refs: list[str]) -> list[str]:
     """The live data keys of a customer: those of the subjects named by these blind
     indexes, of the other index (CPF or code) of any contact found by them, and any key a
-    contact of theirs was sealed under."""
-    rows = conn.execute(
-        "WITH contacts AS ("
-        "  SELECT i.personal_data_key, i.cpf_index, i.customer_code_index"
-        "    FROM customer_index c JOIN interactions i USING (protocol_number)"
-        "   WHERE c.index_value = ANY(%(refs)s)),"
-        " subjects AS ("
-        "  SELECT unnest(%(refs)s::text[]) AS s UNION SELECT cpf_index FROM contacts"
-        "  UNION SELECT customer_code_index FROM contacts)"
-        " SELECT key_ref FROM personal_data_keys"
-        "  WHERE wrapped_key IS NOT NULL"
-        "    AND (subject_ref IN (SELECT s FROM subjects)"
-        "         OR key_ref IN (SELECT personal_data_key FROM contacts))"
-        "  ORDER BY key_ref",
-        {"refs": index_refs},
+    contact of theirs was sealed under. Contacts come from the ledger's views, keys from the
+    registry (one for every ledger, so an erasure reaches all of them)."""
+    contacts = ledger.execute(
+        "SELECT i.personal_data_key, i.cpf_index, i.customer_code_index"
+        "  FROM customer_index c JOIN interactions i USING (protocol_number)"
+        " WHERE c.index_value = ANY(%s)",
+        (index_refs,),
     ).fetchall()
+    if not ledger.autocommit:
+        ledger.rollback()
+    subjects = sorted({*index_refs, *(c[1] for c in contacts if c[1]), *(c[2] for c in contacts if c[2])})
+    sealed_under = sorted({c[0] for c in contacts if c[0]})
+    rows = registry.execute(
+        "SELECT key_ref FROM personal_data_keys"
+        " WHERE wrapped_key IS NOT NULL AND (subject_ref = ANY(%s) OR key_ref = ANY(%s))"
+        " ORDER BY key_ref",
+        (subjects, sealed_under),
+    ).fetchall()
+    if not registry.autocommit:
+        registry.rollback()
     return [r[0] for r in rows]
 
 
 def erase_customer(
-    conn: psycopg.Connection,
+    ledger: psycopg.Connection[Any],
+    registry: psycopg.Connection[Any],
     publisher: LedgerPublisher,
     sealer: PersonalDataSealer,
     *,
     cpf: str | None = None,
     customer_code: str | None = None,
     legal_basis: str,
+    projection_timeout_s: float = 30.0,
 ) -> ErasureResult:
+    """Erase a customer (see the module's doc). Waits first until the projection has caught
+    up with the topic, so that contacts published a moment ago are covered too; raises
+    :class:`~protocolo.core.watermark.ProjectionBehind` (nothing published) if it does not."""
     if cpf is None and customer_code is None:
         raise EventRejected("customer", "required", "name the customer by cpf or customer_code")
     if not legal_basis.strip():
@@ -71,12 +83,11 @@ def erase_customer(
         sealer.index.cpf(cpf) if cpf is not None else None,
         sealer.index.customer_code(customer_code) if customer_code is not None else None,
     ) if r]
-    key_refs = customer_key_refs(conn, index_refs)
-    conn.rollback()
+    wait_until_projected(ledger, publisher.bootstrap_servers, publisher.topic, timeout_s=projection_timeout_s)
+    key_refs = customer_key_refs(ledger, registry, index_refs)
     if not key_refs:
         raise NothingToErase(
-            "no live data key for this customer in the projected ledger: never seen, already "
-            "erased, or not projected yet (run `protocolo project --until-caught-up` and retry)"
+            "no live data key for this customer: never seen, or already erased"
         )
     receipt = publisher.publish("CustomerDataErased", {
         "subject_ref": index_refs[0], "key_refs": key_refs, "legal_basis": legal_basis,

@@ -7,7 +7,7 @@ per number. Numbers of a block a process never used are skipped, never reused: g
 allowed, duplicates are impossible.
 
 The year prefix is the issuing year in São Paulo time; the sequence itself is global and
-never resets (see ``protocolo.schemas.protocol_number`` for the format).
+never resets (see ``protocolo.core.protocol_number`` for the format).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from protocolo.projections.migrations import connect
-from protocolo.schemas.protocol_number import MAX_SEQUENCE, make_protocol_number
+from protocolo.core.protocol_number import MAX_SEQUENCE, make_protocol_number
+from protocolo.producers.registry import connect
 
 BRAZIL = ZoneInfo("America/Sao_Paulo")
 

@@ -23,9 +23,9 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from protocolo.personal_data import PersonalDataSealer
+from protocolo.core.errors import EventRejected
+from protocolo.core.personal_data import PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
-from protocolo.schemas.errors import EventRejected
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
 
 DEFAULT_TOPIC = "protocolo.interactions"
@@ -103,13 +103,20 @@ class LedgerPublisher:
         catalogue: SchemaCatalogue | None = None,
         options: PublisherOptions | None = None,
         clock: Callable[[], datetime] | None = None,
+        policy_profile: str | None = None,
     ) -> None:
+        """``policy_profile``: the profile name this deployment imposes on the contacts it
+        opens (``PROTOCOLO_POLICY``); written into every ContactOpened that names none, so
+        the deadlines derived from it are reproducible from the log alone."""
         if not producer_name.strip():
             raise ValueError("producer_name must name the publishing service")
         self.topic = topic
+        self.bootstrap_servers = (bootstrap_servers if isinstance(bootstrap_servers, str)
+                                  else ",".join(bootstrap_servers))
         self.producer_name = producer_name
         self.catalogue = catalogue or SchemaCatalogue.load()
         self.sealer = sealer
+        self.policy_profile = policy_profile
         self._clock = clock or (lambda: datetime.now(UTC))
         self._validators: dict[tuple[str, int], StructureValidator] = {}
         opts = options or PublisherOptions()
@@ -168,6 +175,9 @@ class LedgerPublisher:
             },
             **event.fields,
         }
+        if (event.event_type == "ContactOpened" and self.policy_profile is not None
+                and "policy_profile" not in record and schema.version >= 3):
+            record["policy_profile"] = self.policy_profile
         customer = record.get("customer")
         if isinstance(customer, Mapping) and "sealed" not in customer:
             if self.sealer is None:

@@ -7,14 +7,22 @@ storage deletes the audio on seeing that event; the event carries the digest tha
 captured, so the deletion is provably of that recording. Running it twice publishes
 nothing new once the first run is projected; running it before then publishes the same
 recordings again under new event ids, which the views apply once per recording.
+
+The views may lag the topic (a legal hold published a second ago, not projected yet):
+before deciding anything the sweeper waits until the projection has applied everything
+that was on the topic when it started (:func:`~protocolo.core.watermark.wait_until_projected`),
+and refuses with :class:`~protocolo.core.watermark.ProjectionBehind` if it does not in time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import psycopg
+
+from protocolo.core.watermark import wait_until_projected
 
 from .publisher import Event, LedgerPublisher, Receipt
 
@@ -32,13 +40,17 @@ SELECT r.recording_id, r.protocol_number, r.sha256, r.retention_profile, r.retai
 
 
 def sweep(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[Any],
     publisher: LedgerPublisher,
     now: datetime,
     batch: int = 1000,
     progress: Callable[[int], None] | None = None,
+    *,
+    projection_timeout_s: float = 30.0,
 ) -> list[Receipt]:
-    """Publish ``RecordingDeleted`` for every recording past retention and not on hold."""
+    """Publish ``RecordingDeleted`` for every recording past retention and not on hold,
+    once the projection has caught up with the topic (see the module's doc)."""
+    wait_until_projected(conn, publisher.bootstrap_servers, publisher.topic, timeout_s=projection_timeout_s)
     receipts: list[Receipt] = []
     after: tuple[datetime, str] = (datetime.min.replace(tzinfo=now.tzinfo), "")
     while True:

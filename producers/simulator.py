@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from protocolo.policy import profile_for_service
-from protocolo.schemas.cpf import format_cpf
+from protocolo.core.cpf import format_cpf
+from protocolo.core.policy import profile_for_service, profile_in_force
 
 from .publisher import Event
 
@@ -161,7 +161,7 @@ class CallCentreDay:
                {"kind": "PROTOCOL_CONFIRMATION", "medium": "SMS" if rng.random() < 0.7 else "EMAIL"})
         recording = None
         if recorded:
-            profile = profile_for_service(service)
+            profile = profile_in_force(profile_for_service(service), start)
             recording = {
                 "recording_id": f"rec-{uuid.UUID(int=rng.getrandbits(128))}",
                 "media_uri": f"s3://protocolo-recordings/{start:%Y/%m/%d}/{protocol}.opus",

@@ -12,7 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
+
+__all__ = ["INDEX_KINDS", "Timeline", "protocols_for_customer", "requests_for_customer", "timelines"]
+
+#: Blind-index kinds a customer can be found by -> the column that holds them.
+_INDEX_COLUMNS = {"cpf": "cpf_index", "customer_code": "customer_code_index"}
+INDEX_KINDS = tuple(_INDEX_COLUMNS)
 
 INTERACTION_COLUMNS = (
     "protocol_number", "channel", "direction", "service_type", "policy_profile", "cpf_index",
@@ -51,12 +58,22 @@ def protocols_for_customer(
     return [r[0] for r in rows]
 
 
-def requests_for_customer(conn: psycopg.Connection, index_kind: str, index_value: str) -> list[dict[str, Any]]:
-    column = "cpf_index" if index_kind == "cpf" else "customer_code_index"
+def requests_for_customer(
+    conn: psycopg.Connection[Any],
+    index_kind: str,
+    index_value: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Retrieval requests made by CPF or customer code, requested within ``[start, end)``."""
+    column = sql.Identifier(_INDEX_COLUMNS[index_kind])
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            f"SELECT * FROM retrieval_request_status WHERE {column} = %s ORDER BY requested_at",
-            (index_value,),
+            sql.SQL("SELECT * FROM retrieval_request_status WHERE {} = %s"
+                    "   AND (%s::timestamptz IS NULL OR requested_at >= %s)"
+                    "   AND (%s::timestamptz IS NULL OR requested_at < %s)"
+                    " ORDER BY requested_at").format(column),
+            (index_value, start, start, end, end),
         ).fetchall()
 
 

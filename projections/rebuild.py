@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import psycopg
 
-from protocolo.policy import PolicyProfile
-
 from .journal import STAGING_COLUMNS, ensure_staging
-from .views import VIEW_TABLES, apply_views, install_profiles, prepare_session
+from .views import VIEW_TABLES, apply_views, install_profiles
 
 
-def rebuild_views(conn: psycopg.Connection, override: PolicyProfile | None = None) -> int:
+def rebuild_views(conn: psycopg.Connection) -> int:
     """Rebuild every view from the journal; return the number of events re-applied."""
     ensure_staging(conn)
-    prepare_session(conn, override)
-    install_profiles(conn)
     with conn.transaction(), conn.cursor() as cur:
         # First lock, and the only order that cannot deadlock with a projector: a batch
         # takes the journal before any view, so waiting here for its commit and making
         # the next batch wait at its journal insert leaves every view to the rebuild.
         # SHARE ROW EXCLUSIVE also keeps two rebuilds apart.
         cur.execute("LOCK TABLE journal IN SHARE ROW EXCLUSIVE MODE")
+        install_profiles(conn)
         cur.execute(f"TRUNCATE {', '.join(VIEW_TABLES)}")
         cur.execute(
             f"INSERT INTO batch_events ({', '.join(STAGING_COLUMNS)}, is_duplicate)"

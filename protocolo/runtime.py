@@ -1,30 +1,46 @@
 """Wiring shared by the commands: settings -> endpoints -> publisher, projector, sealer.
 
-One place decides where Kafka and PostgreSQL are (configured URLs, else the embedded
-stack), makes sure the ledger topic and the schema exist, and builds the pieces with the
-deployment's keys.
+Two ways in:
+
+* :meth:`Runtime.start`, for commands that write (publish, project, erase, demo): it
+  decides where Kafka and PostgreSQL are (configured URLs, else the embedded stack, which
+  it starts), creates the ledger topic, brings the ledger's and the registry's tables up
+  to date and checks the deployment's keys against the registry.
+* :meth:`LedgerReader.open`, for commands that only read (``history``): it never starts a
+  broker, never creates or migrates a database, and says which URL it tried when nothing
+  answers (:class:`LedgerUnreachable`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from kafka.errors import KafkaError
+from psycopg import sql
 
 from protocolo import devstack
-from protocolo.config import Settings
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
-from protocolo.deployment_keys import DeploymentKeys, KeyConfigError, load_keys
+from protocolo.core.config import Settings
+from protocolo.core.database import SchemaMissing, require_schema
+from protocolo.core.deployment_keys import DeploymentKeys, KeyConfigError, check_keys, load_keys
+from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
+from protocolo.core.policy import override_from_env
 from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
-from protocolo.personal_data import BlindIndex, KeyVault, PersonalDataSealer
-from protocolo.policy import override_from_env
+from protocolo.producers import registry
 from protocolo.producers.publisher import LedgerPublisher
-from protocolo.projections.migrations import connect
+from protocolo.projections.schema import connect
 
 Log = Callable[[str], None]
+
+#: The embedded server's registry database (protocol-number sequence, key vault): one per
+#: server, so that no new ledger database ever restarts the sequence or keeps a key alive.
+EMBEDDED_REGISTRY_DATABASE = "protocolo_registry"
 
 
 def stack_log(message: str) -> None:
@@ -37,54 +53,82 @@ class RuntimeUnavailable(RuntimeError):
     """Kafka or PostgreSQL could not be reached or prepared; the message says which."""
 
 
+class LedgerUnreachable(RuntimeUnavailable):
+    """A reader found no ledger to read (exit status 3)."""
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for a message: the password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` of the same server."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """URL of database ``name`` on the server ``server_url`` points at, created if missing."""
+    url = with_database(server_url, name)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # a concurrent starter won
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url
+
+
 @dataclass
 class Runtime:
     settings: Settings
     kafka_bootstrap: str
     database_url: str
+    registry_url: str
     keys: DeploymentKeys
     _sealer: PersonalDataSealer | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, settings: Settings | None = None, log: Log = stack_log, need_kafka: bool = True) -> Runtime:
-        """Resolve the endpoints, create the ledger topic and migrate the database.
-
-        ``need_kafka=False`` (readers such as ``history``) skips the topic, and skips Kafka
-        altogether when the database is configured; on the embedded stack the broker is still
-        started, because the ledger database is named after the broker's incarnation.
-        """
+        """Resolve the endpoints (starting the embedded stack if nothing is configured),
+        create the ledger topic and bring the ledger and registry tables up to date."""
         settings = settings or Settings.from_env()
         try:
-            if not need_kafka and settings.database_url:
-                endpoints = devstack.Endpoints(settings.kafka_bootstrap or "", settings.database_url)
-            else:
-                endpoints = devstack.resolve(settings, log)
+            keys = load_keys(settings.home, may_invent=settings.may_invent_keys)
+        except KeyConfigError as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        try:
+            endpoints = devstack.resolve(settings, log)
             if need_kafka:
                 ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
-            connect(endpoints.database_url).close()  # bring the schema up to date once
-        except (devstack.DevStackError, LedgerTopicError, KafkaError) as exc:
+            connect(endpoints.database_url).close()
+            registry_url = settings.registry_url or (
+                settings.database_url or ensure_database(endpoints.database_url, EMBEDDED_REGISTRY_DATABASE))
+            with registry.connect(registry_url, autocommit=True) as conn:
+                check_keys(conn, keys)
+        except (devstack.DevStackError, LedgerTopicError, KafkaError, KeyConfigError) as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         except psycopg.OperationalError as exc:
             raise RuntimeUnavailable(f"PostgreSQL is unreachable: {exc}".strip()) from exc
-        try:
-            keys = load_keys(settings.home)
-        except KeyConfigError as exc:
-            raise RuntimeUnavailable(str(exc)) from exc
-        return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, keys)
+        return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, registry_url, keys)
 
-    def connect(self, **kwargs: object) -> psycopg.Connection:
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, **kwargs)
 
     def sealer(self) -> PersonalDataSealer:
         if self._sealer is None:
             self._sealer = PersonalDataSealer(
-                BlindIndex(self.keys.index_key), KeyVault(self.database_url, self.keys.master_key)
+                BlindIndex(self.keys.index_key), KeyVault(self.registry_url, self.keys.master_key)
             )
         return self._sealer
 
     def publisher(self, producer_name: str) -> LedgerPublisher:
         return LedgerPublisher(self.kafka_bootstrap, producer_name=producer_name,
-                               topic=self.settings.topic, sealer=self.sealer())
+                               topic=self.settings.topic, sealer=self.sealer(),
+                               policy_profile=override_from_env())
 
     def projector(
         self, batch_size: int = 2000, progress: Callable[[ProjectorStats], None] | None = None
@@ -92,5 +136,103 @@ class Runtime:
         return Projector(
             self.kafka_bootstrap, self.database_url, topic=self.settings.topic,
             group_id=self.settings.group_id, progress=progress,
-            options=ProjectorOptions(batch_size=batch_size, policy_override=override_from_env()),
+            options=ProjectorOptions(batch_size=batch_size),
         )
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """One ledger database a reader can search: ``name`` for messages, ``current`` when it
+    is the one the running broker projects into."""
+
+    name: str
+    url: str
+    current: bool
+
+
+@dataclass
+class LedgerReader:
+    """What a read-only command reaches: the ledger database(s), the registry, the keys and,
+    when it answers, Kafka (for the projection lag). Nothing is started or created."""
+
+    settings: Settings
+    ledgers: list[Ledger]
+    registry_url: str | None
+    kafka_bootstrap: str | None
+    keys: DeploymentKeys
+    _sealer: PersonalDataSealer | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> LedgerReader:
+        settings = settings or Settings.from_env()
+        if settings.database_url:
+            ledgers = [Ledger("configured ledger", settings.database_url, current=True)]
+            kafka = settings.kafka_bootstrap
+        else:
+            ledgers, kafka = _embedded_ledgers(settings)
+            kafka = settings.kafka_bootstrap or kafka
+        for ledger in ledgers:
+            _probe_ledger(ledger)
+        registry_url = settings.registry_url or settings.database_url
+        if registry_url is None and ledgers:
+            registry_url = with_database(ledgers[0].url, EMBEDDED_REGISTRY_DATABASE)
+        try:
+            keys = load_keys(settings.home, may_invent=False)
+        except KeyConfigError as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        return cls(settings, ledgers, registry_url, kafka, keys)
+
+    @contextlib.contextmanager
+    def connect(self, ledger: Ledger) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(ledger.url, autocommit=True) as conn:
+            yield conn
+
+    def sealer(self) -> PersonalDataSealer:
+        if self._sealer is None:
+            self._sealer = PersonalDataSealer(
+                BlindIndex(self.keys.index_key),
+                KeyVault(self.registry_url or "", self.keys.master_key),
+            )
+        return self._sealer
+
+
+def _embedded_ledgers(settings: Settings) -> tuple[list[Ledger], str | None]:
+    """Every ledger database on the embedded server, the running broker's first."""
+    report = devstack.status(settings)
+    postgres = report["postgres"]
+    if not postgres["running"] or not postgres["admin_url"]:
+        raise LedgerUnreachable(
+            f"no ledger is reachable: PROTOCOLO_DATABASE_URL is not set and the embedded "
+            f"PostgreSQL under {settings.home} is not running (start it with `protocolo dev up`, "
+            "or set PROTOCOLO_DATABASE_URL)"
+        )
+    admin = postgres["admin_url"]
+    current = postgres["url"] if postgres["url"] != admin else None
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            names = [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname = 'ledger' OR datname LIKE 'ledger\\_%'"
+                " ORDER BY datname DESC")]
+    except psycopg.OperationalError as exc:
+        raise LedgerUnreachable(f"no ledger is reachable at {redact_url(admin)}: {exc}".strip()) from exc
+    current_name = urlsplit(current).path.lstrip("/") if current else None
+    ledgers = [Ledger(n, with_database(admin, n), n == current_name) for n in names]
+    ledgers.sort(key=lambda ledger: not ledger.current)  # stable: the current one first
+    if not ledgers:
+        raise LedgerUnreachable(
+            f"no ledger database on the embedded PostgreSQL under {settings.home}: nothing was "
+            "projected yet (run `protocolo demo`, or `protocolo project`)"
+        )
+    kafka = report["kafka"]["url"] if report["kafka"]["running"] else None
+    return ledgers, kafka
+
+
+def _probe_ledger(ledger: Ledger) -> None:
+    try:
+        with psycopg.connect(ledger.url, autocommit=True, connect_timeout=5) as conn:
+            require_schema(conn, "journal", f"the database at {redact_url(ledger.url)}")
+    except psycopg.OperationalError as exc:
+        raise LedgerUnreachable(
+            f"no ledger is reachable at {redact_url(ledger.url)}: {exc}".strip()) from exc
+    except SchemaMissing as exc:
+        raise LedgerUnreachable(str(exc)) from exc

@@ -1,6 +1,6 @@
 """Validation of events against the contract before anything is published.
 
-Two layers, both raising :class:`~protocolo.schemas.errors.EventRejected` with the field
+Two layers, both raising :class:`~protocolo.core.errors.EventRejected` with the field
 path and the rule broken:
 
 * structure, walked from the Avro schema itself (required fields, types, enum symbols,
@@ -18,10 +18,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from protocolo.policy import PROFILES
-
-from .errors import EventRejected
-from .protocol_number import normalise_protocol_number
+from protocolo.core.errors import EventRejected
+from protocolo.core.policy import PROFILES, PolicyError, profile_in_force
+from protocolo.core.protocol_number import normalise_protocol_number
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -276,10 +275,21 @@ def _recording_captured(record: Mapping[str, Any]) -> None:
 
 
 def _retention_minimum(record: Mapping[str, Any]) -> None:
-    profile = PROFILES[record["retention_profile"]]
+    try:
+        profile = profile_in_force(record["retention_profile"], record["meta"]["occurred_at"])
+    except PolicyError as exc:
+        raise EventRejected("retention_profile", "profile-not-in-force", str(exc)) from None
     if record["retention_days"] < profile.recording_retention_days:
         raise EventRejected("retention_days", "legal-minimum",
                             f"{record['retention_days']} days is below the {profile.recording_retention_days}-day minimum of {profile.key}")
+
+
+def _contact_opened(record: Mapping[str, Any]) -> None:
+    _not_blank("subject")(record)
+    name = record.get("policy_profile")
+    if name is not None and name not in PROFILES:
+        raise EventRejected("policy_profile", "unknown-profile",
+                            f"{name!r:.60} is not a policy profile ({', '.join(sorted(PROFILES))})")
 
 
 def _retrieval_requested(record: Mapping[str, Any]) -> None:
@@ -309,7 +319,7 @@ _EXTRA_RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "RecordingCaptured": _recording_captured,
     "RetrievalRequested": _retrieval_requested,
     "NoteAdded": _not_blank("agent_id", "text"),
-    "ContactOpened": _not_blank("subject"),
+    "ContactOpened": _contact_opened,
     "RecordingDeleted": _not_blank("recording_id"),
     "LegalHoldPlaced": _not_blank("hold_id", "case_reference", "placed_by"),
     "LegalHoldReleased": _not_blank("hold_id", "released_by"),

@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from protocolo.core.protocol_number import make_protocol_number
+
 from .catalogue import SchemaCatalogue
-from .protocol_number import make_protocol_number
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,7 +38,7 @@ NOTES = (
     "fingerprint as in schema_fingerprint_hex, then the Avro binary body."
 )
 
-# Illustrative blind-index key; real deployments keep theirs secret (protocolo.personal_data).
+# Illustrative blind-index key; real deployments keep theirs secret (protocolo.core.personal_data).
 _INDEX_KEY = b"protocolo test vectors: blind-index key, not a secret"
 _NAMESPACE = uuid.UUID("6f1c3f4e-2b1d-4c55-9a43-0d2f6a1e7b90")
 _T0 = datetime(2025, 3, 3, 12, 4, 31, 250_118, tzinfo=UTC)  # 09:04 in São Paulo
@@ -115,6 +116,18 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "subject": "Velocidade abaixo da contratada",
         "recorded": False,
         "language": "es",
+    },
+    ("ContactOpened", 3): {
+        "meta": _meta("ContactOpened v3", _T0 + timedelta(days=3), OTHER_PROTOCOL, "telephony-ivr"),
+        "channel": "PHONE",
+        "direction": "INBOUND",
+        "service_type": "MOBILE",
+        "customer": _CUSTOMER,
+        "agent_id": "ag-1187",
+        "subject": "Portabilidade não concluída",
+        "recorded": True,
+        "language": "pt-BR",
+        "policy_profile": "br-anatel-rgc-small",
     },
     ("DisclosureMade", 1): {
         "meta": _meta("DisclosureMade", _T0 + timedelta(seconds=4), PROTOCOL, "telephony-ivr"),

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from protocolo import devstack
-from protocolo.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
+from protocolo.core.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
 from protocolo.devstack import Endpoints
 
 KAFKA_IMAGE = "apache/kafka:3.9.0"

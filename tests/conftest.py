@@ -10,7 +10,7 @@ Fixtures
 ``topic``
     Name of a fresh topic with 4 partitions, created with ``ensure_ledger_topic``.
 ``settings``
-    :class:`protocolo.config.Settings` with ``home=tmp_path``, those URLs, that topic,
+    :class:`protocolo.core.config.Settings` with ``home=tmp_path``, those URLs, that topic,
     4 partitions and a consumer group id of its own (so no two tests share a group).
 """
 
@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from protocolo.config import Settings
+from protocolo.core.config import Settings
 from protocolo.devstack import Endpoints
 from protocolo.ledger_topic import ensure_ledger_topic
 
@@ -89,4 +89,5 @@ def settings(tmp_path, backend: Endpoints, database_url: str, topic: str) -> Set
         topic=topic,
         partitions=TEST_PARTITIONS,
         group_id=f"protocolo-projector-{uuid.uuid4().hex[:8]}",
+        dev_keys=True,  # throw-away keys under tmp_path; a deployment never invents keys
     )

@@ -24,7 +24,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from protocolo import devstack
 from protocolo.cli import dev
-from protocolo.config import (
+from protocolo.core.config import (
     ENV_DATABASE_URL,
     ENV_KAFKA_BOOTSTRAP,
     ConfigError,
@@ -275,6 +275,8 @@ def test_settings_read_every_variable(tmp_path):
             "PROTOCOLO_TOPIC": "ledger.v1",
             "PROTOCOLO_PARTITIONS": "12",
             "PROTOCOLO_GROUP_ID": "projector-eu",
+            "PROTOCOLO_REGISTRY_URL": "postgresql://app:secret@db:5432/registry",
+            "PROTOCOLO_DEV_KEYS": "0",
         }
     )
     assert settings == Settings(
@@ -284,7 +286,10 @@ def test_settings_read_every_variable(tmp_path):
         topic="ledger.v1",
         partitions=12,
         group_id="projector-eu",
+        registry_url="postgresql://app:secret@db:5432/registry",
+        dev_keys=False,
     )
+    assert not settings.may_invent_keys and not settings.embedded
 
 
 def test_settings_treat_empty_values_as_unset():
@@ -296,10 +301,10 @@ def test_settings_treat_empty_values_as_unset():
 @pytest.mark.parametrize(
     ("variable", "value", "rule"),
     [
-        ("PROTOCOLO_PARTITIONS", "abc", "whole number of at least 1"),
-        ("PROTOCOLO_PARTITIONS", "0", "whole number of at least 1"),
-        ("PROTOCOLO_PARTITIONS", "-3", "whole number of at least 1"),
-        ("PROTOCOLO_PARTITIONS", "2.5", "whole number of at least 1"),
+        ("PROTOCOLO_PARTITIONS", "abc", "whole number from 1 to 10000"),
+        ("PROTOCOLO_PARTITIONS", "0", "whole number from 1 to 10000"),
+        ("PROTOCOLO_PARTITIONS", "-3", "whole number from 1 to 10000"),
+        ("PROTOCOLO_PARTITIONS", "2.5", "whole number from 1 to 10000"),
         ("PROTOCOLO_KAFKA_BOOTSTRAP", "kafka-1", "host:port"),
         ("PROTOCOLO_KAFKA_BOOTSTRAP", "kafka-1:99999", "port 1-65535"),
         ("PROTOCOLO_KAFKA_BOOTSTRAP", "kafka-1:9092,", "host:port"),

@@ -1,7 +1,6 @@
 -- Protocolo ledger schema, version 1.
--- Written by the projector only (views, journal, offsets), except the two vaults that
--- producers own: protocol_number_sequence (the protocol-number issuer) and
--- personal_data_keys (per-customer data keys for crypto-shredding).
+-- Written by the projector only (views, journal, offsets). The producers' own tables
+-- (protocol-number sequence, personal-data key vault) are in producers/migrations/.
 
 -- Where each partition's projection stands: the next Kafka offset to apply and the next
 -- Merkle leaf index. Written in the same transaction as the rows it covers, so the views
@@ -182,28 +181,6 @@ CREATE TABLE erasures (
     erased_at   timestamptz NOT NULL
 );
 CREATE INDEX erasures_subject ON erasures (subject_ref);
-
--- Producer-owned vaults -------------------------------------------------------------
-
--- One global protocol-number sequence; processes reserve blocks (see producers/protocol_issuer.py).
-CREATE TABLE protocol_number_sequence (
-    id         boolean PRIMARY KEY DEFAULT true CHECK (id),
-    next_value bigint  NOT NULL
-);
-INSERT INTO protocol_number_sequence (next_value) VALUES (1);
-
--- Per-customer data keys, wrapped by the deployment's master key. Destroying a row's key
--- (wrapped_key set to NULL) erases that customer's personal data in every event sealed
--- under it. subject_ref is the customer's blind index; one live key per subject.
-CREATE TABLE personal_data_keys (
-    key_ref      text PRIMARY KEY,
-    subject_ref  text NOT NULL,
-    wrapped_key  bytea,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    destroyed_at timestamptz,
-    destroyed_reason text
-);
-CREATE UNIQUE INDEX personal_data_keys_live ON personal_data_keys (subject_ref) WHERE wrapped_key IS NOT NULL;
 
 -- Derived, read-time views: flags that depend on the clock are computed, not stored.
 CREATE VIEW interaction_compliance AS

@@ -8,18 +8,20 @@ counts): replaying the journal in other batch sizes rebuilds identical views.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from typing import Any
 
 import psycopg
 
-from protocolo.policy import (
+from protocolo.core.policy import (
     DEFAULT_PROFILE,
-    PROFILES,
+    PROFILE_VERSIONS,
     SERVICE_TYPE_PROFILES,
-    PolicyProfile,
+    PolicyError,
 )
 
 from . import customer_index, holds, interactions, recordings, retrieval_requests
+
+__all__ = ["VIEW_MODULES", "VIEW_TABLES", "PolicyMismatch", "apply_views", "install_profiles"]
 
 #: Order matters: later views read what earlier ones wrote in the same batch
 #: (deletions check holds and recordings; requests take the contact's policy profile).
@@ -31,36 +33,60 @@ VIEW_TABLES = (
     "retrieval_requests", "erasures",
 )
 
-
-def prepare_session(conn: psycopg.Connection, override: PolicyProfile | None = None) -> None:
-    """Per-connection temp table mapping service type -> policy profile (``*``: default)."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS service_profiles (service_type text PRIMARY KEY, profile text NOT NULL)")
-    conn.execute("DELETE FROM service_profiles")
-    mapping = {s: (override.key if override else PROFILES[p].key) for s, p in SERVICE_TYPE_PROFILES.items()}
-    mapping["*"] = override.key if override else PROFILES[DEFAULT_PROFILE].key
-    with conn.cursor() as cur:
-        cur.executemany("INSERT INTO service_profiles VALUES (%s, %s)", list(mapping.items()))
+_PROFILE_COLUMNS = (
+    "profile", "name", "version", "valid_from", "recording_retention_days", "record_retention_days",
+    "recording_delivery_days", "history_delivery_hours", "demand_answer_days",
+    "protocol_confirmation_hours", "start_disclosure_seconds", "source",
+)
 
 
-def apply_views(cur: psycopg.Cursor) -> None:
+class PolicyMismatch(PolicyError):
+    """The ledger's installed policy data differs from this code's: deadlines derived by one
+    would not be reproducible by the other, so nothing is projected."""
+
+
+def apply_views(cur: psycopg.Cursor[Any]) -> None:
     for module in VIEW_MODULES:
         for statement in module.STATEMENTS:
             cur.execute(statement)
 
 
-def install_profiles(conn: psycopg.Connection) -> None:
-    """Store the profiles for the views' SQL (the service-type mapping in force is a
-    per-connection table, see :func:`prepare_session`)."""
-    rows = [asdict(p) | {"profile": p.key} for p in PROFILES.values()]
+def _code_profiles() -> dict[str, tuple[Any, ...]]:
+    return {p.key: (p.key, p.name, p.version, p.valid_from, p.recording_retention_days,
+                    p.record_retention_days, p.recording_delivery_days, p.history_delivery_hours,
+                    p.demand_answer_days, p.protocol_confirmation_hours, p.start_disclosure_seconds,
+                    p.source)
+            for p in PROFILE_VERSIONS}
+
+
+def install_profiles(conn: psycopg.Connection[Any]) -> None:
+    """Install the code's policy versions and service-type mapping where missing, then check
+    that what the ledger holds is exactly the code's; raise :class:`PolicyMismatch` if not
+    (an edited released version, a version this code does not know). Commits nothing: the
+    caller owns the transaction."""
+    code = _code_profiles()
+    mapping = dict(SERVICE_TYPE_PROFILES) | {"*": DEFAULT_PROFILE}
+    columns = ", ".join(_PROFILE_COLUMNS)
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO policy_profiles (profile, name, version, recording_retention_days,"
-            " record_retention_days, recording_delivery_days, history_delivery_hours,"
-            " demand_answer_days, protocol_confirmation_hours, start_disclosure_seconds, source)"
-            " VALUES (%(profile)s, %(name)s, %(version)s, %(recording_retention_days)s,"
-            " %(record_retention_days)s, %(recording_delivery_days)s, %(history_delivery_hours)s,"
-            " %(demand_answer_days)s, %(protocol_confirmation_hours)s,"
-            " %(start_disclosure_seconds)s, %(source)s)"
-            " ON CONFLICT (profile) DO NOTHING",
-            rows,
-        )
+            f"INSERT INTO policy_profiles ({columns}) VALUES ({', '.join(['%s'] * len(_PROFILE_COLUMNS))})"
+            " ON CONFLICT DO NOTHING", list(code.values()))
+        cur.executemany("INSERT INTO service_type_profiles VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        list(mapping.items()))
+        stored = {row[0]: tuple(row) for row in cur.execute(f"SELECT {columns} FROM policy_profiles")}
+        stored_mapping = dict(cur.execute("SELECT service_type, profile_name FROM service_type_profiles").fetchall())
+    problems = [f"{key}: the ledger holds {_describe(stored.get(key))}, this code says {_describe(code.get(key))}"
+                for key in sorted(set(code) | set(stored)) if stored.get(key) != code.get(key)]
+    problems += [f"service type {s}: the ledger maps it to {stored_mapping.get(s)!r}, this code to {mapping.get(s)!r}"
+                 for s in sorted(set(mapping) | set(stored_mapping)) if stored_mapping.get(s) != mapping.get(s)]
+    if problems:
+        raise PolicyMismatch(
+            "the policy profiles installed in this ledger differ from this code's, so deadlines "
+            "would not be reproducible; a released profile version is never edited (add a new "
+            "version with a later valid_from in protocolo/core/policy.py). " + "; ".join(problems))
+
+
+def _describe(row: tuple[Any, ...] | None) -> str:
+    if row is None:
+        return "nothing"
+    return "(" + ", ".join(f"{c}={v}" for c, v in zip(_PROFILE_COLUMNS[2:], row[2:], strict=True)) + ")"

@@ -12,14 +12,13 @@ STATEMENTS = (
         cpf_index, customer_code_index, personal_data_key, agent_id, subject, recorded, language, opened_at)
     SELECT DISTINCT ON (b.protocol_number) b.protocol_number,
            b.payload->>'channel', b.payload->>'direction', b.payload->>'service_type',
-           coalesce(m.profile, d.profile),
+           profile_in_force(coalesce(b.payload->>'policy_profile',
+                                     service_profile_name(b.payload->>'service_type')), b.occurred_at),
            b.payload->'customer'->>'cpf_index', b.payload->'customer'->>'customer_code_index',
            b.payload->'customer'->'sealed'->>'key_ref',
            b.payload->>'agent_id', b.payload->>'subject', (b.payload->>'recorded')::boolean,
            b.payload->>'language', b.occurred_at
       FROM batch_events b
-      LEFT JOIN service_profiles m ON m.service_type = b.payload->>'service_type'
-      JOIN service_profiles d ON d.service_type = '*'
      WHERE b.event_type = 'ContactOpened' AND NOT b.is_duplicate
      ORDER BY b.protocol_number, b.kafka_partition, b.kafka_offset
     ON CONFLICT (protocol_number) DO UPDATE SET

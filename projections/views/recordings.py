@@ -26,8 +26,7 @@ STATEMENTS = (
       FROM batch_events b
       LEFT JOIN interactions i ON i.protocol_number = b.protocol_number
       LEFT JOIN recording_deletions d ON d.recording_id = b.payload->>'recording_id'
-      LEFT JOIN LATERAL (SELECT profile FROM policy_profiles WHERE name = b.payload->>'retention_profile'
-                          ORDER BY version DESC LIMIT 1) p ON true
+      CROSS JOIN LATERAL (SELECT profile_in_force(b.payload->>'retention_profile', b.occurred_at) AS profile) p
      WHERE b.event_type = 'RecordingCaptured' AND NOT b.is_duplicate
      ORDER BY b.payload->>'recording_id', b.kafka_partition, b.kafka_offset
     ON CONFLICT (recording_id) DO NOTHING

@@ -1,7 +1,8 @@
 """``retrieval_requests``: what customers asked for, the deadline and how it ended.
 
-The deadline comes from the policy profile of the contact named (or the deployment's
-default for a request by CPF / customer code) and names that profile.
+The deadline comes from the policy profile of the contact named (or, for a request by CPF
+/ customer code, the default profile's version in force when it was made) and names that
+profile.
 """
 
 STATEMENTS = (
@@ -30,8 +31,8 @@ STATEMENTS = (
                                 ELSE make_interval(days => p.recording_delivery_days) END
       FROM batch_events b
       LEFT JOIN interactions i ON i.protocol_number = b.protocol_number
-      JOIN service_profiles d ON d.service_type = '*'
-      JOIN policy_profiles p ON p.profile = coalesce(i.policy_profile, d.profile)
+      JOIN policy_profiles p
+        ON p.profile = coalesce(i.policy_profile, profile_in_force(service_profile_name('*'), b.occurred_at))
      WHERE b.event_type = 'RetrievalRequested' AND NOT b.is_duplicate
      ORDER BY b.payload->>'request_id', b.kafka_partition, b.kafka_offset
     ON CONFLICT (request_id) DO UPDATE SET protocol_number = excluded.protocol_number, kind = excluded.kind,

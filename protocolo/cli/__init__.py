@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 #: Modules of this package that register a sub-command, in the order ``--help`` lists them.
 COMMAND_MODULES = ("demo", "dev", "project", "history", "erase")
@@ -30,28 +31,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number in ``[low, high]`` that says the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be from {low:,} to {high:,}")
+        return value
+
+    return parse
+
+
+#: Exit status of a read command that found no ledger to read (LSB "program is not running").
+EXIT_UNREACHABLE = 3
+#: Exit status of a failure nobody foresaw (sysexits EX_SOFTWARE); the message says what to report.
+EXIT_INTERNAL = 70
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import logging
+    import os
 
     # kafka-python logs every refused connection at ERROR while a broker starts; failures
     # that matter reach the user as exceptions with a message that says what to do.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     import psycopg
+    from kafka.errors import KafkaError
 
-    from protocolo.config import ConfigError
     from protocolo.consumers.projector import ProjectorError
+    from protocolo.core.config import ConfigError
+    from protocolo.core.database import SchemaMissing
+    from protocolo.core.deployment_keys import KeyConfigError
+    from protocolo.core.policy import PolicyError
+    from protocolo.core.watermark import ProjectionBehind
     from protocolo.producers.publisher import PublishFailed
-    from protocolo.runtime import RuntimeUnavailable
+    from protocolo.runtime import LedgerUnreachable, RuntimeUnavailable
 
     try:
         return int(args.func(args) or 0)
-    except (CommandError, ConfigError, RuntimeUnavailable, ProjectorError, PublishFailed) as exc:
+    except LedgerUnreachable as exc:
+        print(f"protocolo: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (CommandError, ConfigError, RuntimeUnavailable, ProjectorError, PublishFailed, PolicyError,
+            KeyConfigError, SchemaMissing, ProjectionBehind) as exc:
         print(f"protocolo: {exc}", file=sys.stderr)
         return 2
     except psycopg.Error as exc:
         print(f"protocolo: PostgreSQL failed: {exc}".rstrip(), file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"protocolo: Kafka failed: {type(exc).__name__}: {exc}".rstrip(), file=sys.stderr)
         return 2
     except BrokenPipeError:  # `protocolo history ... | head`
         sys.stderr.close()
@@ -59,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("protocolo: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user
+        if os.environ.get("PROTOCOLO_DEBUG"):
+            raise
+        print(f"protocolo: internal error ({type(exc).__name__}: {exc}); this is a bug: "
+              "run again with PROTOCOLO_DEBUG=1 for the traceback and report it", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,14 +14,14 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from protocolo.cli import CommandError
+from protocolo.cli import bounded_int
 from protocolo.cli import history as history_cli
 from protocolo.cli.project import ProgressPrinter
 from protocolo.consumers.projector import Projector
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
 from protocolo.producers.simulator import CallCentreDay, chunks
-from protocolo.runtime import Runtime
+from protocolo.runtime import Runtime, redact_url
 
 SUMMARY = (
     ("contacts in the ledger", "SELECT count(*) FROM interactions WHERE opened_at IS NOT NULL"),
@@ -52,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start the embedded stack if needed, publish a simulated day of contacts, "
         "project it, apply retention on the simulated clock and print what the ledger shows.",
     )
-    p.add_argument("--contacts", type=int, default=2000, help="contacts in the simulated day (default 2000)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: time-based)")
-    p.add_argument("--days-ago", type=int, default=120,
+    p.add_argument("--contacts", type=bounded_int(1, 1_000_000), default=2000,
+                   help="contacts in the simulated day, 1 to 1,000,000 (default 2000)")
+    p.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=None, help="random seed (default: time-based)")
+    p.add_argument("--days-ago", type=bounded_int(0, 3650), default=120,
                    help="how long ago the simulated day was (default 120: past the 90-day SAC retention)")
     p.set_defaults(func=run)
 
@@ -64,17 +65,13 @@ def say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.contacts < 1:
-        raise CommandError("--contacts must be at least 1")
-    if not 0 <= args.days_ago <= 3650:
-        raise CommandError("--days-ago must be between 0 and 3650")
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
     say("Starting the stack ...")
     rt = Runtime.start()
-    say(f"  Kafka {rt.kafka_bootstrap}  topic {rt.settings.topic}\n  PostgreSQL {rt.database_url}")
+    say(f"  Kafka {rt.kafka_bootstrap}  topic {rt.settings.topic}\n  PostgreSQL {redact_url(rt.database_url)}")
     seed = args.seed if args.seed is not None else int(time.time())
-    with ProtocolIssuer(rt.database_url, block_size=500) as issuer:
+    with ProtocolIssuer(rt.registry_url, block_size=500) as issuer:
         say(f"Simulating {args.contacts:,} contacts (seed {seed}) ...")
         day = CallCentreDay(issuer.issue, contacts=args.contacts, seed=seed, days_ago=args.days_ago).build()
     say(f"  {len(day.events):,} events on {day.day:%Y-%m-%d} and the weeks after")

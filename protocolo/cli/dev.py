@@ -12,7 +12,7 @@ import sys
 
 from protocolo import devstack
 from protocolo.cli import CommandError
-from protocolo.config import (
+from protocolo.core.config import (
     ENV_DATABASE_URL,
     ENV_KAFKA_BOOTSTRAP,
     ConfigError,

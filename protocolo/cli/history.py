@@ -9,19 +9,22 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kafka.errors import KafkaError
+
 from protocolo.cli import CommandError
-from protocolo.config import ConfigError
-from protocolo.personal_data import PersonalDataUnavailable
+from protocolo.core.config import ConfigError
+from protocolo.core.cpf import mask_cpf, normalise_cpf
+from protocolo.core.errors import EventRejected
+from protocolo.core.personal_data import PersonalDataUnavailable
+from protocolo.core.protocol_number import format_protocol_number, normalise_protocol_number
+from protocolo.core.watermark import projection_lag
 from protocolo.projections.history import (
     Timeline,
     protocols_for_customer,
     requests_for_customer,
     timelines,
 )
-from protocolo.runtime import Runtime
-from protocolo.schemas.cpf import mask_cpf, normalise_cpf
-from protocolo.schemas.errors import EventRejected
-from protocolo.schemas.protocol_number import format_protocol_number, normalise_protocol_number
+from protocolo.runtime import LedgerReader
 
 LOCAL = ZoneInfo("America/Sao_Paulo")
 EXIT_NOT_FOUND = 1
@@ -45,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Dates the ledger can hold (validation refuses events before 2000); a window outside is
+#: a typing mistake, said as such rather than searched.
+EARLIEST_DAY = datetime(2000, 1, 1, tzinfo=LOCAL)
+LATEST_DAY = datetime(2199, 12, 31, tzinfo=LOCAL)
+
+
 def parse_when(text: str | None, option: str, upper: bool) -> datetime | None:
     """A date is a whole day in São Paulo time; a datetime without zone is São Paulo time.
     ``upper``: the value ends an inclusive window, returned as the exclusive bound after it."""
@@ -54,57 +63,103 @@ def parse_when(text: str | None, option: str, upper: bool) -> datetime | None:
         if len(text) == 10:
             day = datetime.fromisoformat(text).date()
             moment = datetime.combine(day, time.min, LOCAL)
-            return moment + timedelta(days=1) if upper else moment
-        moment = datetime.fromisoformat(text)
+        else:
+            moment = datetime.fromisoformat(text)
     except ValueError:
         raise CommandError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=LOCAL)
+    if not EARLIEST_DAY <= moment <= LATEST_DAY:
+        raise CommandError(f"{option} {text!r} is out of range: give a date from "
+                           f"{EARLIEST_DAY:%Y-%m-%d} to {LATEST_DAY:%Y-%m-%d}")
+    if len(text) == 10:
+        return moment + timedelta(days=1) if upper else moment
     # Both ends are inclusive; the query's upper bound is exclusive.
     return moment + timedelta(microseconds=1) if upper else moment
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.protocol and (args.start or args.end):
+        raise CommandError("--from/--to select contacts found by --cpf or --customer; a protocol "
+                           "number names one contact already (drop --from/--to)")
     start = parse_when(args.start, "--from", upper=False)
     end = parse_when(args.end, "--to", upper=True)
     if start and end and start >= end:
         raise CommandError("--from must be before --to")
     try:
         protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
-        rt = Runtime.start(need_kafka=False)
-        sealer = rt.sealer()
+        reader = LedgerReader.open()
+        sealer = reader.sealer()
         query: dict[str, Any]
+        kind: str | None = None
+        value: str | None = None
         if protocol:
             query = {"protocol_number": protocol}
-            protocols, requests = [protocol], []
-            kind = value = None
         elif args.cpf:
             kind, value = "cpf", sealer.index.cpf(args.cpf, "--cpf")
             query = {"cpf": mask_cpf(normalise_cpf(args.cpf, "--cpf"))}
         else:
             kind, value = "customer_code", sealer.index.customer_code(args.customer, "--customer")
             query = {"customer_code": args.customer}
-    except EventRejected as exc:
+    except (EventRejected, ConfigError) as exc:
         raise CommandError(str(exc)) from exc
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from exc
-    with rt.connect() as conn:
-        if kind:
-            protocols = protocols_for_customer(conn, kind, value, start, end)
-            requests = requests_for_customer(conn, kind, value)
-        found = timelines(conn, protocols)
-    found = [t for t in found if t.events]
     if args.start or args.end:
-        query |= {"from": start.isoformat() if start else None, "to": end.isoformat() if end else None}
+        # as the user gave it, and the exact bounds searched
+        query |= {"from": args.start, "to": args.end,
+                  "window": {"from": start.isoformat() if start else None,
+                             "to_exclusive": end.isoformat() if end else None}}
+    found: list[Timeline] = []
+    requests: list[dict[str, Any]] = []
+    ledger_of: dict[str, str] = {}
+    for ledger in reader.ledgers:
+        with reader.connect(ledger) as conn:
+            if kind is not None and value is not None:
+                protocols = protocols_for_customer(conn, kind, value, start, end)
+                found_requests = requests_for_customer(conn, kind, value, start, end)
+            else:
+                protocols, found_requests = [protocol or ""], []
+            here = [t for t in timelines(conn, protocols) if t.events]
+        for t in here:
+            ledger_of.setdefault(t.protocol_number, ledger.name)
+        found += [t for t in here if ledger_of[t.protocol_number] == ledger.name]
+        requests += found_requests
+    lag_note = _lag_note(reader)
     customers = {t.protocol_number: _customer(sealer, t) for t in found}
+    several = len(reader.ledgers) > 1
     if args.json:
-        print(json.dumps(_as_json(query, found, requests, customers), default=_json_default, indent=2, ensure_ascii=False))
+        report = _as_json(query, found, requests, customers)
+        report["projection_lag"] = lag_note
+        if several:
+            report["ledgers"] = {t.protocol_number: ledger_of[t.protocol_number] for t in found}
+        print(json.dumps(report, default=_json_default, indent=2, ensure_ascii=False))
     else:
-        _print_text(found, requests, customers)
+        _print_text(found, requests, customers, ledger_of if several else {})
+    if lag_note and lag_note.get("behind"):
+        print(f"protocolo: warning: {lag_note['message']}: this answer may be incomplete", file=sys.stderr)
+    elif lag_note and lag_note.get("unknown"):
+        print(f"protocolo: note: {lag_note['message']}", file=sys.stderr)
     if not found and not requests:
-        what = ", ".join(f"{k} {v}" for k, v in query.items() if v)
+        what = ", ".join(f"{k} {v}" for k, v in query.items() if v and k != "window")
         print(f"protocolo: no contact found for {what}", file=sys.stderr)
         return EXIT_NOT_FOUND
     return 0
+
+
+def _lag_note(reader: LedgerReader) -> dict[str, Any] | None:
+    """The projection lag of the current ledger, or why it is unknown; None when up to date."""
+    current = next((ledger for ledger in reader.ledgers if ledger.current), None)
+    if current is None:
+        return None
+    if not reader.kafka_bootstrap:
+        return {"unknown": True, "message": "projection lag unknown: no Kafka broker is configured or running"}
+    try:
+        with reader.connect(current) as conn:
+            lag = projection_lag(conn, reader.kafka_bootstrap, reader.settings.topic, timeout_s=5)
+    except (KafkaError, LookupError, TimeoutError, OSError) as exc:
+        return {"unknown": True, "message": f"projection lag unknown: Kafka at {reader.kafka_bootstrap} "
+                                            f"did not answer ({type(exc).__name__})"}
+    if not lag.behind:
+        return None
+    return {"behind": {str(p): n for p, n in lag.behind.items()}, "total": lag.total, "message": lag.describe()}
 
 
 def _customer(sealer: Any, t: Timeline) -> dict[str, Any] | None:
@@ -164,12 +219,15 @@ def _yes(flag: bool | None) -> str:
     return {True: "yes", False: "NO", None: "n/a"}[flag]
 
 
-def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers: dict[str, Any]) -> None:
+def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers: dict[str, Any],
+                ledger_of: dict[str, str]) -> None:
     out = sys.stdout
     for t in found:
         i = t.interaction or {}
         out.write(f"Protocol {format_protocol_number(t.protocol_number)}  |  {i.get('channel') or '?'} "
                   f"{(i.get('direction') or '').lower()}  |  {i.get('service_type') or '?'} ({i.get('policy_profile') or 'no profile'})\n")
+        if t.protocol_number in ledger_of:
+            out.write(f"  ledger    {ledger_of[t.protocol_number]}\n")
         c = customers.get(t.protocol_number)
         who = ("(not identified)" if c and not c["identified"] else
                f"[personal data unavailable: {c['unavailable']}]" if c and c.get("unavailable") else

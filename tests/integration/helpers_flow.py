@@ -19,8 +19,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from protocolo.cli import main as cli_main
-from protocolo.config import Settings
 from protocolo.consumers.projector import ProjectorStats
+from protocolo.core.config import Settings
 from protocolo.runtime import Runtime
 
 CPF = "111.444.777-35"
@@ -102,6 +102,7 @@ class Cli:
         monkeypatch.setenv("PROTOCOLO_TOPIC", settings.topic)
         monkeypatch.setenv("PROTOCOLO_PARTITIONS", str(settings.partitions))
         monkeypatch.setenv("PROTOCOLO_GROUP_ID", settings.group_id)
+        monkeypatch.setenv("PROTOCOLO_DEV_KEYS", "1")
         for name in ("PROTOCOLO_POLICY", "PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY"):
             monkeypatch.delenv(name, raising=False)
 

@@ -24,9 +24,9 @@ from helpers_flow import (
     start_runtime,
 )
 
+from protocolo.core.protocol_number import format_protocol_number
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
-from protocolo.schemas.protocol_number import format_protocol_number
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 NAME = "Bruno Carvalho"
@@ -104,8 +104,10 @@ def test_history_exit_codes_windows_and_masking(settings, monkeypatch, capsys):
     windowed = cli("history", "--cpf", CPF, "--from", str(day), "--to", str(day), "--json")
     assert windowed.json()["query"] == {
         "cpf": CPF_MASKED,
-        "from": datetime.combine(day, time.min, SAO_PAULO).isoformat(),
-        "to": datetime.combine(next_day, time.min, SAO_PAULO).isoformat(),
+        "from": str(day),  # as the user gave it, and the exact bounds searched
+        "to": str(day),
+        "window": {"from": datetime.combine(day, time.min, SAO_PAULO).isoformat(),
+                   "to_exclusive": datetime.combine(next_day, time.min, SAO_PAULO).isoformat()},
     }
 
     text = cli("history", "--cpf", CPF)

@@ -38,7 +38,7 @@ from view_snapshot import (
     stored_offsets,
 )
 
-from protocolo.config import Settings
+from protocolo.core.config import Settings
 
 APP_NAME = "fault-test-projector"  # PGAPPNAME of the subprocess: finds its backend in pg_stat_activity
 START_TIMEOUT_S = 60.0  # process start + consumer-group join (~3 s, more after a SIGKILL)

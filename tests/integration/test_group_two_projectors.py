@@ -26,7 +26,6 @@ from view_snapshot import (
 )
 
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
-from protocolo.policy import override_from_env
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.simulator import CallCentreDay, chunks
 from protocolo.runtime import Runtime
@@ -42,7 +41,7 @@ class Member:
         self.name = name
         self.projector = Projector(
             bootstrap, database_url, topic=topic, group_id=group_id,
-            options=ProjectorOptions(batch_size=50, policy_override=override_from_env()),
+            options=ProjectorOptions(batch_size=50),
         )
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name=f"projector-{name}", daemon=True)

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from helpers_flow import start_runtime
 
+from protocolo.core.protocol_number import normalise_protocol_number
 from protocolo.producers.protocol_issuer import ProtocolIssuer
-from protocolo.schemas.protocol_number import normalise_protocol_number
 
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 PER_WORKER = 150

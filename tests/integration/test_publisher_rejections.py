@@ -13,6 +13,8 @@ from datetime import timedelta
 import pytest
 from helpers_flow import CPF, contact_opened, drain, now_s, recording_captured, start_runtime
 
+from protocolo.core.errors import EventRejected
+from protocolo.core.protocol_number import damm_digit, make_protocol_number
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import (
     BrokerUnavailable,
@@ -20,8 +22,6 @@ from protocolo.producers.publisher import (
     LedgerPublisher,
     PublisherOptions,
 )
-from protocolo.schemas.errors import EventRejected
-from protocolo.schemas.protocol_number import damm_digit, make_protocol_number
 
 
 def _mistyped(protocol: str) -> str:

@@ -13,8 +13,9 @@ import pytest
 from kafka import KafkaProducer
 
 from protocolo import devstack
-from protocolo.config import Settings
-from protocolo.personal_data import KeyVault, PersonalDataSealer, PersonalDataUnavailable
+from protocolo.core.config import Settings
+from protocolo.core.personal_data import KeyVault, PersonalDataSealer, PersonalDataUnavailable
+from protocolo.core.protocol_number import make_protocol_number
 from protocolo.producers.publisher import (
     BrokerUnavailable,
     Event,
@@ -23,7 +24,6 @@ from protocolo.producers.publisher import (
 )
 from protocolo.runtime import Runtime
 from protocolo.schemas.catalogue import SchemaCatalogue
-from protocolo.schemas.protocol_number import make_protocol_number
 
 CATALOGUE = SchemaCatalogue.load()
 
@@ -92,7 +92,7 @@ def test_a_broker_that_goes_away_fails_the_publish_in_bounded_time_and_says_whic
         try:
             rt = Runtime.start(Settings(home=settings.home, kafka_bootstrap=bootstrap,
                                         database_url=settings.database_url, topic=settings.topic,
-                                        partitions=settings.partitions), log=lambda m: None)
+                                        partitions=settings.partitions, dev_keys=True), log=lambda m: None)
             publisher = LedgerPublisher(bootstrap, producer_name="gone-test", topic=settings.topic,
                                         sealer=rt.sealer(),
                                         options=PublisherOptions(delivery_timeout_ms=3000, request_timeout_ms=2000,
@@ -157,7 +157,7 @@ def test_demo_projects_every_deletion_the_sweeper_published(settings, monkeypatc
 
     for name, value in (("PROTOCOLO_HOME", str(settings.home)), ("PROTOCOLO_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
                         ("PROTOCOLO_DATABASE_URL", settings.database_url), ("PROTOCOLO_TOPIC", settings.topic),
-                        ("PROTOCOLO_GROUP_ID", settings.group_id)):
+                        ("PROTOCOLO_GROUP_ID", settings.group_id), ("PROTOCOLO_DEV_KEYS", "1")):
         monkeypatch.setenv(name, value)
     assert main(["demo", "--contacts", "2000", "--seed", "11"]) == 0
     out, err = capsys.readouterr()

@@ -21,9 +21,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from protocolo.config import Settings
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
-from protocolo.policy import override_from_env
+from protocolo.core.config import Settings
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Receipt
 from protocolo.producers.simulator import CallCentreDay, SimulatedDay, chunks
@@ -164,7 +163,7 @@ def project_in_process(
     group_id: str | None = None, idle_timeout_s: float = 60,
 ) -> ProjectorStats:
     """One in-process projector run until it has caught up (the reference run)."""
-    options = ProjectorOptions(batch_size=batch_size, policy_override=override_from_env())
+    options = ProjectorOptions(batch_size=batch_size)
     with Projector(bootstrap, database_url, topic=topic,
                    group_id=group_id or f"reference-{uuid.uuid4().hex[:8]}", options=options) as projector:
         return projector.run(until_caught_up=True, idle_timeout_s=idle_timeout_s)
@@ -180,6 +179,7 @@ def cli_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "PROTOCOLO_PARTITIONS": str(settings.partitions),
         "PROTOCOLO_GROUP_ID": settings.group_id,
         "PROTOCOLO_HOME": str(settings.home),
+        "PROTOCOLO_DEV_KEYS": "1",
         "PYTHONUNBUFFERED": "1",
     })
     env.update(overrides)

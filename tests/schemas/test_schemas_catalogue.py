@@ -44,8 +44,8 @@ def contact_opened_v2() -> dict[str, Any]:
 
 def test_loads_every_event_type_and_version(catalogue: SchemaCatalogue) -> None:
     assert set(catalogue.event_types()) == EXPECTED_EVENT_TYPES
-    assert [v.version for v in catalogue.versions("ContactOpened")] == [1, 2]
-    assert catalogue.current("ContactOpened").version == 2
+    assert [v.version for v in catalogue.versions("ContactOpened")] == [1, 2, 3]
+    assert catalogue.current("ContactOpened").version == 3
     assert catalogue.current("NoteAdded").version == 1
     v1 = catalogue.version("ContactOpened", 1)
     assert v1.path == BUNDLED_ROOT / "ContactOpened" / "v1.avsc"
@@ -75,7 +75,7 @@ def test_round_trip(catalogue: SchemaCatalogue, event_type: str, version: int) -
 
 def test_encode_uses_the_current_version_by_default(catalogue: SchemaCatalogue) -> None:
     data = catalogue.encode("ContactOpened", contact_opened_v2())
-    assert catalogue.decode(data).writer_version == 2
+    assert catalogue.decode(data).writer_version == 3
 
 
 def test_decoded_types(catalogue: SchemaCatalogue) -> None:
@@ -95,16 +95,16 @@ def test_old_bytes_are_read_into_the_current_schema(catalogue: SchemaCatalogue) 
     decoded = catalogue.decode(catalogue.encode("ContactOpened", v1_sample, version=1))
     assert decoded.writer_version == 1
     assert decoded.record["language"] == "pt-BR"
-    assert decoded.record == {**v1_sample, "language": "pt-BR"}
+    assert decoded.record == {**v1_sample, "language": "pt-BR", "policy_profile": None}
 
 
 def test_new_bytes_are_readable_by_the_old_reader_schema(catalogue: SchemaCatalogue) -> None:
     sample = contact_opened_v2()
     data = catalogue.encode("ContactOpened", sample)
     old_reader = catalogue.version("ContactOpened", 1).schema
-    writer = catalogue.version("ContactOpened", 2).schema
+    writer = catalogue.version("ContactOpened", 3).schema
     record = schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer, old_reader)
-    assert "language" not in record
+    assert "language" not in record and "policy_profile" not in record
     assert record == {k: v for k, v in sample.items() if k != "language"}
 
 
@@ -113,8 +113,8 @@ def test_encode_errors(catalogue: SchemaCatalogue) -> None:
         catalogue.encode("ContactOpend", {})
     assert isinstance(caught.value, KeyError)
     assert "ContactOpened" in str(caught.value)  # lists the known ones
-    with pytest.raises(UnknownSchemaVersion, match=r"ContactOpened has no version 3 \(known: \[1, 2\]\)"):
-        catalogue.encode("ContactOpened", contact_opened_v2(), version=3)
+    with pytest.raises(UnknownSchemaVersion, match=r"ContactOpened has no version 4 \(known: \[1, 2, 3\]\)"):
+        catalogue.encode("ContactOpened", contact_opened_v2(), version=4)
     with pytest.raises(EncodeError, match="ContactOpened v1.*more fields"):
         catalogue.encode("ContactOpened", contact_opened_v2(), version=1)  # has language
     broken = contact_opened_v2()
@@ -143,7 +143,7 @@ def test_shorter_than_header(catalogue: SchemaCatalogue, valid: bytes) -> None:
 
 def test_every_truncation_is_reported_as_truncated(catalogue: SchemaCatalogue, valid: bytes) -> None:
     for cut in range(HEADER_SIZE, len(valid)):
-        with pytest.raises(MalformedRecord, match="ContactOpened v2 .*truncated"):
+        with pytest.raises(MalformedRecord, match="ContactOpened v3 .*truncated"):
             catalogue.decode(valid[:cut])
 
 

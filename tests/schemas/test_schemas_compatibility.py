@@ -74,7 +74,7 @@ def test_check_catalogue_compares_current_meta_with_meta_avsc(folder: Path) -> N
     (folder / "Meta.avsc").write_text(json.dumps(meta))
     problems = check_catalogue(SchemaCatalogue.load(folder))
     assert len(problems) == 13
-    assert "ContactOpened v2: meta differs from Meta.avsc: meta.tenant: field is missing" in problems
+    assert "ContactOpened v3: meta differs from Meta.avsc: meta.tenant: field is missing" in problems
 
 
 def test_check_catalogue_reports_a_changed_meta_default(folder: Path) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastavro import schemaless_reader
 
+from protocolo.core.protocol_number import normalise_protocol_number
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import HEADER_SIZE
-from protocolo.schemas.protocol_number import normalise_protocol_number
 from protocolo.schemas.vectors_tool import VECTORS_DIR, build, jsonable, stale
 
 CATALOGUE = SchemaCatalogue.load()

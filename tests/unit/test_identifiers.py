@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from protocolo.schemas.cpf import format_cpf, mask_cpf, normalise_cpf
-from protocolo.schemas.errors import EventRejected
-from protocolo.schemas.protocol_number import (
+from protocolo.core.cpf import format_cpf, mask_cpf, normalise_cpf
+from protocolo.core.errors import EventRejected
+from protocolo.core.protocol_number import (
     damm_digit,
     format_protocol_number,
     make_protocol_number,

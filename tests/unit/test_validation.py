@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from protocolo.core.errors import EventRejected
+from protocolo.core.protocol_number import make_protocol_number
 from protocolo.schemas.catalogue import SchemaCatalogue
-from protocolo.schemas.errors import EventRejected
-from protocolo.schemas.protocol_number import make_protocol_number
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
 
 CATALOGUE = SchemaCatalogue.load()

@@ -30,8 +30,9 @@ import psycopg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from protocolo.schemas.cpf import normalise_cpf
-from protocolo.schemas.errors import EventRejected
+from protocolo.core.cpf import normalise_cpf
+from protocolo.core.database import require_schema
+from protocolo.core.errors import EventRejected
 
 NONCE_BYTES = 12
 
@@ -88,9 +89,15 @@ class KeyVault:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            from protocolo.projections.migrations import connect
-
-            self._conn = connect(self._url, autocommit=True)
+            # The registry's tables are migrated by whoever wires the vault (the runtime);
+            # readers never create them.
+            conn = psycopg.connect(self._url, autocommit=True)
+            try:
+                require_schema(conn, "personal_data_keys", "the registry database")
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     def close(self) -> None:
@@ -168,6 +175,19 @@ class KeyVault:
                 (reason, key_refs),
             )
             return cur.rowcount
+
+
+    def purge_destroyed_versions(self) -> None:
+        """Rewrite the key table so that no old row version still holds a destroyed key.
+
+        PostgreSQL's UPDATE leaves the previous row version (with the wrapped key) on disk
+        until vacuum; ``VACUUM FULL`` writes the table anew without it. What this cannot
+        reach: WAL segments not yet recycled, replicas' lag, and backups taken before the
+        erasure; rotating those is an operational step (README, "Erasure"). Raises
+        ``psycopg.Error`` (e.g. not the table's owner) for the caller to report.
+        """
+        with self._lock:
+            self._connection().execute("VACUUM (FULL) personal_data_keys")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 DEFAULT_HOME = "~/.protocolo"
 DEFAULT_TOPIC = "protocolo.interactions"
 DEFAULT_PARTITIONS = 6
+MAX_PARTITIONS = 10_000
 DEFAULT_GROUP_ID = "protocolo-projector"
 
 ENV_HOME = "PROTOCOLO_HOME"
@@ -26,6 +27,8 @@ ENV_DATABASE_URL = "PROTOCOLO_DATABASE_URL"
 ENV_TOPIC = "PROTOCOLO_TOPIC"
 ENV_PARTITIONS = "PROTOCOLO_PARTITIONS"
 ENV_GROUP_ID = "PROTOCOLO_GROUP_ID"
+ENV_REGISTRY_URL = "PROTOCOLO_REGISTRY_URL"
+ENV_DEV_KEYS = "PROTOCOLO_DEV_KEYS"
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic).
 _TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -43,6 +46,14 @@ class Settings:
 
     ``kafka_bootstrap`` and ``database_url`` are ``None`` when not configured: then the
     embedded dev stack under ``home`` provides them (see :func:`protocolo.devstack.resolve`).
+    ``registry_url`` (the producers' registry: protocol-number sequence and key vault)
+    defaults to the ledger database when that is configured, and to one registry database
+    per embedded PostgreSQL server otherwise.
+
+    ``dev_keys``: whether missing ``PROTOCOLO_INDEX_KEY`` / ``PROTOCOLO_MASTER_KEY`` may be
+    made up as key files under ``home``. True on the embedded stack; with a configured
+    Kafka or PostgreSQL only when ``PROTOCOLO_DEV_KEYS=1`` says so (tests, throw-away
+    setups): a deployment never runs on invented keys.
     """
 
     home: Path
@@ -51,6 +62,17 @@ class Settings:
     topic: str = DEFAULT_TOPIC
     partitions: int = DEFAULT_PARTITIONS
     group_id: str = DEFAULT_GROUP_ID
+    registry_url: str | None = None
+    dev_keys: bool | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """Neither Kafka nor PostgreSQL is configured: the embedded dev stack serves both."""
+        return not self.kafka_bootstrap and not self.database_url
+
+    @property
+    def may_invent_keys(self) -> bool:
+        return self.embedded if self.dev_keys is None else self.dev_keys
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -69,6 +91,8 @@ class Settings:
             topic=_parse_topic(ENV_TOPIC, get(ENV_TOPIC) or DEFAULT_TOPIC),
             partitions=_parse_partitions(ENV_PARTITIONS, get(ENV_PARTITIONS)),
             group_id=get(ENV_GROUP_ID) or DEFAULT_GROUP_ID,
+            registry_url=_parse_database_url(ENV_REGISTRY_URL, get(ENV_REGISTRY_URL)),
+            dev_keys=_parse_flag(ENV_DEV_KEYS, get(ENV_DEV_KEYS)),
         )
 
 
@@ -118,6 +142,16 @@ def _parse_database_url(name: str, value: str | None) -> str | None:
     return value
 
 
+def _parse_flag(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.lower() in {"1", "true", "yes"}:
+        return True
+    if value.lower() in {"0", "false", "no"}:
+        return False
+    raise ConfigError(f"{name}={value!r}: must be 1 or 0 (true/false, yes/no)")
+
+
 def _parse_topic(name: str, value: str) -> str:
     if not _TOPIC_RE.fullmatch(value) or value in {".", ".."}:
         raise ConfigError(
@@ -134,6 +168,6 @@ def _parse_partitions(name: str, value: str | None) -> int:
         partitions = int(value, 10)
     except ValueError:
         partitions = 0
-    if partitions < 1:
-        raise ConfigError(f"{name}={value!r}: must be a whole number of at least 1")
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise ConfigError(f"{name}={value!r}: must be a whole number from 1 to {MAX_PARTITIONS}")
     return partitions
