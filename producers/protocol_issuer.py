@@ -25,6 +25,10 @@ from protocolo.producers.registry import connect
 BRAZIL = ZoneInfo("America/Sao_Paulo")
 
 
+#: The most numbers one reservation may take (a day of a large call centre).
+MAX_RESERVATION = 100_000
+
+
 class SequenceExhausted(RuntimeError):
     pass
 
@@ -67,6 +71,25 @@ class ProtocolIssuer:
             sequence = self._next
             self._next += 1
         return make_protocol_number(self._clock().astimezone(BRAZIL).year, sequence)
+
+    def reserve(self, count: int) -> list[str]:
+        """``count`` new numbers at once, for a service that hands them out itself (an IVR
+        in another language): one round trip, never issued to anyone else."""
+        if not 1 <= count <= MAX_RESERVATION:
+            raise ValueError(f"count must be from 1 to {MAX_RESERVATION:,}, got {count}")
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect(self._url, autocommit=True)
+            row = self._conn.execute(
+                "UPDATE protocol_number_sequence SET next_value = next_value + %s RETURNING next_value",
+                (count,),
+            ).fetchone()
+        assert row is not None
+        end = int(row[0])
+        if end - 1 > MAX_SEQUENCE:
+            raise SequenceExhausted("the protocol-number sequence has run out of 10-digit values")
+        year = self._clock().astimezone(BRAZIL).year
+        return [make_protocol_number(year, n) for n in range(end - count, end)]
 
     def close(self) -> None:
         if self._conn is not None:

@@ -23,12 +23,12 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from protocolo.core.config import DEFAULT_TOPIC
 from protocolo.core.errors import EventRejected
 from protocolo.core.personal_data import PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
 
-DEFAULT_TOPIC = "protocolo.interactions"
 #: Failures that mean "no broker answered", as opposed to a broker refusing the records.
 _BROKER_DOWN = (KafkaTimeoutError, KafkaConnectionError)
 

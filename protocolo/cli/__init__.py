@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 #: Modules of this package that register a sub-command, in the order ``--help`` lists them.
-COMMAND_MODULES = ("demo", "dev", "project", "history", "erase")
+COMMAND_MODULES = ("demo", "dev", "project", "history", "erase", "protocol", "topic")
 
 
 class CommandError(Exception):
@@ -54,7 +54,10 @@ EXIT_INTERNAL = 70
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return exc.code if isinstance(exc.code, int) else 2
     import logging
     import os
 

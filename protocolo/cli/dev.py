@@ -10,6 +10,8 @@ import argparse
 import shlex
 import sys
 
+from kafka.errors import KafkaError
+
 from protocolo import devstack
 from protocolo.cli import CommandError
 from protocolo.core.config import (
@@ -18,6 +20,7 @@ from protocolo.core.config import (
     ConfigError,
     Settings,
 )
+from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
 
 #: ``dev status`` exit status when a service is not running (LSB: "program is not running").
 EXIT_NOT_RUNNING = 3
@@ -74,8 +77,11 @@ def _up(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         endpoints = devstack.up(settings, log=_progress)
-    except devstack.DevStackError as exc:
+        # the ledger topic with its documented settings, before any publish could auto-create it
+        partitions = ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
+    except (devstack.DevStackError, LedgerTopicError, KafkaError) as exc:
         raise CommandError(str(exc)) from None
+    _progress(f"ledger topic {settings.topic}: {partitions} partitions, infinite retention")
     print(f"# kafka:    {endpoints.kafka_bootstrap} ({devstack.MEMORY_ONLY_NOTE})")
     print(f"# postgres: {endpoints.database_url}")
     print(f"export {ENV_KAFKA_BOOTSTRAP}={shlex.quote(endpoints.kafka_bootstrap)}")

@@ -1,7 +1,7 @@
 """CPF, the Brazilian taxpayer number: parsing, check digits, masking.
 
 A CPF is personal data: this module only validates and normalises it. It never reaches
-Kafka in clear (see ``protocolo.producers.personal_data``).
+Kafka in clear (see ``protocolo.core.personal_data``).
 """
 
 from __future__ import annotations

@@ -81,7 +81,3 @@ def normalise_protocol_number(value: object, field: str = "protocol_number") -> 
 def format_protocol_number(canonical: str) -> str:
     """Group for reading aloud: ``2026 00000 12345 7``."""
     return f"{canonical[:4]} {canonical[4:9]} {canonical[9:14]} {canonical[14:]}"
-
-
-def protocol_year(canonical: str) -> int:
-    return int(canonical[:4])
