@@ -16,6 +16,7 @@ Modules, one job each:
 ``keys``         A verifier for any supported verifier-key string.
 ``tlog_proof``   C2SP tlog-proof text (offline inclusion proof with its checkpoint).
 ``policy``       C2SP tlog-policy: logs, witnesses, groups, quorum.
+``tiles``        C2SP tlog-tiles addressing (tile paths, tiles of a tree size).
 
 The formats are documented byte by byte in ``docs/evidence-format.md``.
 """
