@@ -15,6 +15,7 @@ Modules, one job each:
 ``cosignature``  C2SP tlog-cosignature: Ed25519 cosignature/v1, ML-DSA-44 subtree/v1.
 ``keys``         A verifier for any supported verifier-key string.
 ``tlog_proof``   C2SP tlog-proof text (offline inclusion proof with its checkpoint).
+``leaf``         The bytes of a ledger record's leaf (layout v1).
 ``policy``       C2SP tlog-policy: logs, witnesses, groups, quorum.
 ``tiles``        C2SP tlog-tiles addressing (tile paths, tiles of a tree size).
 

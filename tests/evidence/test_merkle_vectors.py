@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from evidence_vectors import b64, files, load
@@ -102,8 +104,10 @@ def test_appending_reports_every_reference_node() -> None:
     assert store == expected
 
 
-def _reader(store: dict[NodeId, bytes], calls: list[list[NodeId]]):  # type: ignore[no-untyped-def]
-    def read(nodes):  # type: ignore[no-untyped-def]
+def _reader(
+    store: dict[NodeId, bytes], calls: list[list[NodeId]]
+) -> Callable[[Sequence[NodeId]], list[bytes]]:
+    def read(nodes: Sequence[NodeId]) -> list[bytes]:
         calls.append(list(nodes))
         return [store[n] for n in nodes]
 
@@ -113,7 +117,7 @@ def _reader(store: dict[NodeId, bytes], calls: list[list[NodeId]]):  # type: ign
 @pytest.mark.parametrize(
     "case", REFERENCE["inclusion"], ids=lambda c: f"{c['leaf_index']}-of-{c['tree_size']}"
 )
-def test_golden_inclusion_proof_reproduced_from_stored_nodes(case: dict) -> None:  # type: ignore[type-arg]
+def test_golden_inclusion_proof_reproduced_from_stored_nodes(case: dict[str, Any]) -> None:
     calls: list[list[NodeId]] = []
     proof = inclusion_proof(
         case["leaf_index"], case["tree_size"], _reader(_reference_store(), calls)
@@ -132,7 +136,7 @@ def test_golden_inclusion_proof_reproduced_from_stored_nodes(case: dict) -> None
 @pytest.mark.parametrize(
     "case", REFERENCE["consistency"], ids=lambda c: f"{c['size1']}-to-{c['size2']}"
 )
-def test_golden_consistency_proof_reproduced_from_stored_nodes(case: dict) -> None:  # type: ignore[type-arg]
+def test_golden_consistency_proof_reproduced_from_stored_nodes(case: dict[str, Any]) -> None:
     calls: list[list[NodeId]] = []
     proof = consistency_proof(case["size1"], case["size2"], _reader(_reference_store(), calls))
     assert [p.hex() for p in proof] == case["proof"]

@@ -18,7 +18,7 @@ def test_tile_paths(case: dict[str, Any]) -> None:
     assert tile_path(case["level"], case["index"], case["width"]) == case["path"]
 
 
-@pytest.mark.parametrize("size", sorted(TILES["tiles_for_size"], key=int))
+@pytest.mark.parametrize("size", sorted(TILES["tiles_for_size"], key=lambda s: int(s)))
 def test_tiles_for_size(size: str) -> None:
     expected = TILES["tiles_for_size"][size]
     levels = tiles_for_size(int(size))
