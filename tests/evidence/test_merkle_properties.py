@@ -81,6 +81,7 @@ def _mutations(proof: list[bytes]) -> list[list[bytes]]:
 @pytest.mark.parametrize("size", SIZES)
 def test_roots_and_inclusion_proofs_match_the_rfc(size: int) -> None:
     tree = Tree(_entries(size))
+    assert len(tree.store) == 2 * size - size.bit_count()  # the perfect nodes a store keeps
     for n in range(size + 1):
         assert tree.roots[n] == rfc_oracle.mth(tree.entries[:n])
     root = tree.roots[size]
