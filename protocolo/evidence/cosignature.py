@@ -90,7 +90,10 @@ class CosignatureV1Verifier:
                 "bad-verifier-key", f"Ed25519 public key must be 32 bytes, got {len(public_key)}"
             )
         self.key = VerifierKey.of(name, SIG_COSIGNATURE_V1, public_key)
-        self._public = Ed25519PublicKey.from_public_bytes(public_key)
+        try:
+            self._public = Ed25519PublicKey.from_public_bytes(public_key)
+        except ValueError as failure:
+            raise NoteError("bad-verifier-key", f"not an Ed25519 public key: {failure}") from None
 
     @property
     def name(self) -> str:
@@ -111,6 +114,12 @@ class CosignatureV1Verifier:
         except InvalidSignature:
             return False
         return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CosignatureV1Verifier) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def __str__(self) -> str:
         return str(self.key)
@@ -191,7 +200,10 @@ class MLDSA44SubtreeVerifier:
         from cryptography.hazmat.primitives.asymmetric import mldsa
 
         self.key = VerifierKey.of(name, SIG_SUBTREE_MLDSA44, public_key)
-        self._public = mldsa.MLDSA44PublicKey.from_public_bytes(public_key)
+        try:
+            self._public = mldsa.MLDSA44PublicKey.from_public_bytes(public_key)
+        except ValueError as failure:
+            raise NoteError("bad-verifier-key", f"not an ML-DSA-44 public key: {failure}") from None
 
     @property
     def name(self) -> str:
@@ -219,6 +231,12 @@ class MLDSA44SubtreeVerifier:
         except InvalidSignature:
             return False
         return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MLDSA44SubtreeVerifier) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def __str__(self) -> str:
         return str(self.key)

@@ -178,7 +178,10 @@ class Ed25519NoteVerifier:
                 "bad-verifier-key", f"Ed25519 public key must be 32 bytes, got {len(public_key)}"
             )
         self.key = VerifierKey.of(name, SIG_ED25519, public_key)
-        self._public = Ed25519PublicKey.from_public_bytes(public_key)
+        try:
+            self._public = Ed25519PublicKey.from_public_bytes(public_key)
+        except ValueError as failure:
+            raise NoteError("bad-verifier-key", f"not an Ed25519 public key: {failure}") from None
 
     @property
     def name(self) -> str:
@@ -196,6 +199,12 @@ class Ed25519NoteVerifier:
         except InvalidSignature:
             return False
         return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ed25519NoteVerifier) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def __str__(self) -> str:
         return str(self.key)

@@ -192,3 +192,11 @@ def test_parse_log_origin_refuses_foreign_origins() -> None:
     for origin in ("go.sum database tree", "protocolo/a/b/01", "protocolo/a/b", "x/a/b/1"):
         with pytest.raises(CheckpointError):
             parse_log_origin(origin)
+
+
+def test_pinning_a_log_key_that_is_also_in_the_list_is_not_ambiguous() -> None:
+    log = verifier_from_key(SUMDB["vkey"])
+    same = verifier_from_key(SUMDB["vkey"])  # an equal key, another object
+    assert log == same and hash(log) == hash(same)
+    signed = open_checkpoint(SUMDB["notes"][0]["note"].encode(), [log], log_key=same)
+    assert signed.checkpoint.size == SUMDB["notes"][0]["parsed"]["size"]
