@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from protocolo.core.cpf import format_cpf
@@ -78,6 +79,11 @@ class SimulatedDay:
     sample_cpf: str | None = None
 
 
+def _when(event: Event) -> datetime:
+    assert event.occurred_at is not None  # the simulator dates every event it makes
+    return event.occurred_at
+
+
 class CallCentreDay:
     def __init__(
         self,
@@ -113,8 +119,8 @@ class CallCentreDay:
         for _ in range(self.contacts):
             self._contact(result)
         # Per-key order is what Kafka keeps; publishing in time order keeps it realistic.
-        result.events.sort(key=lambda e: e.occurred_at)
-        result.events = [e for e in result.events if e.occurred_at <= self.now]
+        result.events.sort(key=_when)
+        result.events = [e for e in result.events if _when(e) <= self.now]
         result.contacts = self.contacts
         return result
 
@@ -136,7 +142,7 @@ class CallCentreDay:
                 ident["cpf"] = customer.cpf
         add = day.events.append
 
-        def ev(kind: str, at: datetime, fields: dict, **meta) -> None:
+        def ev(kind: str, at: datetime, fields: dict[str, Any], **meta: Any) -> None:
             add(Event(kind, fields, protocol_number=meta.pop("protocol", protocol), occurred_at=at, **meta))
 
         ev("ContactOpened", start, {
@@ -192,7 +198,8 @@ class CallCentreDay:
                 ev("LegalHoldReleased", placed + timedelta(days=rng.uniform(10, 40)),
                    {"hold_id": hold, "released_by": "legal@company", "reason": "case closed"})
 
-    def _fulfil(self, request_id: str, protocol: str, at: datetime, recording: dict, outcome: str, emit) -> None:
+    def _fulfil(self, request_id: str, protocol: str, at: datetime, recording: dict[str, Any], outcome: str,
+                emit: Callable[..., None]) -> None:
         rng = self.rng
         located = at + timedelta(hours=rng.uniform(1, 30))
         emit("RetrievalLocated", located, {"request_id": request_id, "protocol_numbers": [protocol],
@@ -211,7 +218,7 @@ class CallCentreDay:
                   "detail": "requester could not confirm the account holder's data"})
         # "open": located but never delivered, overdue by now
 
-    def _request_by_protocol(self, protocol: str, end: datetime, recording: dict, ev: Callable[..., None],
+    def _request_by_protocol(self, protocol: str, end: datetime, recording: dict[str, Any], ev: Callable[..., None],
                              forced: str | None = None) -> None:
         rng = self.rng
         request_id = str(uuid.UUID(int=rng.getrandbits(128)))
@@ -222,12 +229,15 @@ class CallCentreDay:
         outcome = forced or rng.choices(("fulfilled", "late", "rejected", "open"), weights=(80, 8, 7, 5))[0]
         self._fulfil(request_id, protocol, at, recording, outcome, ev)
 
-    def _request_by_cpf(self, day: SimulatedDay, customer: Customer, protocol: str, end, recording) -> None:
+    def _request_by_cpf(self, day: SimulatedDay, customer: Customer, protocol: str, end: datetime,
+                        recording: dict[str, Any]) -> None:
         """The customer lost the protocol number: the request is keyed by its own id."""
         rng = self.rng
         request_id = str(uuid.UUID(int=rng.getrandbits(128)))
         at = end + timedelta(days=rng.uniform(2, 40))
-        emit = lambda k, t, f: day.events.append(Event(k, f, protocol_number=None, occurred_at=t))  # noqa: E731
+        def emit(kind: str, at: datetime, fields: dict[str, Any]) -> None:
+            day.events.append(Event(kind, fields, protocol_number=None, occurred_at=at))
+
         emit("RetrievalRequested", at, {
             "request_id": request_id, "kind": "RECORDING", "requested_via": "WEB_FORM",
             "delivery_channel": "EMAIL", "customer": {"cpf": customer.cpf, "name": customer.name},

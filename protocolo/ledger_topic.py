@@ -76,7 +76,7 @@ def _describe(admin: KafkaAdminClient, topic: str) -> dict[str, Any] | None:
     (meta,) = admin.describe_topics([topic])
     if meta.get("error_code", 0) == UnknownTopicOrPartitionError.errno:
         return None
-    return meta
+    return dict(meta)
 
 
 def _live_brokers(admin: KafkaAdminClient) -> int:

@@ -214,6 +214,8 @@ def _load_file(event_type: str, path: Path) -> SchemaVersion:
         parsed = parse_schema(raw)
     except Exception as exc:
         raise SchemaCatalogueError(f"{path}: not a valid Avro schema: {exc}") from exc
+    if not isinstance(parsed, dict):  # a record in, a record out; said for the type checker
+        raise SchemaCatalogueError(f"{path}: the top-level schema must be a record")
     expected = f"{NAMESPACE}.{event_type}"
     if parsed["name"] != expected:
         raise SchemaCatalogueError(

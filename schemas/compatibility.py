@@ -213,8 +213,8 @@ def _kind(schema: Any) -> str:
     if isinstance(schema, list):
         return "union"
     if isinstance(schema, dict):
-        return schema["type"]
-    return schema
+        return str(schema["type"])
+    return str(schema)
 
 
 def _full_aliases(schema: dict[str, Any]) -> set[str]:

@@ -45,7 +45,7 @@ SUMMARY = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "demo",
         help="simulate a call-centre day end to end on the embedded stack (the main job)",
@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     with rt.connect() as conn:
         print(f"\nProtocolo demo: one call-centre day ({day.day:%Y-%m-%d}), ledger totals\n")
         for label, sql in SUMMARY:
-            print(f"  {label:<52} {conn.execute(sql).fetchone()[0]}")
+            row = conn.execute(sql).fetchone()
+            print(f"  {label:<52} {row[0] if row else '-'}")
     print("\nSample contact (its customer also asked for the recording by CPF, without the number):\n")
     sys.stdout.flush()
     sample = day.sample_protocol or day.protocols[0]  # a tiny day may hold no recorded contact

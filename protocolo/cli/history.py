@@ -30,7 +30,7 @@ LOCAL = ZoneInfo("America/Sao_Paulo")
 EXIT_NOT_FOUND = 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "history",
         help="timeline of contacts, by protocol number, CPF or customer code",
@@ -228,7 +228,7 @@ def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers
                   f"{(i.get('direction') or '').lower()}  |  {i.get('service_type') or '?'} ({i.get('policy_profile') or 'no profile'})\n")
         if t.protocol_number in ledger_of:
             out.write(f"  ledger    {ledger_of[t.protocol_number]}\n")
-        c = customers.get(t.protocol_number)
+        c: dict[str, Any] = customers.get(t.protocol_number) or {}
         who = ("(not identified)" if c and not c["identified"] else
                f"[personal data unavailable: {c['unavailable']}]" if c and c.get("unavailable") else
                "[personal data erased]" if c and c["erased"] else
@@ -275,7 +275,7 @@ def _event_detail(e: dict[str, Any]) -> str:
         case "DisclosureMade":
             return f"{p['kind']} via {p['medium']}"
         case "ContactClosed":
-            return p["outcome"]
+            return str(p["outcome"])
         case "RecordingCaptured" | "RecordingDeleted":
             return f"{p['recording_id']}" + (f" ({p['reason']})" if "reason" in p else "")
         case "RetrievalRequested" | "RetrievalFulfilled" | "RetrievalRejected" | "RetrievalLocated":

@@ -16,7 +16,7 @@ from protocolo.runtime import Runtime
 MAX_BATCH_SIZE = 100_000
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "project",
         help="project the ledger topic into PostgreSQL (exactly-once effect)",

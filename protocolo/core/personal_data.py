@@ -264,7 +264,8 @@ class PersonalDataSealer:
             raise PersonalDataUnavailable(
                 f"the personal data of event {event_id} does not decrypt with its key: it was altered"
             ) from None
-        return json.loads(clear)
+        opened: dict[str, Any] = json.loads(clear)
+        return opened
 
 
 def _as_bytes(value: bytes | str) -> bytes:
