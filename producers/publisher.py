@@ -26,7 +26,12 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from protocolo.personal_data import PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.errors import EventRejected
-from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
+from protocolo.schemas.validation import (
+    StructureValidator,
+    check_domain_rules,
+    entity_key,
+    record_headers,
+)
 
 DEFAULT_TOPIC = "protocolo.interactions"
 #: Failures that mean "no broker answered", as opposed to a broker refusing the records.
@@ -182,7 +187,7 @@ class LedgerPublisher:
             event_id=event_id,
             key=key.encode(),
             value=value,
-            headers=[("event_type", event.event_type.encode()), ("event_id", event_id.encode())],
+            headers=record_headers(event.event_type, event_id),
         )
 
     # -- sending -------------------------------------------------------------------------
