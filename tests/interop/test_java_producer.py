@@ -62,29 +62,33 @@ def history(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
     return code, captured.out
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["indexes-only", "sealed-with-a-handed-key"])
 def test_java_producer_contact_is_projected_and_shown_by_history(
-    settings: Settings, java_interop: JavaInterop, monkeypatch: pytest.MonkeyPatch,
+    sealed: bool, settings: Settings, java_interop: JavaInterop, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Both routes of docs/wire-contract.md ("Personal data from a non-Python producer"):
+    blind indexes only (what every outside producer can do with the index key), and sealing
+    with a per-customer data key the vault's owner handed over."""
     rt = Runtime.start(settings, log=quiet)
     with ProtocolIssuer(rt.database_url, block_size=10) as issuer:
         protocol = issuer.issue()
-    # The vault's owner hands the producer a data key for this customer (docs/wire-contract.md,
-    # "Sealing by a producer that holds a data key"); the index key is the deployment's.
-    cpf_index = BlindIndex(rt.keys.index_key).cpf(CPF)
-    vault = KeyVault(rt.database_url, rt.keys.master_key)
-    try:
-        key_ref, data_key = vault.sealing_key(cpf_index)
-    finally:
-        vault.close()
+    sealing: list[str] = []
+    if sealed:
+        cpf_index = BlindIndex(rt.keys.index_key).cpf(CPF)
+        vault = KeyVault(rt.database_url, rt.keys.master_key)
+        try:
+            key_ref, data_key = vault.sealing_key(cpf_index)
+        finally:
+            vault.close()
+        sealing = ["--data-key-ref", key_ref, "--data-key-hex", data_key.hex()]
     opened_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     result = java_interop.run(
         "ContactProducer", "--bootstrap", rt.kafka_bootstrap, "--topic", settings.topic,
         "--schemas", str(SCHEMAS), "--protocol", protocol,
         "--opened-at-micros", str(int(opened_at.timestamp()) * 1_000_000),
         "--index-key-base64", base64.b64encode(rt.keys.index_key).decode(),
-        "--cpf", CPF, "--customer-code", CUSTOMER_CODE, "--name", NAME,
-        "--data-key-ref", key_ref, "--data-key-hex", data_key.hex(),
+        "--cpf", CPF, "--customer-code", CUSTOMER_CODE, "--name", NAME, *sealing,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     sent = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -112,9 +116,13 @@ def test_java_producer_contact_is_projected_and_shown_by_history(
     assert contact["compliance"]["recording_notice_at_start"] is True
     assert datetime.fromisoformat(contact["opened_at"]) == opened_at
     assert contact["outcome"] == "RESOLVED" and contact["service_type"] == "MOBILE"
-    # sealed by the JDK's AES-GCM, opened by the Python sealer
-    assert contact["customer"] == {"identified": True, "erased": False, "name": NAME,
-                                   "customer_code": CUSTOMER_CODE, "cpf_masked": "***.982.247-**"}
+    if sealed:  # sealed by the JDK's AES-GCM, opened by the Python sealer
+        assert contact["customer"] == {"identified": True, "erased": False, "name": NAME,
+                                       "customer_code": CUSTOMER_CODE, "cpf_masked": "***.982.247-**"}
+    else:  # found by the CPF's blind index that Java computed; no personal data in the ledger
+        assert contact["customer"] == {"identified": True, "erased": False, "sealed": False}
+    code, by_code = history(settings, monkeypatch, capsys, "--customer", CUSTOMER_CODE, "--json")
+    assert code == 0 and [i["protocol_number"] for i in json.loads(by_code)["interactions"]] == [protocol]
     (recording,) = contact["recordings"]
     assert recording["recording_id"] == f"rec-java-{protocol}"
     assert recording["retention_profile"].startswith("br-anatel-rgc@")
@@ -124,7 +132,9 @@ def test_java_producer_contact_is_projected_and_shown_by_history(
 
     code, text = history(settings, monkeypatch, capsys, "--protocol", protocol)
     assert code == 0
-    assert NAME in text and "protocol told at start: yes" in text and "recording notice at start: yes" in text
+    assert "protocol told at start: yes" in text and "recording notice at start: yes" in text
+    assert (NAME in text) is sealed
+    assert ("identified by blind index only" in text) is not sealed
 
 
 def test_java_decoder_checks_every_vector_and_reads_python_records(

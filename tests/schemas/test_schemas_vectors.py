@@ -281,3 +281,16 @@ def test_disclosure_made_bytes_follow_the_spec() -> None:
     assert vector["schema_fingerprint_hex"] == "ad2e88859145f8ec"
     assert zigzag(meta["occurred_at"]).hex(" ") in readme
     assert f"{len(expected)} bytes in all" in readme
+
+
+def test_wire_contract_worked_examples_are_the_committed_vectors() -> None:
+    """docs/wire-contract.md quotes the vectors; a regenerated vector must update the doc."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "wire-contract.md").read_text(encoding="utf-8")
+    cpf = next(c for c in PERSONAL["blind_index"] if c["message"] == "cpf:11144477735")
+    assert f"`{cpf['message']}` gives `{cpf['index_hex']}`" in doc
+    case = PERSONAL["sealing"][0]
+    ciphertext = case["ciphertext_hex"]
+    for quoted in (case["data_key_hex"], case["nonce_hex"], f'"{case["event_id"]}"', case["plaintext"],
+                   f"({len(case['plaintext_hex']) // 2} bytes)",
+                   f"{ciphertext[:8]} {ciphertext[8:16]} ... {ciphertext[-16:-8]} {ciphertext[-8:]}"):
+        assert quoted in doc, quoted
