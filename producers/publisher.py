@@ -27,7 +27,12 @@ from protocolo.core.config import DEFAULT_TOPIC
 from protocolo.core.errors import EventRejected
 from protocolo.core.personal_data import PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
-from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
+from protocolo.schemas.validation import (
+    StructureValidator,
+    check_domain_rules,
+    entity_key,
+    record_headers,
+)
 
 #: Failures that mean "no broker answered", as opposed to a broker refusing the records.
 _BROKER_DOWN = (KafkaTimeoutError, KafkaConnectionError)
@@ -192,7 +197,7 @@ class LedgerPublisher:
             event_id=event_id,
             key=key.encode(),
             value=value,
-            headers=[("event_type", event.event_type.encode()), ("event_id", event_id.encode())],
+            headers=record_headers(event.event_type, event_id),
         )
 
     # -- sending -------------------------------------------------------------------------

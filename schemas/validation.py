@@ -336,3 +336,9 @@ def entity_key(event_type: str, record: Mapping[str, Any]) -> str:
     if field is None:
         raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
     return str(record[field])
+
+
+def record_headers(event_type: str, event_id: str) -> list[tuple[str, bytes]]:
+    """The Kafka headers of an event's record (wire contract): a convenience for routing
+    and debugging; readers trust the value, never the headers."""
+    return [("event_type", event_type.encode()), ("event_id", event_id.encode())]

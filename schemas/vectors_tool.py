@@ -1,20 +1,23 @@
 """Cross-language test vectors: one known record and its exact bytes per schema version.
 
-Writes ``schemas/vectors/<EventType>.v<N>.json`` (format: ``schemas/vectors/README.md``)::
+Writes ``schemas/vectors/<EventType>.v<N>.json`` and ``schemas/vectors/personal-data.json``
+(format: ``schemas/vectors/README.md``; the contract: ``docs/wire-contract.md``)::
 
     python -m protocolo.schemas.vectors_tool           # (re)write the files
     python -m protocolo.schemas.vectors_tool --check   # exit 1 if a file is stale
 
-Everything is fixed (ids, clocks, keys), so the output is byte-for-byte reproducible; a test
-regenerates it in memory and compares it with the committed files. Adding a schema version
-means adding its sample record to :data:`SAMPLES`.
+Everything is fixed (ids, clocks, keys, nonces), so the output is byte-for-byte
+reproducible. The tests never regenerate the files: they check the committed bytes against
+the code (tests/schemas/test_schemas_vectors.py) and against the Apache Avro Java library
+(tests/interop/). Adding a schema version means adding its sample record to :data:`SAMPLES`
+and running this tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
-import hmac
 import json
 import sys
 import uuid
@@ -22,9 +25,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from protocolo.core.cpf import normalise_cpf
+from protocolo.core.personal_data import BlindIndex, seal_plaintext, sealed_plaintext
 from protocolo.core.protocol_number import make_protocol_number
 
 from .catalogue import SchemaCatalogue
+from .validation import entity_key, record_headers
 
 VECTORS_DIR = Path(__file__).parent / "vectors"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,23 +39,25 @@ NOTES = (
     "record is the event in plain JSON, not Avro's JSON encoding: unions are their bare "
     "value (no {\"type\": value} wrapper), enums are symbol strings, timestamp-micros are "
     "integer microseconds since 1970-01-01T00:00:00Z, uuid are canonical lowercase strings, "
-    "bytes are lowercase hex strings (nonce, ciphertext; illustrative bytes, not a real "
-    "ciphertext). single_object_hex is the exact Kafka record value: c3 01, the 8-byte "
-    "fingerprint as in schema_fingerprint_hex, then the Avro binary body."
+    "bytes are lowercase hex strings (nonce, ciphertext). Blind indexes and sealed data use "
+    "the published test keys of personal-data.json: the ciphertext opens with its data key. "
+    "single_object_hex is the exact Kafka record value: c3 01, the 8-byte fingerprint as in "
+    "schema_fingerprint_hex, then the Avro binary body; kafka_key and kafka_headers are the "
+    "record's key and headers (UTF-8 text)."
 )
 
-# Illustrative blind-index key; real deployments keep theirs secret (protocolo.core.personal_data).
-_INDEX_KEY = b"protocolo test vectors: blind-index key, not a secret"
+# Published test keys (schemas/vectors/personal-data.json); real deployments keep theirs
+# secret: PROTOCOLO_INDEX_KEY, and per-customer data keys in the key vault.
+INDEX_KEY = hashlib.sha256(b"protocolo test vectors: index key, not a secret").digest()
+DATA_KEY = hashlib.sha256(b"protocolo test vectors: data key, not a secret").digest()
+KEY_REF = "0f6b1d2e-8c4a-4e1f-9b7d-3a5c2e9f1b08"
+_TEST_INDEX = BlindIndex(INDEX_KEY)
 _NAMESPACE = uuid.UUID("6f1c3f4e-2b1d-4c55-9a43-0d2f6a1e7b90")
 _T0 = datetime(2025, 3, 3, 12, 4, 31, 250_118, tzinfo=UTC)  # 09:04 in São Paulo
 
 
 def _id(name: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, name)
-
-
-def _blind_index(kind: str, value: str) -> str:
-    return hmac.new(_INDEX_KEY, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
 def _sha256(label: str) -> str:
@@ -76,23 +84,35 @@ def _meta(event: str, at: datetime, protocol: str | None, producer: str,
 
 PROTOCOL = make_protocol_number(2025, 4_182_307)
 OTHER_PROTOCOL = make_protocol_number(2025, 3_990_114)
-CPF_INDEX = _blind_index("cpf", "11144477735")
-CODE_INDEX = _blind_index("customer", "C-00482913")
+CPF = "111.444.777-35"
+CUSTOMER_CODE = "C-00482913"
+CUSTOMER_NAME = "Maria da Conceição Araújo"
+CPF_INDEX = _TEST_INDEX.cpf(CPF)
+CODE_INDEX = _TEST_INDEX.customer_code(CUSTOMER_CODE)
 RECORDING_ID = "rec-20250303-7f3a91"
 RECORDING_SHA256 = _sha256("audio of contact " + PROTOCOL)
 REQUEST_ID = _id("retrieval request")
 HOLD_ID = "hold-2025-0042"
 WORKFLOW = str(_id("retrieval workflow"))
 
-_CUSTOMER = {
-    "cpf_index": CPF_INDEX,
-    "customer_code_index": CODE_INDEX,
-    "sealed": {
-        "key_ref": CPF_INDEX,
-        "nonce": _opaque("nonce", 12),
-        "ciphertext": _opaque("ciphertext", 85),
-    },
-}
+
+
+def _sealed(label: str, event_id: uuid.UUID, cpf: str | None, code: str | None,
+            name: str | None) -> dict[str, Any]:
+    """Sealed exactly as ``PersonalDataSealer.seal`` does, with a fixed nonce and the test key."""
+    nonce = _opaque(f"nonce {label}", 12)
+    plaintext = sealed_plaintext(cpf, code, name)
+    return {"key_ref": KEY_REF, "nonce": nonce,
+            "ciphertext": seal_plaintext(DATA_KEY, nonce, plaintext, str(event_id))}
+
+
+def _customer(event: str) -> dict[str, Any]:
+    return {
+        "cpf_index": CPF_INDEX,
+        "customer_code_index": CODE_INDEX,
+        "sealed": _sealed(event, _id(event), "11144477735", CUSTOMER_CODE, CUSTOMER_NAME),
+    }
+
 
 #: (event type, schema version) -> the sample record, as fastavro writes and reads it.
 SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
@@ -101,7 +121,7 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "channel": "PHONE",
         "direction": "INBOUND",
         "service_type": "MOBILE",
-        "customer": _CUSTOMER,
+        "customer": _customer("ContactOpened v1"),
         "agent_id": "ag-3021",
         "subject": "Cobrança indevida na fatura de fevereiro",
         "recorded": True,
@@ -122,7 +142,7 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "channel": "PHONE",
         "direction": "INBOUND",
         "service_type": "MOBILE",
-        "customer": _CUSTOMER,
+        "customer": _customer("ContactOpened v3"),
         "agent_id": "ag-1187",
         "subject": "Portabilidade não concluída",
         "recorded": True,
@@ -160,7 +180,7 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
                       WORKFLOW),
         "request_id": REQUEST_ID,
         "kind": "RECORDING",
-        "customer": _CUSTOMER,
+        "customer": _customer("RetrievalRequested"),
         "window_from": datetime(2025, 3, 1, 3, 0, tzinfo=UTC),
         "window_to": datetime(2025, 3, 8, 2, 59, 59, 999_999, tzinfo=UTC),
         "requested_via": "WEB_FORM",
@@ -210,7 +230,7 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
     ("CustomerDataErased", 1): {
         "meta": _meta("CustomerDataErased", _T0 + timedelta(days=400), None, "privacy-desk"),
         "subject_ref": CPF_INDEX,
-        "key_refs": [CPF_INDEX],
+        "key_refs": [KEY_REF],
         "legal_basis": "LGPD art. 18, VI",
     },
 }
@@ -255,10 +275,68 @@ def build(catalogue: SchemaCatalogue | None = None) -> dict[str, str]:
                 "notes": NOTES,
                 "record": jsonable(sample),
                 "single_object_hex": catalogue.encode(event_type, sample, sv.version).hex(),
+                "kafka_key": entity_key(event_type, sample),
+                "kafka_headers": [[name, value.decode()] for name, value in
+                                  record_headers(event_type, str(sample["meta"]["event_id"]))],
             }
-            text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-            files[file_name(event_type, sv.version)] = text
+            files[file_name(event_type, sv.version)] = _text(document)
+    files[PERSONAL_DATA_FILE] = _text(personal_data_vectors())
     return files
+
+
+def _text(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+PERSONAL_DATA_FILE = "personal-data.json"
+
+#: (label, event id, clear CPF as typed, customer code, name) of each sealing vector.
+SEALING_CASES: list[tuple[str, uuid.UUID, str | None, str | None, str | None]] = [
+    ("ContactOpened v1", _id("ContactOpened v1"), CPF, CUSTOMER_CODE, CUSTOMER_NAME),
+    ("code only", _id("sealing: code only"), None, "C-77 ÁGUA", None),
+    ("json escapes", _id("sealing: json escapes"), "529.982.247-25", None,
+     'Zé "Pequeno" \\ O\'Brien\tÑandú 𝄞 \u007f'),
+]
+
+
+def personal_data_vectors() -> dict[str, Any]:
+    """Blind indexes and sealed personal data under the published test keys."""
+    blind = [
+        {"kind": "cpf", "input": CPF, "message": "cpf:11144477735", "index_hex": CPF_INDEX},
+        {"kind": "cpf", "input": "529.982.247-25", "message": "cpf:52998224725",
+         "index_hex": _TEST_INDEX.cpf("529.982.247-25")},
+        {"kind": "customer", "input": CUSTOMER_CODE, "message": f"customer:{CUSTOMER_CODE}",
+         "index_hex": CODE_INDEX},
+        {"kind": "customer", "input": " C-77 ÁGUA ", "message": "customer:C-77 ÁGUA",
+         "index_hex": _TEST_INDEX.customer_code(" C-77 ÁGUA ")},
+    ]
+    sealing = []
+    for label, event_id, cpf, code, name in SEALING_CASES:
+        digits = normalise_cpf(cpf) if cpf is not None else None
+        sealed = _sealed(label, event_id, digits, code, name)
+        plaintext = sealed_plaintext(digits, code, name)
+        sealing.append({
+            "label": label,
+            "clear": {"cpf": cpf, "customer_code": code, "name": name},
+            "event_id": str(event_id),
+            "data_key_hex": DATA_KEY.hex(),
+            "key_ref": KEY_REF,
+            "nonce_hex": sealed["nonce"].hex(),
+            "associated_data_hex": str(event_id).encode().hex(),
+            "plaintext": plaintext.decode("ascii"),
+            "plaintext_hex": plaintext.hex(),
+            "ciphertext_hex": sealed["ciphertext"].hex(),
+            "cpf_index": _TEST_INDEX.cpf(cpf) if cpf else None,
+            "customer_code_index": _TEST_INDEX.customer_code(code) if code else None,
+        })
+    return {
+        "notes": ("Test keys, published on purpose: never use them in a deployment. "
+                  "Format: docs/wire-contract.md, 'Personal data'."),
+        "index_key_hex": INDEX_KEY.hex(),
+        "index_key_base64": base64.b64encode(INDEX_KEY).decode(),
+        "blind_index": blind,
+        "sealing": sealing,
+    }
 
 
 def stale(directory: Path = VECTORS_DIR) -> list[str]:

@@ -166,9 +166,13 @@ def _customer(sealer: Any, t: Timeline) -> dict[str, Any] | None:
     opened = next((e for e in t.events if e["event_type"] == "ContactOpened"), None)
     if opened is None:
         return None
-    sealed = (opened["payload"].get("customer") or {}).get("sealed")
+    customer = opened["payload"].get("customer") or {}
+    sealed = customer.get("sealed")
     if sealed is None:
-        return {"identified": False, "erased": False}
+        # Outside producers identify the customer by blind index only (docs/wire-contract.md):
+        # found by --cpf/--customer, but there is no personal data to show.
+        indexed = customer.get("cpf_index") is not None or customer.get("customer_code_index") is not None
+        return {"identified": indexed, "erased": False, "sealed": False}
     try:
         clear = sealer.open(sealed, opened["event_id"])
     except PersonalDataUnavailable as exc:
@@ -230,6 +234,7 @@ def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers
             out.write(f"  ledger    {ledger_of[t.protocol_number]}\n")
         c: dict[str, Any] = customers.get(t.protocol_number) or {}
         who = ("(not identified)" if c and not c["identified"] else
+               "(identified by blind index only: no personal data sealed)" if c and c.get("sealed") is False else
                f"[personal data unavailable: {c['unavailable']}]" if c and c.get("unavailable") else
                "[personal data erased]" if c and c["erased"] else
                " ".join(x for x in ((c or {}).get("name"), (c or {}).get("cpf_masked") and f"CPF {c['cpf_masked']}",

@@ -38,7 +38,12 @@ NONCE_BYTES = 12
 
 
 class BlindIndex:
-    """Keyed HMAC-SHA256 of normalised identifiers, in lowercase hex."""
+    """Keyed HMAC-SHA256 of normalised identifiers, in lowercase hex.
+
+    The message is ``cpf:<11 digits>`` or ``customer:<code, trimmed>`` in UTF-8: the
+    ``kind:`` prefix keeps a CPF and a customer code that happen to be the same text apart
+    (docs/wire-contract.md, "Blind index"; vectors in schemas/vectors/personal-data.json).
+    """
 
     def __init__(self, index_key: bytes) -> None:
         self._key = index_key
@@ -54,6 +59,26 @@ class BlindIndex:
         if not isinstance(code, str) or not code:
             raise EventRejected(field, "required", "must be a non-empty string")
         return self._mac("customer", code)
+
+
+def sealed_plaintext(cpf: str | None, customer_code: str | None, name: str | None) -> bytes:
+    """The bytes that get encrypted: compact JSON, keys in this order, non-ASCII as ``\\uXXXX``.
+
+    ``cpf`` is already the 11 normalised digits. Readers accept any JSON object; the exact
+    bytes matter only to reproduce the committed sealing vectors (docs/wire-contract.md).
+    """
+    clear = {"cpf": cpf, "customer_code": customer_code, "name": name}
+    return json.dumps(clear, separators=(",", ":")).encode()
+
+
+def seal_plaintext(key: bytes, nonce: bytes, plaintext: bytes, event_id: str) -> bytes:
+    """AES-256-GCM ciphertext with its 16-byte tag appended; associated data = the event id text."""
+    return AESGCM(key).encrypt(nonce, plaintext, event_id.encode())
+
+
+def open_ciphertext(key: bytes, nonce: bytes, ciphertext: bytes, event_id: str) -> bytes:
+    """The plaintext; raises ``cryptography.exceptions.InvalidTag`` if anything was altered."""
+    return AESGCM(key).decrypt(nonce, ciphertext, event_id.encode())
 
 
 class KeyDestroyed(LookupError):
@@ -226,7 +251,6 @@ class PersonalDataSealer:
                       if customer.customer_code is not None else None)
         subject_ref = cpf_index or code_index
         assert subject_ref is not None
-        clear = {"cpf": cpf, "customer_code": customer.customer_code, "name": customer.name}
         for attempt in range(3):
             try:
                 key_ref, key = self.vault.sealing_key(subject_ref)
@@ -235,9 +259,8 @@ class PersonalDataSealer:
                 if attempt == 2:
                     raise
         nonce = os.urandom(NONCE_BYTES)
-        ciphertext = AESGCM(key).encrypt(
-            nonce, json.dumps(clear, separators=(",", ":")).encode(), str(event_id).encode()
-        )
+        plaintext = sealed_plaintext(cpf, customer.customer_code, customer.name)
+        ciphertext = seal_plaintext(key, nonce, plaintext, str(event_id))
         return {
             "cpf_index": cpf_index,
             "customer_code_index": code_index,
@@ -259,7 +282,7 @@ class PersonalDataSealer:
                 "ledger the event was published to?"
             ) from None
         try:
-            clear = AESGCM(key).decrypt(_as_bytes(sealed["nonce"]), _as_bytes(sealed["ciphertext"]), str(event_id).encode())
+            clear = open_ciphertext(key, _as_bytes(sealed["nonce"]), _as_bytes(sealed["ciphertext"]), str(event_id))
         except InvalidTag:
             raise PersonalDataUnavailable(
                 f"the personal data of event {event_id} does not decrypt with its key: it was altered"
