@@ -46,6 +46,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from rfc3161_client import (
     HashAlgorithm,
@@ -321,7 +322,9 @@ def _post_query(url: str, query: bytes, timeout: float) -> bytes:
             url, Reason.TSA_UNREACHABLE, f"unreachable ({error.reason})"
         ) from None
     except TimeoutError:
-        raise TimestampRequestError(url, Reason.TSA_TIMEOUT, f"no answer within {timeout} s") from None
+        raise TimestampRequestError(
+            url, Reason.TSA_TIMEOUT, f"no answer within {timeout} s"
+        ) from None
     except http.client.HTTPException as error:
         raise TimestampRequestError(
             url, Reason.NOT_A_TIMESTAMP_REPLY, f"did not answer in HTTP ({error!r})"
@@ -399,15 +402,20 @@ def verify_timestamp(
         response_der = _as_response(token_der)
         status = _read_status(response_der)
     except _DerError as error:
-        raise TimestampVerificationError(Reason.MALFORMED, f"not a timestamp token ({error})") from None
+        raise TimestampVerificationError(
+            Reason.MALFORMED, f"not a timestamp token ({error})"
+        ) from None
     if status.code != 0:
         raise TimestampVerificationError(Reason.NOT_GRANTED, f"the TSA did not grant it: {status}")
     try:
+        _check_signed_data_profile(response_der)
         response = decode_timestamp_response(sort_certificate_set(response_der))
         tst_info = response.tst_info
         hash_oid = tst_info.message_imprint.hash_algorithm.dotted_string
-    except (_DerError, ValueError) as error:
-        raise TimestampVerificationError(Reason.MALFORMED, f"not a timestamp token ({error})") from None
+    except Exception as error:  # the parser's errors are not one type; all mean "malformed"
+        raise TimestampVerificationError(
+            Reason.MALFORMED, f"not a timestamp token ({error})"
+        ) from None
     hash_alg = HASH_NAMES.get(hash_oid)
     if hash_alg is None:
         raise TimestampVerificationError(
@@ -450,11 +458,29 @@ def verify_timestamp(
             (r for fragment, r in _LIBRARY_REASONS if fragment in text), Reason.VERIFICATION_FAILED
         )
         raise TimestampVerificationError(reason, text[:300]) from None
-    except ValueError as error:  # malformed certificates or signer infos inside the token
-        raise TimestampVerificationError(Reason.MALFORMED, str(error)[:300]) from None
+    except Exception as error:  # e.g. an embedded certificate cryptography cannot load
+        raise TimestampVerificationError(
+            Reason.MALFORMED, f"unreadable content in the token ({error!r})"[:300]
+        ) from None
 
+    if trust.tsa_certificate is not None:
+        pinned = {
+            c.public_bytes(serialization.Encoding.DER)
+            for c in (trust.tsa_certificate, *trust.intermediates, *trust.roots)
+        }
+        foreign = [c for c in response.signed_data.certificates if c not in pinned]
+        if foreign:
+            raise TimestampVerificationError(
+                Reason.TSA_CERTIFICATE,
+                f"the token carries {len(foreign)} certificate(s) outside the pinned chain",
+            )
     signer = _signer_certificate(response, trust)
-    eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    try:
+        eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        raise TimestampVerificationError(
+            Reason.TSA_EKU, "the TSA certificate has no readable extended key usage"
+        ) from None
     if list(eku) != [ExtendedKeyUsageOID.TIME_STAMPING]:
         raise TimestampVerificationError(
             Reason.TSA_EKU,
@@ -474,7 +500,12 @@ def verify_timestamp(
 def _signer_certificate(response: TimeStampResponse, trust: TsaTrust) -> x509.Certificate:
     """The certificate SignerInfo names (issuer + serial), never "the first in the bag"."""
     (signer_info,) = response.signed_data.signer_infos  # rfc3161-client checked: exactly one
-    candidates = [x509.load_der_x509_certificate(c) for c in response.signed_data.certificates]
+    try:
+        candidates = [x509.load_der_x509_certificate(c) for c in response.signed_data.certificates]
+    except Exception as error:  # cryptography raises ValueError or InvalidVersion
+        raise TimestampVerificationError(
+            Reason.MALFORMED, f"unreadable certificate in the token ({error!r})"
+        ) from None
     if trust.tsa_certificate is not None:
         candidates.append(trust.tsa_certificate)
     for cert in candidates:
@@ -668,6 +699,57 @@ def sort_certificate_set(response_der: bytes) -> bytes:
         0x30,
         _raw(response_der, status) + new_token + b"".join(_raw(response_der, r) for r in rest),
     )
+
+
+_SHA256, _SHA384, _SHA512 = (f"2.16.840.1.101.3.4.2.{n}" for n in (1, 2, 3))
+_SIGNATURE_ALGORITHMS: dict[str, str | None] = {
+    # signatureAlgorithm OID → the SignerInfo digestAlgorithm it implies (None: any)
+    "1.2.840.113549.1.1.1": None,  # rsaEncryption (what many TSAs write)
+    "1.2.840.113549.1.1.10": None,  # RSASSA-PSS (hash in its parameters)
+    "1.2.840.113549.1.1.11": _SHA256,  # sha256WithRSAEncryption
+    "1.2.840.113549.1.1.12": _SHA384,  # sha384WithRSAEncryption
+    "1.2.840.113549.1.1.13": _SHA512,  # sha512WithRSAEncryption
+    "1.2.840.10045.2.1": None,  # id-ecPublicKey
+    "1.2.840.10045.4.3.2": _SHA256,  # ecdsa-with-SHA256
+    "1.2.840.10045.4.3.3": _SHA384,  # ecdsa-with-SHA384
+    "1.2.840.10045.4.3.4": _SHA512,  # ecdsa-with-SHA512
+    "1.3.101.112": None,  # Ed25519
+}
+
+
+def _check_signed_data_profile(response_der: bytes) -> None:
+    """Fields OpenSSL's CMS verification does not look at, checked so none can be altered.
+
+    RFC 5652 §5.1/§5.3: SignedData version 3 (eContentType is not id-data), exactly one
+    SignerInfo whose version matches its sid (1 for issuerAndSerialNumber, 3 for a key
+    identifier), and a known signatureAlgorithm consistent with the digestAlgorithm (OpenSSL
+    verifies an ECDSA signature whatever OID is written there).
+    """
+    response = _whole(response_der, 0x30)
+    token = _children(response_der, response)[1]
+    content_type, explicit = _children(response_der, token)
+    if _oid(response_der, content_type) != "1.2.840.113549.1.7.2":
+        raise _DerError("the token is not a CMS SignedData")
+    fields = _children(response_der, _only_child(response_der, explicit, 0x30))
+    if _integer(response_der, fields[0]) != 3:
+        raise _DerError("SignedData version must be 3 (RFC 5652 §5.1)")
+    signer_infos = _children(response_der, fields[-1])
+    if fields[-1].tag != 0x31 or len(signer_infos) != 1:
+        raise _DerError("a timestamp token has exactly one SignerInfo")
+    signer = _children(response_der, signer_infos[0])
+    version, sid = _integer(response_der, signer[0]), signer[1]
+    if (sid.tag, version) not in ((0x30, 1), (0x80, 3)):
+        raise _DerError(f"SignerInfo version {version} does not match its sid (RFC 5652 §5.3)")
+    digest_oid = _oid(response_der, _children(response_der, signer[2])[0])
+    algorithm = next(f for f in signer[3:] if f.tag == 0x30)
+    algorithm_oid = _oid(response_der, _children(response_der, algorithm)[0])
+    if algorithm_oid not in _SIGNATURE_ALGORITHMS:
+        raise _DerError(f"unknown SignerInfo signatureAlgorithm {algorithm_oid}")
+    implied = _SIGNATURE_ALGORITHMS[algorithm_oid]
+    if implied is not None and implied != digest_oid:
+        raise _DerError(
+            f"signatureAlgorithm {algorithm_oid} does not match digestAlgorithm {digest_oid}"
+        )
 
 
 class _SentRequest(NamedTuple):
