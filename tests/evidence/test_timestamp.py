@@ -161,7 +161,7 @@ def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTsa]:
         yield running
 
 
-def _openssl_verify(token: bytes, data: bytes, tsa: LocalTsa, tmp_path: Path) -> str:
+def _openssl_verify(token: bytes, data: bytes, tsa: LocalTsa, tmp_path: Path, *extra: str) -> str:
     (tmp_path / "note.txt").write_bytes(data)
     (tmp_path / "token.tsr").write_bytes(token)
     untrusted = tmp_path / "untrusted.pem"
@@ -169,7 +169,7 @@ def _openssl_verify(token: bytes, data: bytes, tsa: LocalTsa, tmp_path: Path) ->
     result = subprocess.run(
         ["openssl", "ts", "-verify", "-data", str(tmp_path / "note.txt"),
          "-in", str(tmp_path / "token.tsr"), "-CAfile", str(tsa.root_pem_path),
-         "-untrusted", str(untrusted)],
+         "-untrusted", str(untrusted), *extra],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     return result.stdout.strip()
@@ -271,6 +271,12 @@ def test_tsa_certificate_expired_today_but_valid_at_gen_time_is_accepted(tmp_pat
     verified = verify_timestamp(token.der, NOTE, tsa.trust())
 
     assert verified.gen_time <= expires
+    # OpenSSL agrees once told to judge the chain at genTime instead of now.
+    at_gen_time = str(int(verified.gen_time.timestamp()))
+    assert _openssl_verify(token.der, NOTE, tsa, tmp_path) == "Verification: FAILED"
+    assert _openssl_verify(token.der, NOTE, tsa, tmp_path, "-attime", at_gen_time) == (
+        "Verification: OK"
+    )
 
 
 def test_tsa_certificate_not_yet_valid_at_gen_time_is_refused(tmp_path: Path) -> None:
