@@ -35,6 +35,7 @@ This module is part of the offline verifier: it imports only the standard librar
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import http.client
@@ -275,16 +276,12 @@ def request_timestamp(url: str, data: bytes, timeout: float = 10.0) -> Timestamp
     )
     request_der = request.as_bytes()
     reply = _post_query(url, request_der, timeout)
-    der, response = _granted_reply(url, reply)
-    if request.nonce is None or response.tst_info.nonce != request.nonce:
+    der, answer = _granted_reply(url, reply)
+    if request.nonce is None or answer.nonce != request.nonce:
         raise TimestampRequestError(
             url, Reason.REPLY_MISMATCH, "the reply's nonce is not the one sent (a replayed reply?)"
         )
-    imprint = response.tst_info.message_imprint
-    if (
-        imprint.hash_algorithm.dotted_string != "2.16.840.1.101.3.4.2.1"
-        or imprint.message != hashlib.sha256(data).digest()
-    ):
+    if answer.hash_oid != _SHA256 or answer.digest != hashlib.sha256(data).digest():
         raise TimestampRequestError(
             url, Reason.REPLY_MISMATCH, "the reply stamps another digest than the one sent"
         )
@@ -292,7 +289,7 @@ def request_timestamp(url: str, data: bytes, timeout: float = 10.0) -> Timestamp
         der=der,
         request_der=request_der,
         nonce=request.nonce,
-        gen_time=response.tst_info.gen_time,
+        gen_time=answer.gen_time,
         tsa_url=url,
     )
 
@@ -348,7 +345,14 @@ def _post_query(url: str, query: bytes, timeout: float) -> bytes:
     return body
 
 
-def _granted_reply(url: str, reply: bytes) -> tuple[bytes, TimeStampResponse]:
+class _Answer(NamedTuple):
+    nonce: int | None
+    hash_oid: str
+    digest: bytes
+    gen_time: datetime
+
+
+def _granted_reply(url: str, reply: bytes) -> tuple[bytes, _Answer]:
     try:
         status = _read_status(reply)
     except _DerError as error:
@@ -359,8 +363,12 @@ def _granted_reply(url: str, reply: bytes) -> tuple[bytes, TimeStampResponse]:
         raise TimestampRequestError(url, Reason.NOT_GRANTED, f"refused: {status}")
     try:
         der = sort_certificate_set(reply)
-        return der, decode_timestamp_response(der)
-    except (_DerError, ValueError) as error:
+        tst_info = decode_timestamp_response(der).tst_info
+        imprint = tst_info.message_imprint
+        return der, _Answer(
+            tst_info.nonce, imprint.hash_algorithm.dotted_string, imprint.message, tst_info.gen_time
+        )
+    except Exception as error:  # the parser's errors are not one type
         raise TimestampRequestError(
             url, Reason.NOT_A_TIMESTAMP_REPLY, f"the reply is not a valid timestamp ({error})"
         ) from None
@@ -486,6 +494,13 @@ def verify_timestamp(
             Reason.TSA_EKU,
             "the TSA certificate's extended key usage must be timeStamping only (RFC 3161 §2.3)",
         )
+    try:
+        tsa_field = tst_info.name
+    except Exception as error:  # a GeneralName form the parser does not support
+        raise TimestampVerificationError(
+            Reason.MALFORMED, f"unreadable TSTInfo tsa name ({error!r})"
+        ) from None
+    _check_tsa_name(tsa_field, signer)
     token_nonce = tst_info.nonce
     return VerifiedTimestamp(
         gen_time=tst_info.gen_time,
@@ -495,6 +510,21 @@ def verify_timestamp(
         hash_alg=hash_alg,
         nonce=token_nonce if isinstance(token_nonce, int) else None,
     )
+
+
+def _check_tsa_name(name: x509.GeneralName | None, signer: x509.Certificate) -> None:
+    """RFC 3161 §2.4.2: the TSTInfo ``tsa`` field, if present, names the signing certificate."""
+    if name is None:
+        return
+    names: list[x509.GeneralName] = [x509.DirectoryName(signer.subject)]
+    with contextlib.suppress(x509.ExtensionNotFound):
+        names += signer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    if name not in names:
+        raise TimestampVerificationError(
+            Reason.TSA_CERTIFICATE,
+            f"the token names its TSA {name.value!s} but is signed by "
+            f"{signer.subject.rfc4514_string()}",
+        )
 
 
 def _signer_certificate(response: TimeStampResponse, trust: TsaTrust) -> x509.Certificate:
