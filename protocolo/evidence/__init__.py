@@ -1,8 +1,8 @@
 """Protocolo's evidence core: Merkle log, signed notes, checkpoints, cosignatures, proofs.
 
 This package is the code of the offline verifier as well as of the ledger, so it imports
-only the Python standard library and ``cryptography`` (an import-linter contract enforces
-it): a court's expert can read it, run it and trust nothing else of Protocolo.
+only the Python standard library, ``cryptography`` and (for timestamps) ``rfc3161_client``
+(an import-linter contract enforces it): a court's expert can read it, run it and trust nothing else of Protocolo.
 
 Modules, one job each:
 
@@ -18,6 +18,7 @@ Modules, one job each:
 ``leaf``         The bytes of a ledger record's leaf (layout v1).
 ``policy``       C2SP tlog-policy: logs, witnesses, groups, quorum.
 ``tiles``        C2SP tlog-tiles addressing (tile paths, tiles of a tree size).
+``timestamp``    RFC 3161 tokens: request one from a TSA, verify one offline (pinned chain).
 
 The formats are documented byte by byte in ``docs/evidence-format.md``.
 """

@@ -1,6 +1,7 @@
 """The evidence core is the offline verifier: it may import only the standard library,
-``cryptography`` and itself. (The import-linter contract will say the same; this test
-keeps the rule without that tool.)"""
+``cryptography``, ``rfc3161_client`` (timestamps) and itself. The import-linter contract
+in pyproject.toml forbids the project's layers and heavy libraries; this test is the
+positive allow-list, which import-linter cannot express."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import protocolo.evidence
 
 PACKAGE = Path(protocolo.evidence.__file__).parent
-ALLOWED_THIRD_PARTY = {"cryptography"}
+ALLOWED_THIRD_PARTY = {"cryptography", "rfc3161_client"}
 
 
 def _imports(path: Path) -> set[str]:
