@@ -23,9 +23,10 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from protocolo.personal_data import PersonalDataSealer
+from protocolo.personal_data import IdentifiedCustomer, PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.uuids import canonical_uuid
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
 
 DEFAULT_TOPIC = "protocolo.interactions"
@@ -42,7 +43,7 @@ class Event:
     protocol_number: str | None = None
     occurred_at: datetime | None = None
     correlation_id: str | None = None
-    event_id: str | None = None
+    event_id: str | None = None  # any UUID spelling; published canonical. None: a new one
     schema_version: int | None = None  # None: the current version
 
 
@@ -157,7 +158,10 @@ class LedgerPublisher:
             raise EventRejected("fields", "type", "event fields must be a mapping")
         if "meta" in event.fields:
             raise EventRejected("meta", "reserved", "meta is filled by the publisher; pass protocol_number, occurred_at, ... as arguments")
-        event_id = str(event.event_id or uuid.uuid4())
+        # Canonical before anything uses it: it is the AES-GCM associated data of the sealed
+        # personal data and, for some events, the Kafka key (schemas/uuids.py says why).
+        event_id = (str(uuid.uuid4()) if event.event_id is None
+                    else canonical_uuid(event.event_id, "meta.event_id"))
         record: dict[str, Any] = {
             "meta": {
                 "event_id": event_id,
@@ -168,14 +172,23 @@ class LedgerPublisher:
             },
             **event.fields,
         }
+        identified: IdentifiedCustomer | None = None
         customer = record.get("customer")
         if isinstance(customer, Mapping) and "sealed" not in customer:
             if self.sealer is None:
                 raise EventRejected("customer", "no-sealer", "this publisher has no personal-data sealer configured")
-            record["customer"] = self.sealer.seal(dict(customer), event_id)
-        self._validator(event.event_type, schema.version).check(record)
+            # Identify (check the CPF, compute the blind indexes) now, seal only once the
+            # whole event is valid: a rejected event creates no key in the vault.
+            identified = self.sealer.identify(dict(customer))
+            record["customer"] = (identified.reference() if identified is not None
+                                  else {"cpf_index": None, "customer_code_index": None, "sealed": None})
+        validator = self._validator(event.event_type, schema.version)
+        validator.check(record)
+        record = validator.canonical(record)
         check_domain_rules(event.event_type, record, now=self._clock())
         key = entity_key(event.event_type, record)
+        if identified is not None and self.sealer is not None:
+            record["customer"] = self.sealer.seal_identified(identified, event_id)
         value = self.catalogue.encode(event.event_type, record, version=schema.version)
         return PreparedEvent(
             event_type=event.event_type,

@@ -22,6 +22,7 @@ from protocolo.policy import PROFILES
 
 from .errors import EventRejected
 from .protocol_number import normalise_protocol_number
+from .uuids import canonical_uuid
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -73,6 +74,7 @@ class StructureValidator:
         self._collect(schema, schema.get("namespace", ""))
         self.schema = schema
         self._valid = self._compile(schema)
+        self._canonicaliser = self._compile_canonical(schema)
 
     def _collect(self, schema: Any, namespace: str) -> None:
         if isinstance(schema, list):
@@ -95,6 +97,51 @@ class StructureValidator:
         # record that fails it is walked again to say which field broke which rule.
         if not self._valid(record):
             self._check(self.schema, record, "")
+
+    def canonical(self, record: Any) -> Any:
+        """``record`` with every ``uuid`` value in canonical text (see :mod:`.uuids`).
+
+        Call it on a record that passed :meth:`check`; records without UUIDs are returned
+        as they are, others as shallow copies along the paths that hold a UUID.
+        """
+        return record if self._canonicaliser is None else self._canonicaliser(record)
+
+    def _compile_canonical(self, schema: Any) -> Callable[[Any], Any] | None:
+        """A function rewriting the UUIDs under ``schema``, or None if there are none."""
+        if isinstance(schema, str):
+            return None if schema in _PRIMITIVES else self._compile_canonical(self.names[schema])
+        if isinstance(schema, list):
+            branches = [(self._compile(b), self._compile_canonical(b)) for b in schema]
+            if all(canon is None for _, canon in branches):
+                return None
+
+            def union(v: Any) -> Any:
+                for valid, canon in branches:
+                    if valid(v):
+                        return v if canon is None else canon(v)
+                return v
+
+            return union
+        if schema.get("logicalType") == "uuid":
+            return lambda v: canonical_uuid(v, "uuid")
+        if schema["type"] == "record":
+            subs = [(f["name"], c) for f in schema["fields"]
+                    if (c := self._compile_canonical(f["type"])) is not None]
+            if not subs:
+                return None
+
+            def record(v: Any) -> Any:
+                out = dict(v)
+                for name, canon in subs:
+                    if name in out:
+                        out[name] = canon(out[name])
+                return out
+
+            return record
+        if schema["type"] == "array":
+            item = self._compile_canonical(schema["items"])
+            return None if item is None else (lambda v: [item(i) for i in v])
+        return None
 
     def _compile(self, schema: Any) -> Callable[[Any], bool]:
         if isinstance(schema, str):
@@ -318,7 +365,11 @@ _EXTRA_RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
 
 
 def entity_key(event_type: str, record: Mapping[str, Any]) -> str:
-    """The Kafka key of an event: its protocol number, else its own id (wire contract)."""
+    """The Kafka key of an event: its protocol number, else its own id (wire contract).
+
+    ``record`` holds UUIDs as decoded (:class:`uuid.UUID`) or canonical text
+    (:meth:`StructureValidator.canonical`): the key is compared byte for byte.
+    """
     protocol = record["meta"].get("protocol_number")
     if protocol is not None:
         return protocol
