@@ -25,7 +25,7 @@ __all__ = ["canonical_uuid", "is_uuid_spelling"]
 _HEX32 = r"[0-9a-fA-F]{32}"
 _HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _BARE = rf"(?:{_HYPHENATED}|{_HEX32})"
-_SPELLING = re.compile(rf"(?:[uU][rR][nN]:[uU][uU][iI][dD]:)?(?:{_BARE}|\{{{_BARE}\}})")
+_SPELLING = re.compile(rf"(?:urn:uuid:)?(?:(?P<bare>{_BARE})|\{{(?P<braced>{_BARE})\}})", re.IGNORECASE)
 
 
 def is_uuid_spelling(value: object) -> bool:
@@ -46,8 +46,10 @@ def canonical_uuid(value: object, field: str) -> str:
     """
     if isinstance(value, uuid.UUID):
         return str(value)
-    if not is_uuid_spelling(value):
+    match = _SPELLING.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
         what = f"a string of {len(value)} characters" if isinstance(value, str) else type(value).__name__
         raise EventRejected(field, "uuid",
                             f"expected a UUID (e.g. 6f96e0c4-1b2a-4c3d-8e9f-0a1b2c3d4e5f), got {what}")
-    return str(uuid.UUID(str(value)))
+    digits = (match.group("bare") or match.group("braced")).replace("-", "")
+    return str(uuid.UUID(hex=digits))

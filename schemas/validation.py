@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,12 +21,11 @@ from protocolo.policy import PROFILES
 
 from .errors import EventRejected
 from .protocol_number import normalise_protocol_number
-from .uuids import canonical_uuid
+from .uuids import canonical_uuid, is_uuid_spelling
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_UUID = re.compile(r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$")
 _BLIND_INDEX = _SHA256
 
 #: Events about an interaction: they must name its protocol number.
@@ -93,10 +91,24 @@ class StructureValidator:
                     self._collect(schema[key], namespace)
 
     def check(self, record: Any) -> None:
+        """Raise :class:`EventRejected` (field, rule) unless ``record`` fits the schema."""
         # The compiled predicate answers "valid?" fast (publishing is a hot path); only a
-        # record that fails it is walked again to say which field broke which rule.
+        # record that fails it is walked again to say which field broke which rule. The
+        # two must agree on every input (tests/unit/test_validators_agree.py).
         if not self._valid(record):
             self._check(self.schema, record, "")
+
+    def accepts(self, record: Any) -> bool:
+        """The fast path alone: whether ``record`` fits the schema."""
+        return self._valid(record)
+
+    def explain(self, record: Any) -> EventRejected | None:
+        """The explaining walk alone: the first rule ``record`` breaks, or None."""
+        try:
+            self._check(self.schema, record, "")
+        except EventRejected as exc:
+            return exc
+        return None
 
     def canonical(self, record: Any) -> Any:
         """``record`` with every ``uuid`` value in canonical text (see :mod:`.uuids`).
@@ -158,7 +170,7 @@ class StructureValidator:
         if logical == "timestamp-micros":
             return lambda v: isinstance(v, datetime) and v.tzinfo is not None
         if logical == "uuid":
-            return lambda v: isinstance(v, uuid.UUID) or (isinstance(v, str) and _UUID.match(v) is not None)
+            return is_uuid_spelling
         if kind == "record":
             fields = [(f["name"], self._compile(f["type"]), "default" in f) for f in schema["fields"]]
             known = frozenset(name for name, _, _ in fields)
@@ -216,18 +228,13 @@ class StructureValidator:
                 raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {value!r:.60}")
             return
         if logical == "uuid":
-            if isinstance(value, uuid.UUID):
-                return
-            try:
-                uuid.UUID(str(value))
-            except ValueError:
-                raise EventRejected(where, "uuid", f"{value!r:.60} is not a UUID") from None
+            canonical_uuid(value, where)  # raises the rule broken
             return
         if kind == "record":
             if not isinstance(value, Mapping):
                 raise EventRejected(where, "type", f"expected a {schema['name']} record, got {type(value).__name__}")
             known = {f["name"] for f in schema["fields"]}
-            extra = sorted(set(value) - known)
+            extra = sorted(str(k) for k in value if k not in known)
             if extra:
                 raise EventRejected(f"{path + '.' if path else ''}{extra[0]}", "unknown-field",
                                     f"is not a field of {schema['name']} (fields: {', '.join(sorted(known))})")
