@@ -26,6 +26,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from protocolo.personal_data import IdentifiedCustomer, PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.storable import MAX_RECORD_BYTES, check_storable, largest_field
 from protocolo.schemas.uuids import canonical_uuid
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
 
@@ -179,6 +180,7 @@ class LedgerPublisher:
                 raise EventRejected("customer", "no-sealer", "this publisher has no personal-data sealer configured")
             # Identify (check the CPF, compute the blind indexes) now, seal only once the
             # whole event is valid: a rejected event creates no key in the vault.
+            check_storable(dict(customer), "customer")  # before it is hashed or sealed
             identified = self.sealer.identify(dict(customer))
             record["customer"] = (identified.reference() if identified is not None
                                   else {"cpf_index": None, "customer_code_index": None, "sealed": None})
@@ -186,10 +188,13 @@ class LedgerPublisher:
         validator.check(record)
         record = validator.canonical(record)
         check_domain_rules(event.event_type, record, now=self._clock())
+        # What PostgreSQL cannot store would stop the projector on this record for good.
+        check_storable(record)
         key = entity_key(event.event_type, record)
+        value = self._encode(event.event_type, record, schema.version)
         if identified is not None and self.sealer is not None:
             record["customer"] = self.sealer.seal_identified(identified, event_id)
-        value = self.catalogue.encode(event.event_type, record, version=schema.version)
+            value = self._encode(event.event_type, record, schema.version)
         return PreparedEvent(
             event_type=event.event_type,
             event_id=event_id,
@@ -197,6 +202,16 @@ class LedgerPublisher:
             value=value,
             headers=[("event_type", event.event_type.encode()), ("event_id", event_id.encode())],
         )
+
+    def _encode(self, event_type: str, record: dict[str, Any], version: int) -> bytes:
+        value = self.catalogue.encode(event_type, record, version=version)
+        if len(value) > MAX_RECORD_BYTES:
+            field, size = largest_field(record)
+            raise EventRejected(field, "record-size",
+                                f"makes the event {len(value)} bytes, over the ledger's {MAX_RECORD_BYTES} "
+                                f"(this field holds {size}); store large content elsewhere and publish "
+                                "its reference and digest")
+        return value
 
     # -- sending -------------------------------------------------------------------------
 
