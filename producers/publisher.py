@@ -25,7 +25,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from protocolo.personal_data import IdentifiedCustomer, PersonalDataSealer
 from protocolo.schemas.catalogue import SchemaCatalogue
-from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.errors import EventRejected, shown_value
 from protocolo.schemas.storable import MAX_RECORD_BYTES, check_storable, largest_field
 from protocolo.schemas.uuids import canonical_uuid
 from protocolo.schemas.validation import StructureValidator, check_domain_rules, entity_key
@@ -154,7 +154,7 @@ class LedgerPublisher:
                       else self.catalogue.version(event.event_type, event.schema_version))
         except KeyError:
             raise EventRejected("event_type", "unknown-event-type",
-                                f"{event.event_type!r} is not an event type ({', '.join(self.catalogue.event_types())})") from None
+                                f"{shown_value(event.event_type)} is not an event type ({', '.join(self.catalogue.event_types())})") from None
         if not isinstance(event.fields, Mapping):
             raise EventRejected("fields", "type", "event fields must be a mapping")
         if "meta" in event.fields:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sized
+from datetime import date, datetime
+
 
 class EventRejected(ValueError):
     """An event (or an identifier in a query) breaks a rule of the wire contract.
@@ -16,3 +20,41 @@ class EventRejected(ValueError):
         self.field = field
         self.rule = rule
         self.detail = message
+
+
+_SYMBOL = re.compile(r"[A-Z_]{1,40}|[a-z]+(?:-[a-z]+)*")
+_MAX_SHOWN = 40
+
+
+def shown_value(value: object) -> str:
+    """How a rejected value may appear in a message: never enough to read personal data back.
+
+    Rejections reach logs, terminals and API responses, and a CPF, a customer code or a
+    name typed into the wrong field is personal data. Only what cannot be any of those is
+    shown as is: ``None``, booleans, numbers of up to four digits, dates, and words without
+    digits that look like symbols (``FAX``, ``br-anatel-rgc``). Anything else keeps its
+    shape with letters and digits masked but the last two (``'***.***.***-35'``), so the
+    producer can still tell which of its values it was.
+    """
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int) and abs(value) < 10_000:
+        return repr(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        return _masked(repr(value))
+    if isinstance(value, str):
+        if len(value) <= _MAX_SHOWN and _SYMBOL.fullmatch(value):
+            return repr(value)
+        shown = f"'{_masked(value[:_MAX_SHOWN])}'"
+        return shown if len(value) <= _MAX_SHOWN else f"{shown[:-1]}...' ({len(value)} characters)"
+    size = f" of {len(value)}" if isinstance(value, Sized) else ""
+    return f"a {type(value).__name__}{size} (value withheld)"
+
+
+def _masked(text: str) -> str:
+    alnum = [i for i, c in enumerate(text) if c.isalnum()]
+    keep = set(alnum[-2:]) if len(alnum) > 2 else set()
+    return "".join(c if not c.isalnum() or i in keep else "*" for i, c in enumerate(text)
+                   ).encode("ascii", "backslashreplace").decode("ascii")

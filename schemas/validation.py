@@ -19,7 +19,7 @@ from typing import Any
 
 from protocolo.policy import PROFILES
 
-from .errors import EventRejected
+from .errors import EventRejected, shown_value
 from .protocol_number import normalise_protocol_number
 from .uuids import canonical_uuid, is_uuid_spelling
 
@@ -209,7 +209,7 @@ class StructureValidator:
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
                 if not _PRIMITIVES[schema](value):
-                    raise EventRejected(where, "type", f"expected {schema}, got {type(value).__name__} {value!r:.60}")
+                    raise EventRejected(where, "type", f"expected {schema}, got {type(value).__name__} {shown_value(value)}")
                 return
             schema = self.names[schema]
         if isinstance(schema, list):
@@ -219,13 +219,13 @@ class StructureValidator:
                 branches = [b for b in schema if b != "null"]
                 if len(branches) == 1:
                     self._check(branches[0], value, path)
-                raise EventRejected(where, "type", f"expected {_describe(schema)}, got {value!r:.60}")
+                raise EventRejected(where, "type", f"expected {_describe(schema)}, got {shown_value(value)}")
             return
         kind = schema["type"]
         logical = schema.get("logicalType")
         if logical == "timestamp-micros":
             if not isinstance(value, datetime) or value.tzinfo is None:
-                raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {value!r:.60}")
+                raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {shown_value(value)}")
             return
         if logical == "uuid":
             canonical_uuid(value, where)  # raises the rule broken
@@ -248,7 +248,7 @@ class StructureValidator:
         elif kind == "enum":
             symbols = [s for s in schema["symbols"] if s != schema.get("default")]
             if value not in symbols:
-                raise EventRejected(where, "enum", f"{value!r:.60} is not a known {schema['name']}; use one of {', '.join(symbols)}")
+                raise EventRejected(where, "enum", f"{shown_value(value)} is not a known {schema['name']}; use one of {', '.join(symbols)}")
         elif kind == "array":
             if not isinstance(value, list | tuple):
                 raise EventRejected(where, "type", f"expected a list, got {type(value).__name__}")
@@ -284,12 +284,12 @@ def check_domain_rules(
         if not _is_canonical_protocol(protocol) and (
             normalise_protocol_number(protocol, "meta.protocol_number") != protocol  # raises the rule broken
         ):
-            raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
+            raise EventRejected("meta.protocol_number", "canonical", f"{shown_value(protocol)} must be the 15 digits without separators")
     elif event_type in NEEDS_PROTOCOL:
         raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
     for name in ("sha256", "delivered_sha256"):
         if name in record and not _SHA256.match(record[name]):
-            raise EventRejected(name, "sha256", f"{record[name]!r:.80} is not a SHA-256 digest (64 lowercase hex digits)")
+            raise EventRejected(name, "sha256", f"{shown_value(record[name])} is not a SHA-256 digest (64 lowercase hex digits)")
     customer = record.get("customer")
     for name in ("cpf_index", "customer_code_index"):
         if customer and customer.get(name) is not None and not _BLIND_INDEX.match(customer[name]):
@@ -297,7 +297,7 @@ def check_domain_rules(
     for i, number in enumerate(record.get("protocol_numbers", ())):
         field = f"protocol_numbers[{i}]"
         if normalise_protocol_number(number, field) != number:
-            raise EventRejected(field, "canonical", f"{number!r} must be the 15 digits without separators")
+            raise EventRejected(field, "canonical", f"{shown_value(number)} must be the 15 digits without separators")
     checker = _EXTRA_RULES.get(event_type)
     if checker:
         checker(record)
@@ -324,7 +324,7 @@ def _recording_captured(record: Mapping[str, Any]) -> None:
     profile = PROFILES.get(record["retention_profile"])
     if profile is None:
         raise EventRejected("retention_profile", "unknown-profile",
-                            f"{record['retention_profile']!r} is not a policy profile ({', '.join(sorted(PROFILES))})")
+                            f"{shown_value(record['retention_profile'])} is not a policy profile ({', '.join(sorted(PROFILES))})")
     if record["retention_days"] < 1:
         raise EventRejected("retention_days", "range", "must be at least 1 day")
 
