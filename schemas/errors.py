@@ -22,7 +22,9 @@ class EventRejected(ValueError):
         self.detail = message
 
 
-_SYMBOL = re.compile(r"[A-Z_]{1,40}|[a-z]+(?:-[a-z]+)*")
+#: Words that read as a symbol or a name in code (FAX, ContactOpened, br-anatel-rgc): no
+#: digits, no spaces, so never a CPF, a typical customer code or a full name.
+_SYMBOL = re.compile(r"[A-Za-z][A-Za-z_]*|[a-z]+(?:-[a-z]+)+")
 _MAX_SHOWN = 40
 
 
@@ -31,8 +33,9 @@ def shown_value(value: object) -> str:
 
     Rejections reach logs, terminals and API responses, and a CPF, a customer code or a
     name typed into the wrong field is personal data. Only what cannot be any of those is
-    shown as is: ``None``, booleans, numbers of up to four digits, dates, and words without
-    digits that look like symbols (``FAX``, ``br-anatel-rgc``). Anything else keeps its
+    shown as is: ``None``, booleans, numbers of up to four digits, dates, and single words
+    without digits that look like symbols (``FAX``, ``ContactOpend``, ``br-anatel-rgc``);
+    a one-word name would pass, a CPF or a full name never does. Anything else keeps its
     shape with letters and digits masked but the last two (``'***.***.***-35'``), so the
     producer can still tell which of its values it was.
     """

@@ -110,6 +110,8 @@ def test_the_protocol_number_parser_does_not_echo_a_cpf():
 def test_safe_values_are_still_shown():
     """Masking keeps what helps a producer fix the event: enum-like words and small numbers."""
     assert shown_value("FAX") == "'FAX'"
+    assert shown_value("ContactOpend") == "'ContactOpend'"
+    assert shown_value("br-anatel-rgc") == "'br-anatel-rgc'"
     assert shown_value(-5) == "-5"
     assert shown_value(None) == "None"
     assert shown_value("111.444.777-35") == "'***.***.***-35'"
