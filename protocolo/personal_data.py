@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocolo.schemas.cpf import normalise_cpf
-from protocolo.schemas.errors import EventRejected
+from protocolo.schemas.errors import EventRejected, shown_field_name
 
 NONCE_BYTES = 12
 
@@ -209,7 +209,7 @@ class PersonalDataSealer:
         if isinstance(customer, dict):
             unknown = set(customer) - {"cpf", "customer_code", "name"}
             if unknown:
-                raise EventRejected(f"{field}.{sorted(unknown)[0]}", "unknown-field",
+                raise EventRejected(f"{field}.{sorted(shown_field_name(k) for k in unknown)[0]}", "unknown-field",
                                     "customer takes cpf, customer_code and name")
             customer = ClearCustomer(**customer)
         if customer.name is not None and not isinstance(customer.name, str):

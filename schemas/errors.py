@@ -56,6 +56,18 @@ def shown_value(value: object) -> str:
     return f"a {type(value).__name__}{size} (value withheld)"
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def shown_field_name(name: object) -> str:
+    """An unknown field's name for a field path: as is when it reads as a field name (an
+    identifier with at most three digits), masked otherwise (a CPF passed as a key)."""
+    text = str(name)
+    if _FIELD_NAME.fullmatch(text) and sum(c.isdigit() for c in text) <= 3:
+        return text
+    return _masked(text[:_MAX_SHOWN])
+
+
 def _masked(text: str) -> str:
     alnum = [i for i, c in enumerate(text) if c.isalnum()]
     keep = set(alnum[-2:]) if len(alnum) > 2 else set()

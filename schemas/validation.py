@@ -19,7 +19,7 @@ from typing import Any
 
 from protocolo.policy import PROFILES
 
-from .errors import EventRejected, shown_value
+from .errors import EventRejected, shown_field_name, shown_value
 from .protocol_number import normalise_protocol_number
 from .uuids import canonical_uuid, is_uuid_spelling
 
@@ -234,7 +234,7 @@ class StructureValidator:
             if not isinstance(value, Mapping):
                 raise EventRejected(where, "type", f"expected a {schema['name']} record, got {type(value).__name__}")
             known = {f["name"] for f in schema["fields"]}
-            extra = sorted(str(k) for k in value if k not in known)
+            extra = sorted(shown_field_name(k) for k in value if k not in known)
             if extra:
                 raise EventRejected(f"{path + '.' if path else ''}{extra[0]}", "unknown-field",
                                     f"is not a field of {schema['name']} (fields: {', '.join(sorted(known))})")

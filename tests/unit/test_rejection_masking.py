@@ -118,3 +118,20 @@ def test_safe_values_are_still_shown():
     assert shown_value(11144477735) == "*********35"
     assert "Maria" not in shown_value("Maria Silva")
     assert shown_value("x" * 500).endswith("(500 characters)")
+
+
+@pytest.mark.parametrize("secret", [CPF, CPF_DIGITS, CODE], ids=repr)
+def test_a_cpf_used_as_a_field_name_is_not_echoed(secret):
+    err = rejection("ContactClosed", {"meta": meta(), "outcome": "RESOLVED", secret: "x"})
+    assert err.rule == "unknown-field"
+    assert_not_echoed(err, secret)
+    sealer = PersonalDataSealer(BlindIndex(b"k" * 32), KeyVault("postgresql://never-used", b"m" * 32))
+    with pytest.raises(EventRejected) as sealed:
+        sealer.identify({"cpf": CPF, secret: "x"})
+    assert sealed.value.rule == "unknown-field"
+    assert_not_echoed(sealed.value, secret)
+
+
+def test_ordinary_unknown_field_names_are_named():
+    err = rejection("ContactClosed", {"meta": meta(), "outcome": "RESOLVED", "sumary": "typo"})
+    assert (err.field, err.rule) == ("sumary", "unknown-field")
