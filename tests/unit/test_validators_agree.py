@@ -205,3 +205,17 @@ def test_a_mapping_with_keys_of_mixed_types_is_explained_not_crashed() -> None:
     record = {"event_id": CANON, "occurred_at": NAIVE.replace(tzinfo=UTC), "producer": "ivr", 1: "x", None: 2}
     err = validator.explain(record)
     assert isinstance(err, EventRejected) and err.rule == "unknown-field"
+
+
+def test_canonical_rewrites_every_uuid_and_leaves_the_input_alone() -> None:
+    schema = CATALOGUE.current("RetrievalRejected").schema
+    validator = StructureValidator(schema)
+    upper = "{" + CANON.upper() + "}"
+    record = {"meta": {"event_id": f"urn:uuid:{HEX.upper()}", "occurred_at": NAIVE.replace(tzinfo=UTC),
+                       "producer": "ivr"},
+              "request_id": upper, "reason": "IDENTITY_NOT_VERIFIED"}
+    validator.check(record)
+    canonical = validator.canonical(record)
+    assert (canonical["meta"]["event_id"], canonical["request_id"]) == (CANON, CANON)
+    assert (record["meta"]["event_id"], record["request_id"]) == (f"urn:uuid:{HEX.upper()}", upper)
+    assert canonical["reason"] == "IDENTITY_NOT_VERIFIED"
