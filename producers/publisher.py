@@ -24,9 +24,11 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from protocolo.core.config import DEFAULT_TOPIC
-from protocolo.core.errors import EventRejected
-from protocolo.core.personal_data import PersonalDataSealer
+from protocolo.core.errors import EventRejected, shown_value
+from protocolo.core.personal_data import IdentifiedCustomer, PersonalDataSealer
+from protocolo.core.uuids import canonical_uuid
 from protocolo.schemas.catalogue import SchemaCatalogue
+from protocolo.schemas.storable import MAX_RECORD_BYTES, check_storable, largest_field
 from protocolo.schemas.validation import (
     StructureValidator,
     check_domain_rules,
@@ -47,7 +49,7 @@ class Event:
     protocol_number: str | None = None
     occurred_at: datetime | None = None
     correlation_id: str | None = None
-    event_id: str | None = None
+    event_id: str | None = None  # any UUID spelling; published canonical. None: a new one
     schema_version: int | None = None  # None: the current version
 
 
@@ -164,12 +166,15 @@ class LedgerPublisher:
                       else self.catalogue.version(event.event_type, event.schema_version))
         except KeyError:
             raise EventRejected("event_type", "unknown-event-type",
-                                f"{event.event_type!r} is not an event type ({', '.join(self.catalogue.event_types())})") from None
+                                f"{shown_value(event.event_type)} is not an event type ({', '.join(self.catalogue.event_types())})") from None
         if not isinstance(event.fields, Mapping):
             raise EventRejected("fields", "type", "event fields must be a mapping")
         if "meta" in event.fields:
             raise EventRejected("meta", "reserved", "meta is filled by the publisher; pass protocol_number, occurred_at, ... as arguments")
-        event_id = str(event.event_id or uuid.uuid4())
+        # Canonical before anything uses it: it is the AES-GCM associated data of the sealed
+        # personal data and, for some events, the Kafka key (schemas/uuids.py says why).
+        event_id = (str(uuid.uuid4()) if event.event_id is None
+                    else canonical_uuid(event.event_id, "meta.event_id"))
         record: dict[str, Any] = {
             "meta": {
                 "event_id": event_id,
@@ -183,15 +188,28 @@ class LedgerPublisher:
         if (event.event_type == "ContactOpened" and self.policy_profile is not None
                 and "policy_profile" not in record and schema.version >= 3):
             record["policy_profile"] = self.policy_profile
+        identified: IdentifiedCustomer | None = None
         customer = record.get("customer")
         if isinstance(customer, Mapping) and "sealed" not in customer:
             if self.sealer is None:
                 raise EventRejected("customer", "no-sealer", "this publisher has no personal-data sealer configured")
-            record["customer"] = self.sealer.seal(dict(customer), event_id)
-        self._validator(event.event_type, schema.version).check(record)
+            # Identify (check the CPF, compute the blind indexes) now, seal only once the
+            # whole event is valid: a rejected event creates no key in the vault.
+            check_storable(dict(customer), "customer")  # before it is hashed or sealed
+            identified = self.sealer.identify(dict(customer))
+            record["customer"] = (identified.reference() if identified is not None
+                                  else {"cpf_index": None, "customer_code_index": None, "sealed": None})
+        validator = self._validator(event.event_type, schema.version)
+        validator.check(record)
+        record = validator.canonical(record)
         check_domain_rules(event.event_type, record, now=self._clock())
+        # What PostgreSQL cannot store would stop the projector on this record for good.
+        check_storable(record)
         key = entity_key(event.event_type, record)
-        value = self.catalogue.encode(event.event_type, record, version=schema.version)
+        value = self._encode(event.event_type, record, schema.version)
+        if identified is not None and self.sealer is not None:
+            record["customer"] = self.sealer.seal_identified(identified, event_id)
+            value = self._encode(event.event_type, record, schema.version)
         return PreparedEvent(
             event_type=event.event_type,
             event_id=event_id,
@@ -199,6 +217,16 @@ class LedgerPublisher:
             value=value,
             headers=record_headers(event.event_type, event_id),
         )
+
+    def _encode(self, event_type: str, record: dict[str, Any], version: int) -> bytes:
+        value = self.catalogue.encode(event_type, record, version=version)
+        if len(value) > MAX_RECORD_BYTES:
+            field, size = largest_field(record)
+            raise EventRejected(field, "record-size",
+                                f"makes the event {len(value)} bytes, over the ledger's {MAX_RECORD_BYTES} "
+                                f"(this field holds {size}); store large content elsewhere and publish "
+                                "its reference and digest")
+        return value
 
     # -- sending -------------------------------------------------------------------------
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import functools
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from protocolo.core.errors import EventRejected
+from protocolo.core.errors import EventRejected, shown_field_name, shown_value
 from protocolo.core.policy import PROFILES, PolicyError, profile_in_force
 from protocolo.core.protocol_number import normalise_protocol_number
+from protocolo.core.uuids import canonical_uuid, is_uuid_spelling
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_UUID = re.compile(r"^(urn:uuid:)?\{?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\}?$")
 _BLIND_INDEX = _SHA256
 
 #: Events about an interaction: they must name its protocol number.
@@ -72,6 +71,7 @@ class StructureValidator:
         self._collect(schema, schema.get("namespace", ""))
         self.schema = schema
         self._valid = self._compile(schema)
+        self._canonicaliser = self._compile_canonical(schema)
 
     def _collect(self, schema: Any, namespace: str) -> None:
         if isinstance(schema, list):
@@ -90,10 +90,69 @@ class StructureValidator:
                     self._collect(schema[key], namespace)
 
     def check(self, record: Any) -> None:
+        """Raise :class:`EventRejected` (field, rule) unless ``record`` fits the schema."""
         # The compiled predicate answers "valid?" fast (publishing is a hot path); only a
-        # record that fails it is walked again to say which field broke which rule.
+        # record that fails it is walked again to say which field broke which rule. The
+        # two must agree on every input (tests/unit/test_validators_agree.py).
         if not self._valid(record):
             self._check(self.schema, record, "")
+
+    def accepts(self, record: Any) -> bool:
+        """The fast path alone: whether ``record`` fits the schema."""
+        return self._valid(record)
+
+    def explain(self, record: Any) -> EventRejected | None:
+        """The explaining walk alone: the first rule ``record`` breaks, or None."""
+        try:
+            self._check(self.schema, record, "")
+        except EventRejected as exc:
+            return exc
+        return None
+
+    def canonical(self, record: Any) -> Any:
+        """``record`` with every ``uuid`` value in canonical text (see :mod:`.uuids`).
+
+        Call it on a record that passed :meth:`check`; records without UUIDs are returned
+        as they are, others as shallow copies along the paths that hold a UUID.
+        """
+        return record if self._canonicaliser is None else self._canonicaliser(record)
+
+    def _compile_canonical(self, schema: Any) -> Callable[[Any], Any] | None:
+        """A function rewriting the UUIDs under ``schema``, or None if there are none."""
+        if isinstance(schema, str):
+            return None if schema in _PRIMITIVES else self._compile_canonical(self.names[schema])
+        if isinstance(schema, list):
+            branches = [(self._compile(b), self._compile_canonical(b)) for b in schema]
+            if all(canon is None for _, canon in branches):
+                return None
+
+            def union(v: Any) -> Any:
+                for valid, canon in branches:
+                    if valid(v):
+                        return v if canon is None else canon(v)
+                return v
+
+            return union
+        if schema.get("logicalType") == "uuid":
+            return lambda v: canonical_uuid(v, "uuid")
+        if schema["type"] == "record":
+            subs = [(f["name"], c) for f in schema["fields"]
+                    if (c := self._compile_canonical(f["type"])) is not None]
+            if not subs:
+                return None
+
+            def record(v: Any) -> Any:
+                out = dict(v)
+                for name, canon in subs:
+                    if name in out:
+                        out[name] = canon(out[name])
+                return out
+
+            return record
+        if schema["type"] == "array":
+            item = self._compile_canonical(schema["items"])
+            return None if item is None else (lambda v: [item(i) for i in v])
+        return None
 
     def _compile(self, schema: Any) -> Callable[[Any], bool]:
         if isinstance(schema, str):
@@ -110,7 +169,7 @@ class StructureValidator:
         if logical == "timestamp-micros":
             return lambda v: isinstance(v, datetime) and v.tzinfo is not None
         if logical == "uuid":
-            return lambda v: isinstance(v, uuid.UUID) or (isinstance(v, str) and _UUID.match(v) is not None)
+            return is_uuid_spelling
         if kind == "record":
             fields = [(f["name"], self._compile(f["type"]), "default" in f) for f in schema["fields"]]
             known = frozenset(name for name, _, _ in fields)
@@ -149,7 +208,7 @@ class StructureValidator:
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
                 if not _PRIMITIVES[schema](value):
-                    raise EventRejected(where, "type", f"expected {schema}, got {type(value).__name__} {value!r:.60}")
+                    raise EventRejected(where, "type", f"expected {schema}, got {type(value).__name__} {shown_value(value)}")
                 return
             schema = self.names[schema]
         if isinstance(schema, list):
@@ -159,27 +218,22 @@ class StructureValidator:
                 branches = [b for b in schema if b != "null"]
                 if len(branches) == 1:
                     self._check(branches[0], value, path)
-                raise EventRejected(where, "type", f"expected {_describe(schema)}, got {value!r:.60}")
+                raise EventRejected(where, "type", f"expected {_describe(schema)}, got {shown_value(value)}")
             return
         kind = schema["type"]
         logical = schema.get("logicalType")
         if logical == "timestamp-micros":
             if not isinstance(value, datetime) or value.tzinfo is None:
-                raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {value!r:.60}")
+                raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {shown_value(value)}")
             return
         if logical == "uuid":
-            if isinstance(value, uuid.UUID):
-                return
-            try:
-                uuid.UUID(str(value))
-            except ValueError:
-                raise EventRejected(where, "uuid", f"{value!r:.60} is not a UUID") from None
+            canonical_uuid(value, where)  # raises the rule broken
             return
         if kind == "record":
             if not isinstance(value, Mapping):
                 raise EventRejected(where, "type", f"expected a {schema['name']} record, got {type(value).__name__}")
             known = {f["name"] for f in schema["fields"]}
-            extra = sorted(set(value) - known)
+            extra = sorted(shown_field_name(k) for k in value if k not in known)
             if extra:
                 raise EventRejected(f"{path + '.' if path else ''}{extra[0]}", "unknown-field",
                                     f"is not a field of {schema['name']} (fields: {', '.join(sorted(known))})")
@@ -193,7 +247,7 @@ class StructureValidator:
         elif kind == "enum":
             symbols = [s for s in schema["symbols"] if s != schema.get("default")]
             if value not in symbols:
-                raise EventRejected(where, "enum", f"{value!r:.60} is not a known {schema['name']}; use one of {', '.join(symbols)}")
+                raise EventRejected(where, "enum", f"{shown_value(value)} is not a known {schema['name']}; use one of {', '.join(symbols)}")
         elif kind == "array":
             if not isinstance(value, list | tuple):
                 raise EventRejected(where, "type", f"expected a list, got {type(value).__name__}")
@@ -229,12 +283,12 @@ def check_domain_rules(
         if not _is_canonical_protocol(protocol) and (
             normalise_protocol_number(protocol, "meta.protocol_number") != protocol  # raises the rule broken
         ):
-            raise EventRejected("meta.protocol_number", "canonical", f"{protocol!r} must be the 15 digits without separators")
+            raise EventRejected("meta.protocol_number", "canonical", f"{shown_value(protocol)} must be the 15 digits without separators")
     elif event_type in NEEDS_PROTOCOL:
         raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
     for name in ("sha256", "delivered_sha256"):
         if name in record and not _SHA256.match(record[name]):
-            raise EventRejected(name, "sha256", f"{record[name]!r:.80} is not a SHA-256 digest (64 lowercase hex digits)")
+            raise EventRejected(name, "sha256", f"{shown_value(record[name])} is not a SHA-256 digest (64 lowercase hex digits)")
     customer = record.get("customer")
     for name in ("cpf_index", "customer_code_index"):
         if customer and customer.get(name) is not None and not _BLIND_INDEX.match(customer[name]):
@@ -242,7 +296,7 @@ def check_domain_rules(
     for i, number in enumerate(record.get("protocol_numbers", ())):
         field = f"protocol_numbers[{i}]"
         if normalise_protocol_number(number, field) != number:
-            raise EventRejected(field, "canonical", f"{number!r} must be the 15 digits without separators")
+            raise EventRejected(field, "canonical", f"{shown_value(number)} must be the 15 digits without separators")
     checker = _EXTRA_RULES.get(event_type)
     if checker:
         checker(record)
@@ -269,7 +323,7 @@ def _recording_captured(record: Mapping[str, Any]) -> None:
     profile = PROFILES.get(record["retention_profile"])
     if profile is None:
         raise EventRejected("retention_profile", "unknown-profile",
-                            f"{record['retention_profile']!r} is not a policy profile ({', '.join(sorted(PROFILES))})")
+                            f"{shown_value(record['retention_profile'])} is not a policy profile ({', '.join(sorted(PROFILES))})")
     if record["retention_days"] < 1:
         raise EventRejected("retention_days", "range", "must be at least 1 day")
 
@@ -328,7 +382,11 @@ _EXTRA_RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
 
 
 def entity_key(event_type: str, record: Mapping[str, Any]) -> str:
-    """The Kafka key of an event: its protocol number, else its own id (wire contract)."""
+    """The Kafka key of an event: its protocol number, else its own id (wire contract).
+
+    ``record`` holds UUIDs as decoded (:class:`uuid.UUID`) or canonical text
+    (:meth:`StructureValidator.canonical`): the key is compared byte for byte.
+    """
     protocol = record["meta"].get("protocol_number")
     if protocol is not None:
         return protocol

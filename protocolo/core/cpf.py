@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import EventRejected
+from .errors import EventRejected, shown_value
 
 _SEPARATORS = re.compile(r"[.\-\s]")
 
@@ -31,13 +31,13 @@ def normalise_cpf(value: str, field: str = "cpf") -> str:
         raise EventRejected(field, "type", f"expected a string, got {type(value).__name__}")
     digits = _SEPARATORS.sub("", value)
     if not digits.isdigit() or not digits.isascii():
-        raise EventRejected(field, "format", f"{value!r} is not a CPF: use NNN.NNN.NNN-DD or 11 digits")
+        raise EventRejected(field, "format", f"{shown_value(value)} is not a CPF: use NNN.NNN.NNN-DD or 11 digits")
     if len(digits) != 11:
-        raise EventRejected(field, "length", f"{value!r} has {len(digits)} digits; a CPF has 11")
+        raise EventRejected(field, "length", f"{shown_value(value)} has {len(digits)} digits; a CPF has 11")
     if digits == digits[0] * 11:
-        raise EventRejected(field, "repeated-digits", f"{value!r} has all digits equal, which is not a valid CPF")
+        raise EventRejected(field, "repeated-digits", f"{shown_value(value)} has all digits equal, which is not a valid CPF")
     if int(digits[9]) != _check_digit(digits[:9]) or int(digits[10]) != _check_digit(digits[:10]):
-        raise EventRejected(field, "check-digit", f"{value!r} has a wrong check digit")
+        raise EventRejected(field, "check-digit", f"{shown_value(value)} has a wrong check digit")
     return digits
 
 

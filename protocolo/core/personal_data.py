@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocolo.core.cpf import normalise_cpf
 from protocolo.core.database import require_schema
-from protocolo.core.errors import EventRejected
+from protocolo.core.errors import EventRejected, shown_field_name
 
 NONCE_BYTES = 12
 
@@ -224,6 +224,19 @@ class ClearCustomer:
     name: str | None = None
 
 
+@dataclass(frozen=True)
+class IdentifiedCustomer:
+    """A checked clear customer and its blind indexes, not sealed yet."""
+
+    clear: dict[str, Any]
+    cpf_index: str | None
+    customer_code_index: str | None
+
+    def reference(self) -> dict[str, Any]:
+        """The ``CustomerRef`` without its sealed part (what validation needs to see)."""
+        return {"cpf_index": self.cpf_index, "customer_code_index": self.customer_code_index, "sealed": None}
+
+
 class PersonalDataSealer:
     """Turns a clear customer into the ``CustomerRef`` record of the contract, and back."""
 
@@ -231,25 +244,41 @@ class PersonalDataSealer:
         self.index = index
         self.vault = vault
 
-    def seal(self, customer: ClearCustomer | dict[str, Any], event_id: str, field: str = "customer") -> dict[str, Any]:
+    def identify(self, customer: ClearCustomer | dict[str, Any], field: str = "customer") -> IdentifiedCustomer | None:
+        """Check a clear customer and compute its blind indexes, without sealing anything.
+
+        ``None`` for an unidentified customer. No key is created or looked up here, so a
+        publisher can identify, validate the whole event, and only then :meth:`seal_identified`:
+        a rejected event leaves no key behind.
+        """
         if isinstance(customer, dict):
             unknown = set(customer) - {"cpf", "customer_code", "name"}
             if unknown:
-                raise EventRejected(f"{field}.{sorted(unknown)[0]}", "unknown-field",
+                raise EventRejected(f"{field}.{sorted(shown_field_name(k) for k in unknown)[0]}", "unknown-field",
                                     "customer takes cpf, customer_code and name")
             customer = ClearCustomer(**customer)
+        if customer.name is not None and not isinstance(customer.name, str):
+            raise EventRejected(f"{field}.name", "type", f"expected a string, got {type(customer.name).__name__}")
         if customer.cpf is None and customer.customer_code is None:
             if customer.name is not None:
                 raise EventRejected(f"{field}.name", "unidentified",
                                     "a name needs a cpf or customer_code to seal it under")
             # An unidentified customer: the contract allows it (asking for the CPF must not
             # be a precondition to reach an agent, Decreto 11.034/2022 art. 4 §4).
-            return {"cpf_index": None, "customer_code_index": None, "sealed": None}
+            return None
         cpf = normalise_cpf(customer.cpf, f"{field}.cpf") if customer.cpf is not None else None
         cpf_index = self.index.cpf(cpf) if cpf else None
         code_index = (self.index.customer_code(customer.customer_code, f"{field}.customer_code")
                       if customer.customer_code is not None else None)
-        subject_ref = cpf_index or code_index
+        return IdentifiedCustomer(
+            clear={"cpf": cpf, "customer_code": customer.customer_code, "name": customer.name},
+            cpf_index=cpf_index, customer_code_index=code_index,
+        )
+
+    def seal_identified(self, customer: IdentifiedCustomer, event_id: str) -> dict[str, Any]:
+        """The ``CustomerRef`` of an identified customer, sealed under their live key with
+        ``event_id`` (canonical text) as associated data."""
+        subject_ref = customer.cpf_index or customer.customer_code_index
         assert subject_ref is not None
         for attempt in range(3):
             try:
@@ -259,13 +288,15 @@ class PersonalDataSealer:
                 if attempt == 2:
                     raise
         nonce = os.urandom(NONCE_BYTES)
-        plaintext = sealed_plaintext(cpf, customer.customer_code, customer.name)
+        plaintext = sealed_plaintext(customer.clear["cpf"], customer.clear["customer_code"], customer.clear["name"])
         ciphertext = seal_plaintext(key, nonce, plaintext, str(event_id))
-        return {
-            "cpf_index": cpf_index,
-            "customer_code_index": code_index,
-            "sealed": {"key_ref": key_ref, "nonce": nonce, "ciphertext": ciphertext},
-        }
+        return {**customer.reference(), "sealed": {"key_ref": key_ref, "nonce": nonce, "ciphertext": ciphertext}}
+
+    def seal(self, customer: ClearCustomer | dict[str, Any], event_id: str, field: str = "customer") -> dict[str, Any]:
+        identified = self.identify(customer, field)
+        if identified is None:
+            return {"cpf_index": None, "customer_code_index": None, "sealed": None}
+        return self.seal_identified(identified, event_id)
 
     def open(self, sealed: dict[str, Any] | None, event_id: str) -> dict[str, Any] | None:
         """The clear customer data, or None when it was erased (key destroyed); raises

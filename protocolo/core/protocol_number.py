@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import EventRejected
+from .errors import EventRejected, shown_value
 
 SEQUENCE_DIGITS = 10
 LENGTH = 4 + SEQUENCE_DIGITS + 1
@@ -68,13 +68,13 @@ def normalise_protocol_number(value: object, field: str = "protocol_number") -> 
         raise EventRejected(field, "type", f"expected a string, got {type(value).__name__}")
     digits = _SEPARATORS.sub("", value)
     if not digits.isdigit() or not digits.isascii():
-        raise EventRejected(field, "format", f"{value!r} is not a protocol number: digits only (YYYY SSSSSSSSSS D)")
+        raise EventRejected(field, "format", f"{shown_value(value)} is not a protocol number: digits only (YYYY SSSSSSSSSS D)")
     if len(digits) != LENGTH:
-        raise EventRejected(field, "length", f"{value!r} has {len(digits)} digits; a protocol number has {LENGTH}")
+        raise EventRejected(field, "length", f"{shown_value(value)} has {len(digits)} digits; a protocol number has {LENGTH}")
     if damm_digit(digits) != 0:
-        raise EventRejected(field, "check-digit", f"{value!r} has a wrong check digit (mistyped?)")
+        raise EventRejected(field, "check-digit", f"{shown_value(value)} has a wrong check digit (mistyped?)")
     if int(digits[:4]) < FIRST_YEAR:
-        raise EventRejected(field, "year", f"{value!r} starts with year {digits[:4]}, before {FIRST_YEAR}")
+        raise EventRejected(field, "year", f"{shown_value(value)} starts with year {digits[:4]}, before {FIRST_YEAR}")
     return digits
 
 
