@@ -59,8 +59,8 @@ def _describe(schema: Any) -> str:
     if isinstance(schema, list):
         return " or ".join(_describe(s) for s in schema)
     if schema.get("logicalType"):
-        return schema["logicalType"]
-    return schema.get("name", schema["type"])
+        return str(schema["logicalType"])
+    return str(schema.get("name", schema["type"]))
 
 
 class StructureValidator:
@@ -389,7 +389,7 @@ def entity_key(event_type: str, record: Mapping[str, Any]) -> str:
     """
     protocol = record["meta"].get("protocol_number")
     if protocol is not None:
-        return protocol
+        return str(protocol)
     field = OWN_KEY_FIELD.get(event_type)
     if field is None:
         raise EventRejected("meta.protocol_number", "required", f"a {event_type} event must name its protocol number")
