@@ -1,8 +1,10 @@
 """The embedded local stack: a Kafka broker and PostgreSQL under ``settings.home``.
 
 One module per job: :mod:`.state` (files, ``stack.json``, the lock), :mod:`.processes`
-(detached processes, ports), :mod:`.broker` (what brokers share), :mod:`.tansu` (the
-broker), :mod:`.postgres` (the database). This module is the public API the CLI, the
+(detached processes, ports), :mod:`.broker` (what brokers share), the brokers
+:mod:`.apache_kafka` (the default: Apache Kafka 4 in KRaft mode, log on disk, when Java
+17+ is present) and :mod:`.tansu` (the fallback, log in memory only), and
+:mod:`.postgres` (the database). This module is the public API the CLI, the
 runtime and the tests use: ``up``, ``down``, ``status``, ``resolve``, and the pieces.
 
 Both services are started detached so that they outlive the command that started them.
@@ -12,6 +14,7 @@ Both services are started detached so that they outlive the command that started
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from protocolo.config import Settings
-from protocolo.devstack import postgres, tansu
+from protocolo.devstack import apache_kafka, postgres, tansu
 from protocolo.devstack.broker import (
     BROKER_START_TIMEOUT_S,
     bootstrap,
@@ -40,11 +43,15 @@ from protocolo.devstack.tansu import MEMORY_ONLY_NOTE
 __all__ = [
     "MEMORY_ONLY_NOTE",
     "START_TIMEOUT_S",
+    "BROKERS",
+    "ENV_BROKER",
     "DevStackError",
     "Endpoints",
     "down",
     "ledger_database",
     "ledger_url",
+    "chosen_broker",
+    "running_broker",
     "probe_kafka",
     "probe_postgres",
     "resolve",
@@ -54,8 +61,13 @@ __all__ = [
     "up",
 ]
 
-#: How long a service may take to answer after being started.
+#: How long tansu and PostgreSQL may take to answer after being started (Apache Kafka:
+#: ``apache_kafka.START_TIMEOUT_S``).
 START_TIMEOUT_S = BROKER_START_TIMEOUT_S
+#: Chooses the embedded broker when set: ``kafka`` or ``tansu``.
+ENV_BROKER = "PROTOCOLO_BROKER"
+BROKERS = (apache_kafka.NAME, tansu.NAME)
+_LABEL = {apache_kafka.NAME: "Apache Kafka", tansu.NAME: "tansu"}
 
 
 @dataclass
@@ -66,28 +78,32 @@ class Endpoints:
     database_url: str
 
 
-def up(settings: Settings, log: Log = print, *, timeout: float = START_TIMEOUT_S) -> Endpoints:
+def up(
+    settings: Settings, log: Log = print, *, timeout: float | None = None,
+    broker: str | None = None,
+) -> Endpoints:
     """Start whatever part of the stack is not running, wait until both answer.
 
     The returned database is the ledger database (see :func:`ledger_url`), not the
     server's admin database.
 
     Raises :class:`DevStackError`, quoting the tail of the service's log, when a service
-    does not answer within ``timeout`` seconds.
+    does not answer within ``timeout`` seconds (default: each service's own bound).
+    ``broker`` chooses the broker, see :func:`start_kafka`.
     """
-    kafka = start_kafka(settings, log, timeout=timeout)
-    admin_url = start_postgres(settings, log, timeout=timeout)
+    kafka = start_kafka(settings, log, timeout=timeout, broker=broker)
+    admin_url = start_postgres(settings, log, timeout=timeout or postgres.START_TIMEOUT_S)
     return Endpoints(kafka_bootstrap=kafka, database_url=ledger_database(settings, admin_url))
 
 
-def resolve(settings: Settings, log: Log = print) -> Endpoints:
+def resolve(settings: Settings, log: Log = print, *, broker: str | None = None) -> Endpoints:
     """Endpoints to use: configured URLs win, each independently; the rest come from ``up``.
 
     When both are embedded, the database is the ledger database of :func:`ledger_url`.
     """
     if not settings.kafka_bootstrap and not settings.database_url:
-        return up(settings, log)
-    kafka = settings.kafka_bootstrap or start_kafka(settings, log)
+        return up(settings, log, broker=broker)
+    kafka = settings.kafka_bootstrap or start_kafka(settings, log, broker=broker)
     database = settings.database_url or start_postgres(settings, log)
     return Endpoints(kafka_bootstrap=kafka, database_url=database)
 
@@ -110,28 +126,97 @@ def ledger_database(settings: Settings, admin_url: str) -> str:
 def ledger_url(settings: Settings, admin_url: str) -> str | None:
     """The ledger database URL for the recorded broker (None if no broker was recorded).
 
+    Apache Kafka keeps its log on disk, so it has one stable ledger database, ``ledger``.
     tansu starts empty after every restart, so each tansu incarnation gets a ledger
     database of its own, ``ledger_<start time in ms>``, instead of one whose stored offsets
     point past an empty log. Earlier ledgers stay in their databases, untouched.
     """
-    started = service_state(StackPaths(settings.home), "kafka").get("started_at")
-    if started is None:
+    entry = service_state(StackPaths(settings.home), "kafka")
+    if entry.get("broker") == apache_kafka.NAME:
+        name = "ledger"
+    else:
+        started = entry.get("started_at")
+        if started is None:
+            return None
+        name = f"ledger_{int(started * 1000)}"
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+def chosen_broker(explicit: str | None = None) -> str | None:
+    """The broker asked for: ``explicit``, else ``$PROTOCOLO_BROKER``, else None (automatic)."""
+    choice = explicit if explicit is not None else os.environ.get(ENV_BROKER, "").strip()
+    if not choice:
         return None
-    return urlunsplit(urlsplit(admin_url)._replace(path=f"/ledger_{int(started * 1000)}"))
+    if choice not in BROKERS:
+        source = "--broker" if explicit is not None else ENV_BROKER
+        raise DevStackError(f"{source}: must be one of {', '.join(BROKERS)}, not {choice!r}")
+    return choice
 
 
-def start_kafka(settings: Settings, log: Log = print, *, timeout: float = START_TIMEOUT_S) -> str:
-    """Ensure the embedded broker runs and answers; return its bootstrap address."""
+def running_broker(settings: Settings) -> tuple[str, int] | None:
+    """Which embedded broker runs in this home, and its pid."""
+    paths = StackPaths(settings.home)
+    return _running(paths, service_state(paths, "kafka"))
+
+
+def _running(paths: StackPaths, entry: dict[str, Any]) -> tuple[str, int] | None:
+    if entry.get("broker") == apache_kafka.NAME:
+        pid = apache_kafka.running_pid(entry, paths)
+        return (apache_kafka.NAME, pid) if pid is not None else None
+    pid = tansu.running_pid(entry)  # also a stack.json written before brokers were named
+    return (tansu.NAME, pid) if pid is not None else None
+
+
+def start_kafka(
+    settings: Settings, log: Log = print, *, timeout: float | None = None,
+    broker: str | None = None,
+) -> str:
+    """Ensure the embedded broker runs and answers; return its bootstrap address.
+
+    ``broker`` (or ``$PROTOCOLO_BROKER``) is ``kafka`` or ``tansu``; unset, a broker that
+    already runs is kept, else Apache Kafka is started when Java 17+ is available, and
+    tansu otherwise, saying once that its log is in memory only. ``timeout`` defaults to
+    the broker's own start-up bound.
+    """
+    choice = chosen_broker(broker)
     paths = StackPaths(settings.home)
     with locked(paths):
         entry = service_state(paths, "kafka")
-        pid = tansu.running_pid(entry)
-        if pid is not None:
+        running = _running(paths, entry)
+        if running is not None:
+            name, pid = running
+            if choice is not None and choice != name:
+                raise DevStackError(
+                    f"kafka: {_LABEL[name]} already runs in {paths.home}; run `protocolo dev down` "
+                    f"first to switch to {_LABEL[choice]}"
+                )
             address = bootstrap(entry["port"])
-            wait_for_broker(tansu.NAME, address, pid, tansu.log_path(paths), timeout)
-            log(f"kafka: already running at {address} (pid {pid})")
+            if name == apache_kafka.NAME:
+                log_file, bound = apache_kafka.log_path(paths), apache_kafka.START_TIMEOUT_S
+            else:
+                log_file, bound = tansu.log_path(paths), BROKER_START_TIMEOUT_S
+            wait_for_broker(_LABEL[name], address, pid, log_file, timeout or bound)
+            log(f"kafka: already running at {address} ({_LABEL[name]}, pid {pid})")
             return address
-        return tansu.start(paths, entry, log, timeout)
+        fallback = choice is None
+        if choice is None:
+            reason = apache_kafka.unavailable_reason(paths)
+            if reason is not None:
+                log(f"kafka: Apache Kafka cannot run here: {reason}.")
+                log(f"kafka: FALLING BACK to tansu, which keeps its log IN MEMORY ONLY: "
+                    f"`protocolo dev down` or a restart loses every record. Install Java "
+                    f"{apache_kafka.MIN_JAVA}+ and Maven for a durable broker.")
+                choice = tansu.NAME
+            else:
+                choice, fallback = apache_kafka.NAME, False
+        if choice == apache_kafka.NAME:
+            reason = apache_kafka.unavailable_reason(paths)
+            if reason is not None:
+                raise DevStackError(f"kafka: Apache Kafka cannot run here: {reason}")
+            return apache_kafka.start(paths, entry, log, timeout or apache_kafka.START_TIMEOUT_S)
+        if not fallback:
+            log(f"kafka: NOTE {MEMORY_ONLY_NOTE}")
+        return tansu.start(paths, entry, log, timeout or BROKER_START_TIMEOUT_S)
 
 
 def start_postgres(
@@ -155,11 +240,13 @@ def down(settings: Settings, log: Log = print) -> None:
 
 
 def _stop_kafka(paths: StackPaths, log: Log) -> None:
-    pid = tansu.running_pid(service_state(paths, "kafka"))
-    if pid is None:
+    running = _running(paths, service_state(paths, "kafka"))
+    if running is None:
         log("kafka: not running")
+    elif running[0] == apache_kafka.NAME:
+        log(f"kafka: {apache_kafka.stop(running[1], paths)}")
     else:
-        log(f"kafka: {tansu.stop(pid)}")
+        log(f"kafka: {tansu.stop(running[1])}")
     if paths.stack_file.exists():
         update_state(paths, "kafka", pid=None)  # keep the port, to reuse it next time
 
@@ -168,7 +255,13 @@ def status(settings: Settings) -> dict[str, Any]:
     """Whether each service runs, with its pid and URL (``None`` when not running)."""
     paths = StackPaths(settings.home)
     kafka = service_state(paths, "kafka")
-    kafka_pid = tansu.running_pid(kafka)
+    running = _running(paths, kafka)
+    kafka_pid = running[1] if running is not None else None
+    broker = running[0] if running is not None else kafka.get("broker")
+    if broker == apache_kafka.NAME:
+        kafka_log, note = apache_kafka.log_path(paths), apache_kafka.description()
+    else:
+        kafka_log, note = tansu.log_path(paths), tansu.DESCRIPTION
     pg_info = postgres.postmaster_info(paths.pgdata) if paths.home.exists() else None
     admin_url = postgres.server_url(pg_info) if pg_info is not None else None
     # The URL commands use: the running broker's ledger database (see resolve()).
@@ -181,8 +274,10 @@ def status(settings: Settings) -> dict[str, Any]:
             "running": kafka_pid is not None,
             "pid": kafka_pid,
             "url": bootstrap(kafka["port"]) if kafka_pid is not None else None,
-            "log": str(tansu.log_path(paths)),
-            "note": MEMORY_ONLY_NOTE,
+            "broker": broker,
+            "label": _LABEL.get(broker or ""),
+            "log": str(kafka_log),
+            "note": note,
         },
         "postgres": {
             "running": pg_info is not None,

@@ -26,6 +26,7 @@ from protocolo.devstack.state import (
 
 NAME = "tansu"
 MEMORY_ONLY_NOTE = "tansu keeps topics in memory only: a broker restart empties every topic"
+DESCRIPTION = "tansu, log in memory only: a broker restart empties every topic"
 STOP_TIMEOUT_S = 10.0
 _PORT_ATTEMPTS = 3
 
@@ -94,7 +95,6 @@ def start(paths: StackPaths, entry: dict[str, Any], log: Log, timeout: float) ->
             terminate(pid, STOP_TIMEOUT_S)
             raise
         log(f"kafka: started tansu at {address} (pid {pid})")
-        log(f"kafka: NOTE {MEMORY_ONLY_NOTE}")
         return address
     raise AssertionError("unreachable")  # pragma: no cover
 
