@@ -51,7 +51,8 @@ class Runtime:
 
         ``need_kafka=False`` (readers such as ``history``) skips the topic, and skips Kafka
         altogether when the database is configured; on the embedded stack the broker is still
-        started, because the ledger database is named after the broker's incarnation.
+        started, because which ledger database to read depends on the broker (one stable
+        ``ledger`` for Apache Kafka, one per incarnation for tansu: see devstack.ledger_url).
         """
         settings = settings or Settings.from_env()
         try:

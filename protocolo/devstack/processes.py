@@ -47,7 +47,7 @@ def cmdline(pid: int) -> list[str] | None:
         if proc.status() == psutil.STATUS_ZOMBIE:
             _reap(pid)
             return None
-        return proc.cmdline()
+        return [str(arg) for arg in proc.cmdline()]
     except psutil.Error:
         return None
 
@@ -55,7 +55,7 @@ def cmdline(pid: int) -> list[str] | None:
 def alive(pid: int) -> bool:
     _reap(pid)
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
