@@ -226,7 +226,11 @@ class Projector:
         log.info("assigned %s; stored offsets %s", sorted(tp.partition for tp in assigned), stored)
 
     def _check_log_end(self) -> None:
-        """A stored offset past the high watermark: the log lost what we projected."""
+        """A stored offset past the high watermark: the log lost what we projected.
+
+        Needed for tansu (a tansu workaround): it answers a fetch past the log end with no
+        records and no error. Apache Kafka answers OFFSET_OUT_OF_RANGE, handled in step().
+        """
         for tp in self._consumer.assignment():
             at = self._positions.stored.get(tp.partition)
             high = self._consumer.highwater(tp)
