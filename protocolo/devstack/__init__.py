@@ -3,7 +3,7 @@
 One module per job: :mod:`.state` (files, ``stack.json``, the lock), :mod:`.processes`
 (detached processes, ports), :mod:`.broker` (what brokers share), the brokers
 :mod:`.apache_kafka` (the default: Apache Kafka 4 in KRaft mode, log on disk, when Java
-17+ is present) and :mod:`.tansu` (the fallback, log in memory only), and
+17+ is present; its jars from :mod:`.kafka_jars`) and :mod:`.tansu` (the fallback, log in memory only), and
 :mod:`.postgres` (the database). This module is the public API the CLI, the
 runtime and the tests use: ``up``, ``down``, ``status``, ``resolve``, and the pieces.
 
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from protocolo.config import Settings
-from protocolo.devstack import apache_kafka, postgres, tansu
+from protocolo.devstack import apache_kafka, kafka_jars, postgres, tansu
 from protocolo.devstack.broker import (
     BROKER_START_TIMEOUT_S,
     bootstrap,
@@ -205,7 +205,7 @@ def start_kafka(
                 log(f"kafka: Apache Kafka cannot run here: {reason}.")
                 log(f"kafka: FALLING BACK to tansu, which keeps its log IN MEMORY ONLY: "
                     f"`protocolo dev down` or a restart loses every record. Install Java "
-                    f"{apache_kafka.MIN_JAVA}+ and Maven for a durable broker.")
+                    f"{kafka_jars.MIN_JAVA}+ and Maven for a durable broker.")
                 choice = tansu.NAME
             else:
                 choice, fallback = apache_kafka.NAME, False

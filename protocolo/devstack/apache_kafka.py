@@ -1,11 +1,9 @@
 """The default broker: Apache Kafka 4.x, one KRaft node (broker + controller), log on disk.
 
-Needs Java 17+ (Kafka 4 brokers do) and, the first time, Maven. Its files::
+Needs Java 17+ (Kafka 4 brokers do) and, the first time, Maven (see :mod:`.kafka_jars`
+for the jars). Its files::
 
-    home/kafka/pom.xml            copied from this package's kafka/pom.xml
-    home/kafka/lib/               the jars, resolved once by ``mvn dependency:copy-dependencies``;
-    home/kafka/lib/.resolved      marker: which pom the jars came from (a changed pom resolves again)
-    home/kafka/maven.log          Maven's output of that resolution
+    home/kafka/lib/               the jars (kafka_jars), with pom.xml and maven.log beside it
     home/kafka/server.properties  written at each start (the ports may change)
     home/kafka/log4j2.properties  the broker's logging, copied from this package at each start
     home/kafka/data/              log.dirs and the KRaft metadata log, formatted on first start
@@ -19,9 +17,6 @@ was formatted with; the ports recorded in ``stack.json`` are reused while they a
 from __future__ import annotations
 
 import base64
-import functools
-import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from protocolo.devstack.broker import PortTaken, bootstrap, wait_for_broker
+from protocolo.devstack.kafka_jars import (
+    MIN_JAVA,
+    jars_resolved,
+    java_executable,
+    java_major,
+    kafka_version,
+    lib_dir,
+    resolve_jars,
+)
 from protocolo.devstack.processes import (
     HOST,
     cmdline,
@@ -50,30 +54,13 @@ from protocolo.devstack.state import (
 )
 
 NAME = "kafka"
-#: Java major version that Apache Kafka 4 brokers require.
-MIN_JAVA = 17
 #: The JVM's heap: a single dev node needs little, and the machine is shared.
 HEAP = ("-Xms128m", "-Xmx512m")
 #: First start on a loaded 2-core machine: JVM start, metadata log, broker registration.
 START_TIMEOUT_S = 120.0
 #: SIGTERM makes a controlled shutdown; SIGKILL after this long.
 STOP_TIMEOUT_S = 30.0
-#: Resolving the jars the first time (about 60 MB).
-RESOLVE_TIMEOUT_S = 900.0
 _PORT_ATTEMPTS = 3
-_MARKER = ".resolved"
-_DOWNLOADED = re.compile(r"Downloaded from \S+: \S+/([^/\s]+\.(?:jar|pom))")
-
-
-def pom_text() -> str:
-    return resources.files("protocolo.devstack").joinpath("kafka/pom.xml").read_text()
-
-
-def kafka_version() -> str:
-    """The Apache Kafka version the shipped pom.xml names."""
-    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom_text())
-    assert found is not None, "kafka/pom.xml names no <kafka.version>"
-    return found.group(1).strip()
 
 
 def description() -> str:
@@ -87,42 +74,12 @@ def log_path(paths: StackPaths) -> Path:
     return paths.kafka_dir / "kafka.log"
 
 
-def lib_dir(paths: StackPaths) -> Path:
-    return paths.kafka_dir / "lib"
-
-
 def data_dir(paths: StackPaths) -> Path:
     return paths.kafka_dir / "data"
 
 
 def _config_file(paths: StackPaths) -> Path:
     return paths.kafka_dir / "server.properties"
-
-
-# --------------------------------------------------------------------------- java, maven
-
-
-def java_executable() -> str | None:
-    """``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else ``java`` on the PATH."""
-    home = os.environ.get("JAVA_HOME", "").strip()
-    if home:
-        candidate = Path(home) / "bin" / "java"
-        return str(candidate) if candidate.is_file() else None
-    return shutil.which("java")
-
-
-@functools.cache
-def java_major(java: str) -> int | None:
-    """The major version ``java -version`` reports (8 for "1.8.0_x"), None if unreadable."""
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if found is None:
-        return None
-    major = int(found.group(1))
-    return int(found.group(2) or 0) if major == 1 else major
 
 
 def unavailable_reason(paths: StackPaths) -> str | None:
@@ -133,68 +90,9 @@ def unavailable_reason(paths: StackPaths) -> str | None:
     major = java_major(java)
     if major is None or major < MIN_JAVA:
         return f"{java} is Java {major or '?'}; Apache Kafka 4 needs Java {MIN_JAVA}+"
-    if not _jars_resolved(paths) and shutil.which("mvn") is None:
+    if not jars_resolved(paths) and shutil.which("mvn") is None:
         return "the broker's jars are not resolved yet and Maven (mvn) is not on the PATH"
     return None
-
-
-def _pom_digest() -> str:
-    return hashlib.sha256(pom_text().encode()).hexdigest()
-
-
-def _jars_resolved(paths: StackPaths) -> bool:
-    try:
-        return (lib_dir(paths) / _MARKER).read_text().split()[1] == _pom_digest()
-    except (OSError, IndexError):
-        return False
-
-
-def resolve_jars(paths: StackPaths, log: Log) -> None:
-    """Copy the broker's jars into ``kafka/lib`` with Maven, unless done for this pom."""
-    if _jars_resolved(paths):
-        return
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise DevStackError("kafka: Maven (mvn) is needed once to fetch Apache Kafka's jars")
-    paths.kafka_dir.mkdir(parents=True, exist_ok=True)
-    pom = paths.kafka_dir / "pom.xml"
-    pom.write_text(pom_text())
-    staging = paths.kafka_dir / "lib.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    maven_log = paths.kafka_dir / "maven.log"
-    log(f"kafka: fetching Apache Kafka {kafka_version()}'s jars with Maven, once "
-        f"(about 60 MB; output in {maven_log})")
-    argv = [mvn, "-B", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]
-    downloaded = 0
-    started = time.monotonic()
-    with open(maven_log, "w") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, cwd=paths.kafka_dir)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.write(line)
-            found = _DOWNLOADED.search(line)
-            if found is not None and found.group(1).endswith(".jar"):
-                downloaded += 1
-                log(f"kafka:   downloaded {found.group(1)} ({downloaded} jars, "
-                    f"{time.monotonic() - started:.0f} s)")
-            if time.monotonic() - started > RESOLVE_TIMEOUT_S:
-                proc.kill()
-        code = proc.wait()
-    if code != 0:
-        raise DevStackError(
-            f"kafka: Maven could not resolve Apache Kafka's jars (exit {code})\n"
-            + log_tail(maven_log)
-        )
-    (staging / _MARKER).write_text(f"kafka_2.13-{kafka_version()} {_pom_digest()}\n")
-    target = lib_dir(paths)
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    jars = len(list(target.glob("*.jar")))
-    log(f"kafka: {jars} jars ready in {target} ({time.monotonic() - started:.0f} s)")
 
 
 # --------------------------------------------------------------------------- configuration
