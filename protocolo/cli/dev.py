@@ -1,4 +1,4 @@
-"""``protocolo dev up|down|status``: the embedded local stack (tansu + PostgreSQL).
+"""``protocolo dev up|down|status``: the embedded local stack (a broker + PostgreSQL).
 
 ``dev up`` writes progress to stderr and only comments and ``export`` lines to stdout, so
 ``eval "$(protocolo dev up)"`` configures the current shell.
@@ -31,9 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "dev",
         help="start, stop or inspect the embedded local stack",
         description=(
-            "The embedded local stack under $PROTOCOLO_HOME (default ~/.protocolo): a tansu "
-            "Kafka-protocol broker and a PostgreSQL server, both from wheels. "
-            f"Note: {devstack.MEMORY_ONLY_NOTE}."
+            "The embedded local stack under $PROTOCOLO_HOME (default ~/.protocolo): Apache "
+            "Kafka 4 in KRaft mode with its log on disk when Java 17+ is present (jars fetched "
+            "once with Maven), otherwise the tansu broker from a wheel, whose log is in memory "
+            "only; and a PostgreSQL server from a wheel."
         ),
     )
     sub = parser.add_subparsers(dest="dev_command", metavar="ACTION", required=True)
@@ -45,12 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "and print export lines for PROTOCOLO_KAFKA_BOOTSTRAP and PROTOCOLO_DATABASE_URL."
         ),
     )
+    up.add_argument(
+        "--broker", choices=devstack.BROKERS, default=None,
+        help=f"which broker to run (default: ${devstack.ENV_BROKER}, else kafka when Java 17+ "
+        "is present, else tansu)",
+    )
     up.set_defaults(func=_up)
     down = sub.add_parser(
         "down",
-        help="stop both services (the broker's topics are lost)",
-        description=f"Stop the broker and PostgreSQL. {devstack.MEMORY_ONLY_NOTE}; "
-        "PostgreSQL keeps its data.",
+        help="stop both services (data kept, except tansu's in-memory topics)",
+        description="Stop the broker and PostgreSQL. Apache Kafka and PostgreSQL keep their "
+        f"data on disk; {devstack.MEMORY_ONLY_NOTE}.",
     )
     down.set_defaults(func=_down)
     status = sub.add_parser(
@@ -76,13 +82,14 @@ def _progress(message: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
-        endpoints = devstack.up(settings, log=_progress)
+        endpoints = devstack.up(settings, log=_progress, broker=args.broker)
         # the ledger topic with its documented settings, before any publish could auto-create it
         partitions = ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
     except (devstack.DevStackError, LedgerTopicError, KafkaError) as exc:
         raise CommandError(str(exc)) from None
     _progress(f"ledger topic {settings.topic}: {partitions} partitions, infinite retention")
-    print(f"# kafka:    {endpoints.kafka_bootstrap} ({devstack.MEMORY_ONLY_NOTE})")
+    kafka = devstack.status(settings)["kafka"]
+    print(f"# kafka:    {endpoints.kafka_bootstrap} ({kafka['note']})")
     print(f"# postgres: {endpoints.database_url}")
     print(f"export {ENV_KAFKA_BOOTSTRAP}={shlex.quote(endpoints.kafka_bootstrap)}")
     print(f"export {ENV_DATABASE_URL}={shlex.quote(endpoints.database_url)}")
@@ -113,7 +120,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"{name:<9} running  pid {service['pid']:<8} {service['url']}")
         else:
             print(f"{name:<9} stopped")
+        if name == "kafka" and service["label"] is not None:
+            print(f"{'':<9} broker: {service['note']}")
         print(f"{'':<9} log: {service['log']}")
-    print(f"note: {devstack.MEMORY_ONLY_NOTE}")
     running = report["kafka"]["running"] and report["postgres"]["running"]
     return 0 if running else EXIT_NOT_RUNNING

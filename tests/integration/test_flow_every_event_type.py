@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+import pytest
 from helpers_flow import (
     CPF,
     CPF_DIGITS,
@@ -32,6 +33,7 @@ CODE = "C-FLOW-0001"
 NAME = "Ana Beatriz Souza"
 
 
+@pytest.mark.tansu_lane
 def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsys):
     rt = start_runtime(settings)
     with ProtocolIssuer(rt.database_url, block_size=5) as issuer:

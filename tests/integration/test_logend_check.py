@@ -55,6 +55,7 @@ def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
     assert ensure_ledger_topic(bootstrap, topic, partitions) == partitions
 
 
+@pytest.mark.tansu_lane
 def test_recreated_topic_stops_the_projector_and_changes_nothing(settings, tmp_path):
     _, receipts = publish_day(settings, contacts=60, seed=404)
     ends = log_ends(receipts)
@@ -106,6 +107,7 @@ def test_recreated_topic_stops_the_projector_and_changes_nothing(settings, tmp_p
     assert after == before, describe_difference(before, after)
 
 
+@pytest.mark.tansu_lane
 def test_recreated_topic_that_grew_past_the_stored_offsets_is_not_skipped(settings):
     """The same fault, found later: by the time the projector looks, producers have written
     more to the recreated topic than was projected from the old one. Seeking to the stored
