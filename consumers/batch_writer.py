@@ -16,30 +16,22 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import psycopg
 
-from protocolo.projections.journal import (
-    JournalRow,
-    PartitionProgress,
-    QuarantineRow,
-    write_batch,
-)
+from protocolo.projections.journal import write_journal, write_quarantine
 
-
-@dataclass(frozen=True)
-class Batch:
-    rows: Sequence[JournalRow]
-    quarantined: Sequence[QuarantineRow]
-    progress: Sequence[PartitionProgress]
+from .batch import Batch
+from .tracking import TrackingStore
 
 
 class BatchWriter:
-    def __init__(self, conn: psycopg.Connection, topic: str, on_committed: Callable[[Batch], None]) -> None:
+    def __init__(self, conn: psycopg.Connection, tracking: TrackingStore,
+                 on_committed: Callable[[Batch], None]) -> None:
         self._conn = conn
-        self._topic = topic
+        self._tracking = tracking
+        self._topic = tracking.topic
         self._on_committed = on_committed
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -87,8 +79,7 @@ class BatchWriter:
                 if failed_before:
                     continue  # its fence is stale: the projector will re-read and redo it
                 try:
-                    with self._conn.transaction():
-                        write_batch(self._conn, self._topic, batch.rows, batch.quarantined, batch.progress)
+                    self._write(batch)
                 except BaseException as exc:  # noqa: BLE001 - handed to the projector's thread
                     with self._lock:
                         self._error = self._error or exc
@@ -96,3 +87,10 @@ class BatchWriter:
                 self._on_committed(batch)
             finally:
                 self._queue.task_done()
+
+    def _write(self, batch: Batch) -> None:
+        """One transaction: journal rows and views, quarantine rows, fenced positions."""
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            write_journal(cur, self._topic, batch.rows)
+            write_quarantine(cur, self._topic, batch.quarantined)
+            self._tracking.advance(cur, batch.progress)

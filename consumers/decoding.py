@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
@@ -41,11 +41,28 @@ def _headers_json(headers: Any) -> str:
     return json.dumps([[k, (v or b"").decode("utf-8", "replace")] for k, v in headers])
 
 
-def _timestamp(record: Any) -> datetime | None:
+def _timestamp(record: KafkaRecord) -> datetime | None:
     ts = getattr(record, "timestamp", None)
     if ts is None or ts < 0:
         return None
     return datetime.fromtimestamp(ts / 1000, tz=UTC)
+
+
+class KafkaRecord(Protocol):
+    """What the projector reads of a record (kafka-python's ``ConsumerRecord`` has it)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 class RecordDecoder:
@@ -53,7 +70,7 @@ class RecordDecoder:
         self.topic = topic
         self.catalogue = catalogue or SchemaCatalogue.load()
 
-    def decode(self, record: Any, leaf_index: int) -> JournalRow | QuarantineRow:
+    def decode(self, record: KafkaRecord, leaf_index: int) -> JournalRow | QuarantineRow:
         """``record`` is a kafka-python ConsumerRecord (raw bytes key and value)."""
         key, value = record.key, record.value
         headers = _headers_json(record.headers)
