@@ -1,0 +1,59 @@
+"""Constructors that fail give back what they took: connections and threads.
+
+Connections are counted from PostgreSQL's side (``pg_stat_activity`` for the test database,
+less the counting connection itself); threads with ``threading.enumerate``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import psycopg
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from protocolo.consumers.projector import Projector, ProjectorOptions
+from protocolo.projections.migrations import connect
+
+
+def connections_to(database_url: str) -> int:
+    """Backends connected to the test database, other than the one asking."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_projector_whose_consumer_cannot_start_leaves_no_connection_or_thread(database_url: str) -> None:
+    connect(database_url).close()  # schema in place: only the projector's own connections count
+    threads_before = set(threading.enumerate())
+    assert connections_to(database_url) == 0
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap") as raised:
+        Projector(f"127.0.0.1:{closed_port()}", database_url, topic="leak-test", group_id="leak-test",
+                  options=ProjectorOptions(kafka={"bootstrap_timeout_ms": 1000}))
+    # ``raised`` keeps the traceback, and with it every local of the failed constructor, alive:
+    # whatever is still open now was not closed by the constructor itself.
+    assert raised.value is not None
+    assert connections_to(database_url) == 0, "the failed constructor left connections open"
+    leftover = [t.name for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+    assert leftover == [], f"the failed constructor left threads running: {leftover}"
+
+
+def test_connect_closes_its_connection_when_a_migration_fails(database_url: str) -> None:
+    # A database that already holds a table of the same name as one the migrations create.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE journal (something_else text)")
+    with pytest.raises(psycopg.errors.DuplicateTable) as raised:
+        connect(database_url)
+    assert raised.value is not None
+    assert connections_to(database_url) == 0, "connect left its connection open"
