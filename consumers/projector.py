@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,20 +124,30 @@ class Projector:
         self._stop = threading.Event()
         self._positions = Positions()
         self._processor = BatchProcessor(RecordDecoder(topic, catalogue))
-        self._conn = connect(database_url)  # reads offsets; batches go through the writer's
-        self._tracking = TrackingStore(self._conn, topic)
-        install_profiles(self._conn)
-        self._conn.commit()
-        self._writer_conn = connect(database_url, autocommit=True)
-        ensure_staging(self._writer_conn)
-        prepare_session(self._writer_conn, self.options.policy_override)
         self._fatal: BaseException | None = None
         self._conflicts_in_a_row = 0
         self._committed: list[Batch] = []  # appended by the writer thread, drained here
-        self._writer = BatchWriter(self._writer_conn, self._tracking, self._on_committed)
+        # Whatever is opened here is closed again if a later step fails (a broker that
+        # cannot be reached, a database that refuses the migrations).
+        with ExitStack() as opened:
+            self._conn = connect(database_url)  # reads offsets; batches go through the writer's
+            opened.callback(self._conn.close)
+            self._tracking = TrackingStore(self._conn, topic)
+            install_profiles(self._conn)
+            self._conn.commit()
+            self._writer_conn = connect(database_url, autocommit=True)
+            opened.callback(self._writer_conn.close)
+            ensure_staging(self._writer_conn)
+            prepare_session(self._writer_conn, self.options.policy_override)
+            self._writer = BatchWriter(self._writer_conn, self._tracking, self._on_committed)
+            opened.callback(self._writer.close)
+            self._consumer = self._new_consumer(bootstrap_servers, group_id)
+            opened.pop_all()
+
+    def _new_consumer(self, bootstrap_servers: str | list[str], group_id: str) -> KafkaConsumer:
         opts = self.options
         batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
-        self._consumer = KafkaConsumer(
+        consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             enable_auto_commit=False,
@@ -150,7 +161,12 @@ class Projector:
             max_poll_interval_ms=opts.max_poll_interval_ms,
             **opts.kafka,
         )
-        self._consumer.subscribe([topic], listener=_SeekToStored(self))
+        try:
+            consumer.subscribe([self.topic], listener=_SeekToStored(self))
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        return consumer
 
     # -- positions -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ also records it in ``schema_migrations``. An advisory lock serialises concurrent
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -39,8 +40,12 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     return applied_now
 
 
-def connect(database_url: str, **kwargs) -> psycopg.Connection:
-    """Open a connection and bring the schema up to date."""
+def connect(database_url: str, **kwargs: Any) -> psycopg.Connection:
+    """Open a connection and bring the schema up to date (closed again if that fails)."""
     conn = psycopg.connect(database_url, **kwargs)
-    migrate(conn)
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
