@@ -26,6 +26,13 @@ from .batch import Batch
 from .tracking import TrackingStore
 
 
+class PositionsMoved(RuntimeError):
+    """A batch was written without some of its rows: the database refused them, they were
+    quarantined instead, and the leaf indexes after them moved. Batches handed over after
+    it were numbered the old way, so they are not written; the run loop re-reads the
+    stored positions, as after a fencing conflict (but it is no conflict)."""
+
+
 class BatchWriter:
     def __init__(self, conn: psycopg.Connection, tracking: TrackingStore,
                  on_committed: Callable[[Batch], None]) -> None:
