@@ -6,7 +6,9 @@ content PostgreSQL's ``text``/``jsonb`` cannot store or that no valid producer w
 a NUL character (U+0000) inside string fields of a valid Avro single-object encoding
 (encoded here with fastavro and the single-object header, independently of the project's
 encoder), NUL and invalid UTF-8 in header values, a NUL in a header key, a key that is not
-UTF-8, random bytes, hundreds of kilobytes of headers with a NUL in them. Alongside them,
+UTF-8, random bytes, hundreds of kilobytes of headers with a NUL in them, and a recording
+whose retention (2^31 - 1 days) passes every decode-time rule but makes the views compute a
+deadline beyond PostgreSQL's timestamps (refused at write time). Alongside them,
 records that are odd but storable (hundreds of kilobytes of clean headers) must be
 journalled like any valid event.
 
@@ -78,7 +80,8 @@ def _note(protocol: str, text: str = "hostile records test") -> Event:
                  protocol_number=protocol, occurred_at=datetime.now(UTC) - timedelta(hours=1))
 
 
-def hostile_records(publisher: LedgerPublisher, catalogue: SchemaCatalogue, protocol: str) -> list[Sent]:
+def hostile_records(publisher: LedgerPublisher, catalogue: SchemaCatalogue, protocol: str,
+                    recording: PreparedEvent) -> list[Sent]:
     def fresh() -> PreparedEvent:
         return publisher.prepare(_note(protocol))
 
@@ -104,6 +107,12 @@ def hostile_records(publisher: LedgerPublisher, catalogue: SchemaCatalogue, prot
         Sent("key not UTF-8", b"\xff" + non_utf8_key.key, non_utf8_key.value, non_utf8_key.headers,
              ("wrong key",), non_utf8_key.event_id),
         Sent("random bytes", os.urandom(16), os.urandom(300), [("x-\u00e9", os.urandom(40))], ("",)),
+        # Passes every decode-time rule, but its retention deadline is beyond PostgreSQL's
+        # timestamps: the views refuse it at write time (the writer's net, row_isolation).
+        Sent("retention beyond any timestamp", recording.key, avro_single_object(
+            catalogue, recording.value, {"meta.event_id": str(uuid.uuid4()), "recording_id": "rec-beyond-time",
+                                         "retention_days": 2**31 - 1}),
+             recording.headers, ("refused", "out of range")),
         # Odd but storable: journalled like any valid event.
         with_headers("huge clean headers", big_clean),
     ]
@@ -128,7 +137,8 @@ def test_hostile_records_are_quarantined_and_projection_never_stops(settings: Se
     publisher = rt.publisher("hostile-test")
     try:
         valid = [publisher.prepare(e) for e in day.events]
-        hostile = hostile_records(publisher, catalogue, valid[0].key.decode())
+        recording = next(e for e in valid if e.event_type == "RecordingCaptured")
+        hostile = hostile_records(publisher, catalogue, valid[0].key.decode(), recording)
     finally:
         publisher.close()
 
