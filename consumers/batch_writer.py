@@ -9,7 +9,10 @@ Exactly-once is untouched: each batch is still one transaction holding its rows 
 offsets, fenced on the offsets the batch started from. The projector advances its
 positions optimistically when it hands a batch over; if a write fails, every batch
 handed over after it fails its fence too, and the projector, on seeing the failure,
-waits for the writer to go idle and re-reads the stored offsets.
+waits for the writer to go idle and re-reads the stored offsets. A batch the database
+refuses for one row's content is written without that row (quarantined instead, see
+:mod:`.row_isolation`); its leaf indexes moved, so the writer reports
+:class:`PositionsMoved` and the batches behind it are skipped and redone the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import psycopg
 from protocolo.projections.journal import write_journal, write_quarantine
 
 from .batch import Batch
+from .row_isolation import RowIsolatingWrite, progress_moved, refused_content
 from .tracking import TrackingStore
 
 
@@ -86,18 +90,33 @@ class BatchWriter:
                 if failed_before:
                     continue  # its fence is stale: the projector will re-read and redo it
                 try:
-                    self._write(batch)
+                    written = self._write(batch)
                 except BaseException as exc:  # noqa: BLE001 - handed to the projector's thread
-                    with self._lock:
-                        self._error = self._error or exc
+                    self._fail(exc)
                     continue
-                self._on_committed(batch)
+                self._on_committed(written)
+                if progress_moved(batch.progress, written.progress):
+                    self._fail(PositionsMoved(
+                        f"{len(written.quarantined) - len(batch.quarantined)} records of a batch were "
+                        "refused by the database and quarantined; re-reading the stored positions"))
             finally:
                 self._queue.task_done()
 
-    def _write(self, batch: Batch) -> None:
-        """One transaction: journal rows and views, quarantine rows, fenced positions."""
-        with self._conn.transaction(), self._conn.cursor() as cur:
-            write_journal(cur, self._topic, batch.rows)
-            write_quarantine(cur, self._topic, batch.quarantined)
-            self._tracking.advance(cur, batch.progress)
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self._error = self._error or exc
+
+    def _write(self, batch: Batch) -> Batch:
+        """One transaction: journal rows and views, quarantine rows, fenced positions. If the
+        database refuses a row's content, the batch is written again without the refused
+        rows, which are quarantined (:mod:`.row_isolation`). Returns what was written."""
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                write_journal(cur, self._topic, batch.rows)
+                write_quarantine(cur, self._topic, batch.quarantined)
+                self._tracking.advance(cur, batch.progress)
+        except psycopg.Error as exc:
+            if not refused_content(exc):
+                raise
+            return RowIsolatingWrite(self._conn, self._tracking, batch).write()
+        return batch

@@ -38,7 +38,7 @@ from protocolo.projections.views import install_profiles, prepare_session
 from protocolo.schemas.catalogue import SchemaCatalogue
 
 from .batch import Batch, BatchProcessor, Positions
-from .batch_writer import BatchWriter
+from .batch_writer import BatchWriter, PositionsMoved
 from .decoding import RecordDecoder
 from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
 from .tracking import OffsetConflict, TrackingStore
@@ -266,13 +266,17 @@ class Projector:
                 })
 
     def _take_write_failure(self) -> bool:
-        """Collect a failed write. A fencing conflict (another projector wrote these offsets)
-        returns True: the caller re-reads the stored offsets. Anything else stops the projector."""
+        """Collect a failed write. A fencing conflict (another projector wrote these offsets),
+        or a batch written without rows the database refused (its leaves moved), returns
+        True: the caller re-reads the stored offsets. Anything else stops the projector."""
         if not self._writer.failed():
             return False
         self._writer.drain()  # batches queued behind the failure are skipped, not written
         error = self._writer.take_error()
         assert error is not None
+        if isinstance(error, PositionsMoved):
+            log.warning("%s", error)
+            return True  # not a conflict: the batch was written
         if isinstance(error, OffsetConflict):
             log.warning("%s; re-reading stored offsets", error)
         elif isinstance(error, psycopg.errors.UniqueViolation):
