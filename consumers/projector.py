@@ -14,6 +14,10 @@ skipping or re-projecting (``auto_offset_reset='none'``: no reset policy ever mo
 A replaced log that has already grown past the stored offsets is caught too: on every
 assignment the projector re-reads the last record it projected on each partition and
 stops with :class:`LogReplaced` unless its Merkle leaf equals the journal's.
+
+This module is the run loop only (the Kafka consumer, rebalances, seeks, stop conditions).
+What a poll's records become is :mod:`.batch`'s job; where each partition stands,
+:mod:`.tracking`'s; writing, :mod:`.batch_writer`'s (see ``docs/projector.md``).
 """
 
 from __future__ import annotations
