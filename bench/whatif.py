@@ -42,11 +42,12 @@ import ledger_bench as lb  # noqa: E402
 from kafka import TopicPartition  # noqa: E402
 
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats  # noqa: E402
+from protocolo.consumers.tracking import PartitionProgress, Position  # noqa: E402
 from protocolo.core.deployment_keys import load_keys  # noqa: E402
 from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer  # noqa: E402
 from protocolo.producers.publisher import Event, LedgerPublisher, PreparedEvent, PublisherOptions  # noqa: E402
 from protocolo.producers.simulator import chunks  # noqa: E402
-from protocolo.projections.journal import JournalRow, PartitionProgress, write_batch  # noqa: E402
+from protocolo.projections.journal import JournalRow, write_journal  # noqa: E402
 from protocolo.projections.schema import connect  # noqa: E402
 from protocolo.schemas.validation import StructureValidator  # noqa: E402
 
@@ -89,14 +90,14 @@ class Pipelined(Assign):
         super().__init__(*a, **kw)
         self._writer = ThreadPoolExecutor(1)
         self._inflight: Future | None = None
-        self._ahead: dict[int, tuple[int, int]] = {}
+        self._ahead: dict[int, Position | None] = {}
 
     def _write(self, rows: list[JournalRow], progress: list[PartitionProgress]) -> None:
-        with self._conn.transaction():
-            write_batch(self._conn, self.topic, rows, [], progress)
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            write_journal(cur, self.topic, rows)
+            self._tracking.advance(cur, progress)  # noqa: SLF001
         self._conn.commit()
-        for p in progress:
-            self._positions.stored[p.partition] = (p.next_offset, p.next_leaf_index)
+        self._positions.advance(progress)  # noqa: SLF001
         self.stats.batches += 1
         self.stats.journaled += len(rows)
 
@@ -111,17 +112,17 @@ class Pipelined(Assign):
         progress: list[PartitionProgress] = []
         for tp, records in polled.items():
             at = self._ahead.get(tp.partition, self._positions.stored.get(tp.partition))
-            next_offset, leaf = at if at else (0, 0)
+            next_offset, leaf = (at.next_offset, at.next_leaf_index) if at else (0, 0)
             for record in records:
                 if record.offset < next_offset:
                     continue
-                row = self._decoder.decode(record, leaf)
+                row = self._processor.decoder.decode(record, leaf)  # noqa: SLF001
                 assert isinstance(row, JournalRow), "prototype: no quarantine"
                 rows.append(row)
                 leaf += 1
                 next_offset = record.offset + 1
-            progress.append(PartitionProgress(tp.partition, at[0] if at else None, next_offset, leaf))
-            self._ahead[tp.partition] = (next_offset, leaf)
+            progress.append(PartitionProgress(tp.partition, at.next_offset if at else None, next_offset, leaf))
+            self._ahead[tp.partition] = Position(next_offset, leaf)
         self._wait()
         if rows:
             self._inflight = self._writer.submit(self._write, rows, progress)
@@ -132,7 +133,7 @@ class Pipelined(Assign):
         for tp in assignment:
             high = self._consumer.highwater(tp)
             at = self._ahead.get(tp.partition, self._positions.stored.get(tp.partition))
-            if high is None or (at[0] if at else 0) < high:
+            if high is None or (at.next_offset if at else 0) < high:
                 return False
         self._wait()
         return bool(assignment)

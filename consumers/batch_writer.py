@@ -9,41 +9,50 @@ Exactly-once is untouched: each batch is still one transaction holding its rows 
 offsets, fenced on the offsets the batch started from. The projector advances its
 positions optimistically when it hands a batch over; if a write fails, every batch
 handed over after it fails its fence too, and the projector, on seeing the failure,
-waits for the writer to go idle and re-reads the stored offsets.
+waits for the writer to go idle and re-reads the stored offsets. A batch the database
+refuses for one row's content is written without that row (quarantined instead, see
+:mod:`.row_isolation`); its leaf indexes moved, so the writer reports
+:class:`PositionsMoved` and the batches behind it are skipped and redone the same way.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
-from protocolo.projections.journal import (
-    JournalRow,
-    PartitionProgress,
-    QuarantineRow,
-    write_batch,
-)
+from protocolo.projections.journal import write_journal, write_quarantine
+
+from .batch import Batch
+from .kill_points import KillSwitch
+from .row_isolation import RowIsolatingWrite, progress_moved, refused_content
+from .tracking import TrackingStore
 
 
-@dataclass(frozen=True)
-class Batch:
-    rows: Sequence[JournalRow]
-    quarantined: Sequence[QuarantineRow]
-    progress: Sequence[PartitionProgress]
+class PositionsMoved(RuntimeError):
+    """A batch was written without some of its rows: the database refused them, they were
+    quarantined instead, and the leaf indexes after them moved. Batches handed over after
+    it were numbered the old way, so they are not written; the run loop re-reads the
+    stored positions, as after a fencing conflict (but it is no conflict)."""
 
 
 class BatchWriter:
-    def __init__(self, conn: psycopg.Connection, topic: str, on_committed: Callable[[Batch], None]) -> None:
+    def __init__(self, conn: psycopg.Connection, tracking: TrackingStore,
+                 on_committed: Callable[[Batch], None]) -> None:
         self._conn = conn
-        self._topic = topic
+        self._tracking = tracking
+        self._topic = tracking.topic
         self._on_committed = on_committed
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._kill = KillSwitch.from_env()
+        self._batches = 0  # batches this writer has started to write
+        self._committed_records = 0
+        self._committed_at: dict[int, int] = {}  # partition -> next offset, as this writer committed it
         self._thread = threading.Thread(target=self._run, name="protocolo-batch-writer", daemon=True)
         self._thread.start()
 
@@ -87,12 +96,57 @@ class BatchWriter:
                 if failed_before:
                     continue  # its fence is stale: the projector will re-read and redo it
                 try:
-                    with self._conn.transaction():
-                        write_batch(self._conn, self._topic, batch.rows, batch.quarantined, batch.progress)
+                    written = self._write(batch)
                 except BaseException as exc:  # noqa: BLE001 - handed to the projector's thread
-                    with self._lock:
-                        self._error = self._error or exc
+                    self._fail(exc)
                     continue
-                self._on_committed(batch)
+                self._note_committed(written)
+                self._on_committed(written)
+                self._kill.reached("between-batches", self._batches, self._kill_facts())
+                if progress_moved(batch.progress, written.progress):
+                    self._fail(PositionsMoved(
+                        f"{len(written.quarantined) - len(batch.quarantined)} records of a batch were "
+                        "refused by the database and quarantined; re-reading the stored positions"))
             finally:
                 self._queue.task_done()
+
+    def _note_committed(self, batch: Batch) -> None:
+        self._committed_records += batch.records
+        for p in batch.progress:
+            self._committed_at[p.partition] = p.next_offset
+
+    def _kill_facts(self, pending: Batch | None = None) -> dict[str, Any]:
+        """For the kill report (kill_points): what this writer committed, what is open."""
+        facts: dict[str, Any] = {
+            "committed_records": self._committed_records,
+            "committed_offsets": {str(p): o for p, o in self._committed_at.items()},
+            "transaction_status": self._conn.info.transaction_status.name,
+        }
+        if pending is not None:
+            facts["pending_records"] = pending.records
+            facts["pending_offsets"] = {str(p.partition): p.next_offset for p in pending.progress}
+        return facts
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self._error = self._error or exc
+
+    def _write(self, batch: Batch) -> Batch:
+        """One transaction: journal rows and views, quarantine rows, fenced positions. If the
+        database refuses a row's content, the batch is written again without the refused
+        rows, which are quarantined (:mod:`.row_isolation`). Returns what was written."""
+        self._batches += 1
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                write_journal(cur, self._topic, batch.rows)
+                write_quarantine(cur, self._topic, batch.quarantined)
+                self._tracking.advance(cur, batch.progress)
+                if self._kill.point is not None:
+                    facts = self._kill_facts(pending=batch)
+                    self._kill.reached("before-first-commit", self._batches, facts)
+                    self._kill.reached("in-transaction", self._batches, facts)
+        except psycopg.Error as exc:
+            if not refused_content(exc):
+                raise
+            return RowIsolatingWrite(self._conn, self._tracking, batch).write()
+        return batch

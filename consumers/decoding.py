@@ -1,8 +1,11 @@
 """Turning one Kafka record into a journal row, or a quarantine row saying why not.
 
-Nothing is dropped: a record that cannot be decoded (unknown fingerprint, truncated or
-garbage body), or whose key does not match the key the contract requires, becomes a
-quarantine row with its raw bytes and the error.
+Nothing is dropped and nothing stops here: a record that cannot be decoded (unknown
+fingerprint, truncated or garbage body), whose key does not match the key the contract
+requires, that breaks a domain rule, or that holds content PostgreSQL cannot store (a NUL
+character in a string, headers that are not UTF-8 text; see :mod:`.storable`) becomes a
+quarantine row with its raw bytes and the error. So does a record that makes decoding
+fail in any other way: no single record, whatever its bytes, may stop projection.
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from protocolo.core.errors import EventRejected
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import DecodeError
 from protocolo.schemas.validation import check_domain_rules, entity_key
+
+from .storable import clean_error, nul_paths, stored_headers
 
 
 def _json_default(value: Any) -> Any:
@@ -31,21 +35,43 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    """JSON text of a decoded record: timestamps ISO 8601, UUIDs as text, bytes as hex."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    """JSON text of a decoded record: timestamps ISO 8601, UUIDs as text, bytes as hex.
+    NaN and infinities are refused (ValueError): jsonb has no spelling for them."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
 
 
-def _headers_json(headers: Any) -> str:
-    if not headers:
-        return "[]"
-    return json.dumps([[k, (v or b"").decode("utf-8", "replace")] for k, v in headers])
+class UnstorableContent(DecodeError):
+    """The record decodes, but holds content PostgreSQL text/jsonb cannot store."""
 
 
-def _timestamp(record: Any) -> datetime | None:
+def _timestamp(record: KafkaRecord) -> datetime | None:
+    """The broker timestamp; None when absent or beyond what a datetime holds (a producer
+    sets it freely; it is metadata, the event's own time is ``meta.occurred_at``)."""
     ts = getattr(record, "timestamp", None)
     if ts is None or ts < 0:
         return None
-    return datetime.fromtimestamp(ts / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(ts / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+class KafkaRecord(Protocol):
+    """What the projector reads of a record (kafka-python's ``ConsumerRecord`` has it)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Any: ...
 
 
 class RecordDecoder:
@@ -53,32 +79,43 @@ class RecordDecoder:
         self.topic = topic
         self.catalogue = catalogue or SchemaCatalogue.load()
 
-    def decode(self, record: Any, leaf_index: int) -> JournalRow | QuarantineRow:
+    def decode(self, record: KafkaRecord, leaf_index: int) -> JournalRow | QuarantineRow:
         """``record`` is a kafka-python ConsumerRecord (raw bytes key and value)."""
-        key, value = record.key, record.value
-        headers = _headers_json(record.headers)
+        headers = stored_headers(record.headers)
         try:
-            if value is None:
-                raise DecodeError("the record has no value (tombstone); the ledger never deletes")
-            decoded = self.catalogue.decode(value)
-            payload = decoded.record
-            meta = payload["meta"]
-            expected_key = entity_key(decoded.event_type, payload)
-            actual_key = key.decode("utf-8", "replace") if key is not None else None
-            if actual_key != expected_key:
-                raise DecodeError(
-                    f"wrong key: {decoded.event_type} must be keyed by {expected_key!r}, got {actual_key!r}"
-                )
-            occurred_at = meta["occurred_at"]
-            # A producer that bypassed LedgerPublisher may break a domain rule the views
-            # rely on (an unknown retention profile, a bad protocol check digit): such a
-            # record is quarantined, not allowed to stop projection on every restart.
-            check_domain_rules(decoded.event_type, payload, at_publish=False)
-        except (DecodeError, EventRejected, KeyError, TypeError, ValueError) as exc:
+            return self._journal_row(record, leaf_index, headers.json, headers.problems)
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes did, the record is kept, not fatal
             return QuarantineRow(
                 kafka_partition=record.partition, kafka_offset=record.offset,
-                kafka_timestamp=_timestamp(record), record_key=key, record_value=value,
-                headers=headers, error=f"{type(exc).__name__}: {exc}",
+                kafka_timestamp=_timestamp(record), record_key=record.key, record_value=record.value,
+                headers=headers.json, error=clean_error(f"{type(exc).__name__}: {exc}"),
+            )
+
+    def _journal_row(self, record: KafkaRecord, leaf_index: int, headers: str,
+                     header_problems: tuple[str, ...]) -> JournalRow:
+        key, value = record.key, record.value
+        if value is None:
+            raise DecodeError("the record has no value (tombstone); the ledger never deletes")
+        decoded = self.catalogue.decode(value)
+        payload = decoded.record
+        meta = payload["meta"]
+        expected_key = entity_key(decoded.event_type, payload)
+        actual_key = key.decode("utf-8", "replace") if key is not None else None
+        if actual_key != expected_key:
+            raise DecodeError(
+                f"wrong key: {decoded.event_type} must be keyed by {expected_key!r}, got {actual_key!r}"
+            )
+        # A producer that bypassed LedgerPublisher may break a domain rule the views
+        # rely on (an unknown retention profile, a bad protocol check digit): such a
+        # record is quarantined, not allowed to stop projection on every restart.
+        check_domain_rules(decoded.event_type, payload, at_publish=False)
+        # ... or hold what PostgreSQL cannot store, which would fail the whole batch.
+        nul_fields = list(nul_paths(payload))
+        if nul_fields or header_problems:
+            reasons = [f"{', '.join(nul_fields)}: a NUL character (U+0000)"] if nul_fields else []
+            raise UnstorableContent(
+                f"{decoded.event_type} holds what PostgreSQL text cannot store: "
+                + "; ".join([*reasons, *header_problems])
             )
         return JournalRow(
             kafka_partition=record.partition,
@@ -93,7 +130,7 @@ class RecordDecoder:
             event_id=str(meta["event_id"]),
             protocol_number=meta.get("protocol_number"),
             entity_key=expected_key,
-            occurred_at=occurred_at,
+            occurred_at=meta["occurred_at"],
             payload=to_json(payload),
             leaf_index=leaf_index,
             leaf_hash=leaf_hash(self.topic, record.partition, record.offset, key, value),

@@ -14,6 +14,10 @@ skipping or re-projecting (``auto_offset_reset='none'``: no reset policy ever mo
 A replaced log that has already grown past the stored offsets is caught too: on every
 assignment the projector re-reads the last record it projected on each partition and
 stops with :class:`LogReplaced` unless its Merkle leaf equals the journal's.
+
+This module is the run loop only (the Kafka consumer, rebalances, seeks, stop conditions).
+What a poll's records become is :mod:`.batch`'s job; where each partition stands,
+:mod:`.tracking`'s; writing, :mod:`.batch_writer`'s (see ``docs/projector.md``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,63 +35,27 @@ import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
-from protocolo.projections.integrity import leaf_hash
-from protocolo.projections.journal import (
-    JournalRow,
-    OffsetConflict,
-    PartitionProgress,
-    QuarantineRow,
-    ensure_staging,
-    last_projected,
-    stored_progress,
-)
+from protocolo.projections.journal import ensure_staging
 from protocolo.projections.schema import connect
 from protocolo.projections.views import install_profiles
 from protocolo.schemas.catalogue import SchemaCatalogue
 
-from .batch_writer import Batch, BatchWriter
+from .batch import Batch, BatchProcessor, Positions
+from .batch_writer import BatchWriter, PositionsMoved
 from .decoding import RecordDecoder
+from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
+from .tracking import OffsetConflict, TrackingStore
+
+__all__ = [
+    "LogReplaced", "Projector", "ProjectorError", "ProjectorOptions", "ProjectorStats",
+    "StoredOffsetBeyondLogEnd",
+]
 
 log = logging.getLogger(__name__)
 
 #: Fencing conflicts are normal around a rebalance; this many in a row, with no batch
 #: committed in between, means the stored offsets and the journal disagree.
 MAX_CONFLICTS_IN_A_ROW = 10
-
-
-class ProjectorError(RuntimeError):
-    pass
-
-
-#: What to do when the log no longer holds what was projected (both errors below).
-_REPLACED_LOG_REMEDY = (
-    "Nothing was skipped or projected twice; the projector stopped. Restore the topic's data, "
-    "or point the projector at a fresh database (PROTOCOLO_DATABASE_URL) or another topic "
-    "(PROTOCOLO_TOPIC) to start a new ledger; the journal in PostgreSQL still holds everything "
-    "projected so far."
-)
-
-
-class StoredOffsetBeyondLogEnd(ProjectorError):
-    def __init__(self, topic: str, partition: int, stored: int, log_end: int | None) -> None:
-        end = "out of range" if log_end is None else f"ends at offset {log_end}"
-        super().__init__(
-            f"{topic} partition {partition}: PostgreSQL says {stored} records of this partition were "
-            f"already projected, but the broker's log {end}. The topic was deleted and recreated, or "
-            "the broker lost data (the embedded tansu broker keeps its log in memory: restarting it "
-            f"empties every topic). {_REPLACED_LOG_REMEDY}"
-        )
-        self.topic, self.partition, self.stored, self.log_end = topic, partition, stored, log_end
-
-
-class LogReplaced(ProjectorError):
-    def __init__(self, topic: str, partition: int, offset: int, found: str) -> None:
-        super().__init__(
-            f"{topic} partition {partition}: the record at offset {offset} is {found}, not the one "
-            "projected there (its Merkle leaf differs from the journal's). The topic was deleted and "
-            f"recreated, or the broker lost data and was written to again. {_REPLACED_LOG_REMEDY}"
-        )
-        self.topic, self.partition, self.offset = topic, partition, offset
 
 
 @dataclass
@@ -116,15 +85,6 @@ class ProjectorStats:
         return self.journaled + self.quarantined
 
 
-class _Positions:
-    """What PostgreSQL says for each assigned partition: (next_offset, next_leaf) or None,
-    and, until checked, the last projected record each resumed partition must still hold."""
-
-    def __init__(self) -> None:
-        self.stored: dict[int, tuple[int, int] | None] = {}
-        self.verify: dict[int, tuple[int, bytes]] = {}  # partition -> (offset, leaf hash)
-
-
 class _SeekToStored(ConsumerRebalanceListener):
     def __init__(self, projector: Projector) -> None:
         self.projector = projector
@@ -137,8 +97,7 @@ class _SeekToStored(ConsumerRebalanceListener):
             # What this member wrote must be committed before another member reads the offsets.
             self.projector._settle()
             for tp in revoked:
-                self.projector._positions.stored.pop(tp.partition, None)
-                self.projector._positions.verify.pop(tp.partition, None)
+                self.projector._positions.forget(tp.partition)
         except BaseException as exc:
             self.projector._fatal = self.projector._fatal or exc
             raise
@@ -168,20 +127,31 @@ class Projector:
         self.stats = ProjectorStats()
         self._progress = progress
         self._stop = threading.Event()
-        self._positions = _Positions()
-        self._decoder = RecordDecoder(topic, catalogue)
-        self._conn = connect(database_url)  # reads offsets; batches go through the writer's
-        install_profiles(self._conn)
-        self._conn.commit()
-        self._writer_conn = connect(database_url, autocommit=True)
-        ensure_staging(self._writer_conn)
+        self._positions = Positions()
+        self._processor = BatchProcessor(RecordDecoder(topic, catalogue))
         self._fatal: BaseException | None = None
         self._conflicts_in_a_row = 0
         self._committed: list[Batch] = []  # appended by the writer thread, drained here
-        self._writer = BatchWriter(self._writer_conn, topic, self._on_committed)
+        # Whatever is opened here is closed again if a later step fails (a broker that
+        # cannot be reached, a database that refuses the migrations).
+        with ExitStack() as opened:
+            self._conn = connect(database_url)  # reads offsets; batches go through the writer's
+            opened.callback(self._conn.close)
+            self._tracking = TrackingStore(self._conn, topic)
+            install_profiles(self._conn)
+            self._conn.commit()
+            self._writer_conn = connect(database_url, autocommit=True)
+            opened.callback(self._writer_conn.close)
+            ensure_staging(self._writer_conn)
+            self._writer = BatchWriter(self._writer_conn, self._tracking, self._on_committed)
+            opened.callback(self._writer.close)
+            self._consumer = self._new_consumer(bootstrap_servers, group_id)
+            opened.pop_all()
+
+    def _new_consumer(self, bootstrap_servers: str | list[str], group_id: str) -> KafkaConsumer:
         opts = self.options
         batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
-        self._consumer = KafkaConsumer(
+        consumer = KafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             enable_auto_commit=False,
@@ -195,7 +165,12 @@ class Projector:
             max_poll_interval_ms=opts.max_poll_interval_ms,
             **opts.kafka,
         )
-        self._consumer.subscribe([topic], listener=_SeekToStored(self))
+        try:
+            consumer.subscribe([self.topic], listener=_SeekToStored(self))
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        return consumer
 
     # -- positions -------------------------------------------------------------------
 
@@ -204,51 +179,37 @@ class Projector:
         self._writer.drain()
         self._acknowledge()
         self._take_write_failure()  # a conflict needs no more than the re-read below
-        self._conn.rollback()
-        stored = stored_progress(self._conn, self.topic, [tp.partition for tp in assigned])
-        last = last_projected(self._conn, self.topic, {p: o for p, (o, _) in stored.items() if o > 0})
-        self._conn.rollback()
+        points = self._tracking.resume_points(tp.partition for tp in assigned)
+        self._positions.resume(points)
         for tp in assigned:
-            at = stored.get(tp.partition)
-            self._positions.stored[tp.partition] = at
+            at = points[tp.partition].seek_offset
             if at is None:
                 self._consumer.seek_to_beginning(tp)
-            elif tp.partition in last:
-                # Resume one record early: that record must be the one projected there, or
-                # the log was replaced under us (see _verify_resumed).
-                self._positions.verify[tp.partition] = last[tp.partition]
-                self._consumer.seek(tp, at[0] - 1)
             else:
-                self._consumer.seek(tp, at[0])
-        log.info("assigned %s; stored offsets %s", sorted(tp.partition for tp in assigned), stored)
+                self._consumer.seek(tp, at)
+        log.info("assigned %s; stored positions %s", sorted(points),
+                 {p: point.stored for p, point in points.items()})
 
     def _check_log_end(self) -> None:
         """A stored offset past the high watermark: the log lost what we projected.
 
         Needed for tansu (a tansu workaround): it answers a fetch past the log end with no
-        records and no error. Apache Kafka answers OFFSET_OUT_OF_RANGE, handled in step().
+        records and no error. Apache Kafka answers OFFSET_OUT_OF_RANGE, handled in _poll().
         """
         for tp in self._consumer.assignment():
             at = self._positions.stored.get(tp.partition)
             high = self._consumer.highwater(tp)
-            if at is not None and high is not None and at[0] > high:
-                raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, at[0], high)
+            if at is not None and high is not None and at.next_offset > high:
+                raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, at.next_offset, high)
 
     def _log_end(self, tp: TopicPartition) -> int | None:
         """The partition's log end from ListOffsets (right on Apache Kafka; tansu 0.6 answers
         the last batch's base offset + 1, so this is only asked after Kafka's out-of-range)."""
         try:
-            return self._consumer.end_offsets([tp]).get(tp)
+            end = self._consumer.end_offsets([tp]).get(tp)
         except KafkaError:
             return None
-
-    def _verify_resumed(self, partition: int, records: list[Any]) -> None:
-        offset, expected = self._positions.verify.pop(partition)
-        first = records[0]
-        if first.offset != offset:
-            raise LogReplaced(self.topic, partition, offset, f"missing (the log resumes at {first.offset})")
-        if leaf_hash(self.topic, partition, first.offset, first.key, first.value or b"") != expected:
-            raise LogReplaced(self.topic, partition, offset, "a different record")
+        return int(end) if end is not None else None
 
     def caught_up(self) -> bool:
         """Every assigned partition has been fetched and nothing is left below its high watermark."""
@@ -258,10 +219,7 @@ class Projector:
         self._check_log_end()
         for tp in assignment:
             high = self._consumer.highwater(tp)
-            at = self._positions.stored.get(tp.partition)
-            if high is None:
-                return False
-            if (at[0] if at else 0) < high:
+            if high is None or self._positions.next_offset(tp.partition) < high:
                 return False
         return True
 
@@ -269,11 +227,28 @@ class Projector:
 
     def step(self) -> int:
         """Poll once and project what came; return the number of records handled."""
+        polled = self._poll()
+        self._check_log_end()
+        if not polled:
+            return 0
+        batch = self._processor.process({tp.partition: records for tp, records in polled.items()},
+                                        self._positions)
+        if batch is None:
+            return 0
+        if self._take_write_failure():
+            self._seek_to_stored(self._consumer.assignment())
+            return 0  # this batch is fetched again from the stored offsets
+        self._writer.submit(batch)
+        self._positions.advance(batch.progress)
+        self._acknowledge()
+        return batch.records
+
+    def _poll(self) -> dict[TopicPartition, list[Any]]:
         if self._fatal is not None:
             raise self._fatal
         try:
-            polled = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms,
-                                         max_records=self.options.batch_size)
+            polled: dict[TopicPartition, list[Any]] = self._consumer.poll(
+                timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size)
         except OffsetOutOfRangeError as exc:
             # Apache Kafka's answer to a fetch past the log end (tansu answers nothing; see
             # _check_log_end). The fetch position may be one record before the stored offset
@@ -281,48 +256,13 @@ class Projector:
             tp, offset = next(iter(exc.args[0].items()))
             at = self._positions.stored.get(tp.partition)
             raise StoredOffsetBeyondLogEnd(
-                self.topic, tp.partition, at[0] if at else offset, self._log_end(tp)
+                self.topic, tp.partition, at.next_offset if at else offset, self._log_end(tp)
             ) from exc
         except KafkaError:
             if self._fatal is not None:  # raised in a rebalance callback: the real cause
                 raise self._fatal from None
             raise
-        self._check_log_end()
-        if not polled:
-            return 0
-        rows: list[JournalRow] = []
-        quarantined: list[QuarantineRow] = []
-        progress: list[PartitionProgress] = []
-        for tp, records in polled.items():
-            at = self._positions.stored.get(tp.partition)
-            if tp.partition not in self._positions.stored:
-                continue  # revoked during the poll
-            if tp.partition in self._positions.verify:
-                self._verify_resumed(tp.partition, records)
-            next_offset, next_leaf = at if at else (0, 0)
-            for record in records:
-                if record.offset < next_offset:
-                    continue  # already projected (defensive: never apply twice)
-                row = self._decoder.decode(record, next_leaf)
-                if isinstance(row, JournalRow):
-                    rows.append(row)
-                    next_leaf += 1
-                else:
-                    quarantined.append(row)
-                    log.warning("quarantined %s[%d]@%d: %s", self.topic, tp.partition, record.offset, row.error)
-                next_offset = record.offset + 1
-            if at is None or next_offset != at[0]:
-                progress.append(PartitionProgress(tp.partition, at[0] if at else None, next_offset, next_leaf))
-        if not progress:
-            return 0
-        if self._take_write_failure():
-            self._seek_to_stored(self._consumer.assignment())
-            return 0  # this batch is fetched again from the stored offsets
-        self._writer.submit(Batch(rows, quarantined, progress))
-        for p in progress:
-            self._positions.stored[p.partition] = (p.next_offset, p.next_leaf_index)
-        self._acknowledge()
-        return len(rows) + len(quarantined)
+        return polled
 
     def _on_committed(self, batch: Batch) -> None:
         """Called on the writer's thread once a batch is in PostgreSQL."""
@@ -349,13 +289,17 @@ class Projector:
                 })
 
     def _take_write_failure(self) -> bool:
-        """Collect a failed write. A fencing conflict (another projector wrote these offsets)
-        returns True: the caller re-reads the stored offsets. Anything else stops the projector."""
+        """Collect a failed write. A fencing conflict (another projector wrote these offsets),
+        or a batch written without rows the database refused (its leaves moved), returns
+        True: the caller re-reads the stored offsets. Anything else stops the projector."""
         if not self._writer.failed():
             return False
         self._writer.drain()  # batches queued behind the failure are skipped, not written
         error = self._writer.take_error()
         assert error is not None
+        if isinstance(error, PositionsMoved):
+            log.warning("%s", error)
+            return True  # not a conflict: the batch was written
         if isinstance(error, OffsetConflict):
             log.warning("%s; re-reading stored offsets", error)
         elif isinstance(error, psycopg.errors.UniqueViolation):

@@ -1,0 +1,52 @@
+"""Kafka records for tests that need no broker: committed vector events, re-encoded.
+
+Each record is a kafka-python ``ConsumerRecord`` (the type the projector reads), built from
+a committed vector in ``schemas/vectors`` with a fresh event id, so that tests can make as
+many distinct valid events as they need and alter any field before encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka.consumer.fetcher import ConsumerRecord
+
+from protocolo.schemas.catalogue import SchemaCatalogue
+from protocolo.schemas.validation import entity_key
+
+VECTORS = Path(__file__).resolve().parents[1] / "schemas" / "vectors"
+CATALOGUE = SchemaCatalogue.load()
+
+
+def vector_payload(event_type: str = "NoteAdded", version: int = 1) -> dict[str, Any]:
+    """The decoded payload of a committed vector, with a fresh event id."""
+    vector = json.loads((VECTORS / f"{event_type}.v{version}.json").read_text())
+    payload = CATALOGUE.decode(bytes.fromhex(vector["single_object_hex"])).record
+    payload["meta"]["event_id"] = str(uuid.uuid4())
+    return payload
+
+
+def encode(payload: dict[str, Any], event_type: str = "NoteAdded") -> tuple[bytes, bytes]:
+    """(key, value) of an event as a correct producer writes them."""
+    return entity_key(event_type, payload).encode(), CATALOGUE.encode(event_type, payload)
+
+
+def record(partition: int, offset: int, key: bytes | None, value: bytes | None,
+           headers: list[tuple[str, bytes]] | None = None, timestamp: int = 1_741_177_111_250) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="ledger", partition=partition, leader_epoch=0, offset=offset, timestamp=timestamp,
+        timestamp_type=0, key=key, value=value, headers=headers or [], checksum=None,
+        serialized_key_size=len(key or b""), serialized_value_size=len(value or b""),
+        serialized_header_size=-1,
+    )
+
+
+def valid_record(partition: int, offset: int, **changes: Any) -> ConsumerRecord:
+    """A valid NoteAdded at that place; ``changes`` replace top-level payload fields."""
+    payload = vector_payload()
+    payload.update(changes)
+    key, value = encode(payload)
+    return record(partition, offset, key, value)
