@@ -19,9 +19,10 @@ from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import DecodeError
+from protocolo.schemas.storable import unstorable_reason
 from protocolo.schemas.validation import check_domain_rules, entity_key
 
-from .storable import clean_error, nul_paths, stored_headers
+from .storable import clean_error, stored_headers
 
 
 def _json_default(value: Any) -> Any:
@@ -110,9 +111,9 @@ class RecordDecoder:
         # record is quarantined, not allowed to stop projection on every restart.
         check_domain_rules(decoded.event_type, payload, at_publish=False)
         # ... or hold what PostgreSQL cannot store, which would fail the whole batch.
-        nul_fields = list(nul_paths(payload))
-        if nul_fields or header_problems:
-            reasons = [f"{', '.join(nul_fields)}: a NUL character (U+0000)"] if nul_fields else []
+        payload_problem = unstorable_reason(payload)
+        if payload_problem or header_problems:
+            reasons = [payload_problem] if payload_problem else []
             raise UnstorableContent(
                 f"{decoded.event_type} holds what PostgreSQL text cannot store: "
                 + "; ".join([*reasons, *header_problems])

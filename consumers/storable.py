@@ -1,4 +1,8 @@
-"""What PostgreSQL's ``text`` and ``jsonb`` can hold, and how the projector keeps the rest.
+"""How the projector keeps what PostgreSQL's ``text`` and ``jsonb`` cannot hold.
+
+The rules of what they hold are the contract's (:mod:`protocolo.schemas.storable`, also
+applied by the publisher); this module renders a refused record's headers and error so
+that its quarantine row is itself storable.
 
 PostgreSQL text cannot hold the NUL character (U+0000): a ``text`` value refuses it, and
 ``jsonb`` refuses the JSON escape ``\\u0000`` (22P05, "unsupported Unicode escape
@@ -15,38 +19,24 @@ itself be storable:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from protocolo.schemas.storable import string_problem
 
 NUL = "\x00"
 #: An error text longer than this is cut (a message quoting a huge field is no better).
 MAX_ERROR_CHARS = 4000
 
 
-def nul_paths(value: Any, path: str = "") -> Iterator[str]:
-    """Dotted paths of the strings (or map keys) holding a NUL in a decoded Avro value."""
-    if isinstance(value, str):
-        if NUL in value:
-            yield path or "(value)"
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and NUL in key:
-                yield f"{where} (the key)"
-            yield from nul_paths(item, where)
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            yield from nul_paths(item, f"{path}[{i}]")
-
-
 def _header_text(raw: bytes) -> str | None:
-    """The header bytes as text PostgreSQL can store, or None."""
+    """The header bytes as text PostgreSQL can store (the contract's rule), or None."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return None if NUL in text else text
+    return None if string_problem(text) is not None else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +73,7 @@ def storable_json(text: str) -> str:
     rendering and was refused anyway."""
 
     def unstorable(value: str) -> bool:
-        return NUL in value or _has_surrogate(value)
+        return string_problem(value) is not None
 
     def fix(value: Any) -> Any:
         if isinstance(value, str):
@@ -97,10 +87,6 @@ def storable_json(text: str) -> str:
         return value
 
     return json.dumps(fix(json.loads(text)))
-
-
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def clean_error(text: str) -> str:

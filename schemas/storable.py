@@ -33,7 +33,7 @@ from protocolo.core.errors import EventRejected
 
 __all__ = [
     "MAX_RECORD_BYTES", "check_storable", "headers_reason", "key_reason", "largest_field",
-    "unstorable", "unstorable_reason",
+    "string_problem", "unstorable", "unstorable_reason",
 ]
 
 #: The largest record value the publisher sends. kafka-python refuses a request above
@@ -44,7 +44,8 @@ MAX_RECORD_BYTES = 1_000_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _string_problem(text: str) -> tuple[str, str] | None:
+def string_problem(text: str) -> tuple[str, str] | None:
+    """``(rule, explanation)`` when PostgreSQL text/jsonb cannot hold ``text``, else None."""
     if "\x00" in text:
         return "nul-character", (f"contains a NUL character (U+0000) at position {text.index(chr(0))}, "
                                  "which PostgreSQL text and jsonb cannot store")
@@ -61,7 +62,7 @@ def unstorable(record: Any, path: str = "") -> EventRejected | None:
     lists, strings, numbers, bytes, datetimes, UUIDs) that PostgreSQL cannot store, as an
     :class:`EventRejected` naming the field path and the rule; None when all of it fits."""
     if isinstance(record, str):
-        problem = _string_problem(record)
+        problem = string_problem(record)
         return EventRejected(path or "event", *problem) if problem else None
     if isinstance(record, float):
         if not math.isfinite(record):
@@ -72,7 +73,7 @@ def unstorable(record: Any, path: str = "") -> EventRejected | None:
         for key, value in record.items():
             name = key if isinstance(key, str) else repr(key)
             sub = f"{path}.{name}" if path else name
-            if isinstance(key, str) and (problem := _string_problem(key)):
+            if isinstance(key, str) and (problem := string_problem(key)):
                 return EventRejected(f"{path or 'event'} (a field name)", problem[0], problem[1])
             found = unstorable(value, sub)
             if found is not None:
@@ -117,7 +118,7 @@ def headers_reason(headers: Iterable[tuple[str | bytes, bytes | None]] | None) -
                     return f"header {i}: its {part} is not UTF-8 (byte {exc.start}) [rule: header-encoding]"
             else:
                 text = raw
-            problem = _string_problem(text)
+            problem = string_problem(text)
             if problem is not None:
                 return f"header {i}: its {part} {problem[1]} [rule: {problem[0]}]"
     return None
