@@ -10,7 +10,8 @@ import pytest
 from ledger_records import encode, record, vector_payload
 
 from protocolo.consumers.decoding import RecordDecoder
-from protocolo.consumers.storable import clean_error, nul_paths, storable_json, stored_headers
+from protocolo.consumers.storable import clean_error, storable_json, stored_headers
+from protocolo.schemas.storable import unstorable_reason
 from protocolo.projections.journal import JournalRow, QuarantineRow
 
 decoder = RecordDecoder("ledger")
@@ -34,7 +35,7 @@ def test_clean_headers_are_journalled_as_text_pairs() -> None:
 def test_a_nul_in_a_string_field_is_quarantined_naming_the_field(field: str, value: str) -> None:
     row = decoded_with(**{field: value})
     assert isinstance(row, QuarantineRow)
-    assert f"{field}: a NUL character" in row.error and "\x00" not in row.error
+    assert f"{field}: contains a NUL character" in row.error and "\x00" not in row.error
 
 
 @pytest.mark.parametrize(("header", "says"), [
@@ -68,9 +69,11 @@ def test_a_broker_timestamp_beyond_datetime_is_kept_as_unknown() -> None:
     assert isinstance(row, JournalRow) and row.kafka_timestamp is None
 
 
-def test_nul_paths_walk_nested_records_lists_and_map_keys() -> None:
-    value = {"a": {"b": "x\x00"}, "l": ["ok", "\x00"], "m": {"k\x00": "v"}}
-    assert list(nul_paths(value)) == ["a.b", "l[1]", "m.k\x00 (the key)"]
+def test_the_decoder_names_the_first_unstorable_field_in_nested_records_and_lists() -> None:
+    assert "a.b" in (unstorable_reason({"a": {"b": "x\x00"}, "l": ["ok"]}) or "")
+    assert "l[1]" in (unstorable_reason({"a": {"b": "x"}, "l": ["ok", "\x00"]}) or "")
+    assert "field name" in (unstorable_reason({"m": {"k\x00": "v"}}) or "")
+    assert unstorable_reason({"a": "\u202e\u200b ok"}) is None
 
 
 def test_storable_json_and_errors() -> None:
