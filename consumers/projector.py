@@ -85,7 +85,7 @@ class ProjectorStats:
         return self.journaled + self.quarantined
 
 
-class _SeekToStored(ConsumerRebalanceListener):
+class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
     def __init__(self, projector: Projector) -> None:
         self.projector = projector
 

@@ -31,23 +31,26 @@ OPENED = {
 }
 
 
-def test_v1_and_v2_records_project_side_by_side(settings):
+def test_v1_v2_and_v3_records_project_side_by_side(settings):
     catalogue = SchemaCatalogue.load()
     v1 = catalogue.version("ContactOpened", 1)
     v2 = catalogue.version("ContactOpened", 2)
-    assert catalogue.current("ContactOpened") is v2, "this test is about v1 next to the current v2"
+    v3 = catalogue.version("ContactOpened", 3)
+    assert catalogue.current("ContactOpened") is v3, "this test is about v1 and v2 next to the current v3"
 
     rt = Runtime.start(settings, log=lambda m: None)
     with ProtocolIssuer(rt.database_url) as issuer:
-        old, new, default, raw_old = (issuer.issue() for _ in range(4))
+        old, new, default, raw_old, small = (issuer.issue() for _ in range(5))
     at = datetime.now(UTC) - timedelta(hours=3)
     events = [
         Event("ContactOpened", OPENED, protocol_number=old, occurred_at=at, schema_version=1),
         Event("ContactOpened", {**OPENED, "language": "en-US"}, protocol_number=new, occurred_at=at),
         Event("ContactOpened", OPENED, protocol_number=default, occurred_at=at, schema_version=2),
+        Event("ContactOpened", {**OPENED, "policy_profile": "br-anatel-rgc-small"}, protocol_number=small,
+              occurred_at=at),
     ] + [
         Event("ContactClosed", {"outcome": "RESOLVED"}, protocol_number=p, occurred_at=at + timedelta(minutes=5))
-        for p in (old, new, default)
+        for p in (old, new, default, small)
     ]
     with rt.publisher("evolution-test") as publisher:
         prepared = [publisher.prepare(e) for e in events]
@@ -79,11 +82,14 @@ def test_v1_and_v2_records_project_side_by_side(settings):
         }
         languages = dict(conn.execute(
             "SELECT protocol_number, language FROM interactions"))
+        profiles = dict(conn.execute(
+            "SELECT protocol_number, policy_profile FROM interactions"))
 
     expected = {
         prepared[0].event_id: (receipts[0], prepared[0].value, v1, "pt-BR"),
-        prepared[1].event_id: (receipts[1], prepared[1].value, v2, "en-US"),
+        prepared[1].event_id: (receipts[1], prepared[1].value, v3, "en-US"),
         prepared[2].event_id: (receipts[2], prepared[2].value, v2, "pt-BR"),
+        prepared[3].event_id: (receipts[3], prepared[3].value, v3, "pt-BR"),
     }
     for event_id, (receipt, sent, version, language) in expected.items():
         p, o, key, value, fp, writer, payload, leaf = journal[event_id]
@@ -95,7 +101,10 @@ def test_v1_and_v2_records_project_side_by_side(settings):
         assert leaf == leaf_hash(settings.topic, p, o, key, sent)
         # The payload is the raw bytes resolved into the current schema, nothing else.
         assert payload == json.loads(to_json(catalogue.decode(value).record))
-    assert languages == {old: "pt-BR", new: "en-US", default: "pt-BR", raw_old: "pt-BR"}
+    assert languages == {old: "pt-BR", new: "en-US", default: "pt-BR", raw_old: "pt-BR", small: "pt-BR"}
+    # a contact that names its profile (v3) gets it; the others take their service type's
+    assert profiles == {old: "br-anatel-rgc@1", new: "br-anatel-rgc@1", default: "br-anatel-rgc@1",
+                        raw_old: "br-anatel-rgc@1", small: "br-anatel-rgc-small@1"}
     assert journal[prepared[0].event_id][6]["subject"] == OPENED["subject"]
 
     raw = journal[RAW_EVENT_ID]
