@@ -11,8 +11,8 @@ from ledger_records import encode, record, vector_payload
 
 from protocolo.consumers.decoding import RecordDecoder
 from protocolo.consumers.storable import clean_error, storable_json, stored_headers
-from protocolo.schemas.storable import unstorable_reason
 from protocolo.projections.journal import JournalRow, QuarantineRow
+from protocolo.schemas.storable import unstorable_reason
 
 decoder = RecordDecoder("ledger")
 
