@@ -1,8 +1,10 @@
 """The batch processor: what one poll's records become, without Kafka or PostgreSQL.
 
 Given the records of a poll and where each partition stands, :class:`BatchProcessor` decodes
-every record into a journal row (with the next Merkle leaf index of its partition) or a
-quarantine row, skips what was already projected, checks that a resumed partition still
+every record into a journal row or a quarantine row, each with the next Merkle leaf index
+of its partition (every offset gets a leaf), appends those leaves to the partition's tree
+(its compact range; the perfect nodes completed go with the batch), skips what was
+already projected, checks that a resumed partition still
 holds the record last projected there, and says how far each partition moves. It is pure
 (no I/O): the run loop feeds it, the batch writer stores what it returns.
 """
@@ -13,8 +15,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from protocolo.evidence.merkle import CompactRange
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
+from protocolo.projections.merkle_store import TreeNode
 
 from .decoding import KafkaRecord, RecordDecoder
 from .errors import LogReplaced
@@ -28,6 +32,7 @@ class Batch:
     rows: Sequence[JournalRow]
     quarantined: Sequence[QuarantineRow]
     progress: Sequence[PartitionProgress]
+    nodes: Sequence[TreeNode] = ()  # perfect Merkle nodes the batch's leaves complete
 
     @property
     def records(self) -> int:
@@ -58,7 +63,7 @@ class Positions:
 
     def advance(self, progress: Sequence[PartitionProgress]) -> None:
         for p in progress:
-            self.stored[p.partition] = Position(p.next_offset, p.next_leaf_index)
+            self.stored[p.partition] = Position(p.next_offset, p.next_leaf_index, p.tree)
 
     def next_offset(self, partition: int) -> int:
         at = self.stored.get(partition)
@@ -76,6 +81,7 @@ class BatchProcessor:
         rows: list[JournalRow] = []
         quarantined: list[QuarantineRow] = []
         progress: list[PartitionProgress] = []
+        nodes: list[TreeNode] = []
         for partition, records in polled.items():
             if partition not in positions.stored or not records:
                 continue  # revoked during the poll
@@ -83,12 +89,21 @@ class BatchProcessor:
             if check is not None:
                 self.verify_resumed(partition, check, records[0])
             at = positions.stored[partition]
+            first_row, first_quarantined = len(rows), len(quarantined)
             moved = self._decode_partition(records, at, rows, quarantined)
-            if moved is not None:
-                progress.append(PartitionProgress(
-                    partition, at.next_offset if at else None, moved.next_offset, moved.next_leaf_index,
-                ))
-        return Batch(rows, quarantined, progress) if progress else None
+            if moved is None:
+                continue
+            tree = CompactRange() if at is None else at.tree
+            if tree is not None:
+                tree = tree.copy()
+                leaves = sorted((r.leaf_index, r.leaf_hash)
+                                for r in [*rows[first_row:], *quarantined[first_quarantined:]])
+                for _, leaf in leaves:
+                    nodes.extend(TreeNode(partition, n) for n in tree.append(leaf))
+            progress.append(PartitionProgress(
+                partition, at.next_offset if at else None, moved.next_offset, moved.next_leaf_index, tree,
+            ))
+        return Batch(rows, quarantined, progress, nodes) if progress else None
 
     def _decode_partition(self, records: Sequence[KafkaRecord], at: Position | None,
                           rows: list[JournalRow], quarantined: list[QuarantineRow]) -> Position | None:
@@ -99,16 +114,16 @@ class BatchProcessor:
             if record.offset < next_offset:
                 continue  # already projected (the resume check's record; never apply twice)
             row = self.decoder.decode(record, next_leaf)
+            next_leaf += 1  # every offset gets a leaf, quarantined records included
             if isinstance(row, JournalRow):
                 rows.append(row)
-                next_leaf += 1
             else:
                 quarantined.append(row)
                 log.warning("quarantined %s[%d]@%d: %s", self.topic, record.partition, record.offset, row.error)
             next_offset = record.offset + 1
         if at is not None and next_offset == at.next_offset:
             return None
-        return Position(next_offset, next_leaf)
+        return Position(next_offset, next_leaf, None)
 
     def verify_resumed(self, partition: int, check: LastProjected, first: KafkaRecord) -> None:
         if first.offset != check.offset:

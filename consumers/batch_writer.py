@@ -10,9 +10,8 @@ offsets, fenced on the offsets the batch started from. The projector advances it
 positions optimistically when it hands a batch over; if a write fails, every batch
 handed over after it fails its fence too, and the projector, on seeing the failure,
 waits for the writer to go idle and re-reads the stored offsets. A batch the database
-refuses for one row's content is written without that row (quarantined instead, see
-:mod:`.row_isolation`); its leaf indexes moved, so the writer reports
-:class:`PositionsMoved` and the batches behind it are skipped and redone the same way.
+refuses for one row's content is written without that row (quarantined instead, with the
+same Merkle leaf, see :mod:`.row_isolation`), so positions and trees are unchanged.
 """
 
 from __future__ import annotations
@@ -28,15 +27,8 @@ from protocolo.projections.journal import write_journal, write_quarantine
 
 from .batch import Batch
 from .kill_points import KillSwitch
-from .row_isolation import RowIsolatingWrite, progress_moved, refused_content
+from .row_isolation import RowIsolatingWrite, refused_content
 from .tracking import TrackingStore
-
-
-class PositionsMoved(RuntimeError):
-    """A batch was written without some of its rows: the database refused them, they were
-    quarantined instead, and the leaf indexes after them moved. Batches handed over after
-    it were numbered the old way, so they are not written; the run loop re-reads the
-    stored positions, as after a fencing conflict (but it is no conflict)."""
 
 
 class BatchWriter:
@@ -103,10 +95,6 @@ class BatchWriter:
                 self._note_committed(written)
                 self._on_committed(written)
                 self._kill.reached("between-batches", self._batches, self._kill_facts())
-                if progress_moved(batch.progress, written.progress):
-                    self._fail(PositionsMoved(
-                        f"{len(written.quarantined) - len(batch.quarantined)} records of a batch were "
-                        "refused by the database and quarantined; re-reading the stored positions"))
             finally:
                 self._queue.task_done()
 
@@ -140,7 +128,7 @@ class BatchWriter:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 write_journal(cur, self._topic, batch.rows)
                 write_quarantine(cur, self._topic, batch.quarantined)
-                self._tracking.advance(cur, batch.progress)
+                self._tracking.advance(cur, batch.progress, batch.nodes)
                 if self._kill.point is not None:
                     facts = self._kill_facts(pending=batch)
                     self._kill.reached("before-first-commit", self._batches, facts)

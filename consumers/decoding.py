@@ -90,6 +90,9 @@ class RecordDecoder:
                 kafka_partition=record.partition, kafka_offset=record.offset,
                 kafka_timestamp=_timestamp(record), record_key=record.key, record_value=record.value,
                 headers=headers.json, error=clean_error(f"{type(exc).__name__}: {exc}"),
+                leaf_index=leaf_index,
+                # the leaf commits to the bytes as read: a missing value is the empty value
+                leaf_hash=leaf_hash(self.topic, record.partition, record.offset, record.key, record.value or b""),
             )
 
     def _journal_row(self, record: KafkaRecord, leaf_index: int, headers: str,

@@ -41,7 +41,7 @@ from protocolo.projections.views import install_profiles
 from protocolo.schemas.catalogue import SchemaCatalogue
 
 from .batch import Batch, BatchProcessor, Positions
-from .batch_writer import BatchWriter, PositionsMoved
+from .batch_writer import BatchWriter
 from .decoding import RecordDecoder
 from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
 from .tracking import OffsetConflict, TrackingStore
@@ -297,9 +297,6 @@ class Projector:
         self._writer.drain()  # batches queued behind the failure are skipped, not written
         error = self._writer.take_error()
         assert error is not None
-        if isinstance(error, PositionsMoved):
-            log.warning("%s", error)
-            return True  # not a conflict: the batch was written
         if isinstance(error, OffsetConflict):
             log.warning("%s; re-reading stored offsets", error)
         elif isinstance(error, psycopg.errors.UniqueViolation):

@@ -13,17 +13,15 @@ one transaction, and the rows that make it fail are found by bisection and quara
    refused row with its raw bytes, and go on from the row after it.
 
 Rows keep their order, so the views see the same sequence as without the refused rows.
-The journal's Merkle leaves of a partition must have no gap, so every row after a
-refused one takes one leaf index less, and the batch's progress moves by fewer leaves.
+A refused row keeps its Merkle leaf (index and hash): every offset has a leaf whether it
+is journalled or quarantined, so the tree and the batch's progress do not change.
 The quarantine rows, the written rows and the fenced positions commit together: the
 exactly-once discipline of a normal batch, with O(refused x log(rows)) extra statements.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Sequence
 
 import psycopg
@@ -32,7 +30,7 @@ from protocolo.projections.journal import JournalRow, QuarantineRow, write_journ
 
 from .batch import Batch
 from .storable import clean_error, storable_json
-from .tracking import PartitionProgress, TrackingStore
+from .tracking import TrackingStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,7 @@ def quarantine_row(row: JournalRow, error: BaseException) -> QuarantineRow:
         kafka_partition=row.kafka_partition, kafka_offset=row.kafka_offset,
         kafka_timestamp=row.kafka_timestamp, record_key=row.record_key, record_value=row.record_value,
         headers=storable_json(row.headers), error=clean_error(message),
+        leaf_index=row.leaf_index, leaf_hash=row.leaf_hash,
     )
 
 
@@ -63,7 +62,6 @@ class RowIsolatingWrite:
         self._tracking = tracking
         self._batch = batch
         self._topic = tracking.topic
-        self._dropped: Counter[int] = Counter()  # partition -> refused rows so far
 
     def write(self) -> Batch:
         """Write the batch without its refused rows; return what was written."""
@@ -71,17 +69,12 @@ class RowIsolatingWrite:
             written, refused = self._write_rows(cur)
             quarantined = [*self._batch.quarantined, *refused]
             write_quarantine(cur, self._topic, quarantined)
-            progress = [dataclasses.replace(p, next_leaf_index=p.next_leaf_index - self._dropped[p.partition])
-                        for p in self._batch.progress]
-            self._tracking.advance(cur, progress)
+            progress = self._batch.progress
+            self._tracking.advance(cur, progress, self._batch.nodes)
         for q in refused:
             log.warning("quarantined %s[%d]@%d at write time: %s", self._topic, q.kafka_partition,
                         q.kafka_offset, q.error)
-        return Batch(written, quarantined, progress)
-
-    def _renumbered(self, rows: Sequence[JournalRow]) -> list[JournalRow]:
-        return [dataclasses.replace(r, leaf_index=r.leaf_index - self._dropped[r.kafka_partition])
-                if self._dropped[r.kafka_partition] else r for r in rows]
+        return Batch(written, quarantined, progress, self._batch.nodes)
 
     def _try(self, cur: psycopg.Cursor, rows: Sequence[JournalRow], *, keep: bool) -> BaseException | None:
         """Write ``rows`` in a savepoint, kept or rolled back; the refusal, if any."""
@@ -101,7 +94,7 @@ class RowIsolatingWrite:
         refused: list[QuarantineRow] = []
         remaining = list(self._batch.rows)
         while remaining:
-            candidate = self._renumbered(remaining)
+            candidate = remaining
             failure = self._try(cur, candidate, keep=True)
             if failure is None:
                 written += candidate
@@ -121,10 +114,5 @@ class RowIsolatingWrite:
                     raise again  # wrote as a probe, refused now: not one row's content
                 written += prefix
             refused.append(quarantine_row(bad, failure))
-            self._dropped[bad.kafka_partition] += 1
             remaining = remaining[failing:]
         return written, refused
-
-
-def progress_moved(before: Sequence[PartitionProgress], after: Sequence[PartitionProgress]) -> bool:
-    return [p.next_leaf_index for p in before] != [p.next_leaf_index for p in after]

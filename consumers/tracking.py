@@ -17,20 +17,30 @@ leaf), so that a replaced log is noticed before anything is written.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
+from protocolo.evidence.merkle import CompactRange
 from protocolo.projections.integrity import leaf_hash
+from protocolo.projections.merkle_store import TreeNode, leaf_hashes, stored_tree, write_nodes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """What PostgreSQL holds for one partition: the next offset to read, the next leaf index."""
+    """What PostgreSQL holds for one partition: the next offset to read, the next leaf index,
+    and the partition's Merkle tree (its compact range over ``[0, next_leaf_index)``).
+
+    ``tree`` is None only for a caller that tracks offsets alone (tests of the fencing):
+    then batches leave the stored tree as it was. It takes no part in equality."""
 
     next_offset: int
     next_leaf_index: int
+    tree: CompactRange | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,7 @@ class PartitionProgress:
     expected_offset: int | None  # what PostgreSQL held when the batch started; None: no row yet
     next_offset: int
     next_leaf_index: int
+    tree: CompactRange | None = field(default=None, compare=False)  # after the batch's leaves
 
 
 class OffsetConflict(RuntimeError):
@@ -78,11 +89,12 @@ class TrackingStore:
     def positions(self, partitions: Iterable[int]) -> dict[int, Position]:
         """partition -> stored position, for the partitions that have one."""
         rows = self._conn.execute(
-            "SELECT kafka_partition, next_offset, next_leaf_index FROM projector_offsets"
-            " WHERE topic = %s AND kafka_partition = ANY(%s)",
+            "SELECT kafka_partition, next_offset, next_leaf_index, tree_size, compact_range"
+            " FROM projector_offsets WHERE topic = %s AND kafka_partition = ANY(%s)",
             (self.topic, list(partitions)),
         ).fetchall()
-        return {p: Position(o, leaf) for p, o, leaf in rows}
+        return {p: Position(o, leaf, stored_tree(size, hashes) if size == leaf else None)
+                for p, o, leaf, size, hashes in rows}
 
     def last_projected(self, next_offsets: dict[int, int]) -> dict[int, LastProjected]:
         """partition -> the record just below each stored next offset, from the journal or,
@@ -109,8 +121,11 @@ class TrackingStore:
         return found
 
     def resume_points(self, partitions: Iterable[int]) -> dict[int, ResumePoint]:
-        """Where each partition resumes, read in one snapshot of its own (rolled back after)."""
+        """Where each partition resumes, read in one snapshot of its own (rolled back after).
+        A partition whose tree is behind its leaves (a ledger made before the trees existed)
+        gets its tree completed first."""
         wanted = list(partitions)
+        self.complete_trees(wanted)
         self._conn.rollback()
         try:
             stored = self.positions(wanted)
@@ -119,24 +134,70 @@ class TrackingStore:
             self._conn.rollback()
         return {p: ResumePoint(p, stored.get(p), last.get(p)) for p in wanted}
 
-    def advance(self, cur: psycopg.Cursor, progress: Sequence[PartitionProgress]) -> None:
-        """Move each partition's stored position, fenced on the offset the batch started from.
-        Runs on the batch's cursor, inside its transaction; raises :class:`OffsetConflict`."""
+    def advance(self, cur: psycopg.Cursor, progress: Sequence[PartitionProgress],
+                nodes: Sequence[TreeNode] = ()) -> None:
+        """Move each partition's stored position (and its tree: the batch's new perfect
+        nodes and compact range), fenced on the offset the batch started from. Runs on the
+        batch's cursor, inside its transaction; raises :class:`OffsetConflict`."""
+        write_nodes(cur, self.topic, nodes)
         for p in progress:
+            tree_size = p.tree.size if p.tree is not None else None
+            tree_hashes = list(p.tree.hashes) if p.tree is not None else None
             if p.expected_offset is None:
                 cur.execute(
-                    "INSERT INTO projector_offsets (topic, kafka_partition, next_offset, next_leaf_index)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (self.topic, p.partition, p.next_offset, p.next_leaf_index),
+                    "INSERT INTO projector_offsets (topic, kafka_partition, next_offset, next_leaf_index,"
+                    " tree_size, compact_range) VALUES (%s, %s, %s, %s, coalesce(%s, 0),"
+                    " coalesce(%s::bytea[], '{}')) ON CONFLICT DO NOTHING",
+                    (self.topic, p.partition, p.next_offset, p.next_leaf_index, tree_size, tree_hashes),
                 )
             else:
                 cur.execute(
-                    "UPDATE projector_offsets SET next_offset = %s, next_leaf_index = %s, updated_at = now()"
+                    "UPDATE projector_offsets SET next_offset = %s, next_leaf_index = %s,"
+                    " tree_size = coalesce(%s, tree_size), compact_range = coalesce(%s::bytea[], compact_range),"
+                    " updated_at = now()"
                     " WHERE topic = %s AND kafka_partition = %s AND next_offset = %s",
-                    (p.next_offset, p.next_leaf_index, self.topic, p.partition, p.expected_offset),
+                    (p.next_offset, p.next_leaf_index, tree_size, tree_hashes, self.topic, p.partition,
+                     p.expected_offset),
                 )
             if cur.rowcount != 1:
                 raise OffsetConflict(
                     f"partition {p.partition}: the stored offset is no longer {p.expected_offset}; "
                     "another projector wrote it (rebalance); this batch is rolled back"
                 )
+
+    def complete_trees(self, partitions: Iterable[int], chunk: int = 50_000) -> None:
+        """Append to each partition's tree the leaves it does not hold yet (``tree_size <
+        next_leaf_index``: a ledger journalled before the trees existed, migration 0003),
+        in its own transactions of at most ``chunk`` leaves, each fenced on the tree size
+        it started from. Idempotent; another projector doing the same is harmless."""
+        rows = self._conn.execute(
+            "SELECT kafka_partition, next_leaf_index, tree_size, compact_range FROM projector_offsets"
+            " WHERE topic = %s AND kafka_partition = ANY(%s) AND tree_size < next_leaf_index",
+            (self.topic, list(partitions)),
+        ).fetchall()
+        self._conn.rollback()
+        for partition, target, size, hashes in rows:
+            tree = stored_tree(size, hashes)
+            log.info("%s[%d]: appending %d leaves to the Merkle tree", self.topic, partition, target - size)
+            while tree.size < target:
+                start = tree.size
+                found = leaf_hashes(self._conn, self.topic, partition, start, min(start + chunk, target))
+                if [i for i, _ in found] != list(range(start, start + len(found))) or not found:
+                    raise RuntimeError(
+                        f"{self.topic} partition {partition}: leaf {start + len(found)} is missing from the "
+                        "journal and the quarantine; the ledger was altered (run `protocolo verify`)")
+                nodes = [TreeNode(partition, n) for _, h in found for n in tree.append(h)]
+                # one transaction (the read above opened it): the nodes and the fenced size
+                with self._conn.cursor() as cur:
+                    write_nodes(cur, self.topic, nodes)
+                    cur.execute(
+                        "UPDATE projector_offsets SET tree_size = %s, compact_range = %s"
+                        " WHERE topic = %s AND kafka_partition = %s AND tree_size = %s",
+                        (tree.size, list(tree.hashes), self.topic, partition, start),
+                    )
+                    moved_by_us = cur.rowcount == 1
+                if not moved_by_us:
+                    self._conn.rollback()
+                    break  # another process moved it: it is doing the same work
+                self._conn.commit()
+        self._conn.rollback()

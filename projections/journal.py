@@ -54,6 +54,8 @@ class QuarantineRow:
     record_value: bytes | None
     headers: str
     error: str
+    leaf_index: int  # every offset gets a leaf, quarantined records included
+    leaf_hash: bytes
 
 
 def ensure_staging(conn: psycopg.Connection) -> None:
@@ -111,7 +113,8 @@ def write_quarantine(cur: psycopg.Cursor, topic: str, quarantined: Sequence[Quar
     if quarantined:
         cur.executemany(
             "INSERT INTO quarantine (topic, kafka_partition, kafka_offset, kafka_timestamp,"
-            " record_key, record_value, headers, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            " record_key, record_value, headers, error, leaf_index, leaf_hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [(topic, q.kafka_partition, q.kafka_offset, q.kafka_timestamp, q.record_key,
-              q.record_value, q.headers, q.error) for q in quarantined],
+              q.record_value, q.headers, q.error, q.leaf_index, q.leaf_hash) for q in quarantined],
         )

@@ -20,7 +20,7 @@ import pytest
 from ledger_records import valid_record
 
 from protocolo.consumers.batch import Batch
-from protocolo.consumers.batch_writer import BatchWriter, PositionsMoved
+from protocolo.consumers.batch_writer import BatchWriter
 from protocolo.consumers.decoding import RecordDecoder
 from protocolo.consumers.tracking import OffsetConflict, PartitionProgress, Position, TrackingStore
 from protocolo.projections.journal import JournalRow, ensure_staging
@@ -84,8 +84,7 @@ def test_rows_the_database_refuses_are_quarantined_and_the_rest_written(w: Write
     batch = Batch([*p0, *p1], [], [PartitionProgress(0, None, 6, 6), PartitionProgress(1, 10, 14, 8)])
     w.writer.submit(batch)
     w.writer.drain()
-    error = w.writer.take_error()
-    assert isinstance(error, PositionsMoved), error
+    assert w.writer.take_error() is None, "the batch is written, without its refused rows"
 
     poison = {(r.kafka_partition, r.kafka_offset): r for r in (p0[1], p0[4], p1[0])}
     good = [r for r in batch.rows if (r.kafka_partition, r.kafka_offset) not in poison]
@@ -95,6 +94,8 @@ def test_rows_the_database_refuses_are_quarantined_and_the_rest_written(w: Write
         journal = conn.execute(
             "SELECT kafka_partition, kafka_offset, leaf_index, leaf_hash FROM journal"
             " ORDER BY kafka_partition, kafka_offset").fetchall()
+        quarantine_leaves = {(p, o): (i, bytes(h)) for p, o, i, h in conn.execute(
+            "SELECT kafka_partition, kafka_offset, leaf_index, leaf_hash FROM quarantine")}
     assert set(quarantine) == set(poison)
     for place, row in poison.items():
         key, value, headers, error = quarantine[place]
@@ -102,30 +103,31 @@ def test_rows_the_database_refuses_are_quarantined_and_the_rest_written(w: Write
         assert "\x00" not in error and "unicode" in error.lower(), error
         assert "\\u0000" not in json.dumps(headers), headers
     assert quarantine[0, 4][2] == [["x-trace", {"hex": "610062"}]], "the raw header bytes are kept"
-    # The rest is journalled, leaves renumbered without gaps, hashes untouched.
+    # The rest is journalled; every record keeps its leaf, journalled or quarantined.
     assert [(p, o) for p, o, _, _ in journal] == [(r.kafka_partition, r.kafka_offset) for r in good]
-    assert [leaf for p, _, leaf, _ in journal if p == 0] == [0, 1, 2, 3]
-    assert [leaf for p, _, leaf, _ in journal if p == 1] == [4, 5, 6]
+    assert [leaf for p, _, leaf, _ in journal if p == 0] == [0, 2, 3, 5]
+    assert [leaf for p, _, leaf, _ in journal if p == 1] == [5, 6, 7]
     assert [bytes(h) for _, _, _, h in journal] == [r.leaf_hash for r in good]
-    assert w.tracking.positions([0, 1]) == {0: Position(6, 4), 1: Position(14, 7)}
+    assert quarantine_leaves == {place: (r.leaf_index, r.leaf_hash) for place, r in poison.items()}
+    assert w.tracking.positions([0, 1]) == {0: Position(6, 6), 1: Position(14, 8)}
     w.reader.rollback()
     # The run loop hears what was written.
     (written,) = w.committed
     assert len(written.rows) == len(good) and len(written.quarantined) == 3
-    assert [p.next_leaf_index for p in written.progress] == [4, 7]
+    assert [p.next_leaf_index for p in written.progress] == [6, 8]
 
 
-def test_a_batch_handed_over_behind_a_renumbered_one_is_not_written(w: Writer) -> None:
+def test_a_batch_handed_over_behind_one_with_refused_rows_is_written_too(w: Writer) -> None:
     first = rows(0, 0, 0, 3)
     first[0] = poisoned_payload(first[0])
-    stale = rows(0, 3, 3, 2)  # numbered as if offset 0 had been journalled
+    after = rows(0, 3, 3, 2)  # leaves do not move when a row is refused
     w.writer.submit(Batch(first, [], [PartitionProgress(0, None, 3, 3)]))
-    w.writer.submit(Batch(stale, [], [PartitionProgress(0, 3, 5, 5)]))
+    w.writer.submit(Batch(after, [], [PartitionProgress(0, 3, 5, 5)]))
     w.writer.drain()
-    assert isinstance(w.writer.take_error(), PositionsMoved)
-    assert w.tracking.positions([0]) == {0: Position(3, 2)}, "only the first batch is in"
+    assert w.writer.take_error() is None
+    assert w.tracking.positions([0]) == {0: Position(5, 5)}, "both batches are in"
     w.reader.rollback()
-    assert len(w.committed) == 1
+    assert len(w.committed) == 2
 
 
 def test_a_fencing_conflict_is_not_taken_for_poison(w: Writer) -> None:

@@ -178,6 +178,10 @@ def test_hostile_records_are_quarantined_and_projection_never_stops(settings: Se
             " ORDER BY kafka_partition, kafka_offset").fetchall()
         offsets = {p: (o, leaf) for p, o, leaf in conn.execute(
             "SELECT kafka_partition, next_offset, next_leaf_index FROM projector_offsets")}
+        # every offset gets a leaf: (partition, offset) -> leaf index, journal and quarantine
+        leaf_of = dict(((p, o), leaf) for p, o, leaf in conn.execute(
+            "SELECT kafka_partition, kafka_offset, leaf_index FROM journal UNION ALL"
+            " SELECT kafka_partition, kafka_offset, leaf_index FROM quarantine"))
 
     # ... every hostile record is in quarantine with its raw bytes and a reason ...
     assert set(quarantine) == {(s.partition, s.offset) for s in bad}
@@ -193,11 +197,12 @@ def test_hostile_records_are_quarantined_and_projection_never_stops(settings: Se
     hostile_ids = {uuid.UUID(s.event_id) for s in bad if s.event_id}
     assert not hostile_ids & {row[2] for row in journal}
 
-    # ... every valid (or odd but storable) one is journalled at its offset, leaves without gaps ...
+    # ... every valid (or odd but storable) one is journalled at its offset, every offset a leaf ...
     assert [(p, o, str(e), bytes(v)) for p, o, e, v, _ in journal] == sorted(
         (s.partition, s.offset, s.event_id, s.value) for s in goods)
     for p in ends:
-        leaves = [leaf for jp, _, _, _, leaf in journal if jp == p]
+        # leaves in offset order over journal and quarantine together, without gaps
+        leaves = [leaf_of[k] for k in sorted(k for k in leaf_of if k[0] == p)]
         assert leaves == list(range(len(leaves))), f"partition {p}: leaf indices {leaves}"
         assert offsets[p] == (ends[p], len(leaves)), f"partition {p}: {offsets[p]}, log end {ends[p]}"
 

@@ -140,6 +140,10 @@ def test_poison_records_are_quarantined_and_projection_goes_on(backend, settings
         ).fetchall()
         offsets = {p: (o, leaf) for p, o, leaf in conn.execute(
             "SELECT kafka_partition, next_offset, next_leaf_index FROM projector_offsets")}
+        # every offset gets a leaf: (partition, offset) -> leaf index, journal and quarantine
+        leaf_of = dict(((p, o), leaf) for p, o, leaf in conn.execute(
+            "SELECT kafka_partition, kafka_offset, leaf_index FROM journal UNION ALL"
+            " SELECT kafka_partition, kafka_offset, leaf_index FROM quarantine"))
         strangers = conn.execute(
             "SELECT count(*) FROM interactions WHERE protocol_number = %s", (stranger,)).fetchone()[0]
 
@@ -158,11 +162,12 @@ def test_poison_records_are_quarantined_and_projection_goes_on(backend, settings
     poison_ids = {uuid.UUID(s.event_id) for s in poisoned if s.event_id}
     assert poison_ids and not poison_ids & {row[2] for row in journal}
 
-    # Every valid event is journalled verbatim at its offset, leaves numbered without gaps.
+    # Every valid event is journalled verbatim at its offset, every offset a leaf, numbered without gaps.
     assert [(p, o, str(e), bytes(v)) for p, o, e, v, _ in journal] == sorted(
         (s.partition, s.offset, s.event_id, s.value) for s in goods)
     for p in ends:
-        leaves = [leaf for jp, _, _, _, leaf in journal if jp == p]
+        # leaves in offset order over journal and quarantine together, without gaps
+        leaves = [leaf_of[k] for k in sorted(k for k in leaf_of if k[0] == p)]
         assert leaves == list(range(len(leaves))), f"partition {p}: leaf indices {leaves}"
         # The stored offsets moved past the poison, up to the log end (a tombstone is last on p1's).
         assert offsets[p] == (ends[p], len(leaves)), f"partition {p}: {offsets[p]}, log end {ends[p]}"

@@ -44,10 +44,10 @@ JOURNAL_COLUMNS = (
     "leaf_hash", "payload", "record_key", "record_value", "fingerprint", "event_type",
     "schema_version", "entity_key", "protocol_number", "occurred_at", "kafka_timestamp", "headers",
 )
-OFFSET_COLUMNS = ("topic", "kafka_partition", "next_offset", "next_leaf_index")
+OFFSET_COLUMNS = ("topic", "kafka_partition", "next_offset", "next_leaf_index", "tree_size", "compact_range")
 #: Columns that say when a row was written, not what it says.
 WALL_CLOCK_COLUMNS = frozenset({"projected_at", "updated_at", "quarantined_at"})
-SNAPSHOT_TABLES = (*VIEW_TABLES, "journal", "quarantine", "projector_offsets")
+SNAPSHOT_TABLES = (*VIEW_TABLES, "journal", "quarantine", "projector_offsets", "merkle_nodes")
 
 
 def _columns(conn: psycopg.Connection, table: str) -> list[str]:
@@ -81,6 +81,8 @@ def snapshot(database_url: str) -> dict[str, list[tuple]]:
         out["journal"] = _rows(conn, "journal", JOURNAL_COLUMNS)
         out["quarantine"] = _rows(conn, "quarantine", _columns(conn, "quarantine"))
         out["projector_offsets"] = _rows(conn, "projector_offsets", OFFSET_COLUMNS)
+        # the Merkle trees: exactly-once like the views
+        out["merkle_nodes"] = _rows(conn, "merkle_nodes", _columns(conn, "merkle_nodes"))
         return out
 
 

@@ -14,6 +14,7 @@ from protocolo.consumers.batch import BatchProcessor, Positions
 from protocolo.consumers.decoding import RecordDecoder
 from protocolo.consumers.errors import LogReplaced
 from protocolo.consumers.tracking import LastProjected, PartitionProgress, Position, ResumePoint
+from protocolo.evidence.merkle import tree_root
 from protocolo.projections.integrity import leaf_hash
 
 TOPIC = "ledger"
@@ -42,13 +43,19 @@ def test_a_fresh_partition_journals_from_leaf_zero(processor: BatchProcessor) ->
     assert batch.progress == [PartitionProgress(0, None, 3, 3)]
 
 
-def test_a_quarantined_record_moves_the_offset_but_takes_no_leaf(processor: BatchProcessor) -> None:
+def test_a_quarantined_record_takes_its_leaf_like_any_other(processor: BatchProcessor) -> None:
     records = [valid_record(1, 0), record(1, 1, b"k", b"not avro"), valid_record(1, 2)]
     batch = processor.process({1: records}, fresh(1))
     assert batch is not None
-    assert [(r.kafka_offset, r.leaf_index) for r in batch.rows] == [(0, 0), (2, 1)]
-    assert [(q.kafka_offset, q.record_value) for q in batch.quarantined] == [(1, b"not avro")]
-    assert batch.progress == [PartitionProgress(1, None, 3, 2)]
+    assert [(r.kafka_offset, r.leaf_index) for r in batch.rows] == [(0, 0), (2, 2)]
+    assert [(q.kafka_offset, q.leaf_index, q.record_value) for q in batch.quarantined] == [(1, 1, b"not avro")]
+    assert batch.quarantined[0].leaf_hash == leaf_hash(TOPIC, 1, 1, b"k", b"not avro")
+    assert batch.progress == [PartitionProgress(1, None, 3, 3)]
+    # the batch carries the partition's tree over its three leaves, and the nodes it completed
+    (progress,) = batch.progress
+    leaves = [leaf_hash(TOPIC, 1, r.offset, r.key, r.value) for r in records]
+    assert progress.tree is not None and progress.tree.root() == tree_root(leaves)
+    assert sorted((n.node.node.level, n.node.node.index) for n in batch.nodes) == [(0, 0), (0, 1), (0, 2), (1, 0)]
 
 
 def test_a_resumed_partition_checks_its_last_record_and_skips_it(processor: BatchProcessor) -> None:
