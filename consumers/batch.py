@@ -96,8 +96,8 @@ class BatchProcessor:
             tree = CompactRange() if at is None else at.tree
             if tree is not None:
                 tree = tree.copy()
-                leaves = sorted((r.leaf_index, r.leaf_hash)
-                                for r in [*rows[first_row:], *quarantined[first_quarantined:]])
+                leaves = sorted([(r.leaf_index, r.leaf_hash) for r in rows[first_row:]]
+                                + [(q.leaf_index, q.leaf_hash) for q in quarantined[first_quarantined:]])
                 for _, leaf in leaves:
                     nodes.extend(TreeNode(partition, n) for n in tree.append(leaf))
             progress.append(PartitionProgress(

@@ -86,28 +86,16 @@ class ProjectorStats:
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+    """Hands kafka-python's rebalance callbacks to the projector."""
+
     def __init__(self, projector: Projector) -> None:
         self.projector = projector
 
-    # kafka-python re-raises a listener's exception from poll() as a generic KafkaError:
-    # keep the real one so that step() can raise it instead.
-
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            # What this member wrote must be committed before another member reads the offsets.
-            self.projector._settle()
-            for tp in revoked:
-                self.projector._positions.forget(tp.partition)
-        except BaseException as exc:
-            self.projector._fatal = self.projector._fatal or exc
-            raise
+        self.projector.partitions_revoked(revoked)
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            self.projector._seek_to_stored(assigned)
-        except BaseException as exc:
-            self.projector._fatal = self.projector._fatal or exc
-            raise
+        self.projector.partitions_assigned(assigned)
 
 
 class Projector:
@@ -173,6 +161,38 @@ class Projector:
         return consumer
 
     # -- positions -------------------------------------------------------------------
+
+    # -- rebalances (called by kafka-python from inside poll) -----------------------------
+    # kafka-python re-raises a listener's exception from poll() as a generic KafkaError:
+    # the real one is kept so that step() can raise it instead.
+
+    def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        try:
+            # What this member wrote must be committed before another member reads the offsets.
+            self._settle()
+            for tp in revoked:
+                self._positions.forget(tp.partition)
+        except BaseException as exc:
+            self._fatal = self._fatal or exc
+            raise
+
+    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            self._seek_to_stored(assigned)
+        except BaseException as exc:
+            self._fatal = self._fatal or exc
+            raise
+
+    def assigned_partitions(self) -> set[int]:
+        """The partitions this member holds now (may raise RuntimeError while a rebalance
+        changes them under another thread's read)."""
+        return {tp.partition for tp in self._consumer.assignment()}
+
+    @property
+    def writer_backend_pid(self) -> int:
+        """PostgreSQL backend pid of the connection batches are written on (to find it in
+        pg_stat_activity / pg_locks)."""
+        return int(self._writer_conn.info.backend_pid)
 
     def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         # Read the offsets only once every batch handed over is committed or failed.

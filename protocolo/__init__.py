@@ -1,9 +1,13 @@
 """Protocolo: an event-sourced audit ledger of customer-service interactions.
 
-The design's layers install under this one namespace: ``protocolo.schemas`` (the wire
-contract), ``protocolo.producers`` (publishing), ``protocolo.consumers`` (the projector),
-``protocolo.projections`` (PostgreSQL views and queries). This package ties them together:
-configuration, the embedded dev stack and the command line.
+The design's layers install under this one namespace: ``protocolo.core`` (the kernel),
+``protocolo.schemas`` (the wire contract), ``protocolo.producers`` (publishing),
+``protocolo.consumers`` (the projector), ``protocolo.projections`` (PostgreSQL tables,
+views and queries) and ``protocolo.evidence`` (the offline verifier's primitives). This
+package itself is the composition root only: the command line (``cli``), the runtime
+wiring (``runtime``), the embedded dev stack (``devstack``) and the ledger topic's
+creation (``ledger_topic``). See docs/architecture.md.
 """
 
 __version__ = "0.1.0"
+__all__ = ["__version__"]

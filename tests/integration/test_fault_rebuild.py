@@ -114,7 +114,7 @@ def test_rebuild_while_a_projector_is_applying_a_batch(backend, settings):
     _, first = publish_day(settings, contacts=60, seed=606)
     rt = Runtime.start(settings, log=lambda m: None)
     projector = rt.projector(batch_size=25)
-    projector_pid = projector._writer_conn.info.backend_pid  # the connection batches are written on
+    projector_pid = projector.writer_backend_pid  # the connection batches are written on
     errors: list[BaseException] = []
 
     def run() -> None:

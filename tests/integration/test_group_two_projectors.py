@@ -57,7 +57,7 @@ class Member:
         # Read from the test thread while the member's thread polls: retry a torn read.
         for _ in range(100):
             try:
-                return {tp.partition for tp in self.projector._consumer.assignment()}
+                return self.projector.assigned_partitions()
             except RuntimeError:
                 time.sleep(0.01)
         raise AssertionError(f"{self.name}: assignment unreadable")
