@@ -248,10 +248,10 @@ class TimedProjector(Projector):
 
     assigned_at: float | None = None
 
-    def _seek_to_stored(self, assigned):  # type: ignore[no-untyped-def]
+    def partitions_assigned(self, assigned):  # type: ignore[no-untyped-def]
         if self.assigned_at is None:
             self.assigned_at = time.perf_counter()
-        super()._seek_to_stored(assigned)
+        super().partitions_assigned(assigned)
 
 
 @dataclasses.dataclass
@@ -424,73 +424,60 @@ def profile_publisher(be: Backend, scratch: Scratch, sealer: PersonalDataSealer,
     return {"total": total, **sec}
 
 
-class _TimedCursor(psycopg.Cursor):
-    """Times each statement the projector runs, labelled by the view it belongs to."""
-
-    timers: Timers
-    labels: dict[str, str]
-
-    def execute(self, query, params=None, **kw):  # type: ignore[no-untyped-def]
-        label = self.labels.get(query if isinstance(query, str) else "", None)
-        if label is None:
-            text = query if isinstance(query, str) else repr(query)
-            label = "sql: " + " ".join(text.split())[:30]
-        t = time.perf_counter()
-        try:
-            return super().execute(query, params, **kw)
-        finally:
-            self.timers.seconds[label] = self.timers.seconds.get(label, 0.0) + time.perf_counter() - t
-            self.timers.calls[label] = self.timers.calls.get(label, 0) + 1
-
-
 def profile_projector(be: Backend, scratch: Scratch, topic: str, batch: int, expected: int,
                       out_dir: Path) -> dict[str, float]:
-    """Wall-time split of the projector's step loop (poll, decode's parts, each SQL
-    statement, commits, the caught-up tail), then a cProfile of the step loop."""
+    """Wall-time split of the projector (poll, the batch processor's parts, the writer's
+    transaction and its parts, the caught-up tail), then a cProfile of the step loop.
+
+    Only classes and module functions are wrapped (every instance sees them), never a
+    private attribute of one projector: the split survives refactors of the internals
+    as long as these public names stay, and fails loudly (AttributeError) when one goes."""
+    from kafka import KafkaConsumer
+
+    import protocolo.consumers.batch_writer as writer_module
     import protocolo.consumers.decoding as decoding_module
-    import protocolo.consumers.projector as projector_module
+    import protocolo.consumers.tracking as tracking_module
     import protocolo.projections.journal as journal_module
-    from protocolo.projections.views import VIEW_MODULES
+    from protocolo.consumers.batch import BatchProcessor
+    from protocolo.consumers.batch_writer import BatchWriter
+    from protocolo.consumers.decoding import RecordDecoder
+    from protocolo.consumers.tracking import TrackingStore
+    from protocolo.schemas.catalogue import SchemaCatalogue
 
-    labels = {journal_module.MARK_DUPLICATES: "sql: mark duplicates",
-              journal_module.JOURNAL_FROM_STAGING: "sql: insert journal"}
-    for module in VIEW_MODULES:
-        for i, statement in enumerate(module.STATEMENTS):
-            labels[statement] = f"sql: view {module.__name__.rsplit('.', 1)[-1]}[{i}]"
     timers = Timers()
-    _TimedCursor.timers, _TimedCursor.labels = timers, labels
     polls: list[tuple[float, float, int]] = []  # (start, seconds, records)
-    projector = TimedProjector(be.kafka_bootstrap, scratch.database("prof_split"), topic=topic,
-                               group_id=f"bench-{scratch.run_id}-prof-split", options=ProjectorOptions(batch_size=batch))
-    consumer = projector._consumer  # noqa: SLF001
-    real_poll = consumer.poll
+    real_poll = KafkaConsumer.poll
 
-    def poll(*a: Any, **kw: Any) -> Any:
+    def poll(self: Any, *a: Any, **kw: Any) -> Any:
         t = time.perf_counter()
-        out = real_poll(*a, **kw)
+        out = real_poll(self, *a, **kw)
         polls.append((t, time.perf_counter() - t, sum(len(v) for v in out.values())))
         return out
 
+    projector = TimedProjector(be.kafka_bootstrap, scratch.database("prof_split"), topic=topic,
+                               group_id=f"bench-{scratch.run_id}-prof-split", options=ProjectorOptions(batch_size=batch))
     try:
-        consumer.poll = poll  # type: ignore[method-assign]
-        timers.patch(projector._decoder, "decode", "decode")  # noqa: SLF001
-        timers.patch(projector._decoder.catalogue, "decode", "avro decode")  # noqa: SLF001
+        KafkaConsumer.poll = poll  # type: ignore[method-assign]
+        timers.patch(BatchProcessor, "process", "batch processor")
+        timers.patch(RecordDecoder, "decode", "decode")
+        timers.patch(SchemaCatalogue, "decode", "avro decode")
         timers.patch(decoding_module, "to_json", "payload to JSON")
-        timers.patch(decoding_module, "_headers_json", "headers to JSON")
+        timers.patch(decoding_module, "stored_headers", "headers to JSON")
         timers.patch(decoding_module, "leaf_hash", "leaf hash")
         timers.patch(decoding_module, "entity_key", "entity_key")
-        timers.patch(projector_module, "write_batch", "write_batch")
+        timers.patch(BatchWriter, "_write", "write transaction (writer thread)")
+        timers.patch(writer_module, "write_journal", "journal + views")
         timers.patch(journal_module, "stage", "COPY to staging")
-        timers.patch(journal_module, "store_progress", "store offsets")
-        timers.patch(projector._conn, "commit", "PostgreSQL commit")  # noqa: SLF001
-        timers.patch(consumer, "commit_async", "Kafka commit_async")
-        timers.patch(projector, "caught_up", "caught_up()")
-        timers.patch(projector, "_check_log_end", "_check_log_end()")
-        projector._conn.cursor_factory = _TimedCursor  # noqa: SLF001
+        timers.patch(journal_module, "apply_views", "views SQL")
+        timers.patch(TrackingStore, "advance", "offsets + tree (fenced)")
+        timers.patch(tracking_module, "write_nodes", "Merkle nodes")
+        timers.patch(KafkaConsumer, "commit_async", "Kafka commit_async")
+        timers.patch(Projector, "caught_up", "caught_up()")
         started = time.perf_counter()
         stats = projector.run(until_caught_up=True, idle_timeout_s=120)
         total = time.perf_counter() - started
     finally:
+        KafkaConsumer.poll = real_poll  # type: ignore[method-assign]
         timers.restore()
         projector.close()
     if stats.records != expected:
@@ -504,25 +491,25 @@ def profile_projector(be: Backend, scratch: Scratch, topic: str, batch: int, exp
     sec["poll: empty polls at the end (tail)"] = sum(p[1] for p in polls[last_data + 1:])
     sec["  rest of decode"] = sec["decode"] - sum(sec[k] for k in (
         "avro decode", "payload to JSON", "headers to JSON", "leaf hash", "entity_key"))
-    view_keys = sorted(k for k in sec if k.startswith("sql: view"))
-    sec["  rest of write_batch"] = sec["write_batch"] - sec["COPY to staging"] - sec["store offsets"] - sum(
-        sec.get(k, 0.0) for k in set(labels.values()))
-    accounted = ("poll: until the group join ends", "poll: fetching batches", "poll: empty polls at the end (tail)",
-                 "decode", "write_batch", "PostgreSQL commit", "Kafka commit_async", "caught_up()", "_check_log_end()")
-    sec["step loop bookkeeping"] = total - sum(sec[k] for k in accounted)
-    print(timers.table(f"Projector.run (join ended after {assigned:.2f} s)", total, stats.records, [
+    sec["  rest of the processor (tree append)"] = sec["batch processor"] - sec["decode"]
+    sec["  rest of journal + views (duplicates, insert)"] = (
+        sec["journal + views"] - sec["COPY to staging"] - sec["views SQL"])
+    main_thread = ("poll: until the group join ends", "poll: fetching batches", "poll: empty polls at the end (tail)",
+                   "batch processor", "Kafka commit_async", "caught_up()")
+    sec["main thread: waiting for the writer, bookkeeping"] = total - sum(sec[k] for k in main_thread)
+    print(timers.table(f"Projector.run (join ended after {assigned:.2f} s; the writer thread overlaps the main one)",
+                       total, stats.records, [
         ("poll: until the group join ends", 0), ("poll: fetching batches", 0), ("poll: empty polls at the end (tail)", 0),
-        ("decode", 0), ("avro decode", 1), ("payload to JSON", 1), ("headers to JSON", 1), ("leaf hash", 1),
-        ("entity_key", 1), ("  rest of decode", 1),
-        ("write_batch", 0), ("COPY to staging", 1), ("sql: mark duplicates", 1), ("sql: insert journal", 1),
-        *[(k, 1) for k in view_keys], ("store offsets", 1), ("  rest of write_batch", 1),
-        ("PostgreSQL commit", 0), ("Kafka commit_async", 0), ("caught_up()", 0), ("_check_log_end()", 0),
-        ("step loop bookkeeping", 0)]))
+        ("batch processor", 0), ("decode", 1), ("avro decode", 2), ("payload to JSON", 2), ("headers to JSON", 2),
+        ("leaf hash", 2), ("entity_key", 2), ("  rest of decode", 2), ("  rest of the processor (tree append)", 1),
+        ("Kafka commit_async", 0), ("caught_up()", 0), ("main thread: waiting for the writer, bookkeeping", 0),
+        ("write transaction (writer thread)", 0), ("journal + views", 1), ("COPY to staging", 2), ("views SQL", 2),
+        ("  rest of journal + views (duplicates, insert)", 2), ("offsets + tree (fenced)", 1), ("Merkle nodes", 2)]))
 
     projector = Projector(be.kafka_bootstrap, scratch.database("prof_cprofile"), topic=topic,
                           group_id=f"bench-{scratch.run_id}-prof-cprofile", options=ProjectorOptions(batch_size=batch))
     try:
-        while not projector._consumer.assignment():  # noqa: SLF001 - join first: profile the step loop
+        while not projector.assigned_partitions():  # join first: profile the step loop
             projector.step()
         profile = cProfile.Profile()
         profile.enable()
