@@ -10,28 +10,16 @@ ALTER TABLE quarantine ADD COLUMN leaf_hash bytea;
 -- Ledgers made before this migration numbered journal rows only: renumber over both tables
 -- (the leaf hashes of journal rows do not depend on the index and stay as they are).
 ALTER TABLE journal DROP CONSTRAINT journal_topic_kafka_partition_leaf_index_key;
-WITH everything AS (
-    SELECT topic, kafka_partition, kafka_offset FROM journal
-    UNION ALL
-    SELECT topic, kafka_partition, kafka_offset FROM quarantine
-), numbered AS (
-    SELECT topic, kafka_partition, kafka_offset,
-           row_number() OVER (PARTITION BY topic, kafka_partition ORDER BY kafka_offset) - 1 AS leaf_index
-      FROM everything
-)
+CREATE TEMP TABLE leaf_numbers ON COMMIT DROP AS
+SELECT topic, kafka_partition, kafka_offset,
+       row_number() OVER (PARTITION BY topic, kafka_partition ORDER BY kafka_offset) - 1 AS leaf_index
+  FROM (SELECT topic, kafka_partition, kafka_offset FROM journal
+        UNION ALL
+        SELECT topic, kafka_partition, kafka_offset FROM quarantine) everything;
 UPDATE journal j SET leaf_index = n.leaf_index
-  FROM numbered n
+  FROM leaf_numbers n
  WHERE j.topic = n.topic AND j.kafka_partition = n.kafka_partition AND j.kafka_offset = n.kafka_offset
    AND j.leaf_index <> n.leaf_index;
-WITH everything AS (
-    SELECT topic, kafka_partition, kafka_offset FROM journal
-    UNION ALL
-    SELECT topic, kafka_partition, kafka_offset FROM quarantine
-), numbered AS (
-    SELECT topic, kafka_partition, kafka_offset,
-           row_number() OVER (PARTITION BY topic, kafka_partition ORDER BY kafka_offset) - 1 AS leaf_index
-      FROM everything
-)
 UPDATE quarantine q SET leaf_index = n.leaf_index,
        -- leaf layout v1 (protocolo/evidence/leaf.py), computed here once for old rows
        leaf_hash = sha256('\x00'::bytea
@@ -40,7 +28,7 @@ UPDATE quarantine q SET leaf_index = n.leaf_index,
            || CASE WHEN q.record_key IS NULL THEN int4send(-1)
                    ELSE int4send(octet_length(q.record_key)) || q.record_key END
            || int4send(octet_length(coalesce(q.record_value, ''::bytea))) || coalesce(q.record_value, ''::bytea))
-  FROM numbered n
+  FROM leaf_numbers n
  WHERE q.topic = n.topic AND q.kafka_partition = n.kafka_partition AND q.kafka_offset = n.kafka_offset;
 ALTER TABLE quarantine ALTER COLUMN leaf_index SET NOT NULL;
 ALTER TABLE quarantine ALTER COLUMN leaf_hash SET NOT NULL;

@@ -28,14 +28,16 @@ import time
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocolo.evidence.checkpoint import parse_checkpoint
 from protocolo.evidence.errors import CheckpointError, NoteError
 from protocolo.evidence.note import (
     SIG_COSIGNATURE_V1,
     SIG_SUBTREE_MLDSA44,
+    KeyedVerifier,
     VerifierKey,
+    ed25519_public_key,
     is_valid_key_name,
 )
 
@@ -81,27 +83,12 @@ def cosignature_timestamp(signature: bytes) -> int:
     return int.from_bytes(signature[:8], "big")
 
 
-class CosignatureV1Verifier:
+class CosignatureV1Verifier(KeyedVerifier):
     """A witness's Ed25519 cosignature key (type 0x04)."""
 
     def __init__(self, name: str, public_key: bytes) -> None:
-        if len(public_key) != 32:
-            raise NoteError(
-                "bad-verifier-key", f"Ed25519 public key must be 32 bytes, got {len(public_key)}"
-            )
+        self._public = ed25519_public_key(public_key)
         self.key = VerifierKey.of(name, SIG_COSIGNATURE_V1, public_key)
-        try:
-            self._public = Ed25519PublicKey.from_public_bytes(public_key)
-        except ValueError as failure:
-            raise NoteError("bad-verifier-key", f"not an Ed25519 public key: {failure}") from None
-
-    @property
-    def name(self) -> str:
-        return self.key.name
-
-    @property
-    def key_id(self) -> int:
-        return self.key.key_id
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         if len(signature) != ED25519_PAYLOAD:
@@ -182,7 +169,7 @@ def mldsa44_supported() -> bool:
     return True
 
 
-class MLDSA44SubtreeVerifier:
+class MLDSA44SubtreeVerifier(KeyedVerifier):
     """A witness's ML-DSA-44 subtree/v1 cosignature key (type 0x06)."""
 
     def __init__(self, name: str, public_key: bytes) -> None:
@@ -204,14 +191,6 @@ class MLDSA44SubtreeVerifier:
             self._public = mldsa.MLDSA44PublicKey.from_public_bytes(public_key)
         except ValueError as failure:
             raise NoteError("bad-verifier-key", f"not an ML-DSA-44 public key: {failure}") from None
-
-    @property
-    def name(self) -> str:
-        return self.key.name
-
-    @property
-    def key_id(self) -> int:
-        return self.key.key_id
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         if len(signature) != MLDSA44_PAYLOAD:

@@ -169,19 +169,10 @@ class VerifierKey:
         return f"{self.name}+{self.key_id:08x}+{key64}"
 
 
-class Ed25519NoteVerifier:
-    """A log's Ed25519 key (signature type 0x01): signs the note text itself."""
+class KeyedVerifier:
+    """What every verifier of a note signature has: its verifier key (name, key ID)."""
 
-    def __init__(self, name: str, public_key: bytes) -> None:
-        if len(public_key) != 32:
-            raise NoteError(
-                "bad-verifier-key", f"Ed25519 public key must be 32 bytes, got {len(public_key)}"
-            )
-        self.key = VerifierKey.of(name, SIG_ED25519, public_key)
-        try:
-            self._public = Ed25519PublicKey.from_public_bytes(public_key)
-        except ValueError as failure:
-            raise NoteError("bad-verifier-key", f"not an Ed25519 public key: {failure}") from None
+    key: VerifierKey
 
     @property
     def name(self) -> str:
@@ -190,6 +181,26 @@ class Ed25519NoteVerifier:
     @property
     def key_id(self) -> int:
         return self.key.key_id
+
+
+def ed25519_public_key(public_key: bytes) -> Ed25519PublicKey:
+    """An Ed25519 verifying key from its 32 raw bytes (NoteError ``bad-verifier-key``)."""
+    if len(public_key) != 32:
+        raise NoteError(
+            "bad-verifier-key", f"Ed25519 public key must be 32 bytes, got {len(public_key)}"
+        )
+    try:
+        return Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError as failure:
+        raise NoteError("bad-verifier-key", f"not an Ed25519 public key: {failure}") from None
+
+
+class Ed25519NoteVerifier(KeyedVerifier):
+    """A log's Ed25519 key (signature type 0x01): signs the note text itself."""
+
+    def __init__(self, name: str, public_key: bytes) -> None:
+        self._public = ed25519_public_key(public_key)
+        self.key = VerifierKey.of(name, SIG_ED25519, public_key)
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         if len(signature) != 64:
