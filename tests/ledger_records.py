@@ -1,17 +1,21 @@
-"""Kafka records for tests that need no broker: committed vector events, re-encoded.
+"""Kafka records for tests: committed vector events re-encoded, and raw records sent in order.
 
 Each record is a kafka-python ``ConsumerRecord`` (the type the projector reads), built from
 a committed vector in ``schemas/vectors`` with a fresh event id, so that tests can make as
-many distinct valid events as they need and alter any field before encoding.
+many distinct valid events as they need and alter any field before encoding. :class:`Sent`
+and :func:`send_in_order` put hostile or odd records on a real topic, bypassing the
+publisher, and remember where each landed.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -50,3 +54,37 @@ def valid_record(partition: int, offset: int, **changes: Any) -> ConsumerRecord:
     payload.update(changes)
     key, value = encode(payload)
     return record(partition, offset, key, value)
+
+
+@dataclass
+class Sent:
+    """A record a test sends raw (bypassing the publisher), and where it landed."""
+
+    label: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    expect: tuple[str, ...] = ()  # fragments the quarantine error must contain; () = must be journalled
+    event_id: str | None = None  # the event id inside, for a refused record that carries one
+    partition: int = -1
+    offset: int = -1
+    sent_headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+    @property
+    def hostile(self) -> bool:
+        """The projector must quarantine it."""
+        return bool(self.expect)
+
+    poison = hostile
+
+
+def send_in_order(bootstrap: str, topic: str, plan: list[Sent], **producer_config: Any) -> None:
+    """Send ``plan`` one record at a time, each awaited, so the order on every partition is
+    the plan's; record where each landed."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, **producer_config)
+    try:
+        for s in plan:
+            md = producer.send(topic, key=s.key, value=s.value, headers=s.headers).get(timeout=15)
+            s.partition, s.offset = md.partition, md.offset
+    finally:
+        producer.close()

@@ -23,13 +23,12 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from fastavro import schemaless_writer
-from kafka import KafkaProducer
+from ledger_records import Sent, send_in_order
 from view_snapshot import log_ends, snapshot
 
 from protocolo.core.config import Settings
@@ -40,23 +39,6 @@ from protocolo.runtime import Runtime
 from protocolo.schemas.catalogue import SchemaCatalogue
 
 MAGIC = b"\xc3\x01"  # Avro single-object encoding (schemas/codec.py)
-
-
-@dataclass
-class Sent:
-    label: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    expect: tuple[str, ...] = ()  # fragments the quarantine error must contain; () = must be journalled
-    event_id: str | None = None
-    partition: int = -1
-    offset: int = -1
-    sent_headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-    @property
-    def hostile(self) -> bool:
-        return bool(self.expect)
 
 
 def avro_single_object(catalogue: SchemaCatalogue, value: bytes, change: dict[str, Any]) -> bytes:
@@ -152,14 +134,7 @@ def test_hostile_records_are_quarantined_and_projection_never_stops(settings: Se
             plan.append(pending.pop(0))
     plan += pending
 
-    producer = KafkaProducer(bootstrap_servers=rt.kafka_bootstrap, acks="all", linger_ms=0,
-                             max_request_size=8 * 1024 * 1024)
-    try:
-        for s in plan:  # one at a time, awaited: the order on each partition is the plan's
-            md = producer.send(settings.topic, key=s.key, value=s.value, headers=s.headers).get(timeout=15)
-            s.partition, s.offset = md.partition, md.offset
-    finally:
-        producer.close()
+    send_in_order(rt.kafka_bootstrap, settings.topic, plan, max_request_size=8 * 1024 * 1024)
     bad = [s for s in plan if s.hostile]
     goods = [s for s in plan if not s.hostile]
     ends = log_ends(plan)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from kafka import KafkaProducer
+from ledger_records import Sent, send_in_order
 from view_snapshot import (
     VIEW_TABLES,
     describe_difference,
@@ -34,22 +34,6 @@ from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event, PreparedEvent
 from protocolo.producers.simulator import CallCentreDay
 from protocolo.runtime import Runtime
-
-
-@dataclass
-class Sent:
-    label: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    expect: tuple[str, ...] = ()  # fragments the quarantine error must contain (lower case)
-    event_id: str | None = None  # the event id inside, for poison that carries one
-    partition: int = -1
-    offset: int = -1
-
-    @property
-    def poison(self) -> bool:
-        return bool(self.expect)
 
 
 def _note(protocol: str) -> Event:
@@ -110,13 +94,7 @@ def test_poison_records_are_quarantined_and_projection_goes_on(backend, settings
     assert not middle
     plan.append(Sent("tombstone", p1, None, [], poison[-1].expect))
 
-    producer = KafkaProducer(bootstrap_servers=rt.kafka_bootstrap, acks="all", linger_ms=0)
-    try:
-        for s in plan:  # one at a time, awaited: the order on each partition is the plan's
-            md = producer.send(settings.topic, key=s.key, value=s.value, headers=s.headers).get(timeout=15)
-            s.partition, s.offset = md.partition, md.offset
-    finally:
-        producer.close()
+    send_in_order(rt.kafka_bootstrap, settings.topic, plan)
     poisoned = [s for s in plan if s.poison]
     goods = [s for s in plan if not s.poison]
     ends = log_ends(plan)
