@@ -173,7 +173,7 @@ class LedgerReader:
             ledgers = [Ledger("configured ledger", settings.database_url, current=True)]
             kafka = settings.kafka_bootstrap
         else:
-            ledgers, kafka = _embedded_ledgers(settings)
+            ledgers, kafka = embedded_ledgers(settings)
             kafka = settings.kafka_bootstrap or kafka
         for ledger in ledgers:
             _probe_ledger(ledger)
@@ -200,7 +200,7 @@ class LedgerReader:
         return self._sealer
 
 
-def _embedded_ledgers(settings: Settings) -> tuple[list[Ledger], str | None]:
+def embedded_ledgers(settings: Settings) -> tuple[list[Ledger], str | None]:
     """Every ledger database on the embedded server, the running broker's first."""
     report = devstack.status(settings)
     postgres = report["postgres"]

@@ -21,6 +21,7 @@ from protocolo.core.config import (
     Settings,
 )
 from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
+from protocolo.runtime import LedgerUnreachable, embedded_ledgers
 
 #: ``dev status`` exit status when a service is not running (LSB: "program is not running").
 EXIT_NOT_RUNNING = 3
@@ -123,5 +124,20 @@ def _status(args: argparse.Namespace) -> int:
         if name == "kafka" and service["label"] is not None:
             print(f"{'':<9} broker: {service['note']}")
         print(f"{'':<9} log: {service['log']}")
+    if report["postgres"]["running"]:
+        _print_ledgers(_settings())
     running = report["kafka"]["running"] and report["postgres"]["running"]
     return 0 if running else EXIT_NOT_RUNNING
+
+
+def _print_ledgers(settings: Settings) -> None:
+    """Every ledger database on the embedded server: history searches them all, and a
+    hand-set PROTOCOLO_DATABASE_URL can name any of them."""
+    try:
+        ledgers, _ = embedded_ledgers(settings)
+    except LedgerUnreachable as exc:
+        print(f"ledgers:  none ({exc})")
+        return
+    for i, ledger in enumerate(ledgers):
+        label = "ledgers:" if i == 0 else ""
+        print(f"{label:<9} {ledger.name}{'  (current: the running broker projects into it)' if ledger.current else ''}")
