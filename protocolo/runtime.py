@@ -26,9 +26,15 @@ from psycopg import sql
 
 from protocolo import devstack
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
-from protocolo.core.config import Settings
+from protocolo.core.config import ENV_DATABASE_URL, ENV_REGISTRY_URL, Settings
 from protocolo.core.database import SchemaMissing, require_schema
-from protocolo.core.deployment_keys import DeploymentKeys, KeyConfigError, check_keys, load_keys
+from protocolo.core.deployment_keys import (
+    DeploymentKeys,
+    KeyConfigError,
+    check_keys,
+    load_keys,
+    verify_keys,
+)
 from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
 from protocolo.core.policy import override_from_env
 from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
@@ -100,19 +106,24 @@ class Runtime:
             keys = load_keys(settings.home, may_invent=settings.may_invent_keys)
         except KeyConfigError as exc:
             raise RuntimeUnavailable(str(exc)) from exc
+        postgres = "PostgreSQL"  # which one, for the message when it does not answer
         try:
             endpoints = devstack.resolve(settings, log)
             if need_kafka:
                 ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
+            if settings.database_url:
+                postgres = f"PostgreSQL at {redact_url(settings.database_url)} ({ENV_DATABASE_URL})"
             connect(endpoints.database_url).close()
             registry_url = settings.registry_url or (
                 settings.database_url or ensure_database(endpoints.database_url, EMBEDDED_REGISTRY_DATABASE))
+            if settings.registry_url:
+                postgres = f"the registry at {redact_url(settings.registry_url)} ({ENV_REGISTRY_URL})"
             with registry.connect(registry_url, autocommit=True) as conn:
                 check_keys(conn, keys)
         except (devstack.DevStackError, LedgerTopicError, KafkaError, KeyConfigError) as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         except psycopg.OperationalError as exc:
-            raise RuntimeUnavailable(f"PostgreSQL is unreachable: {exc}".strip()) from exc
+            raise RuntimeUnavailable(f"{postgres} is unreachable: {exc}".strip()) from exc
         return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, registry_url, keys)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -172,12 +183,14 @@ class LedgerReader:
             ledgers, kafka = _embedded_ledgers(settings)
             kafka = settings.kafka_bootstrap or kafka
         for ledger in ledgers:
-            _probe_ledger(ledger)
+            _probe_ledger(ledger, ENV_DATABASE_URL if settings.database_url else None)
         registry_url = settings.registry_url or settings.database_url
         if registry_url is None and ledgers:
             registry_url = with_database(ledgers[0].url, EMBEDDED_REGISTRY_DATABASE)
         try:
             keys = load_keys(settings.home, may_invent=False)
+            if registry_url is not None:
+                _verify_registry_keys(registry_url, keys)
         except KeyConfigError as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         return cls(settings, ledgers, registry_url, kafka, keys)
@@ -227,12 +240,23 @@ def _embedded_ledgers(settings: Settings) -> tuple[list[Ledger], str | None]:
     return ledgers, kafka
 
 
-def _probe_ledger(ledger: Ledger) -> None:
+def _verify_registry_keys(registry_url: str, keys: DeploymentKeys) -> None:
+    """Refuse keys other than those the registry recorded (read-only; a registry that does
+    not exist yet has recorded none)."""
+    try:
+        with psycopg.connect(registry_url, autocommit=True, connect_timeout=5) as conn:
+            verify_keys(conn, keys)
+    except psycopg.OperationalError:
+        return  # e.g. the embedded registry database not created yet: no key was recorded
+
+
+def _probe_ledger(ledger: Ledger, variable: str | None) -> None:
+    """``variable``: the setting the URL came from, named in the message."""
+    where = redact_url(ledger.url) + (f" ({variable})" if variable else "")
     try:
         with psycopg.connect(ledger.url, autocommit=True, connect_timeout=5) as conn:
-            require_schema(conn, "journal", f"the database at {redact_url(ledger.url)}")
+            require_schema(conn, "journal", f"the database at {where}")
     except psycopg.OperationalError as exc:
-        raise LedgerUnreachable(
-            f"no ledger is reachable at {redact_url(ledger.url)}: {exc}".strip()) from exc
+        raise LedgerUnreachable(f"no ledger is reachable at {where}: {exc}".strip()) from exc
     except SchemaMissing as exc:
         raise LedgerUnreachable(str(exc)) from exc
