@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,24 +29,33 @@ import psycopg
 import pytest
 from helpers_flow import (
     CPF,
+    OTHER_CPF,
     Cli,
     contact_opened,
     now_s,
     project,
+    recording_captured,
     start_runtime,
 )
 from psycopg import sql
 from view_snapshot import PROTOCOLO, cli_env, scratch_database
 
 from protocolo import devstack
+from protocolo.core import policy
 from protocolo.core.config import Settings
 from protocolo.core.deployment_keys import KEY_BYTES
+from protocolo.core.errors import EventRejected
 from protocolo.core.protocol_number import make_protocol_number
-from protocolo.core.watermark import log_end_offsets
+from protocolo.core.watermark import ProjectionBehind, log_end_offsets
 from protocolo.devstack import Endpoints
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
+from protocolo.producers.retention import sweep
+from protocolo.projections import views
+from protocolo.projections.rebuild import rebuild_views
+from protocolo.projections.views import PolicyMismatch
 from protocolo.runtime import Runtime, RuntimeUnavailable
+from protocolo.schemas import validation
 
 KEY_VARIABLES = ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY")
 #: A TCP port on 127.0.0.1 where nothing listens (port 1 is privileged and unused here).
@@ -358,3 +369,325 @@ def test_demo_never_prints_the_database_password(backend: Endpoints, settings):
         assert password not in output
         assert f"{role}:***@" in output  # the URL is shown, redacted
         assert "ledger totals" in done.stdout
+
+
+# ----------------------------------------------------------------------------- 5. the sweeper waits
+
+
+def _recorded_contact(protocol: str, opened: datetime, *, days: int = 180) -> list[Event]:
+    """A MOBILE contact (br-anatel-rgc) with one recording kept ``days`` days."""
+    return [
+        _opened_event(protocol, opened),
+        Event("RecordingCaptured", recording_captured(f"rec-{protocol}", protocol, days=days),
+              protocol_number=protocol, occurred_at=opened + timedelta(minutes=4)),
+    ]
+
+
+@contextlib.contextmanager
+def _projector_in_background(rt: Runtime) -> Iterator[None]:
+    """The projector running in a thread for the duration of the block."""
+    failures: list[BaseException] = []
+    with rt.projector(batch_size=100) as projector:
+        def run() -> None:
+            try:
+                projector.run()
+            except BaseException as exc:  # reported by the test
+                failures.append(exc)
+
+        thread = threading.Thread(target=run, name="projector", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            projector.stop()
+            thread.join(60)
+    assert not thread.is_alive(), "the projector did not stop"
+    assert not failures, failures
+
+
+def test_a_hold_published_a_second_before_the_sweep_blocks_the_deletion(settings):
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=2) as issuer:
+        held, free = issuer.issue(), issuer.issue()
+    opened = now_s() - timedelta(days=200)  # past the 180 days of br-anatel-rgc
+    with rt.publisher("sweep-test") as publisher:
+        publisher.publish_many([*_recorded_contact(held, opened), *_recorded_contact(free, opened)])
+    project(rt)
+
+    with _projector_in_background(rt), rt.publisher("sweep-test") as publisher, rt.connect() as conn:
+        now = now_s()
+        publisher.publish("LegalHoldPlaced", {"hold_id": "hold-race", "case_reference": "Procon-2026-1",
+                                              "placed_by": "legal@company"},
+                          protocol_number=held, occurred_at=now - timedelta(seconds=1))
+        receipts = sweep(conn, publisher, now, projection_timeout_s=60)
+    project(rt)
+
+    with rt.connect() as conn:
+        deleted = conn.execute("SELECT payload->>'recording_id' FROM journal"
+                               " WHERE event_type = 'RecordingDeleted'").fetchall()
+        status = dict(conn.execute("SELECT recording_id, status FROM recordings").fetchall())
+    assert len(receipts) == 1
+    assert deleted == [(f"rec-{free}",)], "the recording under the fresh hold was deleted"
+    assert status == {f"rec-{held}": "retained", f"rec-{free}": "deleted"}
+
+
+def test_the_sweeper_refuses_when_no_projector_catches_up_and_publishes_nothing(settings):
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=1) as issuer:
+        protocol = issuer.issue()
+    with rt.publisher("sweep-test") as publisher:  # past retention, never projected
+        publisher.publish_many(_recorded_contact(protocol, now_s() - timedelta(days=200)))
+    before = _ends(settings)
+    with rt.publisher("sweep-test") as publisher, rt.connect() as conn, \
+            pytest.raises(ProjectionBehind) as behind:
+        sweep(conn, publisher, now_s(), projection_timeout_s=1)
+    assert behind.value.lag.total == 2
+    assert "2 record(s) on the topic are not projected yet" in str(behind.value)
+    assert _ends(settings) == before, "the sweeper published while the views lagged"
+
+
+# ----------------------------------------------------------------------------- 6. erase
+
+
+def _erased_keys(registry_url: str) -> int:
+    with psycopg.connect(registry_url) as conn:
+        return int(conn.execute("SELECT count(*) FROM personal_data_keys WHERE wrapped_key IS NULL").fetchone()[0])
+
+
+def test_erase_waits_for_the_projection_reads_the_cpf_privately_and_history_shows_it(settings, tmp_path):
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=2) as issuer:
+        first, second = issuer.issue(), issuer.issue()
+    at = now_s() - timedelta(days=3)
+    with rt.publisher("erase-test") as publisher:
+        publisher.publish_many([
+            _opened_event(first, at, {"cpf": CPF, "name": "Ana Souza"}),
+            _opened_event(second, at + timedelta(hours=1), {"cpf": OTHER_CPF, "name": "Rui Lopes"}),
+        ])
+    env = cli_env(settings)
+    cpf_file = tmp_path / "cpf.txt"
+    cpf_file.write_text(OTHER_CPF + "\n")
+    outputs: list[str] = []
+
+    before = _ends(settings)
+    refused = _run(["erase", "--cpf-file", str(cpf_file), "--legal-basis", "LGPD art. 18 VI", "--wait", "1"], env)
+    outputs.append(refused.stdout + refused.stderr)
+    assert refused.returncode == 2, refused.stderr
+    assert "not projected yet" in refused.stderr and "protocolo project" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert _ends(settings) == before, "erase published while the views lagged"
+    assert _erased_keys(rt.registry_url) == 0, "erase destroyed a key while the views lagged"
+
+    project(rt)
+    by_stdin = _run(["erase", "--cpf", "-", "--legal-basis", "LGPD art. 18 VI"], env, stdin=CPF + "\n")
+    outputs.append(by_stdin.stdout + by_stdin.stderr)
+    assert by_stdin.returncode == 0, by_stdin.stderr
+    assert "erased: 1 data key(s) destroyed" in by_stdin.stderr
+    project(rt)
+    by_file = _run(["erase", "--cpf-file", str(cpf_file), "--legal-basis", "LGPD art. 18 VI"], env)
+    outputs.append(by_file.stdout + by_file.stderr)
+    assert by_file.returncode == 0, by_file.stderr
+    assert _erased_keys(rt.registry_url) == 2
+    project(rt)
+
+    for cpf, protocol in ((CPF, first), (OTHER_CPF, second)):
+        shown = _run(["history", "--cpf", cpf, "--json"], env)
+        outputs.append(shown.stdout + shown.stderr)
+        assert shown.returncode == 0, shown.stderr
+        [contact] = json.loads(shown.stdout)["interactions"]
+        assert contact["protocol_number"] == protocol
+        assert contact["customer"] == {"identified": True, "erased": True}
+        text = _run(["history", "--protocol", protocol], env)
+        outputs.append(text.stdout + text.stderr)
+        assert "[personal data erased]" in text.stdout
+    for cpf in (CPF, OTHER_CPF):
+        digits = "".join(c for c in cpf if c.isdigit())
+        for output in outputs:
+            assert cpf not in output and digits not in output, output
+    for output in outputs:
+        assert "Ana Souza" not in output and "Rui Lopes" not in output
+
+
+# ----------------------------------------------------------------------------- 3. reproducible deadlines
+
+
+def _use_profile_versions(monkeypatch: pytest.MonkeyPatch, versions: tuple[policy.PolicyProfile, ...]) -> None:
+    """Make ``versions`` the code's profile versions everywhere they are read: the kernel,
+    the validator (which imported PROFILES) and the views (which imported PROFILE_VERSIONS;
+    ``install_profiles`` writes and checks them)."""
+    newest: dict[str, policy.PolicyProfile] = {}
+    for p in versions:
+        if p.name not in newest or p.valid_from > newest[p.name].valid_from:
+            newest[p.name] = p
+    monkeypatch.setattr(policy, "PROFILE_VERSIONS", versions)
+    monkeypatch.setattr(policy, "PROFILES", newest)
+    monkeypatch.setattr(policy.profile_in_force, "__defaults__", (versions,))
+    monkeypatch.setattr(views, "PROFILE_VERSIONS", versions)
+    monkeypatch.setattr(validation, "PROFILES", newest)
+
+
+def _deadlines(database_url: str) -> dict[str, Any]:
+    with psycopg.connect(database_url) as conn:
+        return {
+            "interactions": sorted(conn.execute("SELECT protocol_number, policy_profile FROM interactions")),
+            "recordings": sorted(conn.execute(
+                "SELECT recording_id, retention_profile, retention_days, retain_until FROM recordings")),
+            "requests": sorted(conn.execute(
+                "SELECT request_id::text, policy_profile, due_at FROM retrieval_requests")),
+        }
+
+
+def test_deadlines_follow_the_profile_version_in_force_and_survive_a_rebuild(settings, monkeypatch):
+    now = now_s()
+    v1 = policy.profile_version("br-sac-2022", 1)
+    v2 = replace(v1, version=2, valid_from=now - timedelta(days=10), recording_retention_days=120,
+                 recording_delivery_days=5, history_delivery_hours=48, source="test: stricter since 10 days ago")
+    _use_profile_versions(monkeypatch, (*policy.PROFILE_VERSIONS, v2))
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=2) as issuer:
+        old, new = issuer.issue(), issuer.issue()
+    opened_old, opened_new = now - timedelta(days=20), now - timedelta(days=5)
+    banking = {"service_type": "BANKING"}  # governed by br-sac-2022
+    requests = {name: str(uuid.uuid4()) for name in ("old-rec", "new-hist", "cpf-before", "cpf-after")}
+    events = [
+        _opened_event(old, opened_old, {"cpf": CPF}, **banking),
+        Event("RecordingCaptured", recording_captured("rec-old", old, profile="br-sac-2022",
+                                                      days=v1.recording_retention_days),
+              protocol_number=old, occurred_at=opened_old + timedelta(minutes=5)),
+        _opened_event(new, opened_new, {"cpf": CPF}, **banking),
+        Event("RecordingCaptured", recording_captured("rec-new", new, profile="br-sac-2022",
+                                                      days=v2.recording_retention_days),
+              protocol_number=new, occurred_at=opened_new + timedelta(minutes=5)),
+        # A request made after v2 started, about a contact opened under v1: the contact's profile.
+        Event("RetrievalRequested", {"request_id": requests["old-rec"], "kind": "RECORDING",
+                                     "requested_via": "APP", "delivery_channel": "EMAIL"},
+              protocol_number=old, occurred_at=now - timedelta(days=2)),
+        Event("RetrievalRequested", {"request_id": requests["new-hist"], "kind": "HISTORY",
+                                     "requested_via": "APP", "delivery_channel": "EMAIL"},
+              protocol_number=new, occurred_at=now - timedelta(days=1)),
+        # Requests by CPF, no contact named: the default profile in force when requested.
+        *(Event("RetrievalRequested", {"request_id": requests[name], "kind": "RECORDING",
+                                       "requested_via": "WEB_FORM", "delivery_channel": "EMAIL",
+                                       "customer": {"cpf": CPF}, "window_from": opened_old - timedelta(days=1),
+                                       "window_to": when}, occurred_at=when)
+          for name, when in (("cpf-before", now - timedelta(days=15)), ("cpf-after", now - timedelta(days=3)))),
+    ]
+    with rt.publisher("policy-test") as publisher:
+        publisher.publish_many(events)
+        # The version in force at the recording's time sets the minimum: v1's 90 days no longer do.
+        with pytest.raises(EventRejected) as short:
+            publisher.prepare(Event("RecordingCaptured", recording_captured("rec-short", new, profile="br-sac-2022",
+                                                                            days=v1.recording_retention_days),
+                                    protocol_number=new, occurred_at=opened_new + timedelta(minutes=6)))
+        assert (short.value.field, short.value.rule) == ("retention_days", "legal-minimum")
+        assert "br-sac-2022@2" in str(short.value)
+    project(rt)
+
+    # The oracle: the profile numbers, applied by hand.
+    expected = {
+        "interactions": sorted([(old, v1.key), (new, v2.key)]),
+        "recordings": sorted([
+            ("rec-old", v1.key, v1.recording_retention_days, opened_old + timedelta(days=v1.recording_retention_days)),
+            ("rec-new", v2.key, v2.recording_retention_days, opened_new + timedelta(days=v2.recording_retention_days)),
+        ]),
+        "requests": sorted([
+            (requests["old-rec"], v1.key, now - timedelta(days=2) + timedelta(days=v1.recording_delivery_days)),
+            (requests["new-hist"], v2.key, now - timedelta(days=1) + timedelta(hours=v2.history_delivery_hours)),
+            (requests["cpf-before"], v1.key, now - timedelta(days=15) + timedelta(days=v1.recording_delivery_days)),
+            (requests["cpf-after"], v2.key, now - timedelta(days=3) + timedelta(days=v2.recording_delivery_days)),
+        ]),
+    }
+    assert _deadlines(rt.database_url) == expected
+
+    # Newer code adds a v3 starting now: a rebuild reproduces every earlier deadline exactly.
+    v3 = replace(v2, version=3, valid_from=now + timedelta(seconds=1), recording_delivery_days=2,
+                 source="test: newer code")
+    _use_profile_versions(monkeypatch, (*policy.PROFILE_VERSIONS, v3))
+    with rt.connect() as conn:
+        rebuild_views(conn)
+        conn.commit()
+    assert _deadlines(rt.database_url) == expected
+
+    # A released version edited in the ledger: the next projector refuses to start.
+    with rt.connect(autocommit=True) as conn:
+        conn.execute("UPDATE policy_profiles SET recording_delivery_days = 30 WHERE profile = %s", (v1.key,))
+    with pytest.raises(PolicyMismatch) as mismatch:
+        rt.projector()
+    assert v1.key in str(mismatch.value)
+    assert "recording_delivery_days=30" in str(mismatch.value)
+
+
+def test_a_contact_names_its_profile_and_the_deployment_choice_is_written_by_the_publisher(settings, monkeypatch):
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=3) as issuer:
+        named, imposed, by_service = issuer.issue(), issuer.issue(), issuer.issue()
+    at = now_s() - timedelta(hours=3)
+    small = policy.profile_named("br-anatel-rgc-small")
+    with rt.publisher("policy-test") as publisher:  # no PROTOCOLO_POLICY
+        publisher.publish_many([
+            Event("ContactOpened", {**contact_opened(), "policy_profile": small.name},
+                  protocol_number=named, occurred_at=at, schema_version=3),
+            _opened_event(by_service, at),
+        ])
+    monkeypatch.setenv("PROTOCOLO_POLICY", small.name)
+    with rt.publisher("policy-test") as publisher:
+        publisher.publish_many([_opened_event(imposed, at)])
+    project(rt)
+    with rt.connect() as conn:
+        profiles = dict(conn.execute("SELECT protocol_number, policy_profile FROM interactions").fetchall())
+        written = dict(conn.execute("SELECT protocol_number, payload->>'policy_profile' FROM journal").fetchall())
+    assert profiles == {named: small.key, imposed: small.key,
+                        by_service: policy.profile_named(policy.SERVICE_TYPE_PROFILES["MOBILE"]).key}
+    assert written == {named: small.name, imposed: small.name, by_service: None}
+
+
+# ----------------------------------------------------------------------------- 1. protocol numbers
+
+
+def test_ledgers_sharing_a_registry_never_get_the_same_number(backend: Endpoints, settings, tmp_path):
+    with scratch_database(backend.database_url, "ledger_b") as ledger_b, \
+            scratch_database(backend.database_url, "registry") as registry_url:
+        shared = dict(registry_url=registry_url, dev_keys=True)
+        a = Runtime.start(replace(settings, **shared), log=lambda m: None)
+        b = Runtime.start(replace(settings, database_url=ledger_b, **shared), log=lambda m: None)
+        assert a.registry_url == b.registry_url == registry_url
+        numbers: list[str] = []
+        with ProtocolIssuer(a.registry_url, block_size=3) as on_a, ProtocolIssuer(b.registry_url, block_size=3) as on_b:
+            for _ in range(10):
+                numbers += [on_a.issue(), on_b.issue()]
+        assert len(set(numbers)) == len(numbers)
+        for ledger in (settings.database_url, ledger_b):  # the sequence lives in the registry only
+            with psycopg.connect(ledger) as conn:
+                assert conn.execute("SELECT to_regclass('protocol_number_sequence')").fetchone() == (None,)
+
+
+def test_numbers_and_contacts_survive_a_restart_of_the_embedded_broker(monkeypatch, capsys):
+    with _scratch_home("protocolo-test-restart-") as home:
+        embedded = Settings(home=home, partitions=2)
+        quiet = lambda m: None  # noqa: E731
+        first = Runtime.start(embedded, log=quiet)
+        with ProtocolIssuer(first.registry_url, block_size=2) as issuer:
+            before = [issuer.issue() for _ in range(3)]
+        with first.publisher("restart-test") as publisher:
+            publisher.publish_many([_opened_event(before[0], now_s() - timedelta(hours=1), {"cpf": CPF})])
+        project(first)
+
+        devstack.down(embedded, log=quiet)
+        second = Runtime.start(embedded, log=quiet)
+        assert second.database_url != first.database_url, "a new broker must get a new ledger database"
+        assert second.registry_url == first.registry_url
+        with ProtocolIssuer(second.registry_url, block_size=2) as issuer:
+            after = [issuer.issue() for _ in range(3)]
+        assert not set(before) & set(after), f"numbers reissued after the restart: {before} {after}"
+        assert min(int(n[4:]) for n in after) > max(int(n[4:]) for n in before)
+
+        cli = Cli(embedded, monkeypatch, capsys)
+        found = cli("history", "--protocol", before[0], "--json")
+        assert found.code == 0, found.err
+        [contact] = found.json()["interactions"]
+        assert contact["protocol_number"] == before[0]
+        old_ledger = urlsplit(first.database_url).path.lstrip("/")
+        assert found.json()["ledgers"] == {before[0]: old_ledger}
+        by_cpf = cli("history", "--cpf", CPF)
+        assert by_cpf.code == 0, by_cpf.err
+        assert f"ledger    {old_ledger}" in by_cpf.out
