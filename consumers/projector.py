@@ -18,6 +18,7 @@ stops with :class:`LogReplaced` unless its Merkle leaf equals the journal's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -167,32 +168,39 @@ class Projector:
         self._stop = threading.Event()
         self._positions = _Positions()
         self._decoder = RecordDecoder(topic, catalogue)
-        self._conn = connect(database_url)  # reads offsets; batches go through the writer's
-        install_profiles(self._conn)
-        self._conn.commit()
-        self._writer_conn = connect(database_url, autocommit=True)
-        ensure_staging(self._writer_conn)
-        self._fatal: BaseException | None = None
-        self._conflicts_in_a_row = 0
-        self._committed: list[Batch] = []  # appended by the writer thread, drained here
-        self._writer = BatchWriter(self._writer_conn, topic, self._on_committed)
-        opts = self.options
-        batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            max_poll_records=opts.batch_size,
-            # Bound what the client buffers, so memory follows the batch size, not the log.
-            fetch_max_bytes=batch_bytes,
-            max_partition_fetch_bytes=max(batch_bytes // 4, 1024 * 1024),
-            session_timeout_ms=opts.session_timeout_ms,
-            heartbeat_interval_ms=opts.heartbeat_interval_ms,
-            max_poll_interval_ms=opts.max_poll_interval_ms,
-            **opts.kafka,
-        )
-        self._consumer.subscribe([topic], listener=_SeekToStored(self))
+        # What is opened is closed again if a later step fails (a policy mismatch, no broker):
+        # the ExitStack idiom of the contextlib docs; on success close() owns it all.
+        with contextlib.ExitStack() as undo:
+            self._conn = connect(database_url)  # reads offsets; batches go through the writer's
+            undo.callback(self._conn.close)
+            install_profiles(self._conn)
+            self._conn.commit()
+            self._writer_conn = connect(database_url, autocommit=True)
+            undo.callback(self._writer_conn.close)
+            ensure_staging(self._writer_conn)
+            self._fatal: BaseException | None = None
+            self._conflicts_in_a_row = 0
+            self._committed: list[Batch] = []  # appended by the writer thread, drained here
+            self._writer = BatchWriter(self._writer_conn, topic, self._on_committed)
+            undo.callback(self._writer.close)
+            opts = self.options
+            batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="none",
+                max_poll_records=opts.batch_size,
+                # Bound what the client buffers, so memory follows the batch size, not the log.
+                fetch_max_bytes=batch_bytes,
+                max_partition_fetch_bytes=max(batch_bytes // 4, 1024 * 1024),
+                session_timeout_ms=opts.session_timeout_ms,
+                heartbeat_interval_ms=opts.heartbeat_interval_ms,
+                max_poll_interval_ms=opts.max_poll_interval_ms,
+                **opts.kafka,
+            )
+            self._consumer.subscribe([topic], listener=_SeekToStored(self))
+            undo.pop_all()
 
     # -- positions -------------------------------------------------------------------
 

@@ -611,10 +611,39 @@ def test_deadlines_follow_the_profile_version_in_force_and_survive_a_rebuild(set
     # A released version edited in the ledger: the next projector refuses to start.
     with rt.connect(autocommit=True) as conn:
         conn.execute("UPDATE policy_profiles SET recording_delivery_days = 30 WHERE profile = %s", (v1.key,))
+    writers, sessions = _batch_writer_threads(), _sessions_on(rt.database_url)  # the key vault's
     with pytest.raises(PolicyMismatch) as mismatch:
         rt.projector()
     assert v1.key in str(mismatch.value)
     assert "recording_delivery_days=30" in str(mismatch.value)
+    assert _sessions_on(rt.database_url) == sessions, "the refused projector left a connection open"
+    assert _batch_writer_threads() == writers
+
+
+def _sessions_on(database_url: str) -> int:
+    """Connections to that database other than the one asking."""
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(database_url) as conn:
+        return int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                                " AND pid <> pg_backend_pid()", (name,)).fetchone()[0])
+
+
+def _batch_writer_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "protocolo-batch-writer")
+
+
+def test_a_projector_without_a_broker_leaves_no_connection_nor_thread(settings):
+    from kafka.errors import KafkaError
+
+    from protocolo.consumers.projector import Projector, ProjectorOptions
+
+    start_runtime(settings)
+    writers = _batch_writer_threads()
+    with pytest.raises(KafkaError):
+        Projector(CLOSED, settings.database_url, topic=settings.topic, group_id=settings.group_id,
+                  options=ProjectorOptions(kafka={"api_version_auto_timeout_ms": 1000}))
+    assert _sessions_on(settings.database_url) == 0
+    assert _batch_writer_threads() == writers
 
 
 def test_a_contact_names_its_profile_and_the_deployment_choice_is_written_by_the_publisher(settings, monkeypatch):
