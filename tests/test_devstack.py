@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaTimeoutError
 
 from protocolo import devstack
 from protocolo.cli import dev
@@ -170,7 +171,7 @@ def test_dev_status_and_down(dev_home, capsys):
         assert not _is_running(report[name]["pid"])
     assert run_cli("dev", "status") == dev.EXIT_NOT_RUNNING
     assert "stopped" in capsys.readouterr().out
-    with pytest.raises(Exception):  # noqa: B017 - nothing answers any more, whatever the error
+    with pytest.raises(KafkaTimeoutError):  # no broker answers the metadata request any more
         devstack.probe_kafka(urls[ENV_KAFKA_BOOTSTRAP], timeout=0.5)
     with pytest.raises(psycopg.OperationalError):
         postgres_round_trip(urls[ENV_DATABASE_URL])
