@@ -129,6 +129,24 @@ class Runtime:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, **kwargs)
 
+    def earlier_ledger_urls(self) -> list[str]:
+        """On the embedded stack, the ledger databases of earlier broker incarnations that
+        hold a projection (what ``erase`` must also search); none when the ledger database
+        is configured."""
+        if self.settings.database_url:
+            return []
+        with self.connect(autocommit=True) as conn:  # pg_database is shared by the server
+            names = [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE (datname = 'ledger' OR datname LIKE 'ledger\\_%')"
+                " AND datname <> current_database() ORDER BY datname DESC")]
+        urls = []
+        for name in names:
+            url = with_database(self.database_url, name)
+            with psycopg.connect(url, autocommit=True) as conn:
+                if conn.execute("SELECT to_regclass('customer_index') IS NOT NULL").fetchone() == (True,):
+                    urls.append(url)
+        return urls
+
     def sealer(self) -> PersonalDataSealer:
         if self._sealer is None:
             self._sealer = PersonalDataSealer(

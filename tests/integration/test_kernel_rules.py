@@ -58,6 +58,7 @@ from protocolo.runtime import Runtime, RuntimeUnavailable
 from protocolo.schemas import validation
 
 KEY_VARIABLES = ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY")
+CODE = "C-KERNEL-1"
 #: A TCP port on 127.0.0.1 where nothing listens (port 1 is privileged and unused here).
 CLOSED = "127.0.0.1:1"
 
@@ -698,7 +699,12 @@ def test_numbers_and_contacts_survive_a_restart_of_the_embedded_broker(monkeypat
         with ProtocolIssuer(first.registry_url, block_size=2) as issuer:
             before = [issuer.issue() for _ in range(3)]
         with first.publisher("restart-test") as publisher:
-            publisher.publish_many([_opened_event(before[0], now_s() - timedelta(hours=1), {"cpf": CPF})])
+            publisher.publish_many([
+                _opened_event(before[0], now_s() - timedelta(hours=2), {"cpf": CPF, "customer_code": CODE,
+                                                                        "name": "Ana Souza"}),
+                # The same customer, known by their code only: sealed under the code's key.
+                _opened_event(before[1], now_s() - timedelta(hours=1), {"customer_code": CODE, "name": "Ana Souza"}),
+            ])
         project(first)
 
         devstack.down(embedded, log=quiet)
@@ -720,3 +726,14 @@ def test_numbers_and_contacts_survive_a_restart_of_the_embedded_broker(monkeypat
         by_cpf = cli("history", "--cpf", CPF)
         assert by_cpf.code == 0, by_cpf.err
         assert f"ledger    {old_ledger}" in by_cpf.out
+
+        # An erasure after the restart reaches what the old ledger holds: only the contact
+        # projected there links the CPF to the customer code whose key sealed the other one.
+        erased = cli("erase", "--cpf", CPF, "--legal-basis", "LGPD art. 18 VI")
+        assert erased.code == 0, erased.err
+        by_code = cli("history", "--customer", CODE, "--json")
+        assert by_code.code == 0, by_code.err
+        gone = {"identified": True, "erased": True}
+        assert {i["protocol_number"]: i["customer"] for i in by_code.json()["interactions"]} == {
+            before[0]: gone, before[1]: gone}
+        assert "Ana Souza" not in by_code.out
