@@ -208,7 +208,7 @@ class LedgerReader:
         try:
             keys = load_keys(settings.home, may_invent=False)
             if registry_url is not None:
-                _verify_registry_keys(registry_url, keys)
+                _verify_registry_keys(registry_url, keys, configured=settings.registry_url is not None)
         except KeyConfigError as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         return cls(settings, ledgers, registry_url, kafka, keys)
@@ -258,14 +258,17 @@ def _embedded_ledgers(settings: Settings) -> tuple[list[Ledger], str | None]:
     return ledgers, kafka
 
 
-def _verify_registry_keys(registry_url: str, keys: DeploymentKeys) -> None:
-    """Refuse keys other than those the registry recorded (read-only; a registry that does
-    not exist yet has recorded none)."""
+def _verify_registry_keys(registry_url: str, keys: DeploymentKeys, *, configured: bool) -> None:
+    """Refuse keys other than those the registry recorded (read-only). A registry of the
+    embedded server that does not exist yet has recorded none; one configured with
+    ``PROTOCOLO_REGISTRY_URL`` must answer (it holds the keys that open personal data)."""
     try:
         with psycopg.connect(registry_url, autocommit=True, connect_timeout=5) as conn:
             verify_keys(conn, keys)
-    except psycopg.OperationalError:
-        return  # e.g. the embedded registry database not created yet: no key was recorded
+    except psycopg.OperationalError as exc:
+        if configured:
+            raise LedgerUnreachable(f"the registry at {redact_url(registry_url)} ({ENV_REGISTRY_URL}) "
+                                    f"is unreachable: {exc}".strip()) from exc
 
 
 def _probe_ledger(ledger: Ledger, variable: str | None) -> None:

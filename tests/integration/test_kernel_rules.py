@@ -307,6 +307,8 @@ BROKEN_ENVIRONMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "index-key": ("PROTOCOLO_INDEX_KEY", {"PROTOCOLO_INDEX_KEY": "not base64 at all!", "PROTOCOLO_DEV_KEYS": ""}),
     "unreachable-database": ("PROTOCOLO_DATABASE_URL",
                              {"PROTOCOLO_DATABASE_URL": f"postgresql://u:hunter2@{CLOSED}/ledger"}),
+    "unreachable-registry": ("PROTOCOLO_REGISTRY_URL",
+                             {"PROTOCOLO_REGISTRY_URL": f"postgresql://u:hunter2@{CLOSED}/registry"}),
 }
 
 
@@ -317,7 +319,7 @@ def test_no_subcommand_shows_a_traceback_in_a_broken_environment(settings, broke
         env = cli_env(replace(settings, home=home), **overrides)
         before = _ends(settings)
         for argv in _subcommands():
-            if argv[0] == "dev" and broken == "unreachable-database":
+            if argv[0] == "dev" and broken.startswith("unreachable-"):
                 # The dev stack does not use a configured database URL (`dev up` says so):
                 # `dev up` would rightly start a stack; status and down have nothing to report.
                 if argv != ["dev", "up"]:
@@ -737,3 +739,17 @@ def test_numbers_and_contacts_survive_a_restart_of_the_embedded_broker(monkeypat
         assert {i["protocol_number"]: i["customer"] for i in by_code.json()["interactions"]} == {
             before[0]: gone, before[1]: gone}
         assert "Ana Souza" not in by_code.out
+
+        # Stopped again: history says so, and neither starts nor touches anything.
+        devstack.down(embedded, log=quiet)
+        files = _tree(home)
+        stopped = cli("history", "--protocol", before[0])
+        assert stopped.code == 3, stopped.err
+        assert "protocolo dev up" in stopped.err
+        assert _stack_services(home) == []
+        assert _tree(home) == files, "history changed files under PROTOCOLO_HOME"
+
+
+def _tree(home: Path) -> dict[str, int]:
+    """Every file under ``home`` with its modification time."""
+    return {str(p.relative_to(home)): p.stat().st_mtime_ns for p in home.rglob("*") if p.is_file()}
