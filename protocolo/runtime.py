@@ -18,11 +18,11 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from kafka.errors import KafkaError
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from protocolo import devstack
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
@@ -64,13 +64,27 @@ class LedgerUnreachable(RuntimeUnavailable):
 
 
 def redact_url(url: str) -> str:
-    """A database URL fit for a message: the password replaced by ``***``."""
+    """A database URL fit for a message: every password replaced by ``***``.
+
+    libpq takes a password in the URL's user part, in its query (``?password=``) or, in
+    the key=value form, as ``password=``; all three are masked."""
+    if "://" not in url:
+        try:
+            params = conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            return "(a connection string libpq cannot parse)"
+        if "password" in params:
+            params["password"] = "***"
+        return conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    if any(k == "password" for k, _ in query):
+        parts = parts._replace(query=urlencode(query, safe="/*"))
+    return urlunsplit(parts)
 
 
 def with_database(url: str, name: str) -> str:

@@ -307,6 +307,8 @@ BROKEN_ENVIRONMENTS: dict[str, tuple[str, dict[str, str]]] = {
     "index-key": ("PROTOCOLO_INDEX_KEY", {"PROTOCOLO_INDEX_KEY": "not base64 at all!", "PROTOCOLO_DEV_KEYS": ""}),
     "unreachable-database": ("PROTOCOLO_DATABASE_URL",
                              {"PROTOCOLO_DATABASE_URL": f"postgresql://u:hunter2@{CLOSED}/ledger"}),
+    "unreachable-database-dsn": ("PROTOCOLO_DATABASE_URL", {
+        "PROTOCOLO_DATABASE_URL": "host=127.0.0.1 port=1 user=u password=hunter2 dbname=ledger connect_timeout=5"}),
     "unreachable-registry": ("PROTOCOLO_REGISTRY_URL",
                              {"PROTOCOLO_REGISTRY_URL": f"postgresql://u:hunter2@{CLOSED}/registry"}),
 }
