@@ -48,6 +48,7 @@ from protocolo.core.errors import EventRejected
 from protocolo.core.protocol_number import make_protocol_number
 from protocolo.core.watermark import ProjectionBehind, log_end_offsets
 from protocolo.devstack import Endpoints
+from protocolo.producers.erasure import erase_customer
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
 from protocolo.producers.retention import sweep
@@ -693,6 +694,22 @@ def test_ledgers_sharing_a_registry_never_get_the_same_number(backend: Endpoints
         for ledger in (settings.database_url, ledger_b):  # the sequence lives in the registry only
             with psycopg.connect(ledger) as conn:
                 assert conn.execute("SELECT to_regclass('protocol_number_sequence')").fetchone() == (None,)
+
+        # One contact, projected into both ledgers; erased through A, it is erased in B too.
+        with a.publisher("registry-test") as publisher:
+            receipt = publisher.publish_many([_opened_event(numbers[0], now_s() - timedelta(hours=1),
+                                                            {"cpf": CPF, "name": "Ana Souza"})])[0]
+        project(a)
+        b_group = replace(b, settings=replace(b.settings, group_id=f"{settings.group_id}-b"))
+        project(b_group)
+        with psycopg.connect(ledger_b) as conn:
+            sealed = conn.execute("SELECT payload->'customer'->'sealed' FROM journal WHERE event_id = %s",
+                                  (receipt.event_id,)).fetchone()[0]
+        assert b.sealer().open(sealed, receipt.event_id)["name"] == "Ana Souza"
+        with a.connect(autocommit=True) as ledger, psycopg.connect(registry_url, autocommit=True) as keys, \
+                a.publisher("registry-test") as publisher:
+            erase_customer(ledger, keys, publisher, a.sealer(), cpf=CPF, legal_basis="LGPD art. 18 VI")
+        assert b.sealer().open(sealed, receipt.event_id) is None, "the key still opens B's copy"
 
 
 def test_numbers_and_contacts_survive_a_restart_of_the_embedded_broker(monkeypatch, capsys):
