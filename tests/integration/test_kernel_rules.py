@@ -667,6 +667,11 @@ def test_a_contact_names_its_profile_and_the_deployment_choice_is_written_by_the
     monkeypatch.setenv("PROTOCOLO_POLICY", small.name)
     with rt.publisher("policy-test") as publisher:
         publisher.publish_many([_opened_event(imposed, at)])
+        # An older schema cannot carry the deployment's choice: refused, not silently dropped.
+        with pytest.raises(EventRejected) as old_schema:
+            publisher.prepare(Event("ContactOpened", contact_opened(), protocol_number=imposed,
+                                    occurred_at=at, schema_version=2))
+        assert (old_schema.value.field, old_schema.value.rule) == ("policy_profile", "schema-version")
     project(rt)
     with rt.connect() as conn:
         profiles = dict(conn.execute("SELECT protocol_number, policy_profile FROM interactions").fetchall())
