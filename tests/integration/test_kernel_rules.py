@@ -626,6 +626,31 @@ def test_deadlines_follow_the_profile_version_in_force_and_survive_a_rebuild(set
     assert _batch_writer_threads() == writers
 
 
+def test_an_edited_service_mapping_or_an_unknown_version_stops_the_projector(settings):
+    rt = start_runtime(settings)
+    rt.projector().close()  # installs the code's profiles and mapping
+    env = cli_env(settings)
+    with rt.connect(autocommit=True) as conn:
+        conn.execute("UPDATE service_type_profiles SET profile_name = 'br-sac-2008' WHERE service_type = 'MOBILE'")
+    with pytest.raises(PolicyMismatch, match="service type MOBILE: the ledger maps it to 'br-sac-2008'"):
+        rt.projector()
+    done = _run(["project", "--until-caught-up"], env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert _error_lines(done.stderr) == [line for line in done.stderr.splitlines() if line.strip()]
+    assert "service type MOBILE" in done.stderr
+
+    with rt.connect(autocommit=True) as conn:
+        conn.execute("UPDATE service_type_profiles SET profile_name = 'br-anatel-rgc' WHERE service_type = 'MOBILE'")
+        columns = ("recording_retention_days, record_retention_days, recording_delivery_days, history_delivery_hours,"
+                   " demand_answer_days, protocol_confirmation_hours, start_disclosure_seconds")
+        conn.execute(f"INSERT INTO policy_profiles (profile, name, version, valid_from, source, {columns})"
+                     f" SELECT 'br-sac-2022@9', name, 9, valid_from + interval '1 day', 'newer code', {columns}"
+                     "   FROM policy_profiles WHERE profile = 'br-sac-2022@1'")
+    with pytest.raises(PolicyMismatch, match="br-sac-2022@9: the ledger holds .* this code says nothing"):
+        rt.projector()
+
+
 def _sessions_on(database_url: str) -> int:
     """Connections to that database other than the one asking."""
     name = urlsplit(database_url).path.lstrip("/")
