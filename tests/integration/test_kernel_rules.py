@@ -46,7 +46,7 @@ from protocolo.core.config import Settings
 from protocolo.core.deployment_keys import KEY_BYTES
 from protocolo.core.errors import EventRejected
 from protocolo.core.protocol_number import make_protocol_number
-from protocolo.core.watermark import ProjectionBehind, log_end_offsets
+from protocolo.core.watermark import ProjectionBehind, log_end_offsets, wait_until_projected
 from protocolo.devstack import Endpoints
 from protocolo.producers.erasure import erase_customer
 from protocolo.producers.protocol_issuer import ProtocolIssuer
@@ -426,7 +426,8 @@ def test_a_hold_published_a_second_before_the_sweep_blocks_the_deletion(settings
                                               "placed_by": "legal@company"},
                           protocol_number=held, occurred_at=now - timedelta(seconds=1))
         receipts = sweep(conn, publisher, now, projection_timeout_s=60)
-    project(rt)
+        # Still running: let the projector apply the deletions too.
+        wait_until_projected(conn, rt.kafka_bootstrap, settings.topic, timeout_s=60)
 
     with rt.connect() as conn:
         deleted = conn.execute("SELECT payload->>'recording_id' FROM journal"
@@ -512,6 +513,30 @@ def test_erase_waits_for_the_projection_reads_the_cpf_privately_and_history_show
             assert cpf not in output and digits not in output, output
     for output in outputs:
         assert "Ana Souza" not in output and "Rui Lopes" not in output
+
+
+def test_erase_right_after_publishing_covers_what_the_projector_is_still_applying(settings, tmp_path):
+    """The contact linking the CPF to the customer code is published a moment before the
+    erasure: erase must wait for the running projector, or the code's key survives."""
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=2) as issuer:
+        by_code, linking = issuer.issue(), issuer.issue()
+    at = now_s() - timedelta(hours=2)
+    cpf_file = tmp_path / "cpf"
+    cpf_file.write_text(CPF)
+    with _projector_in_background(rt):
+        with rt.publisher("erase-race") as publisher:
+            publisher.publish_many([
+                _opened_event(by_code, at, {"customer_code": CODE, "name": "Ana Souza"}),
+                _opened_event(linking, at + timedelta(minutes=1), {"cpf": CPF, "customer_code": CODE}),
+            ])
+        done = _run(["erase", "--cpf-file", str(cpf_file), "--legal-basis", "LGPD art. 18 VI"], cli_env(settings))
+        assert done.returncode == 0, done.stderr
+        assert "erased: 2 data key(s) destroyed" in done.stderr
+        shown = _run(["history", "--customer", CODE, "--json"], cli_env(settings))
+    gone = {"identified": True, "erased": True}
+    assert {i["protocol_number"]: i["customer"] for i in json.loads(shown.stdout)["interactions"]} == {
+        by_code: gone, linking: gone}
 
 
 # ----------------------------------------------------------------------------- 3. reproducible deadlines
