@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -652,7 +653,8 @@ def test_deadlines_follow_the_profile_version_in_force_and_survive_a_rebuild(set
         rt.projector()
     assert v1.key in str(mismatch.value)
     assert "recording_delivery_days=30" in str(mismatch.value)
-    assert _sessions_on(rt.database_url) == sessions, "the refused projector left a connection open"
+    # (mismatch keeps the failed constructor's frame, and with it anything leaked, alive)
+    assert _sessions_on(rt.database_url, settle_to=sessions) == sessions, "the refused projector left a connection open"
     assert _batch_writer_threads() == writers
 
 
@@ -681,12 +683,19 @@ def test_an_edited_service_mapping_or_an_unknown_version_stops_the_projector(set
         rt.projector()
 
 
-def _sessions_on(database_url: str) -> int:
-    """Connections to that database other than the one asking."""
+def _sessions_on(database_url: str, settle_to: int | None = None) -> int:
+    """Connections to that database other than the one asking. ``settle_to``: a closed
+    connection's server process leaves pg_stat_activity a moment after the client closed
+    it, so poll (up to 10 s) until the count is down to that before answering."""
     name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(database_url) as conn:
-        return int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                                " AND pid <> pg_backend_pid()", (name,)).fetchone()[0])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while True:
+            count = int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                                     " AND pid <> pg_backend_pid()", (name,)).fetchone()[0])
+            if settle_to is None or count <= settle_to or time.monotonic() > deadline:
+                return count
+            time.sleep(0.1)
 
 
 def _batch_writer_threads() -> int:
@@ -700,10 +709,11 @@ def test_a_projector_without_a_broker_leaves_no_connection_nor_thread(settings):
 
     start_runtime(settings)
     writers = _batch_writer_threads()
-    with pytest.raises(KafkaError):
+    with pytest.raises(KafkaError) as refused:  # keeps the failed constructor's frame alive
         Projector(CLOSED, settings.database_url, topic=settings.topic, group_id=settings.group_id,
                   options=ProjectorOptions(kafka={"api_version_auto_timeout_ms": 1000}))
-    assert _sessions_on(settings.database_url) == 0
+    assert refused.value is not None
+    assert _sessions_on(settings.database_url, settle_to=0) == 0
     assert _batch_writer_threads() == writers
 
 
