@@ -274,6 +274,20 @@ def test_history_warns_about_records_not_projected_yet(settings, monkeypatch, ca
         "ContactOpened", "ContactClosed"]
 
 
+def test_history_answers_with_an_unknown_lag_when_kafka_is_down(settings):
+    rt = start_runtime(settings)
+    with ProtocolIssuer(rt.registry_url, block_size=1) as issuer:
+        protocol = issuer.issue()
+    with rt.publisher("lag-test") as publisher:
+        publisher.publish_many([_opened_event(protocol, now_s() - timedelta(hours=1))])
+    project(rt)
+    done = _run(["history", "--protocol", protocol, "--json"], cli_env(settings, PROTOCOLO_KAFKA_BOOTSTRAP=CLOSED))
+    assert done.returncode == 0, done.stderr
+    lag = json.loads(done.stdout)["projection_lag"]
+    assert lag["unknown"] is True and CLOSED in lag["message"]
+    assert f"note: projection lag unknown: Kafka at {CLOSED} did not answer" in done.stderr
+
+
 # ----------------------------------------------------------------------------- 7. no traceback, ever
 
 
