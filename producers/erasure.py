@@ -10,6 +10,7 @@ leave keys destroyed with no record of why. Running it twice is harmless.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,19 +36,25 @@ class ErasureResult:
 
 
 def customer_key_refs(ledger: psycopg.Connection[Any], registry: psycopg.Connection[Any],
-                      index_refs: list[str]) -> list[str]:
+                      index_refs: list[str], *,
+                      earlier_ledgers: Sequence[psycopg.Connection[Any]] = ()) -> list[str]:
     """The live data keys of a customer: those of the subjects named by these blind
     indexes, of the other index (CPF or code) of any contact found by them, and any key a
-    contact of theirs was sealed under. Contacts come from the ledger's views, keys from the
-    registry (one for every ledger, so an erasure reaches all of them)."""
-    contacts = ledger.execute(
-        "SELECT i.personal_data_key, i.cpf_index, i.customer_code_index"
-        "  FROM customer_index c JOIN interactions i USING (protocol_number)"
-        " WHERE c.index_value = ANY(%s)",
-        (index_refs,),
-    ).fetchall()
-    if not ledger.autocommit:
-        ledger.rollback()
+    contact of theirs was sealed under. Contacts come from the ledger's views and from
+    ``earlier_ledgers`` (on the embedded stack, the databases of earlier broker
+    incarnations: a contact projected there may be the only one linking the CPF to the
+    customer code), keys from the registry (one for every ledger, so an erasure reaches
+    all of them)."""
+    contacts: list[tuple[Any, ...]] = []
+    for conn in (ledger, *earlier_ledgers):
+        contacts += conn.execute(
+            "SELECT i.personal_data_key, i.cpf_index, i.customer_code_index"
+            "  FROM customer_index c JOIN interactions i USING (protocol_number)"
+            " WHERE c.index_value = ANY(%s)",
+            (index_refs,),
+        ).fetchall()
+        if not conn.autocommit:
+            conn.rollback()
     subjects = sorted({*index_refs, *(c[1] for c in contacts if c[1]), *(c[2] for c in contacts if c[2])})
     sealed_under = sorted({c[0] for c in contacts if c[0]})
     rows = registry.execute(
@@ -71,6 +78,7 @@ def erase_customer(
     customer_code: str | None = None,
     legal_basis: str,
     projection_timeout_s: float = 30.0,
+    earlier_ledgers: Sequence[psycopg.Connection[Any]] = (),
 ) -> ErasureResult:
     """Erase a customer (see the module's doc). Waits first until the projection has caught
     up with the topic, so that contacts published a moment ago are covered too; raises
@@ -84,7 +92,7 @@ def erase_customer(
         sealer.index.customer_code(customer_code) if customer_code is not None else None,
     ) if r]
     wait_until_projected(ledger, publisher.bootstrap_servers, publisher.topic, timeout_s=projection_timeout_s)
-    key_refs = customer_key_refs(ledger, registry, index_refs)
+    key_refs = customer_key_refs(ledger, registry, index_refs, earlier_ledgers=earlier_ledgers)
     if not key_refs:
         raise NothingToErase(
             "no live data key for this customer: never seen, or already erased"

@@ -185,8 +185,14 @@ class LedgerPublisher:
             },
             **event.fields,
         }
-        if (event.event_type == "ContactOpened" and self.policy_profile is not None
-                and "policy_profile" not in record and schema.version >= 3):
+        if event.event_type == "ContactOpened" and self.policy_profile is not None and "policy_profile" not in record:
+            if schema.version < 3:
+                # Dropping the deployment's choice would give the contact its service type's
+                # profile: other deadlines, silently.
+                raise EventRejected("policy_profile", "schema-version",
+                                    f"this deployment imposes policy profile {self.policy_profile} "
+                                    f"(PROTOCOLO_POLICY), which ContactOpened v{schema.version} cannot carry: "
+                                    "publish version 3 or later")
             record["policy_profile"] = self.policy_profile
         identified: IdentifiedCustomer | None = None
         customer = record.get("customer")

@@ -18,17 +18,23 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from kafka.errors import KafkaError
-from psycopg import sql
+from psycopg import conninfo, sql
 
 from protocolo import devstack
 from protocolo.consumers.projector import Projector, ProjectorOptions, ProjectorStats
-from protocolo.core.config import Settings
+from protocolo.core.config import ENV_DATABASE_URL, ENV_REGISTRY_URL, Settings
 from protocolo.core.database import SchemaMissing, require_schema
-from protocolo.core.deployment_keys import DeploymentKeys, KeyConfigError, check_keys, load_keys
+from protocolo.core.deployment_keys import (
+    DeploymentKeys,
+    KeyConfigError,
+    check_keys,
+    load_keys,
+    verify_keys,
+)
 from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
 from protocolo.core.policy import override_from_env
 from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
@@ -58,13 +64,27 @@ class LedgerUnreachable(RuntimeUnavailable):
 
 
 def redact_url(url: str) -> str:
-    """A database URL fit for a message: the password replaced by ``***``."""
+    """A database URL fit for a message: every password replaced by ``***``.
+
+    libpq takes a password in the URL's user part, in its query (``?password=``) or, in
+    the key=value form, as ``password=``; all three are masked."""
+    if "://" not in url:
+        try:
+            params = conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            return "(a connection string libpq cannot parse)"
+        if "password" in params:
+            params["password"] = "***"
+        return conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    if any(k == "password" for k, _ in query):
+        parts = parts._replace(query=urlencode(query, safe="/*"))
+    return urlunsplit(parts)
 
 
 def with_database(url: str, name: str) -> str:
@@ -104,23 +124,46 @@ class Runtime:
             keys = load_keys(settings.home, may_invent=settings.may_invent_keys)
         except KeyConfigError as exc:
             raise RuntimeUnavailable(str(exc)) from exc
+        postgres = "PostgreSQL"  # which one, for the message when it does not answer
         try:
             endpoints = devstack.resolve(settings, log)
             if need_kafka:
                 ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
+            if settings.database_url:
+                postgres = f"PostgreSQL at {redact_url(settings.database_url)} ({ENV_DATABASE_URL})"
             connect(endpoints.database_url).close()
             registry_url = settings.registry_url or (
                 settings.database_url or ensure_database(endpoints.database_url, EMBEDDED_REGISTRY_DATABASE))
+            if settings.registry_url:
+                postgres = f"the registry at {redact_url(settings.registry_url)} ({ENV_REGISTRY_URL})"
             with registry.connect(registry_url, autocommit=True) as conn:
                 check_keys(conn, keys)
         except (devstack.DevStackError, LedgerTopicError, KafkaError, KeyConfigError) as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         except psycopg.OperationalError as exc:
-            raise RuntimeUnavailable(f"PostgreSQL is unreachable: {exc}".strip()) from exc
+            raise RuntimeUnavailable(f"{postgres} is unreachable: {exc}".strip()) from exc
         return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, registry_url, keys)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, **kwargs)
+
+    def earlier_ledger_urls(self) -> list[str]:
+        """On the embedded stack, the ledger databases of earlier broker incarnations that
+        hold a projection (what ``erase`` must also search); none when the ledger database
+        is configured."""
+        if self.settings.database_url:
+            return []
+        with self.connect(autocommit=True) as conn:  # pg_database is shared by the server
+            names = [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE (datname = 'ledger' OR datname LIKE 'ledger\\_%')"
+                " AND datname <> current_database() ORDER BY datname DESC")]
+        urls = []
+        for name in names:
+            url = with_database(self.database_url, name)
+            with psycopg.connect(url, autocommit=True) as conn:
+                if conn.execute("SELECT to_regclass('customer_index') IS NOT NULL").fetchone() == (True,):
+                    urls.append(url)
+        return urls
 
     def sealer(self) -> PersonalDataSealer:
         if self._sealer is None:
@@ -176,12 +219,14 @@ class LedgerReader:
             ledgers, kafka = embedded_ledgers(settings)
             kafka = settings.kafka_bootstrap or kafka
         for ledger in ledgers:
-            _probe_ledger(ledger)
+            _probe_ledger(ledger, ENV_DATABASE_URL if settings.database_url else None)
         registry_url = settings.registry_url or settings.database_url
         if registry_url is None and ledgers:
             registry_url = with_database(ledgers[0].url, EMBEDDED_REGISTRY_DATABASE)
         try:
             keys = load_keys(settings.home, may_invent=False)
+            if registry_url is not None:
+                _verify_registry_keys(registry_url, keys, configured=settings.registry_url is not None)
         except KeyConfigError as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         return cls(settings, ledgers, registry_url, kafka, keys)
@@ -231,12 +276,26 @@ def embedded_ledgers(settings: Settings) -> tuple[list[Ledger], str | None]:
     return ledgers, kafka
 
 
-def _probe_ledger(ledger: Ledger) -> None:
+def _verify_registry_keys(registry_url: str, keys: DeploymentKeys, *, configured: bool) -> None:
+    """Refuse keys other than those the registry recorded (read-only). A registry of the
+    embedded server that does not exist yet has recorded none; one configured with
+    ``PROTOCOLO_REGISTRY_URL`` must answer (it holds the keys that open personal data)."""
+    try:
+        with psycopg.connect(registry_url, autocommit=True, connect_timeout=5) as conn:
+            verify_keys(conn, keys)
+    except psycopg.OperationalError as exc:
+        if configured:
+            raise LedgerUnreachable(f"the registry at {redact_url(registry_url)} ({ENV_REGISTRY_URL}) "
+                                    f"is unreachable: {exc}".strip()) from exc
+
+
+def _probe_ledger(ledger: Ledger, variable: str | None) -> None:
+    """``variable``: the setting the URL came from, named in the message."""
+    where = redact_url(ledger.url) + (f" ({variable})" if variable else "")
     try:
         with psycopg.connect(ledger.url, autocommit=True, connect_timeout=5) as conn:
-            require_schema(conn, "journal", f"the database at {redact_url(ledger.url)}")
+            require_schema(conn, "journal", f"the database at {where}")
     except psycopg.OperationalError as exc:
-        raise LedgerUnreachable(
-            f"no ledger is reachable at {redact_url(ledger.url)}: {exc}".strip()) from exc
+        raise LedgerUnreachable(f"no ledger is reachable at {where}: {exc}".strip()) from exc
     except SchemaMissing as exc:
         raise LedgerUnreachable(str(exc)) from exc

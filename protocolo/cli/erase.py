@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -57,10 +58,14 @@ def run(args: argparse.Namespace) -> int:
     rt = Runtime.start()
     try:
         with rt.connect(autocommit=True) as ledger, registry.connect(rt.registry_url, autocommit=True) as keys, \
-                rt.publisher("protocolo-erase") as publisher:
+                rt.publisher("protocolo-erase") as publisher, contextlib.ExitStack() as earlier:
+            # After a restart of the embedded broker, contacts projected before live in the
+            # earlier ledger databases: the customer's keys are looked up there too.
+            earlier_ledgers = [earlier.enter_context(psycopg.connect(url, autocommit=True))
+                               for url in rt.earlier_ledger_urls()]
             result = erase_customer(ledger, keys, publisher, rt.sealer(), cpf=cpf or None,
                                     customer_code=args.customer, legal_basis=args.legal_basis,
-                                    projection_timeout_s=args.wait)
+                                    projection_timeout_s=args.wait, earlier_ledgers=earlier_ledgers)
     except EventRejected as exc:
         raise CommandError(str(exc)) from exc
     except NothingToErase as exc:

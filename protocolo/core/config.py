@@ -29,6 +29,9 @@ ENV_PARTITIONS = "PROTOCOLO_PARTITIONS"
 ENV_GROUP_ID = "PROTOCOLO_GROUP_ID"
 ENV_REGISTRY_URL = "PROTOCOLO_REGISTRY_URL"
 ENV_DEV_KEYS = "PROTOCOLO_DEV_KEYS"
+ENV_POLICY = "PROTOCOLO_POLICY"
+ENV_INDEX_KEY = "PROTOCOLO_INDEX_KEY"
+ENV_MASTER_KEY = "PROTOCOLO_MASTER_KEY"
 
 # Kafka's own rule for topic names (kafka.common.internals.Topic).
 _TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -84,6 +87,8 @@ class Settings:
                 return None
             return value.strip()
 
+        _check_policy(environ)
+        _check_keys(environ)
         return cls(
             home=_parse_home(get(ENV_HOME) or DEFAULT_HOME),
             kafka_bootstrap=_parse_bootstrap(ENV_KAFKA_BOOTSTRAP, get(ENV_KAFKA_BOOTSTRAP)),
@@ -94,6 +99,31 @@ class Settings:
             registry_url=_parse_database_url(ENV_REGISTRY_URL, get(ENV_REGISTRY_URL)),
             dev_keys=_parse_flag(ENV_DEV_KEYS, get(ENV_DEV_KEYS)),
         )
+
+
+def _check_policy(environ: Mapping[str, str]) -> None:
+    """``PROTOCOLO_POLICY`` names a known profile (checked here so that every command, not
+    only those that publish, refuses a typo)."""
+    from protocolo.core.policy import PolicyError, override_from_env
+
+    try:
+        override_from_env(environ)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_keys(environ: Mapping[str, str]) -> None:
+    """A key that is set is 32 bytes in base64 (whether it is the right key is checked
+    against the registry when a command uses it; the value is never echoed)."""
+    from protocolo.core.deployment_keys import KeyConfigError, decode_key_variable
+
+    for name in (ENV_INDEX_KEY, ENV_MASTER_KEY):
+        value = environ.get(name, "")
+        if value.strip():
+            try:
+                decode_key_variable(name, value)
+            except KeyConfigError as exc:
+                raise ConfigError(str(exc)) from None
 
 
 def _parse_home(value: str) -> Path:

@@ -31,7 +31,8 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["KEY_BYTES", "DeploymentKeys", "KeyConfigError", "check_keys", "key_check_value", "load_keys"]
+__all__ = ["KEY_BYTES", "DeploymentKeys", "KeyConfigError", "check_keys", "decode_key_variable",
+           "key_check_value", "load_keys", "verify_keys"]
 
 KEY_BYTES = 32
 _CHECK_LABEL = b"protocolo key check v1"
@@ -51,7 +52,8 @@ class DeploymentKeys:
         return {"index": self.index_key, "master": self.master_key}
 
 
-def _decode(name: str, text: str) -> bytes:
+def decode_key_variable(name: str, text: str) -> bytes:
+    """The key in ``text`` (base64 of 32 bytes); :class:`KeyConfigError` naming ``name`` if not."""
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -71,7 +73,7 @@ def _from_file(path: Path) -> bytes:
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
-    return _decode(str(path), path.read_text())
+    return decode_key_variable(str(path), path.read_text())
 
 
 def load_keys(home: Path, environ: Mapping[str, str] = os.environ, *, may_invent: bool = True) -> DeploymentKeys:
@@ -79,7 +81,7 @@ def load_keys(home: Path, environ: Mapping[str, str] = os.environ, *, may_invent
     keys: dict[str, bytes] = {}
     for name, var in _VARIABLES:
         if environ.get(var, "").strip():
-            keys[name] = _decode(var, environ[var])
+            keys[name] = decode_key_variable(var, environ[var])
             continue
         path = home / "keys" / f"{name}.key"
         if not may_invent and not path.exists():
@@ -112,12 +114,31 @@ def check_keys(conn: psycopg.Connection[Any], keys: DeploymentKeys) -> None:
             ).fetchone()
             assert row is not None
             if not hmac.compare_digest(row[0], value):
-                var = dict(_VARIABLES)[name]
-                raise KeyConfigError(
-                    f"{var} is not the {name} key this registry was first used with (on "
-                    f"{row[1]:%Y-%m-%d}); refusing to run: with another {name} key "
-                    + ("lookups by CPF or customer code would silently find nothing"
-                       if name == "index" else "no customer's data key would open")
-                    + ". Set the original key (or, for the embedded stack, restore "
-                    "$PROTOCOLO_HOME/keys/)."
-                )
+                raise _mismatch(name, row[1])
+
+
+def verify_keys(conn: psycopg.Connection[Any], keys: DeploymentKeys) -> None:
+    """:func:`check_keys` for readers: compare with the check values recorded so far and
+    record nothing (a registry no writer has used yet has nothing to compare with).
+    Raise :class:`KeyConfigError` on a mismatch: with another index key a lookup by CPF
+    would say "no contact found" instead of failing."""
+    table = conn.execute("SELECT to_regclass('deployment_key_checks')").fetchone()
+    if table is None or table[0] is None:
+        return
+    recorded = {name: (value, at) for name, value, at in conn.execute(
+        "SELECT key_name, check_value, recorded_at FROM deployment_key_checks").fetchall()}
+    for name, key in keys.named().items():
+        if name in recorded and not hmac.compare_digest(recorded[name][0], key_check_value(key)):
+            raise _mismatch(name, recorded[name][1])
+
+
+def _mismatch(name: str, recorded_at: Any) -> KeyConfigError:
+    var = dict(_VARIABLES)[name]
+    return KeyConfigError(
+        f"{var} is not the {name} key this registry was first used with (on "
+        f"{recorded_at:%Y-%m-%d}); refusing to run: with another {name} key "
+        + ("lookups by CPF or customer code would silently find nothing"
+           if name == "index" else "no customer's data key would open")
+        + ". Set the original key (or, for the embedded stack, restore "
+        "$PROTOCOLO_HOME/keys/)."
+    )

@@ -57,12 +57,14 @@ class ProjectionLag:
 def log_end_offsets(bootstrap: str, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """partition -> log end offset (high watermark) of every partition of ``topic``.
 
-    Raises ``LookupError`` when the topic does not exist, ``TimeoutError`` when the
-    broker does not answer within ``timeout_s``.
+    Raises ``LookupError`` when the topic does not exist, ``TimeoutError`` (or kafka's
+    ``KafkaTimeoutError`` when no broker answers at all) within about ``timeout_s``.
     """
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
         auto_offset_reset="latest", request_timeout_ms=max(int(timeout_s * 1000), 1000) + 1000,
+        # else the client's own 30 s default decides how long a broker that is down delays us
+        bootstrap_timeout_ms=max(int(timeout_s * 1000), 1000),
         fetch_max_wait_ms=100, max_poll_records=1,
     )
     try:

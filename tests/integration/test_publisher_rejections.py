@@ -7,11 +7,11 @@ published afterwards (which also proves that the read-back really sees what is s
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 from helpers_flow import CPF, contact_opened, drain, now_s, recording_captured, start_runtime
+from kafka.errors import KafkaTimeoutError
 
 from protocolo.core.errors import EventRejected
 from protocolo.core.protocol_number import damm_digit, make_protocol_number
@@ -96,7 +96,8 @@ def test_rejected_events_name_field_and_rule_and_publish_nothing(settings):
 
 
 def test_unreachable_broker_fails_fast_saying_what_to_check():
-    started = time.monotonic()
+    """Bounded by the configured timeouts, not by a stopwatch: the failure must come from one
+    of them expiring (a KafkaTimeoutError), not from anything that could wait longer."""
     with pytest.raises(BrokerUnavailable) as err:
         publisher = LedgerPublisher("127.0.0.1:1", producer_name="unreachable-test",
                                     options=PublisherOptions(bootstrap_timeout_ms=2000,
@@ -108,8 +109,9 @@ def test_unreachable_broker_fails_fast_saying_what_to_check():
                               protocol_number=make_protocol_number(2026, 1))
         finally:
             publisher.close(timeout_s=1)
-    elapsed = time.monotonic() - started
-    assert elapsed < 15, f"took {elapsed:.1f}s to give up"
+    timed_out = isinstance(err.value.__cause__, KafkaTimeoutError) or (
+        err.value.failed and all(e.startswith("KafkaTimeoutError") for e in err.value.failed.values()))
+    assert timed_out, (err.value.__cause__, err.value.failed)
     message = str(err.value)
     assert "127.0.0.1:1" in message
     assert "PROTOCOLO_KAFKA_BOOTSTRAP" in message

@@ -4,7 +4,6 @@ data, and a broker that goes away under a running publisher."""
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -106,11 +105,12 @@ def test_a_broker_that_goes_away_fails_the_publish_in_bounded_time_and_says_whic
             events = [Event("ContactClosed", {"outcome": "RESOLVED"},
                             protocol_number=make_protocol_number(2026, 302 + i), occurred_at=at)
                       for i in range(5)]
-            started = time.monotonic()
             with pytest.raises(BrokerUnavailable) as failure:
                 publisher.publish_many(events)
-            elapsed = time.monotonic() - started
-            assert elapsed < 30, f"took {elapsed:.1f} s"
+            # Bounded by the configured timeouts (no stopwatch): each event failed because one
+            # of them (max_block_ms, delivery_timeout_ms) expired.
+            reasons = list(failure.value.failed.values())
+            assert all(r.startswith("KafkaTimeoutError") for r in reasons), reasons
             assert failure.value.delivered == []
             assert len(failure.value.failed) == 5  # every event named: none dropped silently
             assert "publish them again with the same event ids" in str(failure.value)
