@@ -214,3 +214,50 @@ def wait_for(read: Any, done: Any, timeout: float = 60.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {timeout}s: {value}")
         time.sleep(0.2)
+
+
+def test_the_daemon_re_anchors_an_unchanged_tree_every_period(settings, tmp_path) -> None:
+    """EVIDENCE.md §7: an empty period still gets a fresh timestamp of the same checkpoint."""
+    import threading
+
+    from protocolo.attestation.anchoring import TsaAnchorer, anchor_checkpoints
+    from protocolo.attestation.cadence import Cadence, run_checkpointer
+
+    rt = start_runtime(settings)
+    publish_mixed(rt, 8)
+    project(rt)
+    key = LogKey.generate("protocolo/acme-test")
+    stop = threading.Event()
+    with LocalTsa(tmp_path / "tsa") as tsa, rt.connect(autocommit=True) as conn:
+        anchorer = TsaAnchorer(tsa.url, tsa.trust())
+        failures: list[str] = []
+
+        def anchor(checkpoints: list[Any]) -> None:
+            failures.extend(o.error for o in anchor_checkpoints(conn, checkpoints, [anchorer]) if o.error)
+
+        def tokens() -> dict[tuple[int, int], int]:
+            counts: dict[tuple[int, int], int] = {}
+            for p in range(4):
+                for a in stored_anchors(conn, settings.topic, p):
+                    counts[(p, a.size)] = counts.get((p, a.size), 0) + 1
+            return counts
+
+        with rt.connect(autocommit=True) as loop_conn:
+            worker = threading.Thread(target=run_checkpointer, args=(
+                loop_conn, key, settings.topic, "acme-test", Cadence(1, 3600, 1.0)),
+                kwargs={"stop": stop, "anchor": anchor, "poll_seconds": 0.2})
+            worker.start()
+            try:
+                counts = wait_for(tokens, lambda c: len(c) > 0 and all(n >= 3 for n in c.values()))
+            finally:
+                stop.set()
+                worker.join(timeout=30)
+        assert not failures
+        checkpoints = all_checkpoints(rt)
+        # one checkpoint per partition (the tree never grew), stamped again and again
+        assert sorted(counts) == sorted((c.partition, c.size) for c in checkpoints)
+        for c in checkpoints:
+            times = [a.anchored_at for a in stored_anchors(conn, settings.topic, c.partition, c.size)]
+            assert times == sorted(times) and len(set(times)) == len(times)
+            for a in stored_anchors(conn, settings.topic, c.partition, c.size):
+                verify_timestamp(a.token, c.text, tsa.trust(), request_der=a.request)
