@@ -30,6 +30,7 @@ from protocolo.attestation.log_key import LogKey
 from protocolo.attestation.witness import Witness, WitnessServer, WitnessState, load_witness_key
 from protocolo.attestation.witness_client import add_checkpoint_body
 from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
+from protocolo.evidence.cosignature import CosignatureV1Signer
 from protocolo.evidence.keys import verifier_from_key
 from protocolo.evidence.merkle import consistency_proof
 from protocolo.evidence.note import Ed25519NoteSigner, parse_note
@@ -212,3 +213,18 @@ def test_witness_settings_name_the_bad_entry(tmp_path) -> None:
     with pytest.raises(ConfigError, match="tlog-policy"):
         AttestationSettings.from_env({"PROTOCOLO_WITNESSES": str(tmp_path / "missing.policy")})
 
+
+
+def test_witnesses_from_a_tlog_policy_file(tmp_path) -> None:
+    log = LogKey.generate("protocolo/acme/t/0")
+    w1 = CosignatureV1Signer.generate("auditor.example/w1")
+    w2 = CosignatureV1Signer.generate("notary.example/w2")
+    policy = tmp_path / "witnesses.policy"
+    policy.write_text(
+        f"log {log.vkey('protocolo/acme/t/0')}\n"
+        f"witness auditor {w1.verifier} http://127.0.0.1:8123\n"
+        f"witness notary {w2.verifier}\n"  # no URL: verified by readers, not asked
+        "group both all auditor notary\nquorum both\n")
+    settings = AttestationSettings.from_env({"PROTOCOLO_WITNESSES": str(policy)})
+    assert [(w.name, w.url, w.key.key_id) for w in settings.witnesses] == [
+        ("auditor.example/w1", "http://127.0.0.1:8123", w1.key_id)]
