@@ -149,6 +149,8 @@ def test_witness_answers_per_c2sp_and_persists_across_restart(ledger, tmp_path) 
             # same size, another root (a fork): 409
             fork = sign_checkpoint(Checkpoint(cp.origin, half, bytes(31) + b"\x01"), [key.signer(cp.origin)])
             assert post(server.url, add_checkpoint_body(half, [], fork))[0] == 409
+            # equal sizes need an empty proof
+            assert post(server.url, add_checkpoint_body(half, good[:1], half_cp))[0] == 422
             # old > new: 400; unknown origin: 404; not signed by the log's key: 403
             assert post(server.url, add_checkpoint_body(cp.size + 1, [], cp.note))[0] == 400
             stranger = Ed25519NoteSigner.generate("protocolo/other/t/0")
