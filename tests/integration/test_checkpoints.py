@@ -246,3 +246,35 @@ def test_two_checkpointers_at_once_sign_each_tree_head_once(settings) -> None:
     assert sorted(signed) == sorted(set(signed)), "a tree head was signed twice"
     with rt.connect() as conn:
         assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (len(signed),)
+
+
+def rfc5869_hkdf_sha256(ikm: bytes, info: bytes) -> bytes:
+    """RFC 5869 with an empty salt (HashLen zeros) and L = 32: one T(1) block."""
+    import hashlib
+    import hmac
+
+    prk = hmac.new(bytes(32), ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def test_each_partition_has_its_own_derived_key_and_one_policy_names_them_all(settings) -> None:
+    from protocolo.evidence.policy import parse_policy
+
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 20)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        made = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+    origins = [origin(rt, p) for p in range(4)]
+    seed = base64.b64decode(key.private_key_string().split("+", 4)[4])[1:]
+    for o in origins:  # the documented derivation, recomputed from RFC 5869
+        expected = Ed25519NoteSigner(o, rfc5869_hkdf_sha256(seed, b"protocolo/log-key/v1\n" + o.encode()))
+        assert key.vkey(o) == str(expected.verifier)
+    assert len({key.vkey(o).split("+")[2] for o in origins}) == 4, "public keys must differ"
+    policy = parse_policy(("".join(f"log {key.vkey(o)}\n" for o in origins) + "quorum none\n").encode())
+    for c in made:
+        assert policy.verify_checkpoint(c.note, origin=c.origin).signed.checkpoint.size == c.size
+        other = verifier_from_key(key.vkey(origins[(c.partition + 1) % 4]))
+        with pytest.raises(NoteError):
+            open_checkpoint(c.note, [other])
