@@ -1,7 +1,25 @@
-"""Attestation: what the ledger says about itself, signed and handed out.
+"""The writing side of the evidence layer: signs, publishes and anchors tree heads, and
+hands out proof-of-service bundles.
 
-Proof-of-service bundles (``bundle_pack``: the pure assembly of a bundle's files;
-``bundle_writer``: reading one contact's evidence from PostgreSQL), the standalone verifier
-shipped in every bundle (``standalone_verifier``) and the human-readable summary
-(``bundle_summary``). The offline verification itself lives in ``protocolo.evidence.bundle``.
+:mod:`protocolo.evidence` verifies (pure, offline); this package *produces* what it verifies,
+so it may use PostgreSQL, Kafka and HTTP. It imports the kernel, the evidence core, the
+projections' Merkle store and read model, never the consumers or the composition root (an
+import-linter contract enforces it).
+
+Modules, one job each:
+
+``log_key``       the log's Ed25519 signing key (``PROTOCOLO_SIGNING_KEY`` or a dev key file),
+                  one key name per origin.
+``config``        the checkpointer's ``PROTOCOLO_*`` settings.
+``checkpointer``  sign, verify-before-sign, store the checkpoint of each partition.
+``publication``   the ``protocolo.checkpoints`` Kafka topic.
+``cadence``       when a partition is due (every N leaves or T seconds) and the daemon loop.
+``anchoring``     RFC 3161 tokens and witness cosignatures stored in ``checkpoint_anchors``.
+``witness``       a C2SP tlog-witness (``protocolo witness serve``) and its client.
+``bundle_writer`` one contact's evidence read from PostgreSQL, as a proof-of-service bundle.
+``bundle_pack``   the pure assembly of a bundle's files (deterministic bytes).
+``bundle_summary``  the bundle's ``summary.html`` (pt-BR, English under each heading).
+``standalone_verifier``  the bundle's ``verify.py``: the offline verifier's modules inlined.
+
+Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §10.
 """
