@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("bundle", metavar="FILE.zip")
     p.add_argument("--vkey", action="append", default=[], metavar="VKEY",
                    help="pinned log (or witness) verifier key, C2SP form; repeat for several")
-    p.add_argument("--policy", metavar="FILE", help="pinned C2SP tlog-policy (logs, witnesses, quorum)")
+    p.add_argument("--policy", action="append", default=[], metavar="FILE",
+                   help="pinned C2SP tlog-policy (logs, witnesses, quorum); repeat, one per "
+                   "partition's log")
     p.add_argument("--tsa-root", action="append", default=[], metavar="PEM",
                    help="pinned root certificate of the Time-Stamp Authority; repeatable")
     p.add_argument("--json", action="store_true", help="machine-readable report")

@@ -35,10 +35,16 @@ from typing import Any
 
 from protocolo.evidence.bundle_zip import BundleFormatError, first_difference, read_zip
 from protocolo.evidence.checkpoint import log_origin
-from protocolo.evidence.errors import EvidenceError, ProofError
+from protocolo.evidence.errors import EvidenceError, PolicyError, ProofError
 from protocolo.evidence.keys import verifier_from_key
 from protocolo.evidence.leaf import record_leaf_hash, record_leaf_input
-from protocolo.evidence.note import SIG_ED25519, VerifierKey, decode_base64, open_note
+from protocolo.evidence.note import (
+    SIG_ED25519,
+    NoteVerifier,
+    VerifierKey,
+    decode_base64,
+    open_note,
+)
 from protocolo.evidence.policy import (
     Policy,
     PolicyLog,
@@ -80,14 +86,17 @@ def avro_fingerprint(canonical_schema: bytes) -> bytes:
 class BundleTrust:
     """What the person verifying trusts, given on the command line, never taken from the bundle.
 
-    ``policy`` (a tlog-policy file) says which log keys and witnesses are trusted and which
-    witness quorum is required; without it, ``vkeys`` are the trusted log (and witness) keys
-    with no witness required. With neither, the bundle's own ``policy.txt`` is used and the
-    verdict says the keys were NOT pinned. ``tsa_roots`` (PEM) are the pinned TSA roots.
+    ``policies`` (tlog-policy files) say which log keys and witnesses are trusted and which
+    witness quorum is required; a checkpoint is judged by the first policy with a log named
+    after its origin (one file per partition's log: the deployment's partitions share one
+    Ed25519 key under different names, and a tlog-policy may not list one public key twice).
+    Without policies, ``vkeys`` are the trusted log (and witness) keys, no witness required.
+    With neither, the bundle's own policy files are used and the verdict says the keys were
+    NOT pinned. ``tsa_roots`` (PEM) are the pinned TSA roots.
     """
 
     vkeys: tuple[str, ...] = ()
-    policy: bytes | None = None
+    policies: tuple[bytes, ...] = ()
     tsa_roots: tuple[bytes, ...] = ()
 
 
@@ -226,7 +235,7 @@ class _Manifest:
     records: tuple[_Record, ...]
     checkpoints: tuple[_Checkpoint, ...]
     consistency: tuple[tuple[int, str, int, int, str], ...]  # partition, topic, from, to, path
-    policy_path: str
+    policy_paths: tuple[str, ...]
     summary: dict[str, Any]
 
 
@@ -271,12 +280,29 @@ def _parse_manifest(data: bytes) -> _Manifest:
         for i, c in enumerate(_get(doc, "consistency", list, "manifest")))
     summary = {k: doc.get(k) for k in ("request", "created") if k in doc}
     return _Manifest(deployment, files, records, tuple(checkpoints), consistency,
-                     _get(doc, "policy", str, "manifest"), summary)
+                     tuple(_get({"p": p}, "p", str, "policies")
+                           for p in _get(doc, "policies", list, "manifest")), summary)
 
 
-def _trusted_policy(trust: BundleTrust, bundled: bytes | None, report: BundleReport) -> Policy:
-    if trust.policy is not None:
-        return parse_policy(trust.policy)
+@dataclass(frozen=True)
+class TrustedLogs:
+    """The policies a bundle is judged by; each checkpoint by the one naming its log."""
+
+    policies: tuple[Policy, ...]
+
+    def for_origin(self, origin: str) -> Policy:
+        for policy in self.policies:
+            if any(log.key.name == origin for log in policy.logs):
+                return policy
+        raise PolicyError("no-log-signature", f"no trusted key or policy names the log {origin!r}")
+
+    def log_verifiers(self) -> list[NoteVerifier]:
+        return [log.verifier for policy in self.policies for log in policy.logs]
+
+
+def _trusted_logs(trust: BundleTrust, bundled: Sequence[bytes | None], report: BundleReport) -> TrustedLogs:
+    if trust.policies:
+        return TrustedLogs(tuple(parse_policy(p) for p in trust.policies))
     if trust.vkeys:
         logs: list[PolicyLog] = []
         witnesses: dict[str, PolicyWitness] = {}
@@ -287,13 +313,13 @@ def _trusted_policy(trust: BundleTrust, bundled: bytes | None, report: BundleRep
                 logs.append(PolicyLog(key, verifier))
             else:
                 witnesses[key.name] = PolicyWitness(key.name, key, verifier)
-        return Policy(tuple(logs), witnesses)
+        return TrustedLogs((Policy(tuple(logs), witnesses),))
     report.warnings.append(
-        "keys NOT pinned: the bundle was checked against its own policy.txt and keys; it is "
+        "keys NOT pinned: the bundle was checked against its own policy files and keys; it is "
         "only evidence if those keys are the company's published ones (give --vkey or --policy)")
-    if bundled is None:
-        raise EvidenceError("file-missing", "policy.txt is missing and no key was given")
-    return parse_policy(bundled)
+    if not bundled or any(p is None for p in bundled):
+        raise EvidenceError("file-missing", "a policy file is missing and no key was given")
+    return TrustedLogs(tuple(parse_policy(p) for p in bundled if p is not None))
 
 
 def _named(exc: BaseException, fallback: str) -> tuple[str, str]:
@@ -350,7 +376,7 @@ def verify_bundle(data: bytes, trust: BundleTrust) -> BundleReport:
         return report
     report.summary = manifest.summary
     try:
-        policy = _trusted_policy(trust, files.get(manifest.policy_path), report)
+        policy = _trusted_logs(trust, [files.get(p) for p in manifest.policy_paths], report)
     except EvidenceError as exc:
         report.failed("trust", *_named(exc, "bad-trust"))
         return report
@@ -364,13 +390,13 @@ def verify_bundle(data: bytes, trust: BundleTrust) -> BundleReport:
 
 
 def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], manifest: bytes,
-                              policy: Policy) -> None:
+                              policy: TrustedLogs) -> None:
     signature = files.get(MANIFEST_SIGNATURE)
     if signature is None:
         report.failed(MANIFEST_SIGNATURE, "manifest-unsigned", "the bundle has no manifest.sig")
         return
     try:
-        opened = open_note(signature, [log.verifier for log in policy.logs])
+        opened = open_note(signature, policy.log_verifiers())
     except EvidenceError as exc:
         report.failed(MANIFEST_SIGNATURE, *_named(exc, "invalid-signature"))
         return
@@ -404,7 +430,7 @@ def _check_files(report: BundleReport, files: dict[str, bytes], manifest: _Manif
 
 
 def _check_checkpoints(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
-                       policy: Policy, trust: BundleTrust) -> dict[tuple[int, int], VerifiedCheckpoint]:
+                       policy: TrustedLogs, trust: BundleTrust) -> dict[tuple[int, int], VerifiedCheckpoint]:
     verified: dict[tuple[int, int], VerifiedCheckpoint] = {}
     stamp: TimestampCheck | None = None
     if any(c.timestamps for c in manifest.checkpoints):
@@ -419,7 +445,7 @@ def _check_checkpoints(report: BundleReport, files: dict[str, bytes], manifest: 
             continue
         try:
             origin = log_origin(manifest.deployment, c.topic, c.partition)
-            checked = policy.verify_checkpoint(note, origin)
+            checked = policy.for_origin(origin).verify_checkpoint(note, origin)
             if checked.signed.checkpoint.size != c.size:
                 raise ProofError("checkpoint-size-mismatch",
                                  f"note says size {checked.signed.checkpoint.size}, manifest {c.size}")
@@ -437,11 +463,24 @@ def _check_checkpoints(report: BundleReport, files: dict[str, bytes], manifest: 
             if token is None or chain is None:
                 report.failed(token_path, "file-missing", "timestamp token or its TSA chain is absent")
                 continue
+            if not _intact(report, token_path, chain_path):
+                report.failed(token_path, "timestamp-not-checked",
+                              "token or chain does not match the manifest; not parsed")
+                continue
             try:
                 report.passed(token_path, "timestamped " + stamp(token, text, chain, trust.tsa_roots))
-            except Exception as exc:  # noqa: BLE001 - every token failure is reported by name
-                report.failed(token_path, *_named(exc, "timestamp-invalid"))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - rfc3161-client can panic (pyo3
+                # PanicException is a BaseException) on a malformed certificate: a bad token
+                # is a finding, never a crash
+                report.failed(token_path, *_named(exc, "timestamp-unreadable"))
     return verified
+
+
+def _intact(report: BundleReport, *paths: str) -> bool:
+    """Whether none of ``paths`` failed the manifest's hash check."""
+    return not any(f.subject in paths and not f.ok for f in report.findings)
 
 
 def _check_consistency(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
@@ -481,7 +520,7 @@ def _check_consistency(report: BundleReport, files: dict[str, bytes], manifest: 
             report.passed(path, f"tree of size {size1} is a prefix of size {size2}")
 
 
-def _check_record(files: dict[str, bytes], manifest: _Manifest, r: _Record, policy: Policy,
+def _check_record(files: dict[str, bytes], manifest: _Manifest, r: _Record, policy: TrustedLogs,
                   verified: dict[tuple[int, int], VerifiedCheckpoint]) -> RecordVerdict:
     verdict = RecordVerdict(r.directory, r.topic, r.partition, r.offset, r.leaf_index, r.event_type)
     try:
@@ -507,7 +546,8 @@ def _check_record(files: dict[str, bytes], manifest: _Manifest, r: _Record, poli
                              f"leaf {r.leaf_index}")
         origin = log_origin(manifest.deployment, r.topic, r.partition)
         checked = verify_tlog_proof(proof_bytes, record_leaf_hash(r.topic, r.partition, r.offset,
-                                                                  key, value), policy, origin)
+                                                                  key, value),
+                                    policy.for_origin(origin), origin)
         size = checked.signed.checkpoint.size
         listed = verified.get((r.partition, size))
         if listed is None or listed.signed.note.text != checked.signed.note.text:
@@ -531,7 +571,8 @@ def main(argv: list[str] | None = None, prog: str = "verify.py") -> int:
                                      "bundle offline.")
     parser.add_argument("bundle")
     parser.add_argument("--vkey", action="append", default=[], help="pinned verifier key (repeat)")
-    parser.add_argument("--policy", help="pinned C2SP tlog-policy file")
+    parser.add_argument("--policy", action="append", default=[],
+                        help="pinned C2SP tlog-policy file (repeat: one per partition's log)")
     parser.add_argument("--tsa-root", action="append", default=[], help="pinned TSA root (PEM)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -547,21 +588,21 @@ def main(argv: list[str] | None = None, prog: str = "verify.py") -> int:
     return 0 if report.ok else 1
 
 
-def load_trust(vkeys: Sequence[str], policy_path: str | None, tsa_roots: Sequence[str]) -> BundleTrust:
+def load_trust(vkeys: Sequence[str], policy_paths: Sequence[str], tsa_roots: Sequence[str]) -> BundleTrust:
     """Trust from command-line arguments; a bad key or file raises :class:`EvidenceError`."""
     for vkey in vkeys:
         verifier_from_key(vkey.strip())
-    policy = None
-    if policy_path is not None:
-        with open(policy_path, "rb") as f:
-            policy = f.read()
-        parse_policy(policy)
+    policies = []
+    for path in policy_paths:
+        with open(path, "rb") as f:
+            policies.append(f.read())
+        parse_policy(policies[-1])
     roots = []
     for path in tsa_roots:
         with open(path, "rb") as f:
             roots.append(f.read())
-    return BundleTrust(tuple(v.strip() for v in vkeys), policy, tuple(roots))
+    return BundleTrust(tuple(v.strip() for v in vkeys), tuple(policies), tuple(roots))
 
 
 __all__ = ["FORMAT", "BundleFormatError", "BundleReport", "BundleTrust", "Finding", "RecordVerdict",
-           "avro_fingerprint", "load_trust", "main", "manifest_note_text", "verify_bundle"]
+           "TrustedLogs", "avro_fingerprint", "load_trust", "main", "manifest_note_text", "verify_bundle"]

@@ -47,7 +47,8 @@ LOG = {0: ([0, 1, 2, 4, 5, 7], [4, 6], [1, 3, 4]), 1: ([0, 1, 2], [3], [2])}
 
 
 def log_signer(partition: int) -> Ed25519NoteSigner:
-    seed = hashlib.sha256(f"bundle test log key {partition}".encode()).digest()
+    """One deployment seed, one key name per partition's origin (as the checkpointer signs)."""
+    seed = hashlib.sha256(b"bundle test log key").digest()
     return Ed25519NoteSigner(log_origin(DEPLOYMENT, TOPIC, partition), seed)
 
 
@@ -110,15 +111,13 @@ def contents(tsa_url: str | None, tsa_chain: bytes | None, witnessed: bool) -> B
             records.append(BundleRecord(TOPIC, partition, offset, index, key, value(partition, offset),
                                         leaf, proof, "Test", {"n": offset}, FINGERPRINT, SCHEMA))
     log_vkeys = [str(log_signer(p).verifier) for p in LOG]
-    policy = "".join(f"log {v}\n" for v in log_vkeys)
-    policy += f"witness auditor {witness_signer().verifier}\nquorum auditor\n" if witnessed else "quorum none\n"
     return BundleContents(
         deployment=DEPLOYMENT,
         request={"protocol_number": "20260000000001", "request_id": None, "reveal": False,
                  "legal_basis": None},
         created={"at": "2026-11-28T02:00:00+00:00", "tool": "protocolo test"},
         records=records, checkpoints=checkpoints, consistency=consistency,
-        log_vkeys=log_vkeys, policy=policy.encode(), summary_html=b"<html><p>resumo</p></html>\n",
+        log_vkeys=log_vkeys, policies={p: policy(p, witnessed) for p in LOG}, summary_html=b"<html><p>resumo</p></html>\n",
         witness_vkeys=[str(witness_signer().verifier)] if witnessed else [],
     )
 
@@ -136,6 +135,12 @@ def build(
     return pack_bundle(gathered, log_signer(0))
 
 
-def pinned(tsa_root: bytes | None = None, policy: bytes | None = None) -> BundleTrust:
-    return BundleTrust(tuple(str(log_signer(p).verifier) for p in LOG), policy,
+def policy(partition: int, witnessed: bool) -> bytes:
+    text = f"log {log_signer(partition).verifier}\n"
+    text += f"witness auditor {witness_signer().verifier}\nquorum auditor\n" if witnessed else "quorum none\n"
+    return text.encode()
+
+
+def pinned(tsa_root: bytes | None = None, policies: tuple[bytes, ...] = ()) -> BundleTrust:
+    return BundleTrust(tuple(str(log_signer(p).verifier) for p in LOG), policies,
                        (tsa_root,) if tsa_root else ())

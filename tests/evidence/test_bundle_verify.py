@@ -42,8 +42,8 @@ def bundle(tsa: LocalTsa) -> bytes:
     return synthetic.build(tsa.url, chain_of(tsa))
 
 
-def trust(tsa: LocalTsa, policy: bytes | None = None) -> BundleTrust:
-    return synthetic.pinned(tsa.root_pem_path.read_bytes(), policy)
+def trust(tsa: LocalTsa, policies: tuple[bytes, ...] = ()) -> BundleTrust:
+    return synthetic.pinned(tsa.root_pem_path.read_bytes(), policies)
 
 
 def assert_fails(report: BundleReport, reason: str) -> None:
@@ -69,8 +69,7 @@ def test_same_inputs_same_bytes(tsa: LocalTsa) -> None:
 
 
 def test_the_witness_policy_is_enforced(bundle: bytes, tsa: LocalTsa) -> None:
-    logs = "".join(f"log {v}\n" for v in synthetic.pinned().vkeys)
-    policy = f"{logs}witness auditor {synthetic.witness_signer().verifier}\nquorum auditor\n".encode()
+    policy = tuple(synthetic.policy(p, witnessed=True) for p in synthetic.LOG)
     report = verify_bundle(bundle, trust(tsa, policy))
     assert report.ok, report.render()
     assert "auditor" in report.records[0].detail
@@ -84,6 +83,12 @@ def test_keys_not_pinned_are_said(bundle: bytes) -> None:
     assert report.ok, report.render()
     assert any("keys NOT pinned" in w for w in report.warnings)
     assert any("TSA root NOT pinned" in w for w in report.warnings)
+
+
+def test_a_policy_for_one_partition_only_fails_the_other(bundle: bytes, tsa: LocalTsa) -> None:
+    report = verify_bundle(bundle, trust(tsa, (synthetic.policy(0, witnessed=True),)))
+    assert_fails(report, "no-log-signature")
+    assert [r.ok for r in report.records] == [True, True, True, False]
 
 
 def test_a_foreign_log_key_fails(bundle: bytes, tsa: LocalTsa) -> None:
