@@ -16,10 +16,11 @@ from protocolo.attestation.bundle_writer import (
     write_bundle,
 )
 from protocolo.attestation.config import AttestationSettings
-from protocolo.attestation.log_key import SigningKeyError, load_log_key
+from protocolo.attestation.log_key import LogKey, SigningKeyError, load_log_key
 from protocolo.cli import CommandError
 from protocolo.core.config import ConfigError
 from protocolo.core.errors import EventRejected
+from protocolo.core.personal_data import PersonalDataSealer
 from protocolo.core.protocol_number import normalise_protocol_number
 from protocolo.evidence.bundle import BundleTrust, verify_bundle
 from protocolo.runtime import LedgerReader
@@ -52,6 +53,15 @@ def tool_name() -> str:
         return "protocolo"
 
 
+def writer_context(attestation: AttestationSettings, topic: str, key: LogKey,
+                   sealer: PersonalDataSealer) -> WriterContext:
+    """What the bundle writer needs from the deployment's settings (also used by the demo)."""
+    return WriterContext(
+        deployment=attestation.deployment, topic=topic, log_key=key, sealer=sealer, tool=tool_name(),
+        tsa_chain_pem=attestation.tsa_chain.read_bytes() if attestation.tsa_chain else None,
+        witness_vkeys=tuple(str(w.key) for w in attestation.witnesses))
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.protocol and not args.request:
         raise CommandError("give --protocol N (or --request ID)")
@@ -70,11 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CommandError(f"--out {out} is a directory: name the .zip file to write")
     request = BundleRequest(protocol, args.request, args.reveal, args.legal_basis)
-    context = WriterContext(
-        deployment=attestation.deployment, topic=reader.settings.topic, log_key=key,
-        sealer=reader.sealer(), tool=tool_name(),
-        tsa_chain_pem=attestation.tsa_chain.read_bytes() if attestation.tsa_chain else None,
-        witness_vkeys=tuple(str(w.key) for w in attestation.witnesses))
+    context = writer_context(attestation, reader.settings.topic, key, reader.sealer())
     data: bytes | None = None
     failure: BundleNotPossible | None = None
     for ledger in reader.ledgers:

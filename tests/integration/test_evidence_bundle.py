@@ -196,3 +196,22 @@ def test_request_bundle_covers_that_request_and_its_contact(contact, tmp_path) -
     assert report.ok, report.render()
     assert {r.event_type for r in report.records} >= {"ContactOpened", "RetrievalRequested",
                                                        "RetrievalFulfilled"}
+
+
+def test_the_demo_ends_with_a_bundle_verified_offline(settings, monkeypatch, capsys) -> None:
+    from protocolo.cli import main
+
+    for name, value in (("PROTOCOLO_HOME", str(settings.home)), ("PROTOCOLO_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+                        ("PROTOCOLO_DATABASE_URL", settings.database_url), ("PROTOCOLO_TOPIC", settings.topic),
+                        ("PROTOCOLO_GROUP_ID", settings.group_id), ("PROTOCOLO_DEV_KEYS", "1"),
+                        ("PROTOCOLO_DEPLOYMENT", DEPLOYMENT)):
+        monkeypatch.setenv(name, value)
+    assert main(["demo", "--contacts", "40", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("Proof-of-service bundle of "))
+    path = Path(line.rsplit(": ", 1)[1])
+    assert "offline verification with the log's verifier keys: VALID" in out
+    key = load_log_key(settings, DEPLOYMENT)
+    vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
+    report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
+    assert report.ok and report.records, report.render()
