@@ -176,11 +176,11 @@ def write_bundle(conn: psycopg.Connection[Any], request: BundleRequest, context:
         partition, leaf = int(row["partition"]), int(row["leaf_index"])
         cover = _covering(stored[partition], leaf)
         if cover is None:
-            newest = stored[partition][-1].size if stored[partition] else 0
+            newest_size = stored[partition][-1].size if stored[partition] else 0
             raise BundleNotPossible(
                 f"record at partition {partition} offset {row['offset']} (leaf {leaf}) is not "
                 f"covered by a signed checkpoint yet (newest of partition {partition}: size "
-                f"{newest}): run `protocolo checkpoint`, then ask again")
+                f"{newest_size}): run `protocolo checkpoint`, then ask again")
         used[(partition, cover.size)] = cover
         reader = node_reader(conn, context.topic, partition)
         proof = make_tlog_proof(leaf, inclusion_proof(leaf, cover.size, reader), note_of(cover))
@@ -208,14 +208,15 @@ def write_bundle(conn: psycopg.Connection[Any], request: BundleRequest, context:
         newest = stored[p][-1]
         wanted = sorted({size for (q, size) in used if q == p} | {newest.size})
         for size in wanted:
-            c = used.get((p, size), newest)
-            stamps = tuple(BundleTimestamp(a.token, chain, a.authority)
-                           for a in stored_anchors(conn, c.topic, p, size)
-                           if a.kind == "rfc3161" and chain is not None)
-            checkpoints.append(BundleCheckpoint(c.topic, p, size, note_of(c), size == newest.size, stamps))
+            chosen: StoredCheckpoint = used.get((p, size), newest)
+            stamps = () if chain is None else tuple(
+                BundleTimestamp(a.token, chain, a.authority)
+                for a in stored_anchors(conn, chosen.topic, p, size) if a.kind == "rfc3161")
+            checkpoints.append(BundleCheckpoint(chosen.topic, p, size, note_of(chosen),
+                                                size == newest.size, stamps))
             if size != newest.size:
                 reader = node_reader(conn, context.topic, p)
-                consistency.append(BundleConsistency(c.topic, p, size, newest.size,
+                consistency.append(BundleConsistency(chosen.topic, p, size, newest.size,
                                                      tuple(consistency_proof(size, newest.size, reader))))
     origins = {p: log_origin(context.deployment, context.topic, p) for p in partitions}
     vkeys = [v for v in known_log_keys(conn) if VerifierKey.parse(v).name in origins.values()]
