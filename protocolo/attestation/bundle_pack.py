@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocolo.attestation.standalone_verifier import standalone_verifier
-from protocolo.evidence.bundle import FORMAT, MANIFEST, MANIFEST_SIGNATURE, manifest_note_text
+from protocolo.evidence.bundle import (
+    FORMAT,
+    MANIFEST,
+    MANIFEST_SIGNATURE,
+    SUMS,
+    manifest_note_text,
+    sha256sums,
+)
 from protocolo.evidence.bundle_zip import write_zip
 from protocolo.evidence.note import NoteSigner, encode_base64, sign_note
 
@@ -124,6 +131,7 @@ def bundle_files(contents: BundleContents) -> dict[str, bytes]:
     files["summary.html"] = contents.summary_html
     files["README.txt"] = readme(contents).encode("utf-8")
     files["verify.py"] = standalone_verifier(str(contents.created.get("tool", "protocolo")))
+    files[SUMS] = sha256sums(files)
     return files
 
 
@@ -196,11 +204,20 @@ Verificação automática / Automatic verification (offline)
 
 Verificação manual / Manual verification
   1. unzip BUNDLE.zip -d bundle && cd bundle
-  2. Hashes: python3 -c "import json;[print(f['sha256']+'  '+f['path']) for f in json.load(open('manifest.json'))['files']]" > SHA256SUMS
-     sha256sum -c SHA256SUMS            (todos OK / all OK)
-  3. Assinatura do manifesto / manifest signature: a segunda linha do manifest.sig deve ser
-     a saída de `sha256sum manifest.json` (the second line must equal it); a assinatura
-     Ed25519 cobre as duas primeiras linhas (signed-note, docs/evidence-format.md §4).
+  2. Hashes: sha256sum -c SHA256SUMS     (todos OK / all OK); SHA256SUMS tem o mesmo
+     conteúdo que a lista "files" do manifest.json / lists the same hashes as the manifest.
+  3. Manifesto / manifest: a segunda linha do manifest.sig é o SHA-256 do manifest.json
+     (compare com `sha256sum manifest.json`; the second line must equal it), e o
+     manifest.json lista o SHA-256 do SHA256SUMS. Assinatura Ed25519 com openssl
+     (a chave é a da linha de assinatura; the key named on the signature line):
+       V='<chave publicada / published vkey>'
+       echo "$V" | cut -d+ -f3- | base64 -d | tail -c 32 > pub.raw
+       (printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; cat pub.raw) > pub.der
+       head -n 2 manifest.sig > signed.txt
+       tail -n 1 manifest.sig | awk '{{print $3}}' | base64 -d | tail -c 64 > sig.bin
+       openssl pkeyutl -verify -pubin -keyform DER -inkey pub.der -rawin -in signed.txt -sigfile sig.bin
+     O mesmo vale para cada checkpoint, com `head -n 3` e a linha da chave do log.
+     The same works for each checkpoint with `head -n 3` and the log key's line.
   4. Registro / record: leaf.bin = u16 len(topic) | topic | u32 partition | u64 offset |
      i32 len(key) | key | u32 len(value) | value  (big-endian; docs §1); o hash da folha é
      SHA-256(0x00 || leaf.bin); proof.tlog-proof traz o índice, o caminho de inclusão

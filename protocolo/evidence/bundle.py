@@ -58,12 +58,19 @@ from protocolo.evidence.tlog_proof import parse_tlog_proof, verify_tlog_proof
 FORMAT = "protocolo/bundle/v1"
 MANIFEST = "manifest.json"
 MANIFEST_SIGNATURE = "manifest.sig"
+SUMS = "SHA256SUMS"
 AVRO_MAGIC = b"\xc3\x01"
 
 
 def manifest_note_text(manifest: bytes) -> str:
     """The text ``manifest.sig`` signs: the format line and the manifest's SHA-256 (hex)."""
     return f"{FORMAT}\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def sha256sums(files: dict[str, bytes]) -> bytes:
+    """``SHA256SUMS`` (``sha256sum -c`` format) of every file but itself and the manifest pair."""
+    return "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files)
+                   if p not in (SUMS, MANIFEST, MANIFEST_SIGNATURE)).encode("ascii")
 
 
 def avro_fingerprint(canonical_schema: bytes) -> bytes:
@@ -425,6 +432,14 @@ def _check_files(report: BundleReport, files: dict[str, bytes], manifest: _Manif
         if path not in manifest.files and path not in (MANIFEST, MANIFEST_SIGNATURE):
             report.failed(path, "file-not-in-manifest", "present in the bundle, not listed")
             bad += 1
+    expected = "".join(f"{digest}  {path}\n" for path, (_, digest) in sorted(manifest.files.items())
+                       if path != SUMS).encode("ascii")
+    if SUMS not in manifest.files:
+        report.failed(SUMS, "sums-missing", "the manifest does not list SHA256SUMS")
+        bad += 1
+    elif files.get(SUMS) is not None and files[SUMS] != expected:
+        report.failed(SUMS, "sums-mismatch", "SHA256SUMS does not list the manifest's hashes")
+        bad += 1
     if not bad:
         report.passed("files", f"{len(manifest.files)} files match the manifest")
 
