@@ -21,5 +21,5 @@ Modules, one job each:
 ``bundle_summary``  the bundle's ``summary.html`` (pt-BR, English under each heading).
 ``standalone_verifier``  the bundle's ``verify.py``: the offline verifier's modules inlined.
 
-Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §10.
+Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §9.
 """

@@ -1,6 +1,6 @@
 """Assemble a proof-of-service bundle from evidence already gathered (no database here).
 
-The layout is docs/evidence-format.md §10. Everything that goes in is given by the caller
+The layout is docs/evidence-format.md §9. Everything that goes in is given by the caller
 (``bundle_writer`` reads it from PostgreSQL; tests build it from synthetic trees), and the
 output is deterministic: the same :class:`BundleContents` and signing key give the same
 bytes (canonical ZIP, fixed order, JSON with sorted keys, Ed25519 is deterministic).

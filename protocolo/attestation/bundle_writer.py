@@ -1,6 +1,6 @@
 """One contact's proof-of-service bundle, read from the ledger database (read-only).
 
-What goes in (docs/evidence-format.md §10): every journalled record of the contact's
+What goes in (docs/evidence-format.md §9): every journalled record of the contact's
 timeline (its own events and those of the retrieval requests linked to it: the read
 model's :func:`~protocolo.projections.history.timelines`), each with its raw key and
 value, leaf input, decoded JSON, writer schema and a C2SP tlog-proof against the

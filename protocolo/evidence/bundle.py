@@ -1,4 +1,4 @@
-"""Offline verification of a proof-of-service bundle (docs/evidence-format.md §10).
+"""Offline verification of a proof-of-service bundle (docs/evidence-format.md §9).
 
 Input: the bundle's bytes and what the verifier trusts (:class:`BundleTrust`: pinned log
 verifier keys or a tlog-policy file, optional pinned TSA roots). Nothing is fetched: no
