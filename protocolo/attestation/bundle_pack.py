@@ -92,7 +92,7 @@ class BundleContents:
     checkpoints: Sequence[BundleCheckpoint]
     consistency: Sequence[BundleConsistency]
     log_vkeys: Sequence[str]
-    policies: dict[int, bytes]  # partition -> its log's tlog-policy
+    policy: bytes  # tlog-policy: one log line per partition's log, the known witnesses
     summary_html: bytes
     witness_vkeys: Sequence[str] = field(default_factory=tuple)
 
@@ -126,8 +126,7 @@ def bundle_files(contents: BundleContents) -> dict[str, bytes]:
         files[f"keys/log-{i}.vkey"] = (vkey + "\n").encode("utf-8")
     for i, vkey in enumerate(contents.witness_vkeys):
         files[f"keys/witness-{i}.vkey"] = (vkey + "\n").encode("utf-8")
-    for partition, policy in contents.policies.items():
-        files[policy_path(partition)] = policy
+    files[POLICY] = contents.policy
     files["summary.html"] = contents.summary_html
     files["README.txt"] = readme(contents).encode("utf-8")
     files["verify.py"] = standalone_verifier(str(contents.created.get("tool", "protocolo")))
@@ -135,8 +134,7 @@ def bundle_files(contents: BundleContents) -> dict[str, bytes]:
     return files
 
 
-def policy_path(partition: int) -> str:
-    return f"policy/p{partition}.txt"
+POLICY = "policy.txt"
 
 
 def _slug(authority: str) -> str:
@@ -163,7 +161,7 @@ def manifest(contents: BundleContents, files: dict[str, bytes]) -> bytes:
         "consistency": [{"topic": x.topic, "partition": x.partition, "from": x.size1,
                          "to": x.size2, "path": x.path} for x in contents.consistency],
         "keys": {"log": list(contents.log_vkeys), "witness": list(contents.witness_vkeys)},
-        "policies": [policy_path(p) for p in sorted(contents.policies)],
+        "policies": [POLICY],
         "files": [{"path": p, "size": len(files[p]), "sha256": hashlib.sha256(files[p]).hexdigest()}
                   for p in sorted(files)],
     }
@@ -193,7 +191,7 @@ O que é / What this is
   records/      por registro: leaf.bin, key.bin, value.bin, record.json, proof.tlog-proof
   checkpoints/  checkpoints assinados (C2SP tlog-checkpoint); consistency/ provas de consistência
   timestamps/   carimbos de tempo RFC 3161 (.tsr) e cadeia da ACT (.chain.pem)
-  keys/, policy/  chaves públicas e políticas (C2SP tlog-policy), uma por partição
+  keys/, policy.txt  chaves públicas e política (C2SP tlog-policy)
   Formato: docs/evidence-format.md, seção "Proof-of-service bundle".
 
 Verificação automática / Automatic verification (offline)

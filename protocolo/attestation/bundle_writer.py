@@ -7,7 +7,7 @@ value, leaf input, decoded JSON, writer schema and a C2SP tlog-proof against the
 *earliest* stored checkpoint that covers it (the one whose RFC 3161 token dates the record
 most tightly); every checkpoint so used with its witnesses' cosignatures and timestamps, a
 consistency proof from it to its partition's newest checkpoint (also included), the log's
-verifier keys and one tlog-policy per partition, ``summary.html``, ``README.txt`` and
+verifier keys and a tlog-policy, ``summary.html``, ``README.txt`` and
 ``verify.py``. The manifest is signed with the log key under the origin of the contact's
 partition.
 
@@ -220,8 +220,7 @@ def write_bundle(conn: psycopg.Connection[Any], request: BundleRequest, context:
                                                      tuple(consistency_proof(size, newest.size, reader))))
     origins = {p: log_origin(context.deployment, context.topic, p) for p in partitions}
     vkeys = [v for v in known_log_keys(conn) if VerifierKey.parse(v).name in origins.values()]
-    policies = {p: _policy([v for v in vkeys if VerifierKey.parse(v).name == origins[p]],
-                           context.witness_vkeys) for p in partitions}
+    policy = _policy(vkeys, context.witness_vkeys)
     facts = _facts(timeline, request, now, summary_records, _customer(context.sealer, timeline,
                                                                        request.reveal))
     contents = BundleContents(
@@ -230,13 +229,14 @@ def write_bundle(conn: psycopg.Connection[Any], request: BundleRequest, context:
                  "reveal": request.reveal, "legal_basis": request.legal_basis if request.reveal else None},
         created={"at": now.isoformat(), "tool": context.tool},
         records=records, checkpoints=checkpoints, consistency=consistency, log_vkeys=vkeys,
-        policies=policies, summary_html=summary_html(facts), witness_vkeys=list(context.witness_vkeys))
+        policy=policy, summary_html=summary_html(facts), witness_vkeys=list(context.witness_vkeys))
     signer = context.log_key.signer(origins[int(rows[0]["partition"])])
     return pack_bundle(contents, signer)
 
 
 def _policy(log_vkeys: Sequence[str], witness_vkeys: Sequence[str]) -> bytes:
-    lines = ["# Protocolo log of one partition; witnesses listed, none required by default"]
+    lines = ["# Protocolo: the logs (one per partition) of this bundle's records; the known",
+             "# witnesses are listed, none is required here (pin your own policy to require one)"]
     lines += [f"log {v}" for v in log_vkeys]
     lines += [f"witness w{i} {v}" for i, v in enumerate(witness_vkeys)]
     lines.append("quorum none")

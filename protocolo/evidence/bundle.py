@@ -95,8 +95,7 @@ class BundleTrust:
 
     ``policies`` (tlog-policy files) say which log keys and witnesses are trusted and which
     witness quorum is required; a checkpoint is judged by the first policy with a log named
-    after its origin (one file per partition's log: the deployment's partitions share one
-    Ed25519 key under different names, and a tlog-policy may not list one public key twice).
+    after its origin (one policy may list every partition's log, or several may be given).
     Without policies, ``vkeys`` are the trusted log (and witness) keys, no witness required.
     With neither, the bundle's own policy files are used and the verdict says the keys were
     NOT pinned. ``tsa_roots`` (PEM) are the pinned TSA roots.

@@ -47,9 +47,9 @@ LOG = {0: ([0, 1, 2, 4, 5, 7], [4, 6], [1, 3, 4]), 1: ([0, 1, 2], [3], [2])}
 
 
 def log_signer(partition: int) -> Ed25519NoteSigner:
-    """One deployment seed, one key name per partition's origin (as the checkpointer signs)."""
-    seed = hashlib.sha256(b"bundle test log key").digest()
-    return Ed25519NoteSigner(log_origin(DEPLOYMENT, TOPIC, partition), seed)
+    """One key per partition's origin, named after it (as the checkpointer signs)."""
+    origin = log_origin(DEPLOYMENT, TOPIC, partition)
+    return Ed25519NoteSigner(origin, hashlib.sha256(b"bundle test log key " + origin.encode()).digest())
 
 
 def witness_signer() -> CosignatureV1Signer:
@@ -117,7 +117,7 @@ def contents(tsa_url: str | None, tsa_chain: bytes | None, witnessed: bool) -> B
                  "legal_basis": None},
         created={"at": "2026-11-28T02:00:00+00:00", "tool": "protocolo test"},
         records=records, checkpoints=checkpoints, consistency=consistency,
-        log_vkeys=log_vkeys, policies={p: policy(p, witnessed) for p in LOG}, summary_html=b"<html><p>resumo</p></html>\n",
+        log_vkeys=log_vkeys, policy=policy(list(LOG), witnessed), summary_html=b"<html><p>resumo</p></html>\n",
         witness_vkeys=[str(witness_signer().verifier)] if witnessed else [],
     )
 
@@ -135,8 +135,8 @@ def build(
     return pack_bundle(gathered, log_signer(0))
 
 
-def policy(partition: int, witnessed: bool) -> bytes:
-    text = f"log {log_signer(partition).verifier}\n"
+def policy(partitions: list[int], witnessed: bool) -> bytes:
+    text = "".join(f"log {log_signer(p).verifier}\n" for p in partitions)
     text += f"witness auditor {witness_signer().verifier}\nquorum auditor\n" if witnessed else "quorum none\n"
     return text.encode()
 

@@ -69,7 +69,7 @@ def test_same_inputs_same_bytes(tsa: LocalTsa) -> None:
 
 
 def test_the_witness_policy_is_enforced(bundle: bytes, tsa: LocalTsa) -> None:
-    policy = tuple(synthetic.policy(p, witnessed=True) for p in synthetic.LOG)
+    policy = (synthetic.policy(list(synthetic.LOG), witnessed=True),)
     report = verify_bundle(bundle, trust(tsa, policy))
     assert report.ok, report.render()
     assert "auditor" in report.records[0].detail
@@ -86,7 +86,7 @@ def test_keys_not_pinned_are_said(bundle: bytes) -> None:
 
 
 def test_a_policy_for_one_partition_only_fails_the_other(bundle: bytes, tsa: LocalTsa) -> None:
-    report = verify_bundle(bundle, trust(tsa, (synthetic.policy(0, witnessed=True),)))
+    report = verify_bundle(bundle, trust(tsa, (synthetic.policy([0], witnessed=True),)))
     assert_fails(report, "no-log-signature")
     assert [r.ok for r in report.records] == [True, True, True, False]
 
