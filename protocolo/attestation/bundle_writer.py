@@ -38,7 +38,7 @@ from protocolo.attestation.bundle_summary import SummaryFacts, SummaryRecord, su
 from protocolo.attestation.checkpointer import StoredCheckpoint, known_log_keys, stored_checkpoints
 from protocolo.attestation.log_key import LogKey
 from protocolo.core.personal_data import PersonalDataSealer, PersonalDataUnavailable
-from protocolo.core.policy import PolicyError, profile_named
+from protocolo.core.policy import PolicyError, profile_named, profile_version
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.evidence.leaf import record_leaf_input
 from protocolo.evidence.merkle import consistency_proof, inclusion_proof
@@ -249,8 +249,9 @@ def _facts(timeline: Timeline, request: BundleRequest, now: datetime,
     profile_name = interaction.get("policy_profile")
     seconds = source = None
     if profile_name:
+        name, _, number = str(profile_name).partition("@")  # "<name>@<version>" (PolicyProfile.key)
         try:
-            profile = profile_named(str(profile_name))
+            profile = profile_version(name, int(number)) if number.isdigit() else profile_named(name)
             seconds, source = profile.start_disclosure_seconds, profile.source
         except PolicyError:
             pass

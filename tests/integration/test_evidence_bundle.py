@@ -129,6 +129,7 @@ def test_a_projected_contact_bundle_verifies_offline_record_for_record(contact, 
     assert "VERDICT: VALID" in checked.out
     summary = files["summary.html"].decode()
     assert "SIM / YES" in summary and contact["p"] in summary
+    assert "janela / window: 60 s" in summary and "Anatel RGC (Res. 632/2014) arts. 7, 26" in summary
     assert json.loads(files["manifest.json"])["request"]["legal_basis"] is None
     # sealed by default: no clear personal data in any file of the bundle
     for name, content in files.items():
