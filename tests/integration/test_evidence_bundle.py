@@ -33,12 +33,33 @@ from protocolo.attestation.log_key import load_log_key
 from protocolo.evidence.bundle import BundleTrust, verify_bundle
 from protocolo.evidence.bundle_zip import read_zip
 from protocolo.evidence.checkpoint import log_origin
+from protocolo.evidence.cosignature import CosignatureV1Signer
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
 
 NAME = "Joana Prova"
 CODE = "C-EVID-9"
 DEPLOYMENT = "acme-evidence"
+
+
+@pytest.fixture
+def witness(settings, monkeypatch, tmp_path):
+    """A C2SP witness (real HTTP server) the checkpointer asks, run by an 'auditor'."""
+    import subprocess
+
+    from protocolo.attestation.witness import Witness, WitnessServer, WitnessState, load_witness_key
+    from protocolo.evidence.keys import verifier_from_key
+
+    key_file = tmp_path / "witness.key"
+    vkey = subprocess.run([str(Path(sys.executable).parent / "protocolo"), "witness", "keygen",
+                           "--name", "auditor.example/w1", "--out", str(key_file)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    log_key = load_log_key(settings, DEPLOYMENT)
+    logs = [verifier_from_key(log_key.vkey(log_origin(DEPLOYMENT, settings.topic, p)))
+            for p in range(settings.partitions)]
+    with WitnessServer(Witness(load_witness_key(key_file), logs, WitnessState(tmp_path / "w"))) as server:
+        monkeypatch.setenv("PROTOCOLO_WITNESSES", f"{vkey}={server.url}")
+        yield vkey
 
 
 @pytest.fixture
@@ -216,3 +237,20 @@ def test_the_demo_ends_with_a_bundle_verified_offline(settings, monkeypatch, cap
     vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
     report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
     assert report.ok and report.records, report.render()
+
+
+def test_witness_cosignatures_travel_in_the_bundle_and_a_required_witness_is_enforced(
+        witness, contact, tmp_path) -> None:
+    data = _bundle(contact["cli"], tmp_path, "w.zip", "--protocol", contact["p"])
+    files = dict(read_zip(data))
+    assert f"witness w0 {witness}" in files["policy.txt"].decode()
+    logs = "".join(f"log {v}\n" for v in contact["vkeys"])
+    required = f"{logs}witness auditor {witness}\nquorum auditor\n".encode()
+    trust = contact["trust"]
+    report = verify_bundle(data, BundleTrust((), (required,), trust.tsa_roots))
+    assert report.ok, report.render()
+    assert all("auditor" in r.detail for r in report.records)
+    stranger = CosignatureV1Signer.generate("notary.example/w9").verifier
+    missing = f"{logs}witness notary {stranger}\nquorum notary\n".encode()
+    report = verify_bundle(data, BundleTrust((), (missing,), trust.tsa_roots))
+    assert not report.ok and "quorum-not-met" in report.reasons
