@@ -15,7 +15,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-__all__ = ["INDEX_KINDS", "Timeline", "protocols_for_customer", "requests_for_customer", "timelines"]
+__all__ = ["INDEX_KINDS", "Timeline", "journal_records", "protocols_for_customer", "request_by_id",
+           "requests_for_customer", "timelines"]
 
 #: Blind-index kinds a customer can be found by -> the column that holds them.
 _INDEX_COLUMNS = {"cpf": "cpf_index", "customer_code": "customer_code_index"}
@@ -142,3 +143,30 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
         )
         for p in protocols
     ]
+
+
+def request_by_id(conn: psycopg.Connection[Any], request_id: str) -> dict[str, Any] | None:
+    """One retrieval request (``retrieval_request_status`` row) by its id, or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM retrieval_request_status WHERE request_id = %s::uuid",
+                           (request_id,)).fetchone()
+
+
+def journal_records(conn: psycopg.Connection[Any], topic: str,
+                    positions: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The journal rows at ``(partition, offset)`` positions, raw bytes included (key and
+    value exactly as read from Kafka, schema fingerprint, leaf index and hash), in the order
+    of ``positions``; positions with no row are left out."""
+    if not positions:
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT j.topic, j.kafka_partition AS partition, j.kafka_offset AS offset,"
+            " j.kafka_timestamp, j.record_key, j.record_value, j.fingerprint, j.event_type,"
+            " j.schema_version, j.event_id, j.protocol_number, j.occurred_at, j.payload,"
+            " j.is_duplicate, j.leaf_index, j.leaf_hash"
+            " FROM unnest(%s::integer[], %s::bigint[]) WITH ORDINALITY AS w(p, o, i)"
+            " JOIN journal j ON j.topic = %s AND j.kafka_partition = w.p AND j.kafka_offset = w.o"
+            " ORDER BY w.i",
+            ([p for p, _ in positions], [o for _, o in positions], topic),
+        ).fetchall()

@@ -1,4 +1,5 @@
-"""The writing side of the evidence layer: signs, publishes and anchors tree heads.
+"""The writing side of the evidence layer: signs, publishes and anchors tree heads, and
+hands out proof-of-service bundles.
 
 :mod:`protocolo.evidence` verifies (pure, offline); this package *produces* what it verifies,
 so it may use PostgreSQL, Kafka and HTTP. It imports the kernel, the evidence core, the
@@ -15,6 +16,10 @@ Modules, one job each:
 ``cadence``       when a partition is due (every N leaves or T seconds) and the daemon loop.
 ``anchoring``     RFC 3161 tokens and witness cosignatures stored in ``checkpoint_anchors``.
 ``witness``       a C2SP tlog-witness (``protocolo witness serve``) and its client.
+``bundle_writer`` one contact's evidence read from PostgreSQL, as a proof-of-service bundle.
+``bundle_pack``   the pure assembly of a bundle's files (deterministic bytes).
+``bundle_summary``  the bundle's ``summary.html`` (pt-BR, English under each heading).
+``standalone_verifier``  the bundle's ``verify.py``: the offline verifier's modules inlined.
 
-Formats and configuration: ``docs/checkpoints.md``.
+Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §9.
 """

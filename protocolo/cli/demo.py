@@ -2,7 +2,8 @@
 
 Brings the stack up if needed, simulates a call-centre day, publishes it, projects it,
 runs the retention sweeper on the simulated clock, projects again, then prints summary
-counts and the timeline of one sample contact.
+counts and the timeline of one sample contact; finally signs a checkpoint of every
+partition, writes the sample contact's proof-of-service bundle and verifies it offline.
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from protocolo.cli import bounded_int
+from protocolo.attestation.anchoring import anchor_checkpoints, anchorers_from
+from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest, write_bundle
+from protocolo.attestation.checkpointer import checkpoint_partitions
+from protocolo.attestation.config import AttestationSettings
+from protocolo.attestation.log_key import load_log_key
+from protocolo.attestation.publication import KafkaCheckpointPublisher
+from protocolo.cli import CommandError, bounded_int
 from protocolo.cli import history as history_cli
+from protocolo.cli.evidence import writer_context
 from protocolo.cli.project import ProgressPrinter
 from protocolo.consumers.projector import Projector
+from protocolo.evidence.bundle import BundleTrust, verify_bundle
+from protocolo.evidence.checkpoint import log_origin
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
 from protocolo.producers.simulator import CallCentreDay, chunks
@@ -98,9 +108,41 @@ def run(args: argparse.Namespace) -> int:
     sample = day.sample_protocol or day.protocols[0]  # a tiny day may hold no recorded contact
     code = history_cli.run(argparse.Namespace(protocol=sample, cpf=None, customer=None,
                                               start=None, end=None, json=False))
+    verdict = _proof_of_service(rt, sample)
     hint = f"protocolo history --cpf {day.sample_cpf}" if day.sample_cpf else f"protocolo history --protocol {sample}"
     say(f"Done in {time.monotonic() - started:.1f} s. Try: {hint}")
-    return code
+    return code or verdict
+
+
+def _proof_of_service(rt: Runtime, protocol: str) -> int:
+    """Checkpoint every partition, write the sample contact's bundle, verify it offline with
+    the log's verifier keys only; print the path and the verdict. 0 when it verifies."""
+    attestation = AttestationSettings.from_env()
+    key = load_log_key(rt.settings, attestation.deployment)
+    topic = rt.settings.topic
+    say("Signing a checkpoint of every partition ...")
+    with rt.connect(autocommit=True) as conn:
+        with KafkaCheckpointPublisher(rt.kafka_bootstrap, attestation.checkpoint_topic) as publisher:
+            made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=publisher)
+        failed = [o for o in anchor_checkpoints(conn, made, anchorers_from(attestation)) if o.error]
+        say(f"  {len(made)} checkpoints signed" + (f", {len(failed)} anchors failed" if failed else ""))
+        try:
+            data = write_bundle(conn, BundleRequest(protocol),
+                                writer_context(attestation, topic, key, rt.sealer()),
+                                datetime.now(UTC).replace(microsecond=0))
+        except BundleNotPossible as exc:
+            raise CommandError(f"proof-of-service bundle: {exc}") from exc
+    path = rt.settings.home / "evidence" / f"{protocol}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    vkeys = tuple(key.vkey(log_origin(attestation.deployment, topic, p)) for p in range(rt.settings.partitions))
+    report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
+    print(f"\nProof-of-service bundle of {protocol}: {path}")
+    print(f"  offline verification with the log's verifier keys: "
+          f"{report.render().splitlines()[-1].removeprefix('VERDICT: ')}")
+    print(f"  check it yourself: protocolo verify-evidence {path} --vkey '{vkeys[0]}' ...  "
+          "(or unzip it and run python3 verify.py; README.txt says how by hand)")
+    return 0 if report.ok else 1
 
 
 def _project(projector: Projector, title: str) -> None:

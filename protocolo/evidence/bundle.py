@@ -1,0 +1,622 @@
+"""Offline verification of a proof-of-service bundle (docs/evidence-format.md §9).
+
+Input: the bundle's bytes and what the verifier trusts (:class:`BundleTrust`: pinned log
+verifier keys or a tlog-policy file, optional pinned TSA roots). Nothing is fetched: no
+Kafka, no PostgreSQL, no network.
+
+What is checked, in order, each failure with a stable reason name:
+
+1. the container (``bundle_zip``): entries readable, canonical bytes;
+2. ``manifest.json`` parses and follows the format; ``manifest.sig`` is a signed note whose
+   text is ``protocolo/bundle/v1\\n<sha256 of manifest.json>\\n``, signed by a trusted log key;
+3. every file listed in the manifest is there with its size and SHA-256, and no other file is;
+4. every checkpoint verifies under the policy (log signature, origin, witness quorum), and
+   its RFC 3161 tokens verify against the pinned TSA roots;
+5. each consistency proof from a used checkpoint to the newest one of its partition;
+6. per record: the leaf input recomputed from topic, partition, offset, key and value equals
+   ``leaf.bin``; the value's schema fingerprint is the CRC-64-AVRO of the shipped ``.avsc``;
+   the tlog-proof's index is the record's leaf index and its inclusion path leads to the
+   root of a listed checkpoint of the record's own log.
+
+The result is a :class:`BundleReport`: a verdict per record and overall. This module is part
+of the offline verifier (stdlib + ``cryptography``; ``rfc3161_client`` only for tokens, and
+its absence is reported, not fatal) and is inlined into the bundle's ``verify.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocolo.evidence.bundle_zip import BundleFormatError, first_difference, read_zip
+from protocolo.evidence.checkpoint import log_origin
+from protocolo.evidence.errors import EvidenceError, PolicyError, ProofError
+from protocolo.evidence.keys import verifier_from_key
+from protocolo.evidence.leaf import record_leaf_hash, record_leaf_input
+from protocolo.evidence.note import (
+    SIG_ED25519,
+    NoteVerifier,
+    VerifierKey,
+    decode_base64,
+    open_note,
+)
+from protocolo.evidence.policy import (
+    Policy,
+    PolicyLog,
+    PolicyWitness,
+    VerifiedCheckpoint,
+    parse_policy,
+)
+from protocolo.evidence.proof import verify_consistency
+from protocolo.evidence.tlog_proof import parse_tlog_proof, verify_tlog_proof
+
+FORMAT = "protocolo/bundle/v1"
+MANIFEST = "manifest.json"
+MANIFEST_SIGNATURE = "manifest.sig"
+SUMS = "SHA256SUMS"
+AVRO_MAGIC = b"\xc3\x01"
+
+
+def manifest_note_text(manifest: bytes) -> str:
+    """The text ``manifest.sig`` signs: the format line and the manifest's SHA-256 (hex)."""
+    return f"{FORMAT}\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def sha256sums(files: dict[str, bytes]) -> bytes:
+    """``SHA256SUMS`` (``sha256sum -c`` format) of every file but itself and the manifest pair."""
+    return "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files)
+                   if p not in (SUMS, MANIFEST, MANIFEST_SIGNATURE)).encode("ascii")
+
+
+def avro_fingerprint(canonical_schema: bytes) -> bytes:
+    """CRC-64-AVRO (Rabin) of a schema's Parsing Canonical Form, little-endian, as in the
+    single-object encoding header (Avro specification, "Schema Fingerprints")."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in canonical_schema:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp.to_bytes(8, "little")
+
+
+@dataclass(frozen=True)
+class BundleTrust:
+    """What the person verifying trusts, given on the command line, never taken from the bundle.
+
+    ``policies`` (tlog-policy files) say which log keys and witnesses are trusted and which
+    witness quorum is required; a checkpoint is judged by the first policy with a log named
+    after its origin (one policy may list every partition's log, or several may be given).
+    Without policies, ``vkeys`` are the trusted log (and witness) keys, no witness required.
+    With neither, the bundle's own policy files are used and the verdict says the keys were
+    NOT pinned. ``tsa_roots`` (PEM) are the pinned TSA roots.
+    """
+
+    vkeys: tuple[str, ...] = ()
+    policies: tuple[bytes, ...] = ()
+    tsa_roots: tuple[bytes, ...] = ()
+
+
+@dataclass
+class Finding:
+    """One check: ``reason`` is empty when it passed, else the stable name of the failed rule."""
+
+    subject: str
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "ok": self.ok, "reason": self.reason or None,
+                "detail": self.detail}
+
+
+@dataclass
+class RecordVerdict:
+    path: str
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    leaf_index: int = -1
+    event_type: str = ""
+    ok: bool = False
+    reason: str = ""
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "topic": self.topic, "partition": self.partition,
+                "offset": self.offset, "leaf_index": self.leaf_index, "event_type": self.event_type,
+                "verdict": "VERIFIED" if self.ok else "FAILED", "reason": self.reason or None,
+                "detail": self.detail}
+
+
+@dataclass
+class BundleReport:
+    findings: list[Finding] = field(default_factory=list)
+    records: list[RecordVerdict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.records) and all(f.ok for f in self.findings) and all(r.ok for r in self.records)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Every failure's reason, in the order found (empty when the bundle verifies)."""
+        found = [f.reason for f in self.findings if not f.ok]
+        found += [r.reason for r in self.records if not r.ok]
+        if not self.records and not found:
+            found.append("no-records")
+        return found
+
+    def passed(self, subject: str, detail: str = "") -> None:
+        self.findings.append(Finding(subject, True, "", detail))
+
+    def failed(self, subject: str, reason: str, detail: str) -> None:
+        self.findings.append(Finding(subject, False, reason, detail))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"verdict": "VALID" if self.ok else "INVALID", "reasons": self.reasons,
+                "records": [r.as_json() for r in self.records],
+                "checks": [f.as_json() for f in self.findings], "warnings": self.warnings,
+                "summary": self.summary}
+
+    def render(self) -> str:
+        lines = []
+        for r in self.records:
+            where = f"partition {r.partition} offset {r.offset} leaf {r.leaf_index}"
+            if r.ok:
+                lines.append(f"VERIFIED  {r.path}  {r.event_type}  {where}  {r.detail}")
+            else:
+                lines.append(f"FAILED    {r.path}  {where}  [{r.reason}] {r.detail}")
+        for f in self.findings:
+            if not f.ok:
+                lines.append(f"FAILED    {f.subject}  [{f.reason}] {f.detail}")
+        for w in self.warnings:
+            lines.append(f"WARNING   {w}")
+        verified = sum(1 for r in self.records if r.ok)
+        if self.ok:
+            lines.append(f"VERDICT: VALID ({verified} of {len(self.records)} records verified)")
+        else:
+            lines.append(f"VERDICT: INVALID ({verified} of {len(self.records)} records verified; "
+                         f"reasons: {', '.join(dict.fromkeys(self.reasons))})")
+        return "\n".join(lines) + "\n"
+
+
+class _Bad(Exception):
+    """A manifest field that breaks the format (becomes ``manifest-malformed``)."""
+
+
+def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise _Bad(f"{where}: missing {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Bad(f"{where}: {key!r} has the wrong type")
+    return value
+
+
+def _int(obj: Any, key: str, where: str) -> int:
+    value = _get(obj, key, int, where)
+    if isinstance(value, bool) or value < 0:
+        raise _Bad(f"{where}: {key!r} must be a non-negative integer")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    partition: int
+    topic: str
+    size: int
+    path: str
+    newest: bool
+    timestamps: tuple[tuple[str, str], ...]  # (token path, chain path)
+
+
+@dataclass(frozen=True)
+class _Record:
+    directory: str
+    topic: str
+    partition: int
+    offset: int
+    leaf_index: int
+    key_null: bool
+    event_type: str
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    deployment: str
+    files: dict[str, tuple[int, str]]
+    records: tuple[_Record, ...]
+    checkpoints: tuple[_Checkpoint, ...]
+    consistency: tuple[tuple[int, str, int, int, str], ...]  # partition, topic, from, to, path
+    policy_paths: tuple[str, ...]
+    summary: dict[str, Any]
+
+
+def _parse_manifest(data: bytes) -> _Manifest:
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _Bad(f"not JSON ({exc})") from None
+    if _get(doc, "format", str, "manifest") != FORMAT:
+        raise _Bad(f"format is not {FORMAT!r}")
+    log = _get(doc, "log", dict, "manifest")
+    deployment = _get(log, "deployment", str, "log")
+    files: dict[str, tuple[int, str]] = {}
+    for i, f in enumerate(_get(doc, "files", list, "manifest")):
+        path = _get(f, "path", str, f"files[{i}]")
+        digest = _get(f, "sha256", str, f"files[{i}]")
+        if len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise _Bad(f"files[{i}]: sha256 is not 64 lowercase hex digits")
+        if path in files or path in (MANIFEST, MANIFEST_SIGNATURE):
+            raise _Bad(f"files[{i}]: {path!r} listed twice or not listable")
+        files[path] = (_int(f, "size", f"files[{i}]"), digest)
+    records = tuple(
+        _Record(_get(r, "dir", str, f"records[{i}]"), _get(r, "topic", str, f"records[{i}]"),
+                _int(r, "partition", f"records[{i}]"), _int(r, "offset", f"records[{i}]"),
+                _int(r, "leaf_index", f"records[{i}]"), _get(r, "key_null", bool, f"records[{i}]"),
+                _get(r, "event_type", str, f"records[{i}]"))
+        for i, r in enumerate(_get(doc, "records", list, "manifest")))
+    checkpoints = []
+    for i, c in enumerate(_get(doc, "checkpoints", list, "manifest")):
+        stamps = tuple((_get(t, "token", str, f"checkpoints[{i}].timestamps"),
+                        _get(t, "chain", str, f"checkpoints[{i}].timestamps"))
+                       for t in _get(c, "timestamps", list, f"checkpoints[{i}]"))
+        checkpoints.append(_Checkpoint(_int(c, "partition", f"checkpoints[{i}]"),
+                                       _get(c, "topic", str, f"checkpoints[{i}]"),
+                                       _int(c, "size", f"checkpoints[{i}]"),
+                                       _get(c, "path", str, f"checkpoints[{i}]"),
+                                       _get(c, "newest", bool, f"checkpoints[{i}]"), stamps))
+    consistency = tuple(
+        (_int(c, "partition", f"consistency[{i}]"), _get(c, "topic", str, f"consistency[{i}]"),
+         _int(c, "from", f"consistency[{i}]"), _int(c, "to", f"consistency[{i}]"),
+         _get(c, "path", str, f"consistency[{i}]"))
+        for i, c in enumerate(_get(doc, "consistency", list, "manifest")))
+    summary = {k: doc.get(k) for k in ("request", "created") if k in doc}
+    return _Manifest(deployment, files, records, tuple(checkpoints), consistency,
+                     tuple(_get({"p": p}, "p", str, "policies")
+                           for p in _get(doc, "policies", list, "manifest")), summary)
+
+
+@dataclass(frozen=True)
+class TrustedLogs:
+    """The policies a bundle is judged by; each checkpoint by the one naming its log."""
+
+    policies: tuple[Policy, ...]
+
+    def for_origin(self, origin: str) -> Policy:
+        for policy in self.policies:
+            if any(log.key.name == origin for log in policy.logs):
+                return policy
+        raise PolicyError("no-log-signature", f"no trusted key or policy names the log {origin!r}")
+
+    def log_verifiers(self) -> list[NoteVerifier]:
+        return [log.verifier for policy in self.policies for log in policy.logs]
+
+
+def _trusted_logs(trust: BundleTrust, bundled: Sequence[bytes | None], report: BundleReport) -> TrustedLogs:
+    if trust.policies:
+        return TrustedLogs(tuple(parse_policy(p) for p in trust.policies))
+    if trust.vkeys:
+        logs: list[PolicyLog] = []
+        witnesses: dict[str, PolicyWitness] = {}
+        for vkey in trust.vkeys:
+            key = VerifierKey.parse(vkey)
+            verifier = verifier_from_key(vkey)
+            if key.type == SIG_ED25519:
+                logs.append(PolicyLog(key, verifier))
+            else:
+                witnesses[key.name] = PolicyWitness(key.name, key, verifier)
+        return TrustedLogs((Policy(tuple(logs), witnesses),))
+    report.warnings.append(
+        "keys NOT pinned: the bundle was checked against its own policy files and keys; it is "
+        "only evidence if those keys are the company's published ones (give --vkey or --policy)")
+    if not bundled or any(p is None for p in bundled):
+        raise EvidenceError("file-missing", "a policy file is missing and no key was given")
+    return TrustedLogs(tuple(parse_policy(p) for p in bundled if p is not None))
+
+
+def _named(exc: BaseException, fallback: str) -> tuple[str, str]:
+    reason = getattr(exc, "reason", None)
+    detail = getattr(exc, "detail", None) or str(exc)
+    return (str(reason) if reason else fallback), str(detail)
+
+
+TimestampCheck = Callable[[bytes, bytes, bytes, Sequence[bytes]], str]
+
+
+def _timestamp_checker(report: BundleReport) -> TimestampCheck | None:
+    try:
+        from protocolo.evidence import timestamp
+    except ImportError:
+        report.warnings.append("timestamps not checked: rfc3161-client missing "
+                               "(pip install rfc3161-client)")
+        return None
+
+    def check(token: bytes, note_text: bytes, chain_pem: bytes, roots: Sequence[bytes]) -> str:
+        chain = timestamp.load_certificates(chain_pem, what="bundled TSA chain")
+        pinned = tuple(c for pem in roots for c in timestamp.load_certificates(pem, what="--tsa-root"))
+        trust = timestamp.TsaTrust(roots=pinned or chain[-1:], tsa_certificate=chain[0],
+                                   intermediates=chain[1:-1] if len(chain) > 2 else ())
+        verified = timestamp.verify_timestamp(token, note_text, trust)
+        return f"{verified.gen_time.isoformat()} by {verified.tsa_name}"
+
+    return check
+
+
+def verify_bundle(data: bytes, trust: BundleTrust) -> BundleReport:
+    """Verify a bundle offline; never raises for a bad bundle, reports instead."""
+    report = BundleReport()
+    try:
+        entries = read_zip(data)
+    except EvidenceError as exc:
+        report.failed("bundle", *_named(exc, "not-a-bundle"))
+        return report
+    files = dict(entries)
+    difference = first_difference(entries, data)
+    if difference is None:
+        report.passed("container")
+    else:
+        report.failed("container", "zip-not-canonical",
+                      f"byte {difference} differs from the canonical ZIP of the entries")
+    manifest_bytes = files.get(MANIFEST)
+    if manifest_bytes is None:
+        report.failed(MANIFEST, "manifest-missing", "the bundle has no manifest.json")
+        return report
+    try:
+        manifest = _parse_manifest(manifest_bytes)
+    except _Bad as exc:
+        report.failed(MANIFEST, "manifest-malformed", str(exc))
+        return report
+    report.summary = manifest.summary
+    try:
+        policy = _trusted_logs(trust, [files.get(p) for p in manifest.policy_paths], report)
+    except EvidenceError as exc:
+        report.failed("trust", *_named(exc, "bad-trust"))
+        return report
+    _check_manifest_signature(report, files, manifest_bytes, policy)
+    _check_files(report, files, manifest)
+    verified = _check_checkpoints(report, files, manifest, policy, trust)
+    _check_consistency(report, files, manifest, verified)
+    for record in manifest.records:
+        report.records.append(_check_record(files, manifest, record, policy, verified))
+    return report
+
+
+def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], manifest: bytes,
+                              policy: TrustedLogs) -> None:
+    signature = files.get(MANIFEST_SIGNATURE)
+    if signature is None:
+        report.failed(MANIFEST_SIGNATURE, "manifest-unsigned", "the bundle has no manifest.sig")
+        return
+    try:
+        opened = open_note(signature, policy.log_verifiers())
+    except EvidenceError as exc:
+        report.failed(MANIFEST_SIGNATURE, *_named(exc, "invalid-signature"))
+        return
+    if opened.text != manifest_note_text(manifest):
+        report.failed(MANIFEST_SIGNATURE, "manifest-digest-mismatch",
+                      "the signed text is not the format line and the SHA-256 of manifest.json")
+        return
+    names = ", ".join(sorted({s.name for s in opened.verified}))
+    report.passed(MANIFEST_SIGNATURE, f"signed by {names}")
+
+
+def _check_files(report: BundleReport, files: dict[str, bytes], manifest: _Manifest) -> None:
+    bad = 0
+    for path, (size, digest) in manifest.files.items():
+        data = files.get(path)
+        if data is None:
+            report.failed(path, "file-missing", "listed in the manifest, absent from the bundle")
+        elif len(data) != size:
+            report.failed(path, "file-size-mismatch", f"{len(data)} bytes, the manifest says {size}")
+        elif hashlib.sha256(data).hexdigest() != digest:
+            report.failed(path, "file-hash-mismatch", "SHA-256 differs from the manifest's")
+        else:
+            continue
+        bad += 1
+    for path in files:
+        if path not in manifest.files and path not in (MANIFEST, MANIFEST_SIGNATURE):
+            report.failed(path, "file-not-in-manifest", "present in the bundle, not listed")
+            bad += 1
+    expected = "".join(f"{digest}  {path}\n" for path, (_, digest) in sorted(manifest.files.items())
+                       if path != SUMS).encode("ascii")
+    if SUMS not in manifest.files:
+        report.failed(SUMS, "sums-missing", "the manifest does not list SHA256SUMS")
+        bad += 1
+    elif files.get(SUMS) is not None and files[SUMS] != expected:
+        report.failed(SUMS, "sums-mismatch", "SHA256SUMS does not list the manifest's hashes")
+        bad += 1
+    if not bad:
+        report.passed("files", f"{len(manifest.files)} files match the manifest")
+
+
+def _check_checkpoints(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
+                       policy: TrustedLogs, trust: BundleTrust) -> dict[tuple[int, int], VerifiedCheckpoint]:
+    verified: dict[tuple[int, int], VerifiedCheckpoint] = {}
+    stamp: TimestampCheck | None = None
+    if any(c.timestamps for c in manifest.checkpoints):
+        stamp = _timestamp_checker(report)
+        if stamp is not None and not trust.tsa_roots:
+            report.warnings.append("TSA root NOT pinned: tokens were checked against the chain "
+                                   "in the bundle (give --tsa-root)")
+    for c in manifest.checkpoints:
+        note = files.get(c.path)
+        if note is None:
+            report.failed(c.path, "file-missing", "checkpoint listed in the manifest is absent")
+            continue
+        try:
+            origin = log_origin(manifest.deployment, c.topic, c.partition)
+            checked = policy.for_origin(origin).verify_checkpoint(note, origin)
+            if checked.signed.checkpoint.size != c.size:
+                raise ProofError("checkpoint-size-mismatch",
+                                 f"note says size {checked.signed.checkpoint.size}, manifest {c.size}")
+        except EvidenceError as exc:
+            report.failed(c.path, *_named(exc, "checkpoint-invalid"))
+            continue
+        verified[(c.partition, c.size)] = checked
+        witnesses = ", ".join(checked.witnesses) or "no witness"
+        report.passed(c.path, f"size {c.size}, signed by {checked.log.key.name}; cosigned: {witnesses}")
+        if stamp is None:
+            continue
+        text = checked.signed.note.text.encode("utf-8")
+        for token_path, chain_path in c.timestamps:
+            token, chain = files.get(token_path), files.get(chain_path)
+            if token is None or chain is None:
+                report.failed(token_path, "file-missing", "timestamp token or its TSA chain is absent")
+                continue
+            if not _intact(report, token_path, chain_path):
+                report.failed(token_path, "timestamp-not-checked",
+                              "token or chain does not match the manifest; not parsed")
+                continue
+            try:
+                report.passed(token_path, "timestamped " + stamp(token, text, chain, trust.tsa_roots))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - rfc3161-client can panic (pyo3
+                # PanicException is a BaseException) on a malformed certificate: a bad token
+                # is a finding, never a crash
+                report.failed(token_path, *_named(exc, "timestamp-unreadable"))
+    return verified
+
+
+def _intact(report: BundleReport, *paths: str) -> bool:
+    """Whether none of ``paths`` failed the manifest's hash check."""
+    return not any(f.subject in paths and not f.ok for f in report.findings)
+
+
+def _check_consistency(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
+                       verified: dict[tuple[int, int], VerifiedCheckpoint]) -> None:
+    newest = {(c.partition, c.size) for c in manifest.checkpoints if c.newest}
+    for c in manifest.checkpoints:
+        if c.newest:
+            continue
+        target = [n for p, n in newest if p == c.partition]
+        proofs = [x for x in manifest.consistency
+                  if x[0] == c.partition and x[2] == c.size and x[3] in target]
+        if not proofs:
+            report.failed(c.path, "consistency-missing",
+                          "no consistency proof to the newest checkpoint of its partition")
+    for partition, _topic, size1, size2, path in manifest.consistency:
+        first, second = verified.get((partition, size1)), verified.get((partition, size2))
+        if first is None or second is None or (partition, size2) not in newest:
+            report.failed(path, "consistency-unanchored",
+                          f"proof {size1} -> {size2} does not join two verified checkpoints "
+                          "(the second being the newest)")
+            continue
+        try:
+            text = files.get(path)
+            if text is None:
+                raise EvidenceError("file-missing", "consistency proof is absent")
+            lines = text.decode("ascii").split("\n")
+            if lines[-1] != "":
+                raise ProofError("malformed-consistency", "each hash line ends with a newline")
+            proof = [decode_base64(line, "consistency hash", ProofError) for line in lines[:-1]]
+            verify_consistency(size1, size2, first.signed.checkpoint.root,
+                               second.signed.checkpoint.root, proof)
+        except UnicodeDecodeError:
+            report.failed(path, "malformed-consistency", "not ASCII")
+        except EvidenceError as exc:
+            report.failed(path, *_named(exc, "consistency-invalid"))
+        else:
+            report.passed(path, f"tree of size {size1} is a prefix of size {size2}")
+
+
+def _check_record(files: dict[str, bytes], manifest: _Manifest, r: _Record, policy: TrustedLogs,
+                  verified: dict[tuple[int, int], VerifiedCheckpoint]) -> RecordVerdict:
+    verdict = RecordVerdict(r.directory, r.topic, r.partition, r.offset, r.leaf_index, r.event_type)
+    try:
+        leaf = files.get(f"{r.directory}/leaf.bin")
+        value = files.get(f"{r.directory}/value.bin")
+        key = None if r.key_null else files.get(f"{r.directory}/key.bin")
+        proof_bytes = files.get(f"{r.directory}/proof.tlog-proof")
+        if leaf is None or value is None or proof_bytes is None or (key is None and not r.key_null):
+            raise EvidenceError("record-incomplete", "leaf.bin, key.bin, value.bin or proof.tlog-proof is absent")
+        if record_leaf_input(r.topic, r.partition, r.offset, key, value) != leaf:
+            raise EvidenceError("leaf-mismatch", "leaf.bin is not the leaf of this topic, partition, "
+                                "offset, key and value")
+        if value[:2] == AVRO_MAGIC and len(value) >= 10:
+            fingerprint = value[2:10]
+            schema = files.get(f"schemas/{fingerprint.hex()}.avsc")
+            if schema is None:
+                raise EvidenceError("schema-missing", f"no schemas/{fingerprint.hex()}.avsc")
+            if avro_fingerprint(schema) != fingerprint:
+                raise EvidenceError("schema-mismatch", "the .avsc is not the schema the value names")
+        proof = parse_tlog_proof(proof_bytes)
+        if proof.index != r.leaf_index:
+            raise ProofError("leaf-index-mismatch", f"proof is for leaf {proof.index}, record is "
+                             f"leaf {r.leaf_index}")
+        origin = log_origin(manifest.deployment, r.topic, r.partition)
+        checked = verify_tlog_proof(proof_bytes, record_leaf_hash(r.topic, r.partition, r.offset,
+                                                                  key, value),
+                                    policy.for_origin(origin), origin)
+        size = checked.signed.checkpoint.size
+        listed = verified.get((r.partition, size))
+        if listed is None or listed.signed.note.text != checked.signed.note.text:
+            raise ProofError("checkpoint-not-listed", f"proof's checkpoint (size {size}) is not "
+                             "a verified checkpoint of the bundle")
+    except EvidenceError as exc:
+        verdict.reason, verdict.detail = _named(exc, "record-invalid")
+        return verdict
+    verdict.ok = True
+    witnesses = ", ".join(checked.witnesses) or "none"
+    verdict.detail = f"in checkpoint size {size} (witnesses: {witnesses})"
+    return verdict
+
+
+def main(argv: list[str] | None = None, prog: str = "verify.py") -> int:
+    """``verify.py BUNDLE.zip [--vkey K ...] [--policy FILE] [--tsa-root PEM ...] [--json]``.
+
+    Exit status: 0 VALID, 1 INVALID, 2 bad arguments or unreadable files.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description="Verify a Protocolo proof-of-service "
+                                     "bundle offline.")
+    parser.add_argument("bundle")
+    parser.add_argument("--vkey", action="append", default=[], help="pinned verifier key (repeat)")
+    parser.add_argument("--policy", action="append", default=[],
+                        help="pinned C2SP tlog-policy file (repeat: one per partition's log)")
+    parser.add_argument("--tsa-root", action="append", default=[], help="pinned TSA root (PEM)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        trust = load_trust(args.vkey, args.policy, args.tsa_root)
+        with open(args.bundle, "rb") as f:
+            data = f.read()
+    except (OSError, EvidenceError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    report = verify_bundle(data, trust)
+    sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n" if args.json else report.render())
+    return 0 if report.ok else 1
+
+
+def load_trust(vkeys: Sequence[str], policy_paths: Sequence[str], tsa_roots: Sequence[str]) -> BundleTrust:
+    """Trust from command-line arguments; a bad key or file raises :class:`EvidenceError`."""
+    for vkey in vkeys:
+        verifier_from_key(vkey.strip())
+    policies = []
+    for path in policy_paths:
+        with open(path, "rb") as f:
+            policies.append(f.read())
+        parse_policy(policies[-1])
+    roots = []
+    for path in tsa_roots:
+        with open(path, "rb") as f:
+            roots.append(f.read())
+    return BundleTrust(tuple(v.strip() for v in vkeys), tuple(policies), tuple(roots))
+
+
+__all__ = ["FORMAT", "BundleFormatError", "BundleReport", "BundleTrust", "Finding", "RecordVerdict",
+           "TrustedLogs", "avro_fingerprint", "load_trust", "main", "manifest_note_text", "verify_bundle"]
