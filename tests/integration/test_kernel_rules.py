@@ -303,7 +303,19 @@ def _subcommands() -> list[list[str]]:
         ["erase", "--cpf", CPF, "--legal-basis", "LGPD art. 18 VI", "--wait", "0"],
         ["protocol", "reserve", "--count", "1"],
         ["topic", "create"],
+        ["checkpoint", "--once"],
+        ["keys", "show"],
+        ["evidence", "--protocol", make_protocol_number(2026, 7), "--out", "/tmp/protocolo-never-written.zip"],
+        # tools that read no deployment setting (an independent witness, the offline
+        # verifier): run too, and must fail cleanly on their own arguments
+        ["witness", "serve", "--key", "/nonexistent/witness.key", "--state", "/nonexistent",
+         "--listen", "127.0.0.1:1", "--log-vkey", "x"],
+        ["verify-evidence", "/nonexistent/bundle.zip"],
     ]
+
+
+#: Sub-commands that read no PROTOCOLO_* setting, or need Kafka alone.
+_SETTINGS_FREE = {"witness", "verify-evidence"}
 
 
 def _listed(help_text: str) -> set[str]:
@@ -356,6 +368,11 @@ def test_no_subcommand_shows_a_traceback_in_a_broken_environment(settings, broke
                 # needs Kafka alone: it rightly succeeds without the database (no traceback)
                 done = _run(argv, env, timeout=90)
                 assert "Traceback" not in done.stderr and done.returncode == 0, done.stderr
+                continue
+            if argv[0] in _SETTINGS_FREE:
+                done = _run(argv, env, timeout=90)
+                assert "Traceback" not in done.stderr, done.stderr
+                assert done.returncode in {1, 2}, done.stderr  # its own bad argument, said in one line
                 continue
             done = _run(argv, env, timeout=90)
             where = f"{broken}: protocolo {' '.join(argv)} -> {done.returncode}\n{done.stderr}"
