@@ -1,1 +1,22 @@
-"""Attestation: the ledger's signed statements about itself and the auditor's checks of them."""
+"""The writing side of the evidence layer: signs, publishes and anchors tree heads.
+
+:mod:`protocolo.evidence` verifies (pure, offline); this package *produces* what it verifies,
+so it may use PostgreSQL, Kafka and HTTP. It imports the kernel, the evidence core, the
+projections' Merkle store and read model, never the consumers or the composition root (an
+import-linter contract enforces it).
+
+Modules, one job each:
+
+``log_key``       the log's Ed25519 signing key (``PROTOCOLO_SIGNING_KEY`` or a dev key file),
+                  one key name per origin.
+``config``        the checkpointer's ``PROTOCOLO_*`` settings.
+``checkpointer``  sign, verify-before-sign, store the checkpoint of each partition.
+``publication``   the ``protocolo.checkpoints`` Kafka topic.
+``cadence``       when a partition is due (every N leaves or T seconds) and the daemon loop.
+``anchoring``     RFC 3161 tokens and witness cosignatures stored in ``checkpoint_anchors``.
+``witness``       a C2SP tlog-witness (``protocolo witness serve``) and its client.
+``ledger_audit``  ``protocolo verify``: every leaf and tree recomputed from the rows
+                  (with ``audit_checkpoints``, ``audit_kafka``, ``audit_findings``).
+
+Formats and configuration: ``docs/checkpoints.md``.
+"""

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable
 
 #: Modules of this package that register a sub-command, in the order ``--help`` lists them.
-COMMAND_MODULES = ("demo", "dev", "project", "history", "erase", "protocol", "topic", "verify")
+COMMAND_MODULES = ("demo", "dev", "project", "history", "erase", "protocol", "topic", "checkpoint",
+                   "keys", "witness", "verify")
 
 
 class CommandError(Exception):

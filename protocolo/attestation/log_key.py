@@ -1,0 +1,121 @@
+"""The log's signing key: one Ed25519 key per deployment, one key *name* per origin.
+
+Where it comes from (never from the database):
+
+* ``PROTOCOLO_SIGNING_KEY``: a C2SP / golang.org/x/mod/sumdb/note signer key string,
+  ``PRIVATE+KEY+<name>+<key id>+<base64(0x01 || 32-byte seed)>`` (``protocolo keys
+  generate`` prints one);
+* only where dev keys are allowed (:attr:`Settings.may_invent_keys`: the embedded stack or
+  ``PROTOCOLO_DEV_KEYS=1``), a key file ``$PROTOCOLO_HOME/keys/log-signing.key`` made at
+  first use (mode 0600) holding such a string.
+
+**Naming.** C2SP tlog-checkpoint says the log's key name SHOULD equal the checkpoint's
+origin, and Protocolo has one origin per partition (``protocolo/<deployment>/<topic>/<p>``),
+so :meth:`LogKey.signer` signs each partition's checkpoints with the deployment's one seed
+under the *origin* as key name. The key ID hashes the name, so every partition gets its own
+verifier key string (``<origin>+<id>+<same public key>``), and a tlog-policy ``log`` line
+names exactly one partition's log, as :mod:`protocolo.evidence.policy` requires. Reusing
+one Ed25519 key across names is safe here because the signed text starts with the origin:
+a signature over partition 3's checkpoint can never be read as one of partition 4. One
+secret to provision and rotate instead of one per partition (partitions can be added
+later without new secrets). The name inside the ``PRIVATE+KEY`` string is the deployment-
+wide name (``protocolo/<deployment>`` for dev keys); it is used for no signature.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocolo.core.config import ENV_DEV_KEYS, Settings
+from protocolo.evidence.errors import NoteError
+from protocolo.evidence.note import Ed25519NoteSigner, decode_base64
+
+__all__ = [
+    "DEV_KEY_FILE",
+    "ENV_SIGNING_KEY",
+    "LogKey",
+    "SigningKeyError",
+    "deployment_key_name",
+    "load_log_key",
+]
+
+ENV_SIGNING_KEY = "PROTOCOLO_SIGNING_KEY"
+#: Under ``$PROTOCOLO_HOME``; only used where dev keys are allowed.
+DEV_KEY_FILE = Path("keys") / "log-signing.key"
+
+
+class SigningKeyError(ValueError):
+    """The log's signing key is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """The deployment's log key. ``name`` is the name of its ``PRIVATE+KEY`` string;
+    checkpoints are signed under their origin (see the module docstring)."""
+
+    name: str
+    source: str  # "PROTOCOLO_SIGNING_KEY" or the key file's path, for messages
+    _seed: bytes = field(repr=False)
+
+    @classmethod
+    def parse(cls, skey: str, source: str) -> LogKey:
+        try:
+            signer = Ed25519NoteSigner.parse(skey.strip())
+        except NoteError as exc:
+            raise SigningKeyError(f"{source}: {exc.detail}") from None
+        seed = decode_base64(signer.private_key_string().split("+", 4)[4], "signer key")[1:]
+        return cls(signer.name, source, seed)
+
+    @classmethod
+    def generate(cls, name: str) -> LogKey:
+        signer = Ed25519NoteSigner.generate(name)
+        return cls.parse(signer.private_key_string(), "generated")
+
+    def signer(self, origin: str) -> Ed25519NoteSigner:
+        """The Ed25519 note signer for checkpoints of ``origin`` (key name = origin)."""
+        return Ed25519NoteSigner(origin, self._seed)
+
+    def vkey(self, origin: str) -> str:
+        """The C2SP verifier key string of ``origin``'s log."""
+        return str(self.signer(origin).verifier)
+
+    def private_key_string(self) -> str:
+        return Ed25519NoteSigner(self.name, self._seed).private_key_string()
+
+    @property
+    def public_key(self) -> bytes:
+        return self.signer(self.name).verifier.key.public_key
+
+
+def deployment_key_name(deployment: str) -> str:
+    return f"protocolo/{deployment}"
+
+
+def load_log_key(
+    settings: Settings, deployment: str, environ: Mapping[str, str] = os.environ
+) -> LogKey:
+    """The key from ``PROTOCOLO_SIGNING_KEY``, else (dev only) from the key file."""
+    text = environ.get(ENV_SIGNING_KEY, "").strip()
+    if text:
+        return LogKey.parse(text, ENV_SIGNING_KEY)
+    path = settings.home / DEV_KEY_FILE
+    if not settings.may_invent_keys:
+        raise SigningKeyError(
+            f"{ENV_SIGNING_KEY} is not set. With PROTOCOLO_KAFKA_BOOTSTRAP or "
+            "PROTOCOLO_DATABASE_URL configured, the log's signing key must be given "
+            "(`protocolo keys generate` prints one: keep it secret, publish its verifier keys); "
+            f"set {ENV_DEV_KEYS}=1 only for a throw-away setup"
+        )
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(LogKey.generate(deployment_key_name(deployment)).private_key_string() + "\n")
+    return LogKey.parse(path.read_text(), str(path))

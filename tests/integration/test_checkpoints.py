@@ -1,0 +1,196 @@
+"""The checkpointer signs each partition's tree head, proves it consistent with the one
+before, stores it and publishes it; it refuses to sign over a tampered history.
+
+Oracles independent of the code under test: the tree roots are recomputed here from the
+records a raw consumer reads off the ledger topic (RFC 6962 transcribed in
+test_merkle_tree.spec_root), signatures are checked with the published verifier key only,
+and the checkpoints topic is read back with a raw consumer.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import psycopg
+import pytest
+from helpers_flow import drain, project, start_runtime
+from test_merkle_tree import publish_mixed, spec_leaf, spec_root
+
+from protocolo.attestation.checkpointer import (
+    CheckpointRefused,
+    checkpoint_partitions,
+    known_log_keys,
+    stored_checkpoints,
+)
+from protocolo.attestation.log_key import LogKey
+from protocolo.attestation.publication import KafkaCheckpointPublisher
+from protocolo.evidence.checkpoint import open_checkpoint
+from protocolo.evidence.errors import NoteError
+from protocolo.evidence.keys import verifier_from_key
+from protocolo.evidence.note import Ed25519NoteSigner, sign_note
+from protocolo.evidence.proof import verify_consistency
+
+DEPLOYMENT = "acme-test"
+
+
+def roots_from_topic(rt: Any) -> dict[int, list[bytes]]:
+    leaves: dict[int, list[bytes]] = {}
+    for r in drain(rt.kafka_bootstrap, rt.settings.topic):
+        leaves.setdefault(r.partition, []).append(
+            spec_leaf(rt.settings.topic, r.partition, r.offset, r.key, r.value or b""))
+    return leaves
+
+
+def origin(rt: Any, partition: int) -> str:
+    return f"protocolo/{DEPLOYMENT}/{rt.settings.topic}/{partition}"
+
+
+def test_checkpoints_are_the_rfc_roots_consistent_signed_and_published(settings) -> None:
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    ckpt_topic = f"{settings.topic}-checkpoints"
+    publish_mixed(rt, 24)
+    project(rt)
+    with rt.connect(autocommit=True) as conn, \
+            KafkaCheckpointPublisher(rt.kafka_bootstrap, ckpt_topic) as publisher:
+        first = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, publish=publisher)
+        assert checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, publish=publisher) == []
+        publish_mixed(rt, 40)
+        project(rt)
+        second = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, publish=publisher)
+        history = {p: stored_checkpoints(conn, settings.topic, p) for p in range(4)}
+
+    leaves = roots_from_topic(rt)
+    assert {c.partition for c in first} <= set(leaves)
+    for partition, partition_leaves in leaves.items():  # every partition's newest = its whole tree
+        assert history[partition][-1].size == len(partition_leaves)
+    assert second, "the second round signed the partitions that grew"
+    for c in first + second:
+        # verifiable with nothing but the published verifier key of its origin
+        vkey = verifier_from_key(key.vkey(origin(rt, c.partition)))
+        signed = open_checkpoint(c.note, [vkey], origin=origin(rt, c.partition), log_key=vkey)
+        assert signed.checkpoint.size == c.size
+        assert signed.checkpoint.root == spec_root(leaves[c.partition][: c.size])
+        assert c.published_offset is not None
+    for c in second:
+        before = next(f for f in first if f.partition == c.partition)
+        assert before.size < c.size
+        assert c.size == len(leaves[c.partition]) > before.size
+        assert c.consistency_from == before.size
+        verify_consistency(before.size, c.size, before.root, c.root, list(c.consistency_proof))
+        assert [h.size for h in history[c.partition]] == [before.size, c.size]  # newest last
+
+    # the checkpoints topic holds exactly the stored notes, keyed by origin, in order
+    on_topic = drain(rt.kafka_bootstrap, ckpt_topic, partitions=1)
+    assert [(r.offset, r.key.decode(), r.value) for r in on_topic] == sorted(
+        (c.published_offset, c.origin, c.note) for c in first + second)
+
+
+def test_a_forged_previous_checkpoint_makes_the_checkpointer_refuse(settings) -> None:
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 20)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        made = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        victim = made[0]
+        publish_mixed(rt, 30)
+        project(rt)
+        # 1. the row's root edited: the note (signed) no longer says what the row says
+        forged_root = bytes(32 - len(b"x")) + b"x"
+        conn.execute("UPDATE checkpoints SET root_hash = %s WHERE topic = %s AND kafka_partition = %s",
+                     (forged_root, settings.topic, victim.partition))
+        with pytest.raises(CheckpointRefused) as refused:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, partitions=[victim.partition])
+        assert refused.value.reason == "previous-forged"
+        assert f"partition {victim.partition}" in str(refused.value)
+
+        # 2. note and row forged together, re-signed by an intruder's key it registered:
+        #    the signature passes, the consistency proof to the real tree cannot
+        intruder = Ed25519NoteSigner.generate(victim.origin)
+        text = f"{victim.origin}\n{victim.size}\n{base64.b64encode(forged_root).decode()}\n"
+        conn.execute("INSERT INTO signing_keys (key_name, key_id, vkey) VALUES (%s, %s, %s)",
+                     (intruder.name, f"{intruder.key_id:08x}", str(intruder.verifier)))
+        conn.execute("UPDATE checkpoints SET note = %s, key_id = %s WHERE topic = %s"
+                     " AND kafka_partition = %s",
+                     (sign_note(text, [intruder]).decode(), f"{intruder.key_id:08x}",
+                      settings.topic, victim.partition))
+        if victim.size > 1:
+            with pytest.raises(CheckpointRefused) as refused:
+                checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT,
+                                      partitions=[victim.partition])
+            assert refused.value.reason == "inconsistent"
+        rows = conn.execute("SELECT count(*) FROM checkpoints WHERE topic = %s AND kafka_partition = %s",
+                            (settings.topic, victim.partition)).fetchone()
+        assert rows == (1,), "nothing was signed over the forged history"
+        # the other partitions are untouched and still advance
+        others = [c.partition for c in made if c.partition != victim.partition]
+        assert {c.partition for c in checkpoint_partitions(
+            conn, key, settings.topic, DEPLOYMENT, partitions=others)} <= set(others)
+
+
+def test_a_tampered_tree_is_not_signed(settings) -> None:
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 20)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        partition, size = conn.execute(
+            "SELECT kafka_partition, tree_size FROM projector_offsets WHERE topic = %s"
+            " ORDER BY tree_size DESC LIMIT 1", (settings.topic,)).fetchone()
+        # the right-most perfect subtree of the tree (the last hash of its compact range)
+        level = (size & -size).bit_length() - 1
+        conn.execute("UPDATE merkle_nodes SET hash = sha256(hash) WHERE topic = %s AND"
+                     " kafka_partition = %s AND level = %s AND node_index = %s",
+                     (settings.topic, partition, level, (size >> level) - 1))
+        with pytest.raises(CheckpointRefused) as refused:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, partitions=[partition])
+        assert refused.value.reason == "compact-range-mismatch"
+
+
+def test_key_rotation_keeps_old_checkpoints_verifiable(settings) -> None:
+    rt = start_runtime(settings)
+    old_key = LogKey.generate("protocolo/acme-test")
+    new_key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 20)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        before = checkpoint_partitions(conn, old_key, settings.topic, DEPLOYMENT)
+        publish_mixed(rt, 20)
+        project(rt)
+        after = checkpoint_partitions(conn, new_key, settings.topic, DEPLOYMENT)
+        history = known_log_keys(conn)
+    assert after and {c.partition for c in after} <= {c.partition for c in before}
+    for new in after:
+        old = next(c for c in before if c.partition == new.partition)
+        old_vkey = verifier_from_key(old_key.vkey(old.origin))
+        new_vkey = verifier_from_key(new_key.vkey(new.origin))
+        assert str(old_vkey) in history and str(new_vkey) in history
+        open_checkpoint(old.note, [old_vkey], log_key=old_vkey)
+        open_checkpoint(new.note, [new_vkey], log_key=new_vkey)
+        with pytest.raises(NoteError):
+            open_checkpoint(old.note, [new_vkey], log_key=new_vkey)
+        assert new.consistency_from == old.size  # the new key vouches for the old key's tree
+        verify_consistency(old.size, new.size, old.root, new.root, list(new.consistency_proof))
+
+
+def test_an_unchanged_tree_gets_a_new_checkpoint_only_when_forced(settings) -> None:
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 12)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        made = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        assert checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT) == []
+        forced = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, force=True)
+        # the same statement: the stored checkpoint (Ed25519 is deterministic), plus a
+        # size-0 checkpoint for a partition that has a tree but no leaf yet, if any
+        assert [c for c in forced if c.size > 0] == made
+        assert all(c.size == 0 for c in forced if c not in made)
+
+
+def test_the_checkpointer_needs_an_autocommit_connection(settings) -> None:
+    rt = start_runtime(settings)
+    with psycopg.connect(rt.database_url) as conn, pytest.raises(ValueError, match="autocommit"):
+        checkpoint_partitions(conn, LogKey.generate("x"), settings.topic, DEPLOYMENT)
