@@ -46,7 +46,7 @@ from protocolo.evidence.proof import verify_consistency
 
 
 @dataclass(frozen=True, slots=True)
-class StoredCheckpoint:
+class CheckpointRow:
     """A row of ``checkpoints``, as stored (nothing here is trusted until checked)."""
 
     tree_size: int
@@ -66,9 +66,9 @@ CHECKPOINT_COLUMNS = (
 )
 
 
-def checkpoint_from_row(row: Sequence[object]) -> StoredCheckpoint:
+def checkpoint_from_row(row: Sequence[object]) -> CheckpointRow:
     size, root, origin, note, key_name, key_id, compact, since, proof = row
-    return StoredCheckpoint(
+    return CheckpointRow(
         int(size), bytes(root), str(origin), str(note), str(key_name), str(key_id),  # type: ignore[arg-type,call-overload]
         tuple(bytes(h) for h in compact or ()),  # type: ignore[attr-defined]
         None if since is None else int(since),  # type: ignore[call-overload]
@@ -113,11 +113,11 @@ class CheckpointAudit:
         self._previous: _Signed | None = None
         self._predecessor_forged = False  # then the next one's consistency cannot be checked
 
-    def _add(self, kind: str, cp: StoredCheckpoint, detail: str) -> None:
+    def _add(self, kind: str, cp: CheckpointRow, detail: str) -> None:
         self.findings.add(Finding(kind, self.partition, None, None, "checkpoint", detail,
                                   tree_size=cp.tree_size))
 
-    def check(self, cp: StoredCheckpoint, recomputed: CompactRange | None, reproduced: bool) -> None:
+    def check(self, cp: CheckpointRow, recomputed: CompactRange | None, reproduced: bool) -> None:
         """``recomputed``: the compact range of the rows' tree at ``cp.tree_size`` (None when
         the rows do not reach that size); ``reproduced``: no leaf finding below that size."""
         self.summary.checkpoints += 1
@@ -142,7 +142,7 @@ class CheckpointAudit:
         if matches:
             self.summary.checkpoints_verified += 1
 
-    def _signed(self, cp: StoredCheckpoint) -> _Signed | None:
+    def _signed(self, cp: CheckpointRow) -> _Signed | None:
         """The size and root the note signs, if a pinned key signed it; findings otherwise."""
         try:
             body = parse_checkpoint(parse_note(cp.note.encode("utf-8")).text)
@@ -188,7 +188,7 @@ class CheckpointAudit:
             return None
         return _Signed(checkpoint.size, checkpoint.root, True)
 
-    def _check_consistency(self, cp: StoredCheckpoint, previous: _Signed | None, signed: _Signed) -> None:
+    def _check_consistency(self, cp: CheckpointRow, previous: _Signed | None, signed: _Signed) -> None:
         if previous is None:
             if cp.consistency_from is not None:
                 self._add(CHECKPOINT_INCONSISTENT, cp, f"names size {cp.consistency_from} as the checkpoint "

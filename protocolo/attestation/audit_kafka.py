@@ -82,8 +82,7 @@ def compare_with_kafka(conn: psycopg.Connection[Any], bootstrap: str, topic: str
     """Compare every partition's rows with the topic, record by record."""
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                 auto_offset_reset="earliest", request_timeout_ms=30_000,
-                                 api_version_auto_timeout_ms=10_000)
+                                 auto_offset_reset="earliest")
     except KafkaError as exc:
         raise KafkaUnreachable(f"Kafka at {bootstrap} did not answer ({type(exc).__name__})") from exc
     conn.read_only = True

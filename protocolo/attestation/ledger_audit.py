@@ -43,8 +43,8 @@ import psycopg
 from protocolo.attestation.audit_checkpoints import (
     CHECKPOINT_COLUMNS,
     CheckpointAudit,
+    CheckpointRow,
     LogKeys,
-    StoredCheckpoint,
     checkpoint_from_row,
 )
 from protocolo.attestation.audit_findings import (
@@ -172,7 +172,7 @@ class PartitionWalk:
         finally:
             cur.close()
 
-    def _checkpoint_rows(self) -> Iterator[StoredCheckpoint]:
+    def _checkpoint_rows(self) -> Iterator[CheckpointRow]:
         cur = self.conn.cursor(name=f"verify_checkpoints_{self.partition}")
         cur.itersize = 200
         cur.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE topic = %s AND kafka_partition = %s"
