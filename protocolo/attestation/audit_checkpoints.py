@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from protocolo.attestation.audit_findings import (
     CHECKPOINT_FORGED,
@@ -66,13 +67,13 @@ CHECKPOINT_COLUMNS = (
 )
 
 
-def checkpoint_from_row(row: Sequence[object]) -> CheckpointRow:
+def checkpoint_from_row(row: Sequence[Any]) -> CheckpointRow:
     size, root, origin, note, key_name, key_id, compact, since, proof = row
     return CheckpointRow(
-        int(size), bytes(root), str(origin), str(note), str(key_name), str(key_id),  # type: ignore[arg-type,call-overload]
-        tuple(bytes(h) for h in compact or ()),  # type: ignore[attr-defined]
-        None if since is None else int(since),  # type: ignore[call-overload]
-        None if proof is None else tuple(bytes(h) for h in proof),  # type: ignore[attr-defined]
+        int(size), bytes(root), str(origin), str(note), str(key_name), str(key_id),
+        tuple(bytes(h) for h in compact or ()),
+        None if since is None else int(since),
+        None if proof is None else tuple(bytes(h) for h in proof),
     )
 
 

@@ -385,10 +385,10 @@ class PartitionWalk:
                     self._taint(index)
                     self._finding(MISSING, index, None, "tree", f"leaf {index} is below the tree's size but "
                                   "has neither a row nor a stored node")
-            for row, leaf in suspects:
+            for row, suspect_leaf in suspects:
                 why = ("a second row for this index" if sound is not None else
                        "not a leaf of the tree" if tree_leaf is None else "differs from the tree's leaf")
-                self._hold_row(row, leaf, why)
+                self._hold_row(row, suspect_leaf, why)
         return self._levels(start, leaves, stored, tainted)
 
     def _levels(self, start: int, leaves: list[bytes], stored: dict[tuple[int, int], bytes],

@@ -20,10 +20,12 @@ from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import KINDS, FindingLog
 from protocolo.attestation.audit_kafka import KafkaUnreachable, compare_with_kafka
 from protocolo.attestation.ledger_audit import audit_ledger, ledger_partitions
+from protocolo.attestation.log_key import DEV_KEY_FILE, LogKey, SigningKeyError
 from protocolo.cli import CommandError, bounded_int
+from protocolo.core.config import Settings
 from protocolo.core.database import require_schema
 from protocolo.evidence.errors import EvidenceError
-from protocolo.evidence.note import VerifierKey
+from protocolo.evidence.note import SIG_ED25519, VerifierKey
 from protocolo.runtime import Ledger, LedgerReader, LedgerUnreachable, redact_url
 
 ENV_LOG_VKEYS = "PROTOCOLO_LOG_VKEYS"
@@ -71,6 +73,19 @@ def pinned_keys(given: list[str]) -> LogKeys:
         raise CommandError(f"{origin}: {exc}") from None
 
 
+def dev_log_key(settings: Settings) -> LogKeys:
+    """Where dev keys are allowed (the embedded stack, PROTOCOLO_DEV_KEYS=1), the public half
+    of the dev log key file, if the checkpointer made one; read only, never created."""
+    path = settings.home / DEV_KEY_FILE
+    if not settings.may_invent_keys or not path.exists():
+        return LogKeys([])
+    try:
+        key = LogKey.parse(path.read_text(), str(path))
+    except SigningKeyError as exc:
+        raise CommandError(str(exc)) from None
+    return LogKeys([VerifierKey.of(key.name, SIG_ED25519, key.public_key)])
+
+
 def _progress(partition: int, leaves: int, seconds: float) -> None:
     rate = leaves / seconds if seconds > 0 else 0.0
     print(f"protocolo verify: partition {partition}: {leaves:,} leaves ({rate:,.0f} leaves/s)",
@@ -84,6 +99,8 @@ def _ledger(reader: LedgerReader) -> Ledger:
 def run(args: argparse.Namespace) -> int:
     keys = pinned_keys(args.vkey)
     reader = LedgerReader.open(need_keys=False)
+    if not keys.keys:
+        keys = dev_log_key(reader.settings)
     topic = reader.settings.topic
     ledger = _ledger(reader)
     findings = FindingLog(limit=args.limit)

@@ -125,7 +125,7 @@ class Run:
 
 @pytest.fixture
 def verify(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    def run(database_url: str, *argv: str, vkey: bool = True) -> Run:
+    def run(database_url: str, *argv: str, vkey: bool = True, env: dict[str, str] | None = None) -> Run:
         for var, value in (("PROTOCOLO_HOME", str(ledger.home)), ("PROTOCOLO_DATABASE_URL", database_url),
                            ("PROTOCOLO_KAFKA_BOOTSTRAP", ledger.bootstrap), ("PROTOCOLO_TOPIC", ledger.topic),
                            ("PROTOCOLO_PARTITIONS", str(PARTITIONS))):
@@ -133,6 +133,8 @@ def verify(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         for var in ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY", "PROTOCOLO_DEV_KEYS", "PROTOCOLO_LOG_VKEYS",
                     "PROTOCOLO_SIGNING_KEY"):
             monkeypatch.delenv(var, raising=False)
+        for var, value in (env or {}).items():
+            monkeypatch.setenv(var, value)
         capsys.readouterr()
         args = ["verify", *argv] + (["--vkey", ledger.vkey] if vkey else [])
         code = cli_main(args)
@@ -432,6 +434,19 @@ def test_bad_input_and_an_unreachable_ledger_have_their_exit_status(ledger, copy
     assert none.code == 2 and "no log verifier key" in none.err
     gone = verify("postgresql://nobody@127.0.0.1:9/none")
     assert gone.code == 3 and "Traceback" not in gone.err
+
+
+def test_the_dev_log_key_file_is_read_where_dev_keys_are_allowed(ledger, copy_url, verify, tmp_path) -> None:
+    home = tmp_path / "home"
+    (home / "keys").mkdir(parents=True)
+    (home / "keys" / "log-signing.key").write_text(ledger.key.private_key_string() + "\n")
+    env = {"PROTOCOLO_HOME": str(home)}
+    assert verify(copy_url, "--json", vkey=False, env=env).code == 2  # not a dev setup: key must be pinned
+    run = verify(copy_url, "--json", vkey=False, env=env | {"PROTOCOLO_DEV_KEYS": "1"})
+    assert run.code == 0, run.out + run.err
+    assert sum(p["checkpoints_verified"] for p in run.report["partitions"]) >= PARTITIONS
+    env_keys = verify(copy_url, "--json", vkey=False, env={"PROTOCOLO_LOG_VKEYS": ledger.vkey})
+    assert env_keys.code == 0, env_keys.out + env_keys.err
 
 
 def test_verify_writes_nothing(ledger, copy_url, verify) -> None:
