@@ -33,6 +33,7 @@ checkpoints; differences in nodes that a leaf finding does not explain are
 from __future__ import annotations
 
 import bisect
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,8 +58,8 @@ from protocolo.attestation.audit_findings import (
     FindingLog,
 )
 from protocolo.evidence.errors import EvidenceError
-from protocolo.evidence.leaf import record_leaf_hash
-from protocolo.evidence.merkle import CompactRange, NodeId, node_hash, range_nodes
+from protocolo.evidence.leaf import partition_leaf_hasher, record_leaf_hash
+from protocolo.evidence.merkle import CompactRange, NodeId, range_nodes
 
 CHUNK_LEVEL = 12
 CHUNK = 1 << CHUNK_LEVEL
@@ -81,6 +82,79 @@ class LedgerRow:
     value: bytes
     leaf_hash: bytes
     source: str  # journal | quarantine
+
+    @classmethod
+    def of(cls, raw: RawRow) -> LedgerRow:
+        index, offset, key, value, leaf, journalled = raw
+        return cls(index, offset, key, value, leaf, "journal" if journalled else "quarantine")
+
+
+RawRow = tuple[int, int, bytes | None, bytes, bytes, bool]
+"""(leaf index, offset, key, value, stored leaf hash, journalled) as fetched."""
+
+
+class _LeafOrderedRows:
+    """The journal and quarantine rows of one partition in leaf-index order: one server-side
+    cursor per table (each an index scan on its leaf index), fetched in batches and merged."""
+
+    def __init__(self, conn: psycopg.Connection[Any], topic: str, partition: int) -> None:
+        self._streams = []
+        for table, value, journalled in (("journal", "record_value", "true"),
+                                         ("quarantine", "coalesce(record_value, ''::bytea)", "false")):
+            cur = conn.cursor(name=f"verify_{table}_{partition}", binary=True)
+            cur.execute(f"SELECT leaf_index, kafka_offset, record_key, {value}, leaf_hash, {journalled}"
+                        f" FROM {table} WHERE topic = %s AND kafka_partition = %s ORDER BY leaf_index",
+                        (topic, partition))
+            self._streams.append(_Batches(cur))
+
+    def below(self, limit: int) -> list[RawRow]:
+        journal, quarantine = (stream.below(limit) for stream in self._streams)
+        if not quarantine:
+            return journal
+        if not journal:
+            return quarantine
+        merged = journal + quarantine
+        merged.sort(key=_leaf_index)
+        return merged
+
+    def rest(self) -> Iterator[RawRow]:
+        while True:
+            batch = self.below(1 << 63)
+            if not batch:
+                return
+            yield from batch
+
+
+def _leaf_index(row: RawRow) -> int:
+    return row[0]
+
+
+class _Batches:
+    """A server-side cursor read ``FETCH_ROWS`` at a time, handed out up to a leaf index."""
+
+    def __init__(self, cur: psycopg.ServerCursor[Any, Any]) -> None:
+        self._cur = cur
+        self._buffer: list[RawRow] = []
+        self._done = False
+
+    def below(self, limit: int) -> list[RawRow]:
+        taken: list[RawRow] = []
+        while True:
+            buffer = self._buffer
+            if buffer and buffer[-1][0] < limit:
+                taken += buffer
+                self._buffer = []
+            elif buffer:
+                cut = bisect.bisect_left(buffer, limit, key=_leaf_index)
+                taken += buffer[:cut]
+                self._buffer = buffer[cut:]
+                return taken
+            if self._done:
+                return taken
+            self._buffer = self._cur.fetchmany(FETCH_ROWS)
+            if len(self._buffer) < FETCH_ROWS:
+                self._done = True
+                self._cur.close()
 
 
 @dataclass(slots=True)
@@ -137,8 +211,11 @@ class PartitionWalk:
     """Audits one partition's rows and tree (and, through ``checkpoints``, its checkpoints)."""
 
     def __init__(self, conn: psycopg.Connection[Any], topic: str, partition: int, findings: FindingLog,
-                 checkpoints: CheckpointAudit, progress: Progress | None = None) -> None:
+                 checkpoints: CheckpointAudit, progress: Progress | None = None,
+                 chunk_level: int = CHUNK_LEVEL) -> None:
         self.conn = conn
+        self.chunk_level = chunk_level  # smaller in tests, to exercise the tree above the chunks
+        self.chunk = 1 << chunk_level
         self.topic = topic
         self.partition = partition
         self.findings = findings
@@ -152,25 +229,12 @@ class PartitionWalk:
         self._upper = CompactRange()  # the tree above the chunks: one leaf per full chunk
         self._stored_range: CompactRange | None = None
         self._recomputed_at_stored_size: CompactRange | None = None
+        self._hasher = partition_leaf_hasher(topic, partition)
 
     # -- reading -----------------------------------------------------------------------
 
-    def _rows(self) -> Iterator[LedgerRow]:
-        cur = self.conn.cursor(name=f"verify_rows_{self.partition}", binary=True)
-        cur.itersize = FETCH_ROWS
-        cur.execute(
-            "SELECT leaf_index, kafka_offset, record_key, record_value, leaf_hash, true FROM journal"
-            " WHERE topic = %(t)s AND kafka_partition = %(p)s"
-            " UNION ALL SELECT leaf_index, kafka_offset, record_key, coalesce(record_value, ''::bytea),"
-            " leaf_hash, false FROM quarantine WHERE topic = %(t)s AND kafka_partition = %(p)s"
-            " ORDER BY 1",
-            {"t": self.topic, "p": self.partition},
-        )
-        try:
-            for index, offset, key, value, leaf, journalled in cur:
-                yield LedgerRow(index, offset, key, value, leaf, "journal" if journalled else "quarantine")
-        finally:
-            cur.close()
+    def _rows(self) -> _LeafOrderedRows:
+        return _LeafOrderedRows(self.conn, self.topic, self.partition)
 
     def _checkpoint_rows(self) -> Iterator[CheckpointRow]:
         cur = self.conn.cursor(name=f"verify_checkpoints_{self.partition}")
@@ -196,6 +260,35 @@ class PartitionWalk:
         ).fetchall()
         return {(int(level), int(index)): bytes(value) for level, index, value in rows}
 
+    def _stored_leaves(self, start: int, end: int) -> list[bytes | None]:
+        """The tree's leaves ``[start, end)`` (level 0 of merkle_nodes), None where missing."""
+        rows = self.conn.execute(
+            "SELECT node_index, hash FROM merkle_nodes WHERE topic = %s AND kafka_partition = %s"
+            " AND level = 0 AND node_index >= %s AND node_index < %s ORDER BY node_index",
+            (self.topic, self.partition, start, end), binary=True).fetchall()
+        if len(rows) == end - start:  # every index once, in order (the primary key)
+            return [h for _, h in rows]
+        found: list[bytes | None] = [None] * (end - start)
+        for index, value in rows:
+            found[index - start] = value
+        return found
+
+    def _stored_digests(self, start: int, end: int) -> dict[int, tuple[int, bytes]]:
+        """Per level 0..CHUNK_LEVEL: (count, SHA-256 of the concatenated hashes in index order)
+        of the stored nodes inside ``[start, end)``; the server concatenates, this side
+        compares with the recomputed nodes and fetches a level node by node only if they differ."""
+        levels = [level for level in range(self.chunk_level + 1) if (end >> level) > (start >> level)]
+        if not levels:
+            return {}
+        rows = self.conn.execute(
+            "SELECT w.l, d.c, d.h FROM unnest(%s::smallint[], %s::bigint[], %s::bigint[]) AS w(l, lo, hi)"
+            " CROSS JOIN LATERAL (SELECT count(*) AS c, sha256(coalesce(string_agg(hash, ''::bytea"
+            " ORDER BY node_index), ''::bytea)) AS h FROM merkle_nodes WHERE topic = %s AND kafka_partition = %s"
+            " AND level = w.l AND node_index >= w.lo AND node_index < w.hi) d",
+            (levels, [start >> level for level in levels], [end >> level for level in levels],
+             self.topic, self.partition), binary=True).fetchall()
+        return {int(level): (int(count), bytes(digest)) for level, count, digest in rows}
+
     # -- findings ----------------------------------------------------------------------
 
     def _finding(self, kind: str, index: int | None, offset: int | None, source: str, detail: str,
@@ -207,7 +300,7 @@ class PartitionWalk:
         if index >= 0:
             if self._tainted_first is None or index < self._tainted_first:
                 self._tainted_first = index
-            self._tainted_chunks.add(index >> CHUNK_LEVEL)
+            self._tainted_chunks.add(index >> self.chunk_level)
 
     def _hold_row(self, row: LedgerRow, leaf: bytes | None, why: str) -> None:
         bracket = _Bracket(self._last_sound)
@@ -259,11 +352,10 @@ class PartitionWalk:
         end = max(tree_size, next_leaf, int(last_checkpoint[0] or 0) if last_checkpoint else 0)
 
         rows = self._rows()
-        pending_row = next(rows, None)
-        while pending_row is not None and pending_row.leaf_index < 0:
-            self._read(pending_row)
-            self._hold_row(pending_row, self._leaf_of(pending_row), f"leaf index {pending_row.leaf_index} is negative")
-            pending_row = next(rows, None)
+        for raw in rows.below(0):
+            row = LedgerRow.of(raw)
+            self._read(row)
+            self._hold_row(row, self._leaf_of(row), f"leaf index {row.leaf_index} is negative")
 
         cps = self._checkpoint_rows()
         next_cp = next(cps, None)
@@ -274,16 +366,12 @@ class PartitionWalk:
             self._recomputed_at_stored_size = CompactRange()
 
         last_report = started
-        for chunk_start in range(0, end, CHUNK):
-            chunk_end = min(chunk_start + CHUNK, end)
-            chunk_rows: list[LedgerRow] = []
-            while pending_row is not None and pending_row.leaf_index < chunk_end:
-                chunk_rows.append(pending_row)
-                pending_row = next(rows, None)
-            levels = self._walk_chunk(chunk_start, chunk_end, chunk_rows)
+        for chunk_start in range(0, end, self.chunk):
+            chunk_end = min(chunk_start + self.chunk, end)
+            levels = self._walk_chunk(chunk_start, chunk_end, rows.below(chunk_end))
             upper_before = self._upper.copy()
-            if chunk_end - chunk_start == CHUNK:
-                self._append_upper(chunk_start >> CHUNK_LEVEL, levels[CHUNK_LEVEL][0])
+            if chunk_end - chunk_start == self.chunk:
+                self._append_upper(chunk_start >> self.chunk_level, levels[self.chunk_level][0])
             while next_cp is not None and next_cp.tree_size <= chunk_end:
                 at = self._range_at(next_cp.tree_size, chunk_start, levels, upper_before)
                 self.checkpoints.check(next_cp, at, self._reproduced_below(next_cp.tree_size))
@@ -299,11 +387,10 @@ class PartitionWalk:
             self.checkpoints.check(next_cp, None, False)
             next_cp = next(cps, None)
 
-        while pending_row is not None:  # rows beyond every size the ledger states
-            self._read(pending_row)
-            self._hold_row(pending_row, self._leaf_of(pending_row),
-                           f"leaf index {pending_row.leaf_index} is beyond the tree (size {end})")
-            pending_row = next(rows, None)
+        for raw in rows.rest():  # rows beyond every size the ledger states
+            row = LedgerRow.of(raw)
+            self._read(row)
+            self._hold_row(row, self._leaf_of(row), f"leaf index {row.leaf_index} is beyond the tree (size {end})")
         for bracket in self._held.awaiting:
             bracket.after = (next_leaf, next_offset) if position is not None else None
         self._held.awaiting.clear()
@@ -320,87 +407,128 @@ class PartitionWalk:
 
     def _leaf_of(self, row: LedgerRow) -> bytes | None:
         try:
-            return record_leaf_hash(self.topic, self.partition, row.offset, row.key, row.value)
+            return self._hasher(row.offset, row.key, row.value)
         except EvidenceError:
             return None
 
-    def _walk_chunk(self, start: int, end: int, rows: list[LedgerRow]) -> list[list[bytes]]:
-        """Check the leaves ``[start, end)`` and return the chunk's recomputed perfect nodes
-        per level (level 0 = leaves), comparing each with the stored node."""
-        levels_wanted = [(level, start >> level, end >> level) for level in range(CHUNK_LEVEL + 1)
-                         if (end >> level) > (start >> level)]
-        stored = self._stored_nodes(levels_wanted)
-        topic, partition = self.topic, self.partition
+    def _walk_chunk(self, start: int, end: int, rows: list[RawRow]) -> list[list[bytes]]:
+        """Check the leaves ``[start, end)`` against ``rows`` (those with a leaf index in it,
+        in order) and return the chunk's recomputed perfect nodes per level (level 0 = the
+        leaves), each compared with the stored one."""
+        digests = self._stored_digests(start, end)
+        self.summary.rows += len(rows)
+        self.summary.quarantined += sum(1 for row in rows if not row[5])
+        levels = self._sound_chunk(start, end, rows, digests)
+        if levels is not None:
+            return levels
+        tree_leaves = self._stored_leaves(start, end)
         leaves: list[bytes] = []
         tainted: list[int] = []
-        row_at = 0
+        count, at = len(rows), 0
         for index in range(start, end):
             here: list[LedgerRow] = []
-            while row_at < len(rows) and rows[row_at].leaf_index == index:
-                here.append(rows[row_at])
-                row_at += 1
-            tree_leaf = stored.get((0, index))
-            sound: LedgerRow | None = None
-            sound_leaf: bytes | None = None
-            suspects: list[tuple[LedgerRow, bytes | None]] = []
-            for row in here:
-                self.summary.rows += 1
-                if row.source == "quarantine":
-                    self.summary.quarantined += 1
-                try:
-                    leaf = record_leaf_hash(topic, partition, row.offset, row.key, row.value)
-                except EvidenceError:
-                    suspects.append((row, None))
-                    continue
-                if sound is None and (leaf == tree_leaf or (tree_leaf is None and leaf == row.leaf_hash)):
-                    sound, sound_leaf = row, leaf
-                else:
-                    suspects.append((row, leaf))
-            if sound is not None and sound_leaf is not None:
-                leaves.append(sound_leaf)
-                previous = self._last_sound
-                if sound.leaf_hash != sound_leaf:
-                    tainted.append(index)
-                    self._taint(index)
-                    self._finding(MODIFIED, index, sound.offset, sound.source, "the row's leaf_hash column "
-                                  f"is not the hash of its content (the content is the tree's leaf {index})")
-                if previous is not None and sound.offset <= previous[1]:
-                    tainted.append(index)
-                    self._taint(index)
-                    self._finding(REORDERED, index, sound.offset, sound.source, f"offset {sound.offset} is "
-                                  f"not above offset {previous[1]} of leaf {previous[0]}")
-                self._sound(index, sound.offset)
-                if tree_leaf is None:
-                    if index not in tainted:
-                        tainted.append(index)
-                    self._finding(TREE_MISMATCH, index, sound.offset, "tree",
-                                  f"merkle_nodes has no leaf {index} (level 0)", NodeId(0, index))
-            else:
-                tainted.append(index)
-                first_leaf = suspects[0][1] if suspects else None
-                leaves.append(first_leaf or tree_leaf or bytes(32))
-                if tree_leaf is not None:
-                    self._hold_leaf(index, tree_leaf)
-                elif not suspects:
-                    self._taint(index)
-                    self._finding(MISSING, index, None, "tree", f"leaf {index} is below the tree's size but "
-                                  "has neither a row nor a stored node")
-            for row, suspect_leaf in suspects:
-                why = ("a second row for this index" if sound is not None else
-                       "not a leaf of the tree" if tree_leaf is None else "differs from the tree's leaf")
-                self._hold_row(row, suspect_leaf, why)
-        return self._levels(start, leaves, stored, tainted)
+            while at < count and rows[at][0] == index:
+                here.append(LedgerRow.of(rows[at]))
+                at += 1
+            leaves.append(self._check_leaf(index, here, tree_leaves[index - start], tainted))
+        return self._levels(start, leaves, tainted, digests)
 
-    def _levels(self, start: int, leaves: list[bytes], stored: dict[tuple[int, int], bytes],
-                tainted: list[int]) -> list[list[bytes]]:
-        levels = [leaves]
-        for level in range(1, CHUNK_LEVEL + 1):
-            below = levels[-1]
-            nodes = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
-            levels.append(nodes)
+    def _sound_chunk(self, start: int, end: int, rows: list[RawRow],
+                     digests: dict[int, tuple[int, bytes]]) -> list[list[bytes]] | None:
+        """The common case, checked a chunk at a time: one row per index, each row's leaf
+        its stored leaf hash, offsets increasing, and every level of recomputed nodes (the
+        leaves included) equal to the stored ones by digest. None if anything differs:
+        then the chunk is checked leaf by leaf."""
+        size = end - start
+        if len(rows) != size or any(row[0] != index for index, row in enumerate(rows, start)):
+            return None
+        leaf_of = self._hasher
+        try:
+            leaves = [leaf_of(offset, key, value) for _, offset, key, value, _, _ in rows]
+        except EvidenceError:
+            return None
+        if leaves != [row[4] for row in rows]:
+            return None
+        offsets = [row[1] for row in rows]
+        if self._last_sound is not None and offsets[0] <= self._last_sound[1]:
+            return None
+        if any(a >= b for a, b in zip(offsets, offsets[1:], strict=False)):
+            return None
+        levels = _chunk_levels(leaves, self.chunk_level)
+        for level, nodes in enumerate(levels):
+            count, digest = digests.get(level, (0, _EMPTY_DIGEST))
+            if count != len(nodes) or hashlib.sha256(b"".join(nodes)).digest() != digest:
+                return None
+        if self._held.awaiting:
+            self._sound(start, offsets[0])
+        self._last_sound = (end - 1, offsets[-1])
+        return levels
+
+    def _check_leaf(self, index: int, here: list[LedgerRow], tree_leaf: bytes | None,
+                    tainted: list[int]) -> bytes:
+        """Every case but the sound one, for leaf ``index``: hold what does not match for
+        classification; return the leaf the recomputed tree gets at this index."""
+        sound: LedgerRow | None = None
+        sound_leaf: bytes | None = None
+        suspects: list[tuple[LedgerRow, bytes | None]] = []
+        for row in here:
+            leaf = self._leaf_of(row)
+            if leaf is None:
+                suspects.append((row, None))
+            elif sound is None and (leaf == tree_leaf or (tree_leaf is None and leaf == row.leaf_hash)):
+                sound, sound_leaf = row, leaf
+            else:
+                suspects.append((row, leaf))
+        result: bytes
+        if sound is not None and sound_leaf is not None:
+            result = sound_leaf
+            previous = self._last_sound
+            if sound.leaf_hash != sound_leaf:
+                tainted.append(index)
+                self._taint(index)
+                self._finding(MODIFIED, index, sound.offset, sound.source, "the row's leaf_hash column "
+                              f"is not the hash of its content (the content is the tree's leaf {index})")
+            if previous is not None and sound.offset <= previous[1]:
+                tainted.append(index)
+                self._taint(index)
+                self._finding(REORDERED, index, sound.offset, sound.source, f"offset {sound.offset} is "
+                              f"not above offset {previous[1]} of leaf {previous[0]}")
+            self._sound(index, sound.offset)
+            if tree_leaf is None:
+                tainted.append(index)
+                self._finding(TREE_MISMATCH, index, sound.offset, "tree",
+                              f"merkle_nodes has no leaf {index} (level 0)", NodeId(0, index))
+        else:
+            tainted.append(index)
+            first_leaf = suspects[0][1] if suspects else None
+            result = first_leaf or tree_leaf or bytes(32)
+            if tree_leaf is not None:
+                self._hold_leaf(index, tree_leaf)
+            elif not suspects:
+                self._taint(index)
+                self._finding(MISSING, index, None, "tree", f"leaf {index} is below the tree's size but "
+                              "has neither a row nor a stored node")
+        for row, suspect_leaf in suspects:
+            why = ("a second row for this index" if sound is not None else
+                   "not a leaf of the tree" if tree_leaf is None else "differs from the tree's leaf")
+            self._hold_row(row, suspect_leaf, why)
+        return result
+
+    def _levels(self, start: int, leaves: list[bytes], tainted: list[int],
+                digests: dict[int, tuple[int, bytes]]) -> list[list[bytes]]:
+        """Levels 1..CHUNK_LEVEL of the chunk from its leaves, compared with the stored nodes
+        by digest; a level whose digest differs is compared node by node."""
+        levels = _chunk_levels(leaves, self.chunk_level)
+        end = start + len(leaves)
+        for level in range(1, len(levels)):
+            nodes = levels[level]
+            count, digest = digests.get(level, (0, _EMPTY_DIGEST))
+            if count == len(nodes) and hashlib.sha256(b"".join(nodes)).digest() == digest:
+                continue
             first = start >> level
-            for offset, value in enumerate(nodes):
-                index = first + offset
+            stored = self._stored_nodes([(level, first, end >> level)])
+            for position, value in enumerate(nodes):
+                index = first + position
                 found = stored.get((level, index))
                 if found == value:
                     continue
@@ -417,13 +545,13 @@ class PartitionWalk:
         completed = [n for n in self._upper.append(top) if n.node.level > 0]
         if not completed:
             return
-        wanted = [(n.node.level + CHUNK_LEVEL, n.node.index) for n in completed]
+        wanted = [(n.node.level + self.chunk_level, n.node.index) for n in completed]
         stored = self._stored_nodes([(level, index, index + 1) for level, index in wanted])
         for (level, index), n in zip(wanted, completed, strict=True):
             found = stored.get((level, index))
             if found == n.hash:
                 continue
-            first_chunk, last_chunk = index << (level - CHUNK_LEVEL), (index + 1) << (level - CHUNK_LEVEL)
+            first_chunk, last_chunk = index << (level - self.chunk_level), (index + 1) << (level - self.chunk_level)
             if any(first_chunk <= c < last_chunk for c in self._tainted_chunks):
                 continue
             self._finding(TREE_MISMATCH, index << level, None, "tree", f"stored node ({level}, {index}) "
@@ -432,7 +560,11 @@ class PartitionWalk:
 
     def _range_at(self, size: int, chunk_start: int, levels: list[list[bytes]],
                   upper_before: CompactRange) -> CompactRange:
-        """The recomputed compact range [0, size), for ``chunk_start < size <= chunk end``."""
+        """The recomputed compact range [0, size), for ``chunk_start < size <= chunk end``:
+        the range above the chunks before this one, then the chunk's own nodes (all smaller,
+        so nothing merges) — or, at the end of a full chunk, the range above the chunks."""
+        if size - chunk_start == self.chunk:
+            return CompactRange(size, self._upper.hashes)
         hashes = list(upper_before.hashes)
         for node in range_nodes(chunk_start, size):
             hashes.append(levels[node.level][node.index - (chunk_start >> node.level)])
@@ -532,6 +664,22 @@ class PartitionWalk:
                           f"is not above the last row's offset {self._last_sound[1]}")
 
 
+_EMPTY_DIGEST = hashlib.sha256(b"").digest()
+
+
+def _chunk_levels(leaves: list[bytes], chunk_level: int) -> list[list[bytes]]:
+    """The perfect nodes over a chunk's leaves (aligned on the chunk), level by level; a
+    level ends where its next pair would reach past the last leaf."""
+    sha256 = hashlib.sha256
+    levels = [leaves]
+    for _ in range(chunk_level):
+        below = levels[-1]
+        if len(below) < 2:
+            break
+        levels.append([sha256(b"\x01" + left + right).digest() for left, right in zip(below[::2], below[1::2], strict=False)])
+    return levels
+
+
 def ledger_partitions(conn: psycopg.Connection[Any], topic: str) -> list[int]:
     """Every partition anything of ``topic`` is stored for (offsets, rows, nodes, checkpoints),
     each table read by a loose index scan (one probe per partition, not per row)."""
@@ -546,7 +694,8 @@ def ledger_partitions(conn: psycopg.Connection[Any], topic: str) -> list[int]:
 
 
 def audit_ledger(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
-                 partitions: Sequence[int] | None = None, progress: Progress | None = None) -> None:
+                 partitions: Sequence[int] | None = None, progress: Progress | None = None,
+                 chunk_level: int = CHUNK_LEVEL) -> None:
     """Audit every partition of ``topic`` (or those given) in one read-only snapshot."""
     conn.read_only = True
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -554,4 +703,4 @@ def audit_ledger(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findi
         chosen = ledger_partitions(conn, topic) if partitions is None else list(partitions)
         for partition in chosen:
             audit = CheckpointAudit(topic, partition, keys, findings)
-            PartitionWalk(conn, topic, partition, findings, audit, progress).run()
+            PartitionWalk(conn, topic, partition, findings, audit, progress, chunk_level).run()

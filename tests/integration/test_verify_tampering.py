@@ -457,3 +457,46 @@ def test_verify_writes_nothing(ledger, copy_url, verify) -> None:
     before = snapshot()
     assert verify(copy_url, "--json", "--against-kafka").code == 0
     assert snapshot() == before
+
+
+# -- the chunked walk: the same answer whatever the chunk size ------------------------------
+
+
+def audit_at_chunk_level(ledger: Ledger, url: str, chunk_level: int) -> set[tuple[Any, ...]]:
+    from protocolo.attestation.audit_checkpoints import LogKeys
+    from protocolo.attestation.audit_findings import FindingLog
+    from protocolo.attestation.ledger_audit import audit_ledger
+
+    findings = FindingLog()
+    with psycopg.connect(url) as conn:
+        audit_ledger(conn, ledger.topic, LogKeys([VerifierKey.parse(ledger.vkey)]), findings,
+                     chunk_level=chunk_level)
+    assert sum(s.leaves for s in findings.partitions.values()) == sum(len(r) for r in ledger.records.values())
+    return {(f.kind, f.partition, f.leaf_index, f.kafka_offset, f.tree_size, f.level, f.node_index)
+            for f in findings.kept}
+
+
+@pytest.mark.parametrize("tampering", ["none", "delete", "swap", "value", "node"])
+def test_chunks_of_any_size_find_the_same_differences(ledger, copy_url, tampering) -> None:
+    """Chunks of 2 and 4 leaves put chunk edges, the tree above the chunks and checkpoints
+    at and between chunk edges to work on the real ledger; the answer is the same as with
+    one chunk per partition."""
+    p = busiest(ledger)
+    rows = execute(copy_url, "SELECT leaf_index FROM journal WHERE topic = %s AND kafka_partition = %s"
+                   " ORDER BY leaf_index", (ledger.topic, p))
+    a, b = rows[2][0], rows[-3][0]
+    where = "WHERE topic = %s AND kafka_partition = %s AND leaf_index = %s"
+    if tampering == "delete":
+        execute(copy_url, f"DELETE FROM journal {where}", (ledger.topic, p, a))
+    elif tampering == "swap":
+        with psycopg.connect(copy_url) as conn:
+            for old, new in ((a, -1), (b, a), (-1, b)):
+                conn.execute(f"UPDATE journal SET leaf_index = %s {where}", (new, ledger.topic, p, old))
+    elif tampering == "value":
+        execute(copy_url, f"UPDATE journal SET record_value = '\\x01'::bytea {where}", (ledger.topic, p, b))
+    elif tampering == "node":
+        execute(copy_url, "UPDATE merkle_nodes SET hash = sha256(hash) WHERE topic = %s AND kafka_partition = %s"
+                " AND level = 3 AND node_index = 0", (ledger.topic, p))
+    answers = {level: audit_at_chunk_level(ledger, copy_url, level) for level in (1, 2, 12)}
+    assert answers[1] == answers[2] == answers[12]
+    assert bool(answers[12]) == (tampering != "none"), answers[12]
