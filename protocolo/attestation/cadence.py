@@ -1,9 +1,16 @@
-"""When a partition is due for a checkpoint, and the checkpointer's loop.
+"""When a partition is due for a checkpoint or an anchor, and the checkpointer's loop.
 
-A partition is due when its tree grew since its newest checkpoint and either it grew by at
-least ``every_leaves`` leaves, or ``every_seconds`` have passed since that checkpoint was
-signed, or it has no checkpoint yet. The time is PostgreSQL's ``now()``, the clock
-``signed_at`` was written with, so no two machines' clocks are compared.
+A partition is due for a checkpoint when its tree grew since its newest checkpoint and
+either it grew by at least ``every_leaves`` leaves, or ``every_seconds`` have passed since
+that checkpoint was signed, or it has no checkpoint yet.
+
+Its newest checkpoint is due for an anchor when ``anchor_every_seconds`` have passed since
+it was signed or last anchored, whichever is later (EVIDENCE.md §7: an unchanged tree
+still gets a fresh RFC 3161 token and cosignature every period, the equivalent of
+CloudTrail's empty digest file; this also retries anchors that failed).
+
+Times are PostgreSQL's ``now()``, the clock ``signed_at`` and ``recorded_at`` were written
+with, so no two machines' clocks are compared.
 """
 
 from __future__ import annotations
@@ -19,16 +26,18 @@ from protocolo.attestation.checkpointer import (
     CheckpointPublisher,
     StoredCheckpoint,
     checkpoint_partitions,
+    latest_checkpoint,
 )
 from protocolo.attestation.log_key import LogKey
 
-__all__ = ["Cadence", "due_partitions", "run_checkpointer"]
+__all__ = ["Cadence", "anchor_due", "due_partitions", "run_checkpointer"]
 
 
 @dataclass(frozen=True)
 class Cadence:
     every_leaves: int
     every_seconds: float
+    anchor_every_seconds: float = 3600.0
 
 
 def due_partitions(
@@ -50,6 +59,25 @@ def due_partitions(
          "n": cadence.every_leaves, "s": cadence.every_seconds})]
 
 
+def anchor_due(
+    conn: psycopg.Connection[Any], topic: str, cadence: Cadence,
+    partitions: Sequence[int] | None = None,
+) -> list[StoredCheckpoint]:
+    """The newest checkpoint of each partition (of ``partitions``, or all) due for an anchor."""
+    due = [int(p) for (p,) in conn.execute(
+        "SELECT c.kafka_partition FROM checkpoints c"
+        " WHERE c.topic = %(t)s AND (%(p)s::integer[] IS NULL OR c.kafka_partition = ANY(%(p)s))"
+        "   AND c.tree_size = (SELECT max(tree_size) FROM checkpoints n"
+        "                       WHERE n.topic = c.topic AND n.kafka_partition = c.kafka_partition)"
+        "   AND now() - greatest(c.signed_at, (SELECT max(recorded_at) FROM checkpoint_anchors a"
+        "        WHERE a.topic = c.topic AND a.kafka_partition = c.kafka_partition"
+        "          AND a.tree_size = c.tree_size)) >= make_interval(secs => %(s)s)"
+        " ORDER BY c.kafka_partition",
+        {"t": topic, "p": None if partitions is None else list(partitions),
+         "s": cadence.anchor_every_seconds})]
+    return [c for c in (latest_checkpoint(conn, topic, p) for p in due) if c is not None]
+
+
 def run_checkpointer(
     conn: psycopg.Connection[Any],
     key: LogKey,
@@ -61,11 +89,13 @@ def run_checkpointer(
     partitions: Sequence[int] | None = None,
     publish: CheckpointPublisher | None = None,
     after: Callable[[list[StoredCheckpoint]], None] = lambda made: None,
+    anchor: Callable[[list[StoredCheckpoint]], None] | None = None,
     poll_seconds: float = 1.0,
 ) -> int:
     """Sign due partitions until ``stop`` is set; return how many checkpoints were signed.
 
-    ``after`` gets each round's new checkpoints (anchoring, progress). A refusal
+    ``after`` gets each round's new checkpoints (progress). ``anchor`` (if given) gets them
+    too, and also each round the checkpoints due for a periodic anchor. A refusal
     (:class:`~protocolo.attestation.checkpointer.CheckpointRefused`) ends the loop by
     propagating: a checkpointer that cannot vouch for the tree must stop, loudly.
     """
@@ -78,5 +108,11 @@ def run_checkpointer(
         signed += len(made)
         if made:
             after(made)
+        if anchor is not None:
+            fresh = {c.partition for c in made}
+            again = [c for c in anchor_due(conn, topic, cadence, partitions)
+                     if c.partition not in fresh]
+            if made or again:
+                anchor(made + again)
         stop.wait(min(poll_seconds, cadence.every_seconds))
     return signed

@@ -36,7 +36,7 @@ checkpoint of EVIDENCE.md §7: same statement, fresh timestamp).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -292,7 +292,7 @@ def checkpoint_partition(
 
 
 def _check_previous(conn: psycopg.Connection[Any], key: LogKey, previous: StoredCheckpoint,
-                    origin: str, refuse: Any) -> None:
+                    origin: str, refuse: Callable[[str, str], CheckpointRefused]) -> None:
     """The previous checkpoint is what the next one is proved consistent with: it must be a
     checkpoint this log signed, saying what its row says."""
     if previous.origin != origin:

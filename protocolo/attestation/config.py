@@ -9,6 +9,7 @@ variable and the rule it broke.
 ``PROTOCOLO_CHECKPOINT_TOPIC``  Kafka topic the signed notes go to (``protocolo.checkpoints``)
 ``PROTOCOLO_CHECKPOINT_EVERY_LEAVES``   sign once a partition grew by N leaves (1000)
 ``PROTOCOLO_CHECKPOINT_EVERY_SECONDS``  ... or T seconds after the last one, if it grew (60)
+``PROTOCOLO_ANCHOR_EVERY_SECONDS``      anchor an unchanged tree's newest checkpoint again (3600)
 ``PROTOCOLO_TSA_URL``          RFC 3161 TSA stamping every new checkpoint (unset: none)
 ``PROTOCOLO_TSA_CHAIN``        PEM file: TSA certificate, intermediates, root (pinned)
 ``PROTOCOLO_WITNESSES``        witnesses to ask for cosignatures: comma-separated
@@ -37,6 +38,7 @@ ENV_DEPLOYMENT = "PROTOCOLO_DEPLOYMENT"
 ENV_CHECKPOINT_TOPIC = "PROTOCOLO_CHECKPOINT_TOPIC"
 ENV_EVERY_LEAVES = "PROTOCOLO_CHECKPOINT_EVERY_LEAVES"
 ENV_EVERY_SECONDS = "PROTOCOLO_CHECKPOINT_EVERY_SECONDS"
+ENV_ANCHOR_EVERY_SECONDS = "PROTOCOLO_ANCHOR_EVERY_SECONDS"
 ENV_TSA_URL = "PROTOCOLO_TSA_URL"
 ENV_TSA_CHAIN = "PROTOCOLO_TSA_CHAIN"
 ENV_WITNESSES = "PROTOCOLO_WITNESSES"
@@ -45,6 +47,7 @@ DEFAULT_DEPLOYMENT = "dev"
 DEFAULT_CHECKPOINT_TOPIC = "protocolo.checkpoints"
 DEFAULT_EVERY_LEAVES = 1000
 DEFAULT_EVERY_SECONDS = 60.0
+DEFAULT_ANCHOR_EVERY_SECONDS = 3600.0
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}", re.ASCII)
@@ -67,6 +70,7 @@ class AttestationSettings:
     checkpoint_topic: str = DEFAULT_CHECKPOINT_TOPIC
     every_leaves: int = DEFAULT_EVERY_LEAVES
     every_seconds: float = DEFAULT_EVERY_SECONDS
+    anchor_every_seconds: float = DEFAULT_ANCHOR_EVERY_SECONDS
     tsa_url: str | None = None
     tsa_chain: Path | None = None
     witnesses: tuple[WitnessEndpoint, ...] = ()
@@ -104,6 +108,9 @@ class AttestationSettings:
             checkpoint_topic=topic,
             every_leaves=parse_every_leaves(ENV_EVERY_LEAVES, get(ENV_EVERY_LEAVES)),
             every_seconds=parse_every_seconds(ENV_EVERY_SECONDS, get(ENV_EVERY_SECONDS)),
+            anchor_every_seconds=parse_every_seconds(
+                ENV_ANCHOR_EVERY_SECONDS, get(ENV_ANCHOR_EVERY_SECONDS),
+                DEFAULT_ANCHOR_EVERY_SECONDS),
             tsa_url=tsa_url,
             tsa_chain=chain,
             witnesses=parse_witnesses(ENV_WITNESSES, get(ENV_WITNESSES)),
@@ -118,9 +125,10 @@ def parse_every_leaves(name: str, value: str | None) -> int:
     return int(value)
 
 
-def parse_every_seconds(name: str, value: str | None) -> float:
+def parse_every_seconds(name: str, value: str | None,
+                        default: float = DEFAULT_EVERY_SECONDS) -> float:
     if value is None:
-        return DEFAULT_EVERY_SECONDS
+        return default
     try:
         seconds = float(value)
     except ValueError:

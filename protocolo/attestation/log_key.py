@@ -1,4 +1,4 @@
-"""The log's signing key: one Ed25519 key per deployment, one key *name* per origin.
+"""The log's signing key: one secret per deployment, one derived Ed25519 key per origin.
 
 Where it comes from (never from the database):
 
@@ -9,17 +9,20 @@ Where it comes from (never from the database):
   ``PROTOCOLO_DEV_KEYS=1``), a key file ``$PROTOCOLO_HOME/keys/log-signing.key`` made at
   first use (mode 0600) holding such a string.
 
-**Naming.** C2SP tlog-checkpoint says the log's key name SHOULD equal the checkpoint's
-origin, and Protocolo has one origin per partition (``protocolo/<deployment>/<topic>/<p>``),
-so :meth:`LogKey.signer` signs each partition's checkpoints with the deployment's one seed
-under the *origin* as key name. The key ID hashes the name, so every partition gets its own
-verifier key string (``<origin>+<id>+<same public key>``), and a tlog-policy ``log`` line
-names exactly one partition's log, as :mod:`protocolo.evidence.policy` requires. Reusing
-one Ed25519 key across names is safe here because the signed text starts with the origin:
-a signature over partition 3's checkpoint can never be read as one of partition 4. One
-secret to provision and rotate instead of one per partition (partitions can be added
-later without new secrets). The name inside the ``PRIVATE+KEY`` string is the deployment-
-wide name (``protocolo/<deployment>`` for dev keys); it is used for no signature.
+**Naming and derivation.** C2SP tlog-checkpoint says the log's key name SHOULD equal the
+checkpoint's origin (a tlog-policy ``log`` line requires it), and Protocolo has one origin
+per partition (``protocolo/<deployment>/<topic>/<p>``). C2SP tlog-policy also forbids two
+``log`` lines wrapping the same public key, so partitions cannot share one key if a single
+policy is to name them all. Hence :meth:`LogKey.signer` signs partition P's checkpoints
+with a key *derived* from the deployment's one secret seed for P's origin::
+
+    seed(origin) = HKDF-SHA256(ikm = deployment seed, salt = none,
+                               info = "protocolo/log-key/v1\n" || origin, length = 32)
+
+under key name = origin. Every partition has its own Ed25519 key pair and verifier key
+string, yet there is one secret to provision, guard and rotate, and partitions added later
+need no new secret. The name inside the ``PRIVATE+KEY`` string is the deployment-wide name
+(``protocolo/<deployment>`` for dev keys); no checkpoint is signed with the underived key.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from protocolo.core.config import ENV_DEV_KEYS, Settings
 from protocolo.evidence.errors import NoteError
@@ -43,6 +49,8 @@ __all__ = [
 ]
 
 ENV_SIGNING_KEY = "PROTOCOLO_SIGNING_KEY"
+#: HKDF ``info`` prefix of the per-origin keys; the origin follows it.
+DERIVATION_LABEL = b"protocolo/log-key/v1\n"
 #: Under ``$PROTOCOLO_HOME``; only used where dev keys are allowed.
 DEV_KEY_FILE = Path("keys") / "log-signing.key"
 
@@ -75,8 +83,11 @@ class LogKey:
         return cls.parse(signer.private_key_string(), "generated")
 
     def signer(self, origin: str) -> Ed25519NoteSigner:
-        """The Ed25519 note signer for checkpoints of ``origin`` (key name = origin)."""
-        return Ed25519NoteSigner(origin, self._seed)
+        """The Ed25519 note signer for checkpoints of ``origin``: key name = origin, key
+        derived for that origin (see the module docstring)."""
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                       info=DERIVATION_LABEL + origin.encode("utf-8")).derive(self._seed)
+        return Ed25519NoteSigner(origin, derived)
 
     def vkey(self, origin: str) -> str:
         """The C2SP verifier key string of ``origin``'s log."""
@@ -84,10 +95,6 @@ class LogKey:
 
     def private_key_string(self) -> str:
         return Ed25519NoteSigner(self.name, self._seed).private_key_string()
-
-    @property
-    def public_key(self) -> bytes:
-        return self.signer(self.name).verifier.key.public_key
 
 
 def deployment_key_name(deployment: str) -> str:

@@ -15,7 +15,8 @@ show a court a different history of a partition without the witness's signatures
 * 403: no signature of a configured key of that origin verifies;
 * 409 ``text/x.tlog.size`` ``<size>\\n``: ``old`` is not the size this witness last cosigned
   for the origin (0 if none); also the same size with another root (a fork);
-* 422: the consistency proof does not verify (or is not empty when ``old`` is 0);
+* 422: the consistency proof does not verify (or is not empty when ``old`` is 0 or equal
+  to the size);
 * 200: the cosignature line(s), after the new state is persisted.
 
 State: one file per origin in the state directory (the last cosigned checkpoint note,
@@ -178,7 +179,9 @@ class Witness:
             if old == 0 and proof:
                 return _text(422, "the proof must be empty when old is 0")
             if latest is not None and old == checkpoint.size:
-                if proof or latest.root != checkpoint.root:
+                if proof:
+                    return _text(422, "the proof between equal sizes must be empty")
+                if latest.root != checkpoint.root:  # a fork: C2SP answers 409 here
                     return Answer(409, SIZE_CONTENT_TYPE, f"{known}\n".encode())
             elif latest is not None and old > 0:
                 try:

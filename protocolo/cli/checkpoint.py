@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="daemon: sign a partition once it grew by N leaves")
     p.add_argument("--every-seconds", type=float, metavar="T",
                    help="daemon: ... or T seconds after its last checkpoint")
+    p.add_argument("--anchor-every-seconds", type=float, metavar="T",
+                   help="daemon: anchor an unchanged tree's newest checkpoint again after T seconds")
     p.add_argument("--show-key", action="store_true",
                    help="print the log's verifier key of each partition and exit")
     p.add_argument("--quiet", action="store_true", help="no line per checkpoint")
@@ -54,8 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     settings = AttestationSettings.from_env()
-    if args.every_seconds is not None and not 0.1 <= args.every_seconds <= 366 * 86400:
-        raise CommandError(f"--every-seconds {args.every_seconds}: must be from 0.1 to 31622400")
+    for option in ("every_seconds", "anchor_every_seconds"):
+        value = getattr(args, option)
+        if value is not None and not 0.1 <= value <= 366 * 86400:
+            raise CommandError(f"--{option.replace('_', '-')} {value}: must be from 0.1 to 31622400")
     if args.force and not args.once:
         raise CommandError("--force needs --once (the daemon signs on its cadence)")
     rt = Runtime.start()
@@ -85,16 +89,17 @@ def run(args: argparse.Namespace) -> int:
                     print("no partition's tree grew since its last checkpoint", file=sys.stderr)
                 return 1 if failures else 0
             cadence = Cadence(args.every_leaves or settings.every_leaves,
-                              args.every_seconds or settings.every_seconds)
+                              args.every_seconds or settings.every_seconds,
+                              args.anchor_every_seconds or settings.anchor_every_seconds)
             stop = threading.Event()
             _stop_on_signals(stop)
 
-            def after(made: list[StoredCheckpoint]) -> None:
-                report.signed(made)
-                report.anchored(anchor_checkpoints(conn, made, anchorers))
+            def anchor(checkpoints: list[StoredCheckpoint]) -> None:
+                report.anchored(anchor_checkpoints(conn, checkpoints, anchorers))
 
             total = run_checkpointer(conn, key, topic, settings.deployment, cadence, stop=stop,
-                                     partitions=args.partition, publish=publisher, after=after)
+                                     partitions=args.partition, publish=publisher,
+                                     after=report.signed, anchor=anchor if anchorers else None)
             print(f"checkpointer stopped after signing {total:,} checkpoints", file=sys.stderr)
             return 0
         except CheckpointRefused as exc:

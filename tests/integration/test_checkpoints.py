@@ -194,3 +194,87 @@ def test_the_checkpointer_needs_an_autocommit_connection(settings) -> None:
     rt = start_runtime(settings)
     with psycopg.connect(rt.database_url) as conn, pytest.raises(ValueError, match="autocommit"):
         checkpoint_partitions(conn, LogKey.generate("x"), settings.topic, DEPLOYMENT)
+
+
+def test_unpublished_checkpoints_are_published_later_oldest_first(settings) -> None:
+    """Kafka unavailable at signing time (no publisher): the next run publishes them."""
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    ckpt_topic = f"{settings.topic}-checkpoints"
+    publish_mixed(rt, 12)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        first = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        publish_mixed(rt, 12)
+        project(rt)
+        second = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        assert all(c.published_offset is None for c in first + second)
+        with KafkaCheckpointPublisher(rt.kafka_bootstrap, ckpt_topic) as publisher:
+            assert checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, publish=publisher) == []
+        stored = [c for p in range(4) for c in stored_checkpoints(conn, settings.topic, p)]
+    on_topic = drain(rt.kafka_bootstrap, ckpt_topic, partitions=1)
+    assert sorted((c.published_offset, c.note) for c in stored) == [(r.offset, r.value) for r in on_topic]
+    for c in (s for s in stored if s.consistency_from):  # the older went first
+        older = next(f for f in stored if f.partition == c.partition and f.size == c.consistency_from)
+        assert older.published_offset is not None and c.published_offset is not None
+        assert older.published_offset < c.published_offset
+
+
+def test_two_checkpointers_at_once_sign_each_tree_head_once(settings) -> None:
+    import threading
+
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 30)
+    project(rt)
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            with rt.connect(autocommit=True) as conn:
+                results.append(checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    signed = [c.partition for r in results for c in r]
+    assert sorted(signed) == sorted(set(signed)), "a tree head was signed twice"
+    with rt.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (len(signed),)
+
+
+def rfc5869_hkdf_sha256(ikm: bytes, info: bytes) -> bytes:
+    """RFC 5869 with an empty salt (HashLen zeros) and L = 32: one T(1) block."""
+    import hashlib
+    import hmac
+
+    prk = hmac.new(bytes(32), ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def test_each_partition_has_its_own_derived_key_and_one_policy_names_them_all(settings) -> None:
+    from protocolo.evidence.policy import parse_policy
+
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 20)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        made = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+    origins = [origin(rt, p) for p in range(4)]
+    seed = base64.b64decode(key.private_key_string().split("+", 4)[4])[1:]
+    for o in origins:  # the documented derivation, recomputed from RFC 5869
+        expected = Ed25519NoteSigner(o, rfc5869_hkdf_sha256(seed, b"protocolo/log-key/v1\n" + o.encode()))
+        assert key.vkey(o) == str(expected.verifier)
+    assert len({key.vkey(o).split("+")[2] for o in origins}) == 4, "public keys must differ"
+    policy = parse_policy(("".join(f"log {key.vkey(o)}\n" for o in origins) + "quorum none\n").encode())
+    for c in made:
+        assert policy.verify_checkpoint(c.note, origin=c.origin).signed.checkpoint.size == c.size
+        other = verifier_from_key(key.vkey(origins[(c.partition + 1) % 4]))
+        with pytest.raises(NoteError):
+            open_checkpoint(c.note, [other])
