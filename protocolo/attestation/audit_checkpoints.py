@@ -14,10 +14,9 @@ conveniences that must agree with it):
   roots equal to the recomputed roots of one leaf sequence is the recomputed half of the
   consistency check: prefixes of one sequence are consistent by construction.
 
-Pinned keys: a verifier key whose name is the origin verifies that origin's checkpoints;
-a key named after the deployment (``protocolo/<deployment>``, the name Protocolo's signer
-key carries) verifies the checkpoints of every origin under it, with the origin as key
-name (the log signs each partition under its origin, one seed: docs/evidence-format.md §5).
+Pinned keys: the log signs each partition's checkpoints with a key of its own, named after
+the origin (docs/checkpoints.md), so a pinned verifier key verifies the checkpoints of the
+origin it is named after, and no other.
 """
 
 from __future__ import annotations
@@ -88,11 +87,7 @@ class LogKeys:
         self.keys = tuple(keys)
 
     def for_origin(self, origin: str) -> list[NoteVerifier]:
-        found: list[NoteVerifier] = []
-        for key in self.keys:
-            if key.name == origin or origin.startswith(key.name + "/"):
-                found.append(Ed25519NoteVerifier(origin, key.public_key))
-        return found
+        return [Ed25519NoteVerifier(origin, key.public_key) for key in self.keys if key.name == origin]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from protocolo.cli import CommandError, bounded_int
 from protocolo.core.config import Settings
 from protocolo.core.database import require_schema
 from protocolo.evidence.errors import EvidenceError
-from protocolo.evidence.note import SIG_ED25519, VerifierKey
+from protocolo.evidence.note import VerifierKey
 from protocolo.runtime import Ledger, LedgerReader, LedgerUnreachable, redact_url
 
 ENV_LOG_VKEYS = "PROTOCOLO_LOG_VKEYS"
@@ -43,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "See docs/verify.md.",
     )
     p.add_argument("--vkey", action="append", default=[], metavar="VKEY",
-                   help="pinned log verifier key (C2SP vkey, <name>+<id>+<base64>); repeatable "
-                   f"(old and new keys after a rotation); default: ${ENV_LOG_VKEYS} (space or comma "
-                   "separated), else the dev log key under PROTOCOLO_HOME")
+                   help="pinned log verifier key of a partition's origin (C2SP vkey, <origin>+<id>+"
+                   "<base64>); repeatable: one per partition, old and new after a rotation; default: "
+                   f"${ENV_LOG_VKEYS} (space or comma separated), else the dev log key under PROTOCOLO_HOME")
     p.add_argument("--against-kafka", action="store_true",
                    help="also re-read the topic and compare it with the rows record by record")
     p.add_argument("--partition", type=bounded_int(0, 2**31 - 1), action="append", metavar="N",
@@ -73,17 +73,18 @@ def pinned_keys(given: list[str]) -> LogKeys:
         raise CommandError(f"{origin}: {exc}") from None
 
 
-def dev_log_key(settings: Settings) -> LogKeys:
-    """Where dev keys are allowed (the embedded stack, PROTOCOLO_DEV_KEYS=1), the public half
-    of the dev log key file, if the checkpointer made one; read only, never created."""
+def dev_log_keys(settings: Settings, origins: list[str]) -> LogKeys:
+    """Where dev keys are allowed (the embedded stack, PROTOCOLO_DEV_KEYS=1), the verifier
+    keys of ``origins`` derived from the dev log key file, if the checkpointer made one
+    (read only, never created)."""
     path = settings.home / DEV_KEY_FILE
     if not settings.may_invent_keys or not path.exists():
         return LogKeys([])
     try:
         key = LogKey.parse(path.read_text(), str(path))
-    except SigningKeyError as exc:
-        raise CommandError(str(exc)) from None
-    return LogKeys([VerifierKey.of(key.name, SIG_ED25519, key.public_key)])
+        return LogKeys([VerifierKey.parse(key.vkey(origin)) for origin in origins])
+    except (SigningKeyError, EvidenceError) as exc:
+        raise CommandError(f"{path}: {exc}") from None
 
 
 def _progress(partition: int, leaves: int, seconds: float) -> None:
@@ -99,8 +100,6 @@ def _ledger(reader: LedgerReader) -> Ledger:
 def run(args: argparse.Namespace) -> int:
     keys = pinned_keys(args.vkey)
     reader = LedgerReader.open(need_keys=False)
-    if not keys.keys:
-        keys = dev_log_key(reader.settings)
     topic = reader.settings.topic
     ledger = _ledger(reader)
     findings = FindingLog(limit=args.limit)
@@ -109,11 +108,15 @@ def run(args: argparse.Namespace) -> int:
         with psycopg.connect(ledger.url, connect_timeout=10) as conn:
             for table in ("merkle_nodes", "checkpoints"):
                 require_schema(conn, table, f"the ledger at {redact_url(ledger.url)}")
-            stored = conn.execute("SELECT count(*) FROM checkpoints WHERE topic = %s", (topic,)).fetchone()
+            origins = [o for (o,) in conn.execute(
+                "SELECT DISTINCT origin FROM checkpoints WHERE topic = %s ORDER BY 1", (topic,))]
             conn.rollback()
-            if stored and stored[0] and not keys.keys:
-                raise CommandError(f"{stored[0]} checkpoints are stored but no log verifier key is pinned: "
-                                   f"give --vkey (or set {ENV_LOG_VKEYS}) with the log's public key")
+            if origins and not keys.keys:
+                keys = dev_log_keys(reader.settings, origins)
+            if origins and not keys.keys:
+                raise CommandError(f"checkpoints of {len(origins)} origin(s) are stored but no log verifier key "
+                                   f"is pinned: give --vkey (or set {ENV_LOG_VKEYS}) with each partition's "
+                                   "log verifier key (`protocolo keys show` prints them)")
             partitions = args.partition
             if partitions is None:
                 partitions = ledger_partitions(conn, topic)

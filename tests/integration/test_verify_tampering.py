@@ -56,9 +56,9 @@ class Ledger:
     records: dict[int, list[Any]]  # partition -> records as a raw consumer reads them
 
     @property
-    def vkey(self) -> str:
-        """The deployment's log verifier key: verifies every partition's origin under it."""
-        return str(VerifierKey.of(self.key.name, 0x01, self.key.public_key))
+    def vkeys(self) -> list[str]:
+        """Every partition's log verifier key (one key per origin)."""
+        return [self.key.vkey(self.origin(p)) for p in range(PARTITIONS)]
 
     def origin(self, partition: int) -> str:
         return f"protocolo/{DEPLOYMENT}/{self.topic}/{partition}"
@@ -136,7 +136,7 @@ def verify(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         for var, value in (env or {}).items():
             monkeypatch.setenv(var, value)
         capsys.readouterr()
-        args = ["verify", *argv] + (["--vkey", ledger.vkey] if vkey else [])
+        args = ["verify", *argv] + ([a for v in ledger.vkeys for a in ("--vkey", v)] if vkey else [])
         code = cli_main(args)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
@@ -445,7 +445,7 @@ def test_the_dev_log_key_file_is_read_where_dev_keys_are_allowed(ledger, copy_ur
     run = verify(copy_url, "--json", vkey=False, env=env | {"PROTOCOLO_DEV_KEYS": "1"})
     assert run.code == 0, run.out + run.err
     assert sum(p["checkpoints_verified"] for p in run.report["partitions"]) >= PARTITIONS
-    env_keys = verify(copy_url, "--json", vkey=False, env={"PROTOCOLO_LOG_VKEYS": ledger.vkey})
+    env_keys = verify(copy_url, "--json", vkey=False, env={"PROTOCOLO_LOG_VKEYS": ",".join(ledger.vkeys)})
     assert env_keys.code == 0, env_keys.out + env_keys.err
 
 
@@ -469,7 +469,7 @@ def audit_at_chunk_level(ledger: Ledger, url: str, chunk_level: int) -> set[tupl
 
     findings = FindingLog()
     with psycopg.connect(url) as conn:
-        audit_ledger(conn, ledger.topic, LogKeys([VerifierKey.parse(ledger.vkey)]), findings,
+        audit_ledger(conn, ledger.topic, LogKeys([VerifierKey.parse(v) for v in ledger.vkeys]), findings,
                      chunk_level=chunk_level)
     assert sum(s.leaves for s in findings.partitions.values()) == sum(len(r) for r in ledger.records.values())
     return {(f.kind, f.partition, f.leaf_index, f.kafka_offset, f.tree_size, f.level, f.node_index)
