@@ -134,7 +134,7 @@ def _leaf_index(row: RawRow) -> int:
 class _Batches:
     """A server-side cursor read ``FETCH_ROWS`` at a time, handed out up to a leaf index."""
 
-    def __init__(self, cur: psycopg.ServerCursor[Any, Any]) -> None:
+    def __init__(self, cur: psycopg.ServerCursor[Any]) -> None:
         self._cur = cur
         self._buffer: list[RawRow] = []
         self._done = False
