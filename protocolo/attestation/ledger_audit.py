@@ -654,6 +654,10 @@ class PartitionWalk:
         recomputed = self._recomputed_at_stored_size
         if recomputed is not None:
             self.summary.root = recomputed.root().hex()
+        if self._stored_range is not None and self._last_sound is not None \
+                and self._last_sound[1] >= next_offset:
+            self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets.next_offset {next_offset} "
+                          f"is not above the last leaf's offset {self._last_sound[1]}")
         stored = self._stored_range
         if stored is None or recomputed is None or stored == recomputed:
             return
@@ -661,9 +665,6 @@ class PartitionWalk:
             return  # explained by the leaf findings
         self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets.compact_range (size {tree_size}) "
                       "is not the compact range recomputed from the rows")
-        if self._last_sound is not None and self._last_sound[1] >= next_offset:
-            self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets.next_offset {next_offset} "
-                          f"is not above the last row's offset {self._last_sound[1]}")
 
 
 _EMPTY_DIGEST = hashlib.sha256(b"").digest()
