@@ -38,6 +38,7 @@ import gc
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +219,7 @@ class PartitionWalk:
         self.conn = conn
         self.chunk_level = chunk_level  # smaller in tests, to exercise the tree above the chunks
         self.chunk = 1 << chunk_level
+        self.prefetch = True
         self.topic = topic
         self.partition = partition
         self.findings = findings
@@ -368,23 +370,41 @@ class PartitionWalk:
             self._recomputed_at_stored_size = CompactRange()
 
         last_report = started
-        for chunk_start in range(0, end, self.chunk):
+        def read_chunk(chunk_start: int) -> tuple[list[RawRow], dict[int, tuple[int, bytes]]]:
             chunk_end = min(chunk_start + self.chunk, end)
-            levels = self._walk_chunk(chunk_start, chunk_end, rows.below(chunk_end))
-            upper_before = self._upper.copy()
-            if chunk_end - chunk_start == self.chunk:
-                self._append_upper(chunk_start >> self.chunk_level, levels[self.chunk_level][0])
-            while next_cp is not None and next_cp.tree_size <= chunk_end:
-                at = self._range_at(next_cp.tree_size, chunk_start, levels, upper_before)
-                self.checkpoints.check(next_cp, at, self._reproduced_below(next_cp.tree_size))
-                next_cp = next(cps, None)
-            if chunk_start < tree_size <= chunk_end:
-                self._recomputed_at_stored_size = self._range_at(tree_size, chunk_start, levels, upper_before)
-            self.summary.leaves = chunk_end
-            now = time.monotonic()
-            if self.progress is not None and now - last_report >= 2.0:
-                self.progress(self.partition, chunk_end, now - started)
-                last_report = now
+            return rows.below(chunk_end), self._stored_digests(chunk_start, chunk_end)
+
+        # The next chunk is read while this one is hashed: PostgreSQL's share of the work
+        # (index scans, digests) runs meanwhile in its own process. One reader thread, in
+        # chunk order; the connection serialises its use (psycopg connections are thread-safe).
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-read") if self.prefetch else None
+        upcoming = reader.submit(read_chunk, 0) if reader is not None and end > 0 else None
+        try:
+            for chunk_start in range(0, end, self.chunk):
+                chunk_end = min(chunk_start + self.chunk, end)
+                if reader is not None and upcoming is not None:
+                    chunk_rows, digests = upcoming.result()
+                    upcoming = reader.submit(read_chunk, chunk_end) if chunk_end < end else None
+                else:
+                    chunk_rows, digests = read_chunk(chunk_start)
+                levels = self._walk_chunk(chunk_start, chunk_end, chunk_rows, digests)
+                upper_before = self._upper.copy()
+                if chunk_end - chunk_start == self.chunk:
+                    self._append_upper(chunk_start >> self.chunk_level, levels[self.chunk_level][0])
+                while next_cp is not None and next_cp.tree_size <= chunk_end:
+                    at = self._range_at(next_cp.tree_size, chunk_start, levels, upper_before)
+                    self.checkpoints.check(next_cp, at, self._reproduced_below(next_cp.tree_size))
+                    next_cp = next(cps, None)
+                if chunk_start < tree_size <= chunk_end:
+                    self._recomputed_at_stored_size = self._range_at(tree_size, chunk_start, levels, upper_before)
+                self.summary.leaves = chunk_end
+                now = time.monotonic()
+                if self.progress is not None and now - last_report >= 2.0:
+                    self.progress(self.partition, chunk_end, now - started)
+                    last_report = now
+        finally:
+            if reader is not None:
+                reader.shutdown(wait=True)
         while next_cp is not None:  # only if `end` missed it; kept for safety
             self.checkpoints.check(next_cp, None, False)
             next_cp = next(cps, None)
@@ -413,11 +433,11 @@ class PartitionWalk:
         except EvidenceError:
             return None
 
-    def _walk_chunk(self, start: int, end: int, rows: list[RawRow]) -> list[list[bytes]]:
+    def _walk_chunk(self, start: int, end: int, rows: list[RawRow],
+                    digests: dict[int, tuple[int, bytes]]) -> list[list[bytes]]:
         """Check the leaves ``[start, end)`` against ``rows`` (those with a leaf index in it,
         in order) and return the chunk's recomputed perfect nodes per level (level 0 = the
         leaves), each compared with the stored one."""
-        digests = self._stored_digests(start, end)
         self.summary.rows += len(rows)
         self.summary.quarantined += sum(1 for row in rows if not row[5])
         levels = self._sound_chunk(start, end, rows, digests)
