@@ -36,6 +36,7 @@ from protocolo.evidence.timestamp import (
 __all__ = [
     "AnchorOutcome",
     "Anchorer",
+    "StoredAnchor",
     "TsaAnchorer",
     "WitnessAnchorer",
     "anchor_checkpoints",

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from kafka.errors import KafkaError
 
 from protocolo.attestation.checkpointer import (
     CheckpointPublisher,
     StoredCheckpoint,
     checkpoint_partitions,
     latest_checkpoint,
+    publish_pending,
 )
 from protocolo.attestation.log_key import LogKey
 
@@ -90,21 +92,34 @@ def run_checkpointer(
     publish: CheckpointPublisher | None = None,
     after: Callable[[list[StoredCheckpoint]], None] = lambda made: None,
     anchor: Callable[[list[StoredCheckpoint]], None] | None = None,
+    on_publish_error: Callable[[Exception], None] | None = None,
     poll_seconds: float = 1.0,
 ) -> int:
     """Sign due partitions until ``stop`` is set; return how many checkpoints were signed.
 
     ``after`` gets each round's new checkpoints (progress). ``anchor`` (if given) gets them
-    too, and also each round the checkpoints due for a periodic anchor. A refusal
+    too, and also each round the checkpoints due for a periodic anchor. A Kafka error while
+    publishing goes to ``on_publish_error`` (if given; else it is raised) and the loop goes
+    on: unpublished checkpoints are sent next round. A refusal
     (:class:`~protocolo.attestation.checkpointer.CheckpointRefused`) ends the loop by
     propagating: a checkpointer that cannot vouch for the tree must stop, loudly.
     """
     signed = 0
     while not stop.is_set():
         due = due_partitions(conn, topic, cadence, partitions)
-        # with nothing due this still publishes what an earlier round could not
-        made = checkpoint_partitions(conn, key, topic, deployment, partitions=due,
-                                     publish=publish)
+        made = checkpoint_partitions(conn, key, topic, deployment, partitions=due)
+        if publish is not None:
+            # also what an earlier round could not publish; a broker outage is reported and
+            # retried next round: the checkpoints are already committed in PostgreSQL
+            try:
+                published = {(c.partition, c.size): c
+                             for c in publish_pending(conn, topic, publish)}
+            except KafkaError as exc:
+                if on_publish_error is None:
+                    raise
+                on_publish_error(exc)
+            else:
+                made = [published.get((c.partition, c.size), c) for c in made]
         signed += len(made)
         if made:
             after(made)

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
             total = run_checkpointer(conn, key, topic, settings.deployment, cadence, stop=stop,
                                      partitions=args.partition, publish=publisher,
-                                     after=report.signed, anchor=anchor if anchorers else None)
+                                     after=report.signed, anchor=anchor if anchorers else None,
+                                     on_publish_error=report.publish_failed)
             print(f"checkpointer stopped after signing {total:,} checkpoints", file=sys.stderr)
             return 0
         except CheckpointRefused as exc:
@@ -123,8 +124,14 @@ class _Reporter:
             return
         for c in made:
             since = "" if c.consistency_from is None else f", consistent with size {c.consistency_from:,}"
-            print(f"{c.origin}: size {c.size:,} root {encode_base64(c.root)}{since}; "
-                  f"published at offset {c.published_offset}", file=sys.stderr)
+            where = ("not yet published" if c.published_offset is None
+                     else f"published at offset {c.published_offset}")
+            print(f"{c.origin}: size {c.size:,} root {encode_base64(c.root)}{since}; {where}",
+                  file=sys.stderr)
+
+    def publish_failed(self, error: Exception) -> None:
+        print(f"protocolo: publishing checkpoints failed, will retry: {type(error).__name__}: "
+              f"{error}", file=sys.stderr)
 
     def anchored(self, outcomes: Sequence[AnchorOutcome]) -> int:
         failures = 0
