@@ -150,13 +150,15 @@ def execute(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[An
         return cur.fetchall() if cur.description else []
 
 
-def row_at(url: str, table: str, topic: str, partition: int, leaf: int | None = None,
-           offset: int | None = None) -> tuple[int, int]:
-    """(leaf index, offset) of a row of ``table`` in ``partition``, chosen in the middle."""
+def row_at(url: str, table: str, ledger: Ledger, partition: int) -> tuple[int, int]:
+    """(leaf index, offset) of a row of ``table`` in ``partition``, chosen in the middle; the
+    oracle: leaf index i is the i-th record of the partition on the topic."""
     rows = execute(url, f"SELECT leaf_index, kafka_offset FROM {table} WHERE topic = %s AND kafka_partition = %s"
-                   " ORDER BY leaf_index", (topic, partition))
+                   " ORDER BY leaf_index", (ledger.topic, partition))
     assert rows, f"no {table} row in partition {partition}"
-    return rows[len(rows) // 2]
+    leaf, offset = rows[len(rows) // 2]
+    assert ledger.records[partition][leaf].offset == offset
+    return leaf, offset
 
 
 def busiest(ledger: Ledger) -> int:
@@ -210,7 +212,7 @@ def test_the_untampered_ledger_verifies_clean_and_matches_the_topic(ledger, copy
 
 def test_an_updated_value_is_modified_at_its_leaf(ledger, copy_url, verify) -> None:
     p = busiest(ledger)
-    leaf, offset = row_at(copy_url, "journal", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "journal", ledger, p)
     execute(copy_url, "UPDATE journal SET record_value = record_value || '\\x00'::bytea WHERE topic = %s"
             " AND kafka_partition = %s AND leaf_index = %s", (ledger.topic, p, leaf))
     run = verify(copy_url, "--json")
@@ -222,7 +224,7 @@ def test_an_updated_value_is_modified_at_its_leaf(ledger, copy_url, verify) -> N
 
 def test_an_updated_key_is_modified_at_its_leaf(ledger, copy_url, verify) -> None:
     p = busiest(ledger)
-    leaf, offset = row_at(copy_url, "journal", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "journal", ledger, p)
     execute(copy_url, "UPDATE journal SET record_key = 'someone-else'::bytea WHERE topic = %s"
             " AND kafka_partition = %s AND leaf_index = %s", (ledger.topic, p, leaf))
     run = verify(copy_url, "--json")
@@ -232,7 +234,7 @@ def test_an_updated_key_is_modified_at_its_leaf(ledger, copy_url, verify) -> Non
 
 def test_an_updated_offset_is_modified_and_the_original_offset_named(ledger, copy_url, verify) -> None:
     p = busiest(ledger)
-    leaf, offset = row_at(copy_url, "journal", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "journal", ledger, p)
     execute(copy_url, "UPDATE journal SET kafka_offset = kafka_offset + 100000 WHERE topic = %s"
             " AND kafka_partition = %s AND leaf_index = %s", (ledger.topic, p, leaf))
     run = verify(copy_url, "--json")
@@ -242,7 +244,7 @@ def test_an_updated_offset_is_modified_and_the_original_offset_named(ledger, cop
 
 def test_an_updated_partition_is_missing_here_and_inserted_there(ledger, copy_url, verify) -> None:
     p = busiest(ledger)
-    leaf, offset = row_at(copy_url, "journal", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "journal", ledger, p)
     elsewhere = PARTITIONS + 3  # a partition the topic does not have: no index or offset clash
     execute(copy_url, "UPDATE journal SET kafka_partition = %s WHERE topic = %s AND kafka_partition = %s"
             " AND leaf_index = %s", (elsewhere, ledger.topic, p, leaf))
@@ -254,7 +256,7 @@ def test_an_updated_partition_is_missing_here_and_inserted_there(ledger, copy_ur
 
 def test_a_deleted_row_is_missing(ledger, copy_url, verify) -> None:
     p = busiest(ledger)
-    leaf, offset = row_at(copy_url, "journal", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "journal", ledger, p)
     execute(copy_url, "DELETE FROM journal WHERE topic = %s AND kafka_partition = %s AND leaf_index = %s",
             (ledger.topic, p, leaf))
     run = verify(copy_url, "--json")
@@ -302,7 +304,7 @@ def test_two_swapped_leaf_indexes_are_reordered(ledger, copy_url, verify) -> Non
 
 def test_a_removed_quarantine_row_is_missing(ledger, copy_url, verify) -> None:
     p = quarantined_partition(copy_url, ledger.topic)
-    leaf, offset = row_at(copy_url, "quarantine", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "quarantine", ledger, p)
     execute(copy_url, "DELETE FROM quarantine WHERE topic = %s AND kafka_partition = %s AND leaf_index = %s",
             (ledger.topic, p, leaf))
     run = verify(copy_url, "--json")
@@ -395,7 +397,7 @@ def test_against_kafka_finds_a_value_that_the_ledger_alone_cannot(ledger, copy_u
     """A thorough forger changes a value and rewrites its leaf, the tree and the compact range,
     and removes the checkpoints: the ledger is self-consistent; the topic is not like it."""
     p = busiest(ledger)
-    leaf, offset = row_at(copy_url, "journal", ledger.topic, p)
+    leaf, offset = row_at(copy_url, "journal", ledger, p)
     key = next(r.key for r in ledger.records[p] if r.offset == offset)
     forged = b"forged value"
     with psycopg.connect(copy_url) as conn:
