@@ -206,11 +206,13 @@ class LedgerReader:
     ledgers: list[Ledger]
     registry_url: str | None
     kafka_bootstrap: str | None
-    keys: DeploymentKeys
+    keys: DeploymentKeys | None
     _sealer: PersonalDataSealer | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, settings: Settings | None = None) -> LedgerReader:
+    def open(cls, settings: Settings | None = None, *, need_keys: bool = True) -> LedgerReader:
+        """``need_keys=False``: a reader of evidence only (``verify``), which never opens
+        personal data, so the deployment's personal-data keys are not required."""
         settings = settings or Settings.from_env()
         if settings.database_url:
             ledgers = [Ledger("configured ledger", settings.database_url, current=True)]
@@ -223,12 +225,14 @@ class LedgerReader:
         registry_url = settings.registry_url or settings.database_url
         if registry_url is None and ledgers:
             registry_url = with_database(ledgers[0].url, EMBEDDED_REGISTRY_DATABASE)
+        keys: DeploymentKeys | None = None
         try:
             keys = load_keys(settings.home, may_invent=False)
             if registry_url is not None:
                 _verify_registry_keys(registry_url, keys, configured=settings.registry_url is not None)
         except KeyConfigError as exc:
-            raise RuntimeUnavailable(str(exc)) from exc
+            if need_keys:
+                raise RuntimeUnavailable(str(exc)) from exc
         return cls(settings, ledgers, registry_url, kafka, keys)
 
     @contextlib.contextmanager
@@ -237,6 +241,8 @@ class LedgerReader:
             yield conn
 
     def sealer(self) -> PersonalDataSealer:
+        if self.keys is None:
+            raise RuntimeUnavailable("this reader was opened without the personal-data keys")
         if self._sealer is None:
             self._sealer = PersonalDataSealer(
                 BlindIndex(self.keys.index_key),

@@ -20,6 +20,8 @@ Modules, one job each:
 ``bundle_pack``   the pure assembly of a bundle's files (deterministic bytes).
 ``bundle_summary``  the bundle's ``summary.html`` (pt-BR, English under each heading).
 ``standalone_verifier``  the bundle's ``verify.py``: the offline verifier's modules inlined.
+``ledger_audit``  ``protocolo verify``: every leaf and tree recomputed from the rows
+                  (with ``audit_checkpoints``, ``audit_kafka``, ``audit_findings``).
 
 Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §9.
 """

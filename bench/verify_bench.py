@@ -1,0 +1,229 @@
+"""Benchmark of ``protocolo verify`` and of inclusion-proof generation.
+
+    python bench/verify_bench.py [--leaves N] [--big M] [--proofs K] [--repeat R] [--json FILE]
+
+1. verify rate as a RATIO against hashing the same leaf inputs with ``hashlib`` in the same
+   run: the audit (``protocolo.attestation.ledger_audit.audit_ledger``: PostgreSQL reads
+   through a server-side cursor, leaf recomputation with ``protocolo.evidence.leaf``, the
+   tree rebuilt and every stored node compared) over one partition of ``N`` leaves (default
+   200,000; 90% journal rows, 10% quarantine rows, values of 150..600 random bytes, about
+   the size of the demo's Avro events), against ``sha256(0x00 || leaf input)`` over the
+   same prebuilt leaf inputs. Interleaved (hash, verify, verify, hash, ...), best of
+   ``--repeat``: the machine is shared. Target ratio >= 0.3.
+2. inclusion-proof latency, p50/p99 over ``K`` random leaves, of
+   ``evidence.merkle.inclusion_proof(i, size, projections.merkle_store.node_reader(...))``
+   (one SQL query per proof) at the demo's size (one partition of ``protocolo demo``'s
+   default day: 11,154 events over 6 partitions = 1,859 leaves) and at ``M`` leaves
+   (default 1,000,000), each tree built directly into ``merkle_nodes`` for a synthetic
+   partition (not through Kafka). Every proof is also verified against the root (untimed).
+
+On the embedded PostgreSQL under a temporary PROTOCOLO_HOME (stopped at the end) unless
+PROTOCOLO_DATABASE_URL is set; it creates its own database (``bench_verify_<run>``) and
+drops it at the end. No Kafka. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from protocolo import devstack
+from protocolo.attestation.audit_checkpoints import LogKeys
+from protocolo.attestation.audit_findings import FindingLog
+from protocolo.attestation.ledger_audit import audit_ledger
+from protocolo.core.config import Settings
+from protocolo.evidence.leaf import record_leaf_input
+from protocolo.evidence.merkle import CompactRange, inclusion_proof, leaf_hash
+from protocolo.evidence.proof import verify_inclusion
+from protocolo.projections.merkle_store import node_reader
+from protocolo.projections.schema import connect
+
+TOPIC = "bench.verify"
+DEMO_LEAVES = 11_154 // 6
+VERIFY_PARTITION, DEMO_PARTITION, BIG_PARTITION = 0, 1, 2
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    """A fresh ledger database (migrated), on the configured or the embedded server."""
+    configured = Settings.from_env()
+    home = Path(tempfile.mkdtemp(prefix="protocolo-vbench-"))
+    settings = dataclasses.replace(configured, home=home)
+    embedded = not configured.database_url
+    admin = configured.database_url or devstack.start_postgres(settings, log=lambda m: say(f"  {m}"))
+    name = f"bench_verify_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = with_database(admin, name)
+        connect(url).close()  # migrations
+        yield url
+    finally:
+        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if embedded:
+            with contextlib.suppress(Exception):
+                devstack.down(settings, log=lambda m: say(f"  {m}"))
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def write_tree(cur: psycopg.Cursor[Any], partition: int, leaves: Iterator[bytes]) -> CompactRange:
+    """Append ``leaves`` (hashes) to a fresh tree, streaming every perfect node into merkle_nodes."""
+    tree = CompactRange()
+    with cur.copy("COPY merkle_nodes (topic, kafka_partition, level, node_index, hash) FROM STDIN") as copy:
+        for value in leaves:
+            for n in tree.append(value):
+                copy.write_row((TOPIC, partition, n.node.level, n.node.index, n.hash))
+    cur.execute(
+        "INSERT INTO projector_offsets (topic, kafka_partition, next_offset, next_leaf_index, tree_size,"
+        " compact_range) VALUES (%s, %s, %s, %s, %s, %s)",
+        (TOPIC, partition, tree.size, tree.size, tree.size, list(tree.hashes)))
+    return tree
+
+
+def build_ledger(url: str, leaves: int, seed: int) -> list[bytes]:
+    """Journal and quarantine rows of one partition, their tree; returns the leaf inputs."""
+    rng = random.Random(seed)
+    inputs: list[bytes] = []
+    journal: list[tuple[Any, ...]] = []
+    quarantine: list[tuple[Any, ...]] = []
+    for offset in range(leaves):
+        key = f"{rng.randrange(10**19):020d}".encode()
+        value = rng.randbytes(rng.randrange(150, 601))
+        inputs.append(record_leaf_input(TOPIC, VERIFY_PARTITION, offset, key, value))
+        row = (TOPIC, VERIFY_PARTITION, offset, key, value, offset, leaf_hash(inputs[-1]))
+        (quarantine if rng.random() < 0.1 else journal).append(row)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY journal (topic, kafka_partition, kafka_offset, record_key, record_value, leaf_index,"
+                      " leaf_hash, fingerprint, event_type, schema_version, event_id, entity_key, occurred_at,"
+                      " payload, is_duplicate) FROM STDIN") as copy:
+            for row in journal:
+                copy.write_row((*row, b"\0" * 8, "NoteAdded", 1, uuid.uuid4(), row[3].decode(),
+                                "2026-01-01T00:00:00Z", "{}", False))
+        with cur.copy("COPY quarantine (topic, kafka_partition, kafka_offset, record_key, record_value,"
+                      " leaf_index, leaf_hash, error) FROM STDIN") as copy:
+            for row in quarantine:
+                copy.write_row((*row, "bench"))
+        write_tree(cur, VERIFY_PARTITION, (leaf_hash(x) for x in inputs))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return inputs
+
+
+def time_hashing(inputs: list[bytes]) -> float:
+    sha256 = hashlib.sha256
+    started = time.perf_counter()
+    for x in inputs:
+        sha256(b"\x00" + x).digest()
+    return time.perf_counter() - started
+
+
+def time_verify(url: str) -> float:
+    findings = FindingLog()
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        audit_ledger(conn, TOPIC, LogKeys([]), findings, [VERIFY_PARTITION])
+        elapsed = time.perf_counter() - started
+    if findings.total:
+        raise SystemExit(f"the bench ledger did not verify clean: {findings.sorted()[:3]}")
+    return elapsed
+
+
+def proof_latency(url: str, partition: int, size: int, proofs: int, seed: int) -> dict[str, float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM projector_offsets WHERE topic = %s AND kafka_partition = %s",
+                        (TOPIC, partition)).fetchone() is None:
+            say(f"  building a {size:,}-leaf tree in merkle_nodes (partition {partition}) ...")
+            with conn.transaction(), conn.cursor() as cur:
+                tree = write_tree(cur, partition, (hashlib.sha256(i.to_bytes(8, "big")).digest()
+                                                   for i in range(size)))
+            conn.execute("VACUUM ANALYZE merkle_nodes")
+        else:
+            raise SystemExit(f"partition {partition} already has a tree")
+        root = tree.root()
+        read = node_reader(conn, TOPIC, partition)
+        rng = random.Random(seed)
+        timings: list[float] = []
+        for _ in range(proofs):
+            index = rng.randrange(size)
+            started = time.perf_counter()
+            proof = inclusion_proof(index, size, read)
+            timings.append(time.perf_counter() - started)
+            verify_inclusion(hashlib.sha256(index.to_bytes(8, "big")).digest(), index, size, proof, root)
+    timings.sort()
+    return {"leaves": size, "proofs": proofs,
+            "p50_ms": round(1000 * statistics.median(timings), 3),
+            "p99_ms": round(1000 * timings[min(len(timings) - 1, int(0.99 * len(timings)))], 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leaves", type=int, default=200_000, help="leaves of the verified partition")
+    parser.add_argument("--big", type=int, default=1_000_000, help="leaves of the large proof tree")
+    parser.add_argument("--proofs", type=int, default=2000, help="inclusion proofs timed per tree")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=6523)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args()
+    with database() as url:
+        say(f"building a ledger of {args.leaves:,} leaves ...")
+        inputs = build_ledger(url, args.leaves, args.seed)
+        hashing: list[float] = []
+        verifying: list[float] = []
+        for round_ in range(args.repeat):
+            order = (time_hashing, time_verify) if round_ % 2 == 0 else (time_verify, time_hashing)
+            for step in order:
+                if step is time_hashing:
+                    hashing.append(time_hashing(inputs))
+                else:
+                    verifying.append(time_verify(url))
+            say(f"  round {round_ + 1}: hashlib {hashing[-1]:.3f}s, verify {verifying[-1]:.3f}s")
+        hash_rate, verify_rate = args.leaves / min(hashing), args.leaves / min(verifying)
+        demo = proof_latency(url, DEMO_PARTITION, DEMO_LEAVES, args.proofs, args.seed)
+        big = proof_latency(url, BIG_PARTITION, args.big, args.proofs, args.seed)
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "verify": {"leaves": args.leaves, "leaves_per_s": round(verify_rate), "hashlib_leaves_per_s": round(hash_rate),
+                   "ratio": round(verify_rate / hash_rate, 3), "target": 0.3},
+        "inclusion_proof": {"demo": demo, "big": big},
+    }
+    print(f"verify    {verify_rate:>12,.0f} leaves/s   hashlib {hash_rate:,.0f} leaves/s   "
+          f"ratio {verify_rate / hash_rate:.3f} (target >= 0.3)")
+    for label, figures in (("demo", demo), ("big", big)):
+        print(f"proof     {label:<5} {figures['leaves']:>10,} leaves   p50 {figures['p50_ms']:.3f} ms"
+              f"   p99 {figures['p99_ms']:.3f} ms   ({figures['proofs']:,} proofs)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
