@@ -305,6 +305,7 @@ def _subcommands() -> list[list[str]]:
         ["topic", "create"],
         ["checkpoint", "--once"],
         ["keys", "show"],
+        ["verify"],
         ["evidence", "--protocol", make_protocol_number(2026, 7), "--out", "/tmp/protocolo-never-written.zip"],
         # tools that read no deployment setting (an independent witness, the offline
         # verifier): run too, and must fail cleanly on their own arguments
