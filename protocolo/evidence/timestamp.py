@@ -405,7 +405,28 @@ def verify_timestamp(
     ``token_der`` is a DER ``TimeStampResp`` (``.tsr``) or a bare ``TimeStampToken``; when
     ``request_der`` (the ``TimeStampReq`` that was sent) is given, its nonce and policy must
     match the token's and its imprint must be the hash of ``data``.
+
+    A malformed token is always a :class:`TimestampVerificationError`, never a crash:
+    rfc3161-client's Rust core panics on some malformed certificates, and pyo3 raises
+    that as ``PanicException``, a ``BaseException``.
     """
+    try:
+        return _verify_timestamp(token_der, data, trust, request_der=request_der)
+    except (TimestampError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as error:  # noqa: BLE001 - see the docstring (pyo3 PanicException)
+        raise TimestampVerificationError(
+            Reason.MALFORMED, f"unreadable token: the parser failed ({type(error).__name__})"
+        ) from None
+
+
+def _verify_timestamp(
+    token_der: bytes,
+    data: bytes,
+    trust: TsaTrust,
+    *,
+    request_der: bytes | None = None,
+) -> VerifiedTimestamp:
     try:
         response_der = _as_response(token_der)
         status = _read_status(response_der)
