@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 #: Modules of this package that register a sub-command, in the order ``--help`` lists them.
-COMMAND_MODULES = ("demo", "dev", "project", "history", "erase", "protocol", "topic")
+COMMAND_MODULES = ("demo", "dev", "project", "history", "erase", "protocol", "topic", "serve", "user")
 
 
 class CommandError(Exception):
