@@ -252,16 +252,18 @@ def request_queue(conn: psycopg.Connection[Any], *, open_only: bool, cpf_index: 
 def access_log(conn: psycopg.Connection[Any], *, subject_ref: str | None = None,
                protocol_number: str | None = None, actor: str | None = None,
                limit: int = 500) -> list[dict[str, Any]]:
-    """Who accessed what: by customer (blind index), by contact, or by the person who did."""
+    """Who accessed what: by customer (their CPF's blind index: accesses naming it, their
+    contacts, or their customer code), by contact, or by the person who did."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT * FROM access_log"
             " WHERE (%s::text IS NULL OR subject_ref = %s OR protocol_number IN"
-            "        (SELECT protocol_number FROM interactions WHERE cpf_index = %s))"
+            "        (SELECT protocol_number FROM interactions WHERE cpf_index = %s)"
+            "        OR subject_ref IN (SELECT customer_code_index FROM interactions WHERE cpf_index = %s))"
             "   AND (%s::text IS NULL OR protocol_number = %s)"
             "   AND (%s::text IS NULL OR actor = %s)"
             " ORDER BY accessed_at DESC, access_id LIMIT %s",
-            (subject_ref, subject_ref, subject_ref, protocol_number, protocol_number, actor, actor, limit),
+            (subject_ref, subject_ref, subject_ref, subject_ref, protocol_number, protocol_number, actor, actor, limit),
         ).fetchall()
 
 

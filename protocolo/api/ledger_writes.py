@@ -35,8 +35,12 @@ def _out(r: Receipt) -> ReceiptOut:
 
 
 def publish_and_wait(svc: ApiServices, events: list[Event]) -> WriteResult:
-    """Validate all, publish all (nothing is sent if one is rejected), then wait."""
-    receipts = svc.publisher.publish_many(events)
+    """Validate all, publish all (nothing is sent if one is rejected), then wait. A single
+    event's rejection names its field as the caller sent it (no ``events[0].`` prefix)."""
+    if len(events) == 1:
+        receipts = svc.publisher.send_prepared([svc.publisher.prepare(events[0])])
+    else:
+        receipts = svc.publisher.publish_many(events)
     return WriteResult(receipts=[_out(r) for r in receipts], projected=await_projection(svc, receipts))
 
 
