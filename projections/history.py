@@ -193,7 +193,7 @@ def search_contacts(conn: psycopg.Connection[Any], f: ContactFilters, *, offset:
         where.append(sql.SQL("i.opened_at < %s"))
         args.append(f.opened_to)
     if f.rule_broken is not None:
-        where.append(sql.SQL(RULES[f.rule_broken]))  # type: ignore[arg-type]  # keys of a constant
+        where.append(sql.SQL(RULES[f.rule_broken]))  # type: ignore[arg-type,unused-ignore]  # a constant's value
     condition = sql.SQL(" AND ").join(where) if where else sql.SQL("true")
     columns = sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(c)) for c in INTERACTION_COLUMNS)
     query = sql.SQL(
@@ -201,7 +201,7 @@ def search_contacts(conn: psycopg.Connection[Any], f: ContactFilters, *, offset:
         " c.protocol_confirmed_in_time, count(*) OVER () AS total"
         " FROM interactions i JOIN interaction_compliance c USING (protocol_number)"
         " WHERE i.opened_at IS NOT NULL AND {condition} ORDER BY {order} OFFSET %s LIMIT %s"
-    ).format(columns=columns, condition=condition, order=sql.SQL(SORTS[sort]))  # type: ignore[arg-type]
+    ).format(columns=columns, condition=condition, order=sql.SQL(SORTS[sort]))  # type: ignore[arg-type,unused-ignore]
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(query, (*args, offset, limit)).fetchall()
         if rows:

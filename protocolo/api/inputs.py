@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
+from fastapi.encoders import jsonable_encoder
 
 from protocolo.core.cpf import normalise_cpf
 from protocolo.core.errors import EventRejected
@@ -36,3 +37,9 @@ def need_purpose(purpose: str | None, field: str = "purpose") -> str:
     if purpose is None or not purpose.strip():
         raise EventRejected(field, "required", "say why: this access is recorded on the ledger")
     return purpose.strip()
+
+
+def encoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as JSON-ready values (times ISO 8601, UUIDs as text)."""
+    out: dict[str, Any] = jsonable_encoder(row)
+    return out

@@ -8,6 +8,7 @@ one, where ``type`` is the rule. A rejection by the contract (the publisher's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -39,7 +40,7 @@ def rejection_body(field: str, rule: str, message: str, where: str = "") -> dict
     return {"detail": [{"loc": loc, "msg": message, "type": rule}], "field": field, "rule": rule}
 
 
-def _field_of(loc: tuple[Any, ...] | list[Any]) -> str:
+def _field_of(loc: Sequence[Any]) -> str:
     parts = [str(p) for p in loc]
     return ".".join(parts[1:] if len(parts) > 1 and parts[0] in ("body", "query", "path", "header", "cookie")
                     else parts)

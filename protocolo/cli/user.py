@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import secrets
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from protocolo.cli import CommandError, bounded_int
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from protocolo.runtime import Runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     revoke.set_defaults(func=run_revoke)
 
 
-def _registry():  # type: ignore[no-untyped-def]
+def _registry() -> tuple[Runtime, psycopg.Connection[Any]]:
     import psycopg
 
     from protocolo.api.identities import migrate_identities

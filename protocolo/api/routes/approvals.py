@@ -23,6 +23,7 @@ from protocolo.projections import history
 from .. import inputs
 from ..auth import Services, principal
 from ..identities import Principal
+from ..inputs import encoded
 from ..ledger_writes import ReceiptOut, WriteResult, await_projection, event, publish_and_wait
 from ..roles import Permission
 
@@ -107,7 +108,7 @@ def inbox(svc: Services,
 @router.get("/{approval_id}", summary="One approval")
 def one(approval_id: str, svc: Services,
         who: Annotated[Principal, Security(principal, scopes=[Permission.APPROVALS_READ])]) -> dict[str, Any]:
-    return jsonable_encoder(_pending(svc, approval_id))
+    return encoded(_pending(svc, approval_id))
 
 
 def _decidable(svc: Any, who: Principal, approval_id: str) -> dict[str, Any]:

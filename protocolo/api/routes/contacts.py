@@ -14,6 +14,7 @@ from protocolo.projections import history
 from .. import access_audit, inputs
 from ..auth import Services, principal
 from ..identities import Principal
+from ..inputs import encoded
 from ..lag import lag_summary
 from ..roles import ROLE_PERMISSIONS, Permission
 
@@ -115,7 +116,7 @@ def timeline(
             customer = svc.sealer.open(sealed, str(opened["event_id"])) or {"erased": True}
     events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k != "customer"}}
               for e in found.events]
-    return jsonable_encoder({
+    return encoded({
         "protocol_number": number,
         "interaction": _masked(found.interaction) if found.interaction else None,
         "compliance": found.compliance,
@@ -147,6 +148,6 @@ def recording_reference(
     access_audit.record_access(
         svc, request, who, access_audit.RECORDING_PLAYBACK if mode == "playback" else access_audit.RECORDING_DOWNLOAD,
         purpose=reason, protocol_number=number, subject_ref=subject, target=recording_id)
-    return jsonable_encoder({k: rec[k] for k in ("recording_id", "protocol_number", "media_uri", "sha256",
+    return encoded({k: rec[k] for k in ("recording_id", "protocol_number", "media_uri", "sha256",
                                                  "duration_ms", "captured_at", "status", "retain_until")})
 

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Security
-from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocolo.core.errors import EventRejected
@@ -17,6 +16,7 @@ from protocolo.projections import history
 from .. import inputs
 from ..auth import Services, client_address, principal
 from ..identities import Principal
+from ..inputs import encoded
 from ..ledger_writes import WriteResult, event, publish_and_wait
 from ..roles import Permission, Role
 
@@ -124,7 +124,7 @@ def _visible(svc: Any, who: Principal, request_id: str) -> dict[str, Any]:
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
-    return jsonable_encoder({k: v for k, v in row.items() if k not in _STAFF_FIELDS_HIDDEN})
+    return encoded({k: v for k, v in row.items() if k not in _STAFF_FIELDS_HIDDEN})
 
 
 @router.get("", response_model=QueuePage, summary="The request queue, by deadline")
