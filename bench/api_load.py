@@ -57,7 +57,8 @@ def free_port() -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--contacts", type=int, default=2000, help="contacts in the simulated day (default 2000, the demo's)")
-    p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    p.add_argument("--clients", default="1,8",
+                   help="concurrent clients, a comma list run one after the other on the same server (default 1,8)")
     p.add_argument("--requests", type=int, default=400, help="requests per client (default 400)")
     p.add_argument("--seed", type=int, default=6523)
     p.add_argument("--json", type=Path, help="write the figures here too")
@@ -89,10 +90,11 @@ def main() -> int:
                     "SELECT protocol_number FROM interactions WHERE opened_at IS NOT NULL")]
             cpfs = sorted({c.cpf for c in simulation.customers if c.cpf})
             figures = run_load(settings, token, protocols, cpfs, args)
+            figures["load_average_1m"] = round(os.getloadavg()[0], 1)
         finally:
             scratch.cleanup()
-    figures.update(contacts=args.contacts, events=len(day.events), clients=args.clients,
-                   requests_per_client=args.requests, backend=be.description)
+    figures.update(contacts=args.contacts, events=len(day.events), requests_per_client=args.requests,
+                   backend=be.description, cpu_count=os.cpu_count())
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
@@ -118,40 +120,46 @@ def run_load(settings: Settings, token: str, protocols: list[str], cpfs: list[st
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("protocolo serve did not become ready")
             time.sleep(0.5)
-        latencies: dict[str, list[float]] = {"contact_by_protocol": [], "search_by_cpf": []}
-        errors: list[str] = []
-        lock = threading.Lock()
-
-        def client(i: int) -> None:
-            rng = random.Random(args.seed + i)
-            mine: dict[str, list[float]] = {k: [] for k in latencies}
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-                for n in range(args.requests):
-                    if n % 2 == 0:
-                        kind, url, params = ("contact_by_protocol", f"/v1/contacts/{rng.choice(protocols)}", {})
-                    else:
-                        kind, url, params = ("search_by_cpf", "/v1/contacts",
-                                             {"cpf": rng.choice(cpfs), "purpose": "load run"})
-                    started = time.perf_counter()
-                    r = c.get(url, params=params)
-                    mine[kind].append(time.perf_counter() - started)
-                    if r.status_code != 200:
-                        with lock:
-                            errors.append(f"{r.status_code} {url}")
-            with lock:
-                for k, v in mine.items():
-                    latencies[k].extend(v)
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - started
+        return {f"clients={n}": one_load(base, token, protocols, cpfs, args, int(n))
+                for n in str(args.clients).split(",")}
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def one_load(base: str, token: str, protocols: list[str], cpfs: list[str], args: argparse.Namespace,
+             clients: int) -> dict[str, Any]:
+    latencies: dict[str, list[float]] = {"contact_by_protocol": [], "search_by_cpf": []}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        rng = random.Random(args.seed + i)
+        mine: dict[str, list[float]] = {k: [] for k in latencies}
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+            for n in range(args.requests):
+                if n % 2 == 0:
+                    kind, url, params = ("contact_by_protocol", f"/v1/contacts/{rng.choice(protocols)}", {})
+                else:
+                    kind, url, params = ("search_by_cpf", "/v1/contacts",
+                                         {"cpf": rng.choice(cpfs), "purpose": "load run"})
+                started = time.perf_counter()
+                r = c.get(url, params=params)
+                mine[kind].append(time.perf_counter() - started)
+                if r.status_code != 200:
+                    with lock:
+                        errors.append(f"{r.status_code} {url}")
+        with lock:
+            for k, v in mine.items():
+                latencies[k].extend(v)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
     total = sum(len(v) for v in latencies.values())
     out: dict[str, Any] = {"wall_s": round(wall, 2), "requests": total, "throughput_rps": round(total / wall, 1),
                            "errors": len(errors), "first_errors": errors[:5]}
