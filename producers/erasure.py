@@ -91,6 +91,23 @@ def erase_customer(
         sealer.index.cpf(cpf) if cpf is not None else None,
         sealer.index.customer_code(customer_code) if customer_code is not None else None,
     ) if r]
+    return erase_subject(ledger, registry, publisher, sealer, index_refs=index_refs, legal_basis=legal_basis,
+                         projection_timeout_s=projection_timeout_s)
+
+
+def erase_subject(
+    ledger: psycopg.Connection[Any],
+    registry: psycopg.Connection[Any],
+    publisher: LedgerPublisher,
+    sealer: PersonalDataSealer,
+    *,
+    index_refs: list[str],
+    legal_basis: str,
+    projection_timeout_s: float = 30.0,
+    correlation_id: str | None = None,
+) -> ErasureResult:
+    """:func:`erase_customer` for a customer known by blind index only (the API's
+    two-person erasure names the subject, never the clear CPF)."""
     wait_until_projected(ledger, publisher.bootstrap_servers, publisher.topic, timeout_s=projection_timeout_s)
     key_refs = customer_key_refs(ledger, registry, index_refs, earlier_ledgers=earlier_ledgers)
     if not key_refs:
@@ -99,6 +116,6 @@ def erase_customer(
         )
     receipt = publisher.publish("CustomerDataErased", {
         "subject_ref": index_refs[0], "key_refs": key_refs, "legal_basis": legal_basis,
-    })
+    }, correlation_id=correlation_id)
     destroyed = sealer.vault.destroy(key_refs, legal_basis)
     return ErasureResult(index_refs[0], key_refs, destroyed, receipt)

@@ -15,8 +15,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-__all__ = ["INDEX_KINDS", "Timeline", "journal_records", "protocols_for_customer", "request_by_id",
-           "requests_for_customer", "timelines"]
+__all__ = ["INDEX_KINDS", "RULES", "ContactFilters", "Timeline", "access_log", "approval", "approvals_pending",
+           "contact_owner", "hold", "journal_records", "ledger_counts", "protocols_for_customer", "recording",
+           "request", "request_queue", "requests_for_customer", "search_contacts", "timelines"]
 
 #: Blind-index kinds a customer can be found by -> the column that holds them.
 _INDEX_COLUMNS = {"cpf": "cpf_index", "customer_code": "customer_code_index"}
@@ -145,8 +146,84 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
     ]
 
 
-def request_by_id(conn: psycopg.Connection[Any], request_id: str) -> dict[str, Any] | None:
-    """One retrieval request (``retrieval_request_status`` row) by its id, or None."""
+#: Compliance rules a contact can be searched by (broken), -> the SQL that says it is broken.
+RULES = {
+    "protocol-not-disclosed-at-start": "NOT coalesce(c.protocol_disclosed_at_start, false)",
+    "recording-notice-not-at-start": "c.recording_notice_at_start IS FALSE",
+    "protocol-not-confirmed-in-time": "NOT coalesce(c.protocol_confirmed_in_time, false)",
+}
+#: Sort keys a search accepts -> the ORDER BY it means (protocol number breaks ties).
+SORTS = {
+    "opened_at": "i.opened_at ASC NULLS LAST, i.protocol_number",
+    "-opened_at": "i.opened_at DESC NULLS LAST, i.protocol_number",
+    "protocol_number": "i.protocol_number",
+}
+
+
+@dataclass(frozen=True)
+class ContactFilters:
+    """What a contact search may combine. Customer identifiers are blind indexes here."""
+
+    protocol_number: str | None = None
+    cpf_index: str | None = None
+    customer_code_index: str | None = None
+    opened_from: datetime | None = None
+    opened_to: datetime | None = None
+    channel: str | None = None
+    service_type: str | None = None
+    agent_id: str | None = None
+    rule_broken: str | None = None
+
+
+def search_contacts(conn: psycopg.Connection[Any], f: ContactFilters, *, offset: int, limit: int,
+                    sort: str = "-opened_at") -> tuple[list[dict[str, Any]], int]:
+    """One page of contacts matching every filter given, and how many match in all."""
+    where: list[sql.Composable] = []
+    args: list[Any] = []
+    for column, value in (("protocol_number", f.protocol_number), ("cpf_index", f.cpf_index),
+                          ("customer_code_index", f.customer_code_index), ("channel", f.channel),
+                          ("service_type", f.service_type), ("agent_id", f.agent_id)):
+        if value is not None:
+            where.append(sql.SQL("i.{} = %s").format(sql.Identifier(column)))
+            args.append(value)
+    if f.opened_from is not None:
+        where.append(sql.SQL("i.opened_at >= %s"))
+        args.append(f.opened_from)
+    if f.opened_to is not None:
+        where.append(sql.SQL("i.opened_at < %s"))
+        args.append(f.opened_to)
+    if f.rule_broken is not None:
+        where.append(sql.SQL(RULES[f.rule_broken]))  # type: ignore[arg-type,unused-ignore]  # a constant's value
+    condition = sql.SQL(" AND ").join(where) if where else sql.SQL("true")
+    columns = sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(c)) for c in INTERACTION_COLUMNS)
+    query = sql.SQL(
+        "SELECT {columns}, c.protocol_disclosed_at_start, c.recording_notice_at_start,"
+        " c.protocol_confirmed_in_time, count(*) OVER () AS total"
+        " FROM interactions i JOIN interaction_compliance c USING (protocol_number)"
+        " WHERE i.opened_at IS NOT NULL AND {condition} ORDER BY {order} OFFSET %s LIMIT %s"
+    ).format(columns=columns, condition=condition, order=sql.SQL(SORTS[sort]))  # type: ignore[arg-type,unused-ignore]
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(query, (*args, offset, limit)).fetchall()
+        if rows:
+            total = int(rows[0]["total"])
+        else:  # past the last page: count anyway
+            count = sql.SQL("SELECT count(*) AS n FROM interactions i JOIN interaction_compliance c"
+                            " USING (protocol_number) WHERE i.opened_at IS NOT NULL AND {}").format(condition)
+            found = cur.execute(count, args).fetchone()
+            total = int(found["n"]) if found else 0
+    for r in rows:
+        r.pop("total")
+    return rows, total
+
+
+def contact_owner(conn: psycopg.Connection[Any], protocol_number: str) -> tuple[bool, str | None]:
+    """Whether the contact is known, and its customer's CPF blind index."""
+    row = conn.execute("SELECT cpf_index FROM interactions WHERE protocol_number = %s AND opened_at IS NOT NULL",
+                       (protocol_number,)).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def request(conn: psycopg.Connection[Any], request_id: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("SELECT * FROM retrieval_request_status WHERE request_id = %s::uuid",
                            (request_id,)).fetchone()
@@ -170,3 +247,72 @@ def journal_records(conn: psycopg.Connection[Any], topic: str,
             " ORDER BY w.i",
             ([p for p, _ in positions], [o for _, o in positions], topic),
         ).fetchall()
+
+
+def request_queue(conn: psycopg.Connection[Any], *, open_only: bool, cpf_index: str | None,
+                  offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Requests by deadline (soonest first), with the seconds left (negative: overdue)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT r.*, extract(epoch FROM r.due_at - now())::bigint AS seconds_left,"
+            "       count(*) OVER () AS total"
+            "  FROM retrieval_request_status r"
+            " WHERE r.requested_at IS NOT NULL"
+            "   AND (NOT %s OR r.status IN ('requested', 'located'))"
+            "   AND (%s::text IS NULL OR r.cpf_index = %s"
+            "        OR r.protocol_number IN (SELECT protocol_number FROM interactions WHERE cpf_index = %s))"
+            " ORDER BY r.due_at, r.request_id OFFSET %s LIMIT %s",
+            (open_only, cpf_index, cpf_index, cpf_index, offset, limit)).fetchall()
+    total = int(rows[0].pop("total")) if rows else 0
+    for r in rows[1:]:
+        r.pop("total")
+    return rows, total
+
+
+def access_log(conn: psycopg.Connection[Any], *, subject_ref: str | None = None,
+               protocol_number: str | None = None, actor: str | None = None,
+               limit: int = 500) -> list[dict[str, Any]]:
+    """Who accessed what: by customer (their CPF's blind index: accesses naming it, their
+    contacts, or their customer code), by contact, or by the person who did."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM access_log"
+            " WHERE (%s::text IS NULL OR subject_ref = %s OR protocol_number IN"
+            "        (SELECT protocol_number FROM interactions WHERE cpf_index = %s)"
+            "        OR subject_ref IN (SELECT customer_code_index FROM interactions WHERE cpf_index = %s))"
+            "   AND (%s::text IS NULL OR protocol_number = %s)"
+            "   AND (%s::text IS NULL OR actor = %s)"
+            " ORDER BY accessed_at DESC, access_id LIMIT %s",
+            (subject_ref, subject_ref, subject_ref, subject_ref, protocol_number, protocol_number, actor, actor, limit),
+        ).fetchall()
+
+
+def approval(conn: psycopg.Connection[Any], approval_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM approvals WHERE approval_id = %s::uuid", (approval_id,)).fetchone()
+
+
+def approvals_pending(conn: psycopg.Connection[Any], limit: int = 500) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM approvals WHERE decision IS NULL AND requested_at IS NOT NULL"
+                           " ORDER BY requested_at LIMIT %s", (limit,)).fetchall()
+
+
+def ledger_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """What /metrics reports from the views: quarantined records, open and overdue requests."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM quarantine),"
+        " (SELECT count(*) FROM retrieval_request_status WHERE status IN ('requested', 'located')),"
+        " (SELECT count(*) FROM retrieval_request_status WHERE overdue)").fetchone()
+    assert row is not None
+    return {"quarantined": int(row[0]), "open_requests": int(row[1]), "overdue_requests": int(row[2])}
+
+
+def hold(conn: psycopg.Connection[Any], hold_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM legal_holds WHERE hold_id = %s", (hold_id,)).fetchone()
+
+
+def recording(conn: psycopg.Connection[Any], recording_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM recordings WHERE recording_id = %s", (recording_id,)).fetchone()

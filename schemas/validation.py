@@ -39,6 +39,10 @@ OWN_KEY_FIELD = {
     "RetrievalFulfilled": "request_id",
     "RetrievalRejected": "request_id",
     "CustomerDataErased": "subject_ref",
+    "AccessRecorded": "access_id",
+    "ApprovalRequested": "approval_id",
+    "ApprovalGranted": "approval_id",
+    "ApprovalDenied": "approval_id",
 }
 
 _PRIMITIVES: dict[str, Callable[[Any], bool]] = {
@@ -361,6 +365,27 @@ def _retrieval_requested(record: Mapping[str, Any]) -> None:
         raise EventRejected("window_to", "range", "must not be before window_from")
 
 
+def _access_recorded(record: Mapping[str, Any]) -> None:
+    _not_blank("actor", "purpose")(record)
+    subject = record.get("subject_ref")
+    if subject is not None and not _BLIND_INDEX.match(subject):
+        raise EventRejected("subject_ref", "blind-index", "must be an HMAC-SHA256 in 64 lowercase hex digits")
+
+
+def _approval_requested(record: Mapping[str, Any]) -> None:
+    _not_blank("requested_by", "reason")(record)
+    if record["action"] == "EARLY_DELETION":
+        if record["meta"].get("protocol_number") is None:
+            raise EventRejected("meta.protocol_number", "required", "an early deletion names the contact")
+        if not (record.get("recording_id") or "").strip():
+            raise EventRejected("recording_id", "required", "an early deletion names the recording")
+    if record["action"] == "CUSTOMER_ERASURE":
+        subject = record.get("subject_ref")
+        if subject is None or not _BLIND_INDEX.match(subject):
+            raise EventRejected("subject_ref", "blind-index",
+                                "an erasure names the customer by blind index (64 lowercase hex digits)")
+
+
 def _not_blank(*fields: str) -> Callable[[Mapping[str, Any]], None]:
     def check(record: Mapping[str, Any]) -> None:
         for f in fields:
@@ -378,6 +403,10 @@ _EXTRA_RULES: dict[str, Callable[[Mapping[str, Any]], None]] = {
     "LegalHoldPlaced": _not_blank("hold_id", "case_reference", "placed_by"),
     "LegalHoldReleased": _not_blank("hold_id", "released_by"),
     "CustomerDataErased": _not_blank("subject_ref", "legal_basis"),
+    "AccessRecorded": _access_recorded,
+    "ApprovalRequested": _approval_requested,
+    "ApprovalGranted": _not_blank("approved_by"),
+    "ApprovalDenied": _not_blank("denied_by", "reason"),
 }
 
 

@@ -233,6 +233,43 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "key_refs": [KEY_REF],
         "legal_basis": "LGPD art. 18, VI",
     },
+    ("AccessRecorded", 1): {
+        "meta": _meta("AccessRecorded", _T0 + timedelta(days=30), PROTOCOL, "protocolo-api"),
+        "access_id": _id("access to contact"),
+        "actor": "supervisor.ana",
+        "role": "SUPERVISOR",
+        "action": "UNMASK",
+        "subject_ref": CPF_INDEX,
+        "target": None,
+        "purpose": "Procon complaint 2025-118",
+        "source_address": "10.0.4.17",
+    },
+    ("ApprovalRequested", 1): {
+        "meta": _meta("ApprovalRequested", _T0 + timedelta(days=31), PROTOCOL, "protocolo-api",
+                      WORKFLOW),
+        "approval_id": _id("early deletion approval"),
+        "action": "EARLY_DELETION",
+        "requested_by": "supervisor.ana",
+        "requester_role": "SUPERVISOR",
+        "recording_id": RECORDING_ID,
+        "subject_ref": None,
+        "reason": "Ordem judicial 0801234-56.2025.8.26.0100",
+    },
+    ("ApprovalGranted", 1): {
+        "meta": _meta("ApprovalGranted", _T0 + timedelta(days=32), PROTOCOL, "protocolo-api",
+                      WORKFLOW),
+        "approval_id": _id("early deletion approval"),
+        "approved_by": "compliance.bruno",
+        "approver_role": "COMPLIANCE",
+        "comment": None,
+    },
+    ("ApprovalDenied", 1): {
+        "meta": _meta("ApprovalDenied", _T0 + timedelta(days=32), None, "protocolo-api"),
+        "approval_id": _id("erasure approval"),
+        "denied_by": "compliance.bruno",
+        "approver_role": "COMPLIANCE",
+        "reason": "Registros sob obrigação legal de guarda.",
+    },
 }
 
 

@@ -19,18 +19,27 @@ from protocolo.core.policy import (
     PolicyError,
 )
 
-from . import customer_index, holds, interactions, recordings, retrieval_requests
+from . import (
+    access_log,
+    approvals,
+    customer_index,
+    holds,
+    interactions,
+    recordings,
+    retrieval_requests,
+)
 
 __all__ = ["VIEW_MODULES", "VIEW_TABLES", "PolicyMismatch", "apply_views", "install_profiles"]
 
 #: Order matters: later views read what earlier ones wrote in the same batch
 #: (deletions check holds and recordings; requests take the contact's policy profile).
-VIEW_MODULES = (interactions, customer_index, holds, recordings, retrieval_requests)
+VIEW_MODULES = (interactions, customer_index, holds, recordings, retrieval_requests, access_log,
+                approvals)
 
 #: Tables the views own: what a rebuild truncates.
 VIEW_TABLES = (
     "interactions", "customer_index", "legal_holds", "recordings", "recording_deletions",
-    "retrieval_requests", "erasures",
+    "retrieval_requests", "erasures", "access_log", "approvals",
 )
 
 _PROFILE_COLUMNS = (

@@ -44,7 +44,8 @@ from protocolo.evidence.leaf import record_leaf_input
 from protocolo.evidence.merkle import consistency_proof, inclusion_proof
 from protocolo.evidence.note import VerifierKey
 from protocolo.evidence.tlog_proof import make_tlog_proof
-from protocolo.projections.history import Timeline, journal_records, request_by_id, timelines
+from protocolo.projections.history import Timeline, journal_records, timelines
+from protocolo.projections.history import request as request_row
 from protocolo.projections.merkle_store import node_reader
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import UnknownFingerprint
@@ -80,7 +81,7 @@ class WriterContext:
 def _find_timeline(conn: psycopg.Connection[Any], request: BundleRequest) -> Timeline:
     protocol = request.protocol_number
     if request.request_id is not None:
-        found = request_by_id(conn, request.request_id)
+        found = request_row(conn, request.request_id)
         if found is None:
             raise BundleNotPossible(f"no retrieval request {request.request_id} in this ledger")
         named = found.get("protocol_number") or next(iter(found.get("located_protocols") or []), None)

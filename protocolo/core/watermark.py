@@ -18,7 +18,7 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
 __all__ = ["ProjectionBehind", "ProjectionLag", "log_end_offsets", "projected_offsets",
-           "projection_lag", "wait_until_projected"]
+           "projection_lag", "wait_until_applied", "wait_until_projected"]
 
 
 class ProjectionBehind(RuntimeError):
@@ -126,3 +126,24 @@ def wait_until_projected(
                 f"{lag.describe()}; waited {timeout_s:.0f} s for the projector. Run "
                 "`protocolo project` (or check that it is running) and try again", lag)
         time.sleep(poll_s)
+
+
+def wait_until_applied(
+    conn: psycopg.Connection[Any], topic: str, positions: Mapping[int, int], *, timeout_s: float,
+    poll_s: float = 0.02,
+) -> None:
+    """Wait until the projection has applied the records at ``positions`` (partition ->
+    offset, e.g. from publish receipts): read-your-writes for one writer, without asking
+    the broker for the log end. Raises :class:`ProjectionBehind` after ``timeout_s``."""
+    goal = {p: o + 1 for p, o in positions.items()}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lag = ProjectionLag(goal, projected_offsets(conn, topic))
+        if not lag.behind:
+            return
+        if time.monotonic() >= deadline:
+            raise ProjectionBehind(
+                f"{lag.describe()}; the event was published but not projected within "
+                f"{timeout_s:.0f} s: is the projector running?", lag)
+        time.sleep(poll_s)
+        poll_s = min(poll_s * 1.5, 0.25)

@@ -36,7 +36,7 @@ except ImportError:  # tests/ turned into a package
 #: The tables the views own (projections/views/__init__.py VIEW_TABLES).
 VIEW_TABLES = (
     "interactions", "customer_index", "legal_holds", "recordings", "recording_deletions",
-    "retrieval_requests", "erasures",
+    "retrieval_requests", "erasures", "access_log", "approvals",
 )
 #: Journal columns compared, in order: where the record was, what it was, its Merkle leaf.
 JOURNAL_COLUMNS = (

@@ -30,6 +30,7 @@ EXPECTED_EVENT_TYPES = {
     "ContactOpened", "DisclosureMade", "RecordingCaptured", "ContactClosed", "NoteAdded",
     "RetrievalRequested", "RetrievalLocated", "RetrievalFulfilled", "RetrievalRejected",
     "RecordingDeleted", "LegalHoldPlaced", "LegalHoldReleased", "CustomerDataErased",
+    "AccessRecorded", "ApprovalRequested", "ApprovalGranted", "ApprovalDenied",
 }
 
 

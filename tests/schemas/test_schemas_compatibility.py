@@ -73,7 +73,7 @@ def test_check_catalogue_compares_current_meta_with_meta_avsc(folder: Path) -> N
     meta["fields"][3]["doc"] = "docs do not matter"
     (folder / "Meta.avsc").write_text(json.dumps(meta))
     problems = check_catalogue(SchemaCatalogue.load(folder))
-    assert len(problems) == 13
+    assert len(problems) == len(SchemaCatalogue.load(folder).event_types())  # one per event type
     assert "ContactOpened v3: meta differs from Meta.avsc: meta.tenant: field is missing" in problems
 
 
@@ -81,7 +81,7 @@ def test_check_catalogue_reports_a_changed_meta_default(folder: Path) -> None:
     meta = json.loads((folder / "Meta.avsc").read_text())
     meta["fields"][3]["default"] = "unknown-service"
     problems = check_catalogue(SchemaCatalogue.load(folder), meta)
-    assert problems[0].startswith("ContactClosed v1: meta differs from Meta.avsc: meta.producer")
+    assert any(p.startswith("ContactClosed v1: meta differs from Meta.avsc: meta.producer") for p in problems)
 
 
 def test_check_catalogue_reports_a_missing_meta_file(folder: Path) -> None:

@@ -1,0 +1,80 @@
+"""Who is calling, and may they: FastAPI security dependencies.
+
+Two ways to present a credential:
+
+* ``Authorization: Bearer <token>``: API tokens (``protocolo user add``), for programs.
+* the ``protocolo_session`` cookie (Secure, HttpOnly, SameSite=Strict) set by
+  ``POST /v1/auth/login``, for the console; every unsafe method (POST, ...) then also
+  needs the session's CSRF token in the ``X-CSRF-Token`` header (synchroniser token: a
+  cross-site form can send the cookie, never the header).
+
+Routes declare the permissions they need with ``Security(principal, scopes=[...])``
+(FastAPI's OAuth2-scopes mechanism); holding ANY one of the listed permissions is enough,
+the route then narrows what a weaker permission sees (a customer: their own requests).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+from . import identities
+from .identities import Principal
+from .roles import Permission, allows
+from .secrets import check_secret
+from .services import ApiServices
+
+SESSION_COOKIE = "protocolo_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An API token from `protocolo user add`.")
+session_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
+                              description="Console session from POST /v1/auth/login; unsafe methods also "
+                                          f"need the {CSRF_HEADER} header.")
+
+
+def services(request: Request) -> ApiServices:
+    found: ApiServices = request.app.state.services
+    return found
+
+
+Services = Annotated[ApiServices, Depends(services)]
+
+
+def unauthenticated(detail: str = "authentication required: a Bearer token or a session") -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def principal(
+    security_scopes: SecurityScopes,
+    request: Request,
+    svc: Services,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    session: Annotated[str | None, Depends(session_scheme)],
+) -> Principal:
+    if bearer is not None:
+        credential, kind = bearer.credentials, "token"
+    elif session is not None:
+        credential, kind = session, "session"
+    else:
+        raise unauthenticated()
+    with svc.registry.connection() as conn:
+        who = identities.authenticate(conn, credential, kind)
+    if who is None:
+        raise unauthenticated("the credential is unknown, expired or revoked")
+    if who.via_session and request.method not in _SAFE_METHODS:
+        csrf = request.headers.get(CSRF_HEADER)
+        if not csrf or who.csrf_hash is None or not check_secret(csrf, who.csrf_hash):
+            raise HTTPException(403, f"{CSRF_HEADER}: missing or wrong CSRF token [rule: csrf]")
+    needed = [Permission(s) for s in security_scopes.scopes]
+    if needed and not any(allows(who.role, p) for p in needed):
+        raise HTTPException(403, f"role {who.role.value} may not do this (needs one of: "
+                                 f"{', '.join(p.value for p in needed)}) [rule: role]")
+    return who
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None

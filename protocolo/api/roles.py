@@ -1,0 +1,54 @@
+"""Roles and what each may do.
+
+A route asks for one *permission* (an OAuth2-style scope: ``contacts:read``); a role is a
+fixed set of permissions. Users carry a role today; an OIDC deployment later maps a
+token's role claim to the same names, so routes never change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ANALYST = "analyst"
+    SUPERVISOR = "supervisor"
+    COMPLIANCE = "compliance"
+    REGULATOR = "regulator"
+    SERVICE = "service"
+    CUSTOMER = "customer"
+
+
+class Permission(StrEnum):
+    CONTACTS_READ = "contacts:read"            # search, timelines (personal data masked)
+    PERSONAL_DATA_UNMASK = "personal-data:unmask"
+    RECORDINGS_ACCESS = "recordings:access"    # a recording's media reference (audited)
+    REQUESTS_READ = "requests:read"            # the whole queue
+    REQUESTS_WRITE = "requests:write"          # create, locate, fulfil, reject
+    REQUESTS_OWN = "requests:own"              # a customer's own requests
+    HOLDS_WRITE = "holds:write"
+    APPROVALS_REQUEST = "approvals:request"
+    APPROVALS_DECIDE = "approvals:decide"
+    APPROVALS_READ = "approvals:read"
+    ACCESS_LOG_READ = "access-log:read"        # anyone's access log (reports)
+    ACCESS_LOG_OWN = "access-log:own"          # a customer's own
+    EVENTS_PUBLISH = "events:publish"
+
+
+P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ANALYST: frozenset({P.CONTACTS_READ, P.RECORDINGS_ACCESS, P.REQUESTS_READ, P.REQUESTS_WRITE}),
+    Role.SUPERVISOR: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK, P.RECORDINGS_ACCESS,
+                                P.REQUESTS_READ, P.REQUESTS_WRITE, P.HOLDS_WRITE, P.APPROVALS_REQUEST,
+                                P.APPROVALS_READ}),
+    Role.COMPLIANCE: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK, P.RECORDINGS_ACCESS,
+                                P.REQUESTS_READ, P.HOLDS_WRITE, P.APPROVALS_REQUEST, P.APPROVALS_DECIDE,
+                                P.APPROVALS_READ, P.ACCESS_LOG_READ}),
+    Role.REGULATOR: frozenset({P.REQUESTS_READ, P.ACCESS_LOG_READ}),
+    Role.SERVICE: frozenset({P.EVENTS_PUBLISH}),
+    Role.CUSTOMER: frozenset({P.REQUESTS_OWN, P.ACCESS_LOG_OWN}),
+}
+
+
+def allows(role: Role, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[role]

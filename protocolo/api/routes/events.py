@@ -1,0 +1,47 @@
+"""Publishing for internal services over HTTP (role ``service``): the same contract as
+LedgerPublisher, since it is LedgerPublisher."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Security
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocolo.core.errors import EventRejected
+from protocolo.producers.publisher import Event
+
+from ..auth import Services, principal
+from ..identities import Principal
+from ..ledger_writes import WriteResult, publish_and_wait
+from ..roles import Permission
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+#: Events only the API itself writes: a service may not forge an audit record or a decision.
+API_OWNED = frozenset({"AccessRecorded", "ApprovalRequested", "ApprovalGranted", "ApprovalDenied"})
+
+
+class NewEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_type: str = Field(min_length=1, max_length=100)
+    protocol_number: str | None = Field(None, max_length=40)
+    occurred_at: datetime | None = None
+    correlation_id: str | None = Field(None, max_length=200)
+    event_id: str | None = Field(None, max_length=100)
+    fields: dict[str, Any]
+
+
+@router.post("", status_code=201, response_model=WriteResult, summary="Publish one event")
+def publish(body: NewEvent, svc: Services,
+            who: Annotated[Principal, Security(principal, scopes=[Permission.EVENTS_PUBLISH])]) -> WriteResult:
+    """Validated by the wire contract (422 names the field and the rule); timestamps inside
+    ``fields`` are microseconds since the epoch, as in the Avro schema. The access audit and
+    approvals are written by the API's own routes only."""
+    if body.event_type in API_OWNED:
+        raise EventRejected("event_type", "api-owned",
+                            f"{body.event_type} is written by the API itself (access audit, approvals)")
+    return publish_and_wait(svc, [Event(body.event_type, body.fields, protocol_number=body.protocol_number,
+                                        occurred_at=body.occurred_at, correlation_id=body.correlation_id,
+                                        event_id=body.event_id)])

@@ -1,0 +1,132 @@
+"""The authorization matrix: every route x every role (and no token, an expired token, a
+revoked token, another customer's token), from ONE table.
+
+``ROUTES`` says, per route, who may call it and what an allowed caller gets for the
+sample request (write routes are sent an invalid body, so an allowed caller gets 422 and
+nothing is published; a denied one gets 403 first, an unauthenticated one 401). A route
+of the application missing from the table fails ``test_every_route_is_in_the_table``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+
+from protocolo.api.app import ROUTERS, create_app
+
+ANALYST, SUPERVISOR, COMPLIANCE, REGULATOR, SERVICE, CUSTOMER = (
+    "analyst", "supervisor", "compliance", "regulator", "service", "customer")
+OTHER_CUSTOMER = "other-customer"
+ROLES = (ANALYST, SUPERVISOR, COMPLIANCE, REGULATOR, SERVICE, CUSTOMER)
+ANONYMOUS, EXPIRED, REVOKED = "no token", "expired", "revoked"
+PRINCIPALS = (*ROLES, OTHER_CUSTOMER, ANONYMOUS, EXPIRED, REVOKED)
+PUBLIC = frozenset(PRINCIPALS)
+ANY_USER = frozenset({*ROLES, OTHER_CUSTOMER})
+CUSTOMERS = frozenset({CUSTOMER, OTHER_CUSTOMER})
+STAFF_READERS = frozenset({ANALYST, SUPERVISOR, COMPLIANCE})
+
+
+@dataclass(frozen=True)
+class Case:
+    allowed: frozenset[str]
+    ok: int                                  # what an allowed caller gets for the sample
+    body: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    exceptions: dict[str, int] = field(default_factory=dict)  # principal -> status
+
+
+INVALID = {"unexpected": "field"}
+ROUTES: dict[tuple[str, str], Case] = {
+    ("GET", "/healthz"): Case(PUBLIC, 200),
+    ("GET", "/readyz"): Case(PUBLIC, 200),
+    ("GET", "/metrics"): Case(PUBLIC, 200),
+    ("GET", "/openapi.json"): Case(PUBLIC, 200),
+    ("GET", "/docs"): Case(PUBLIC, 200),
+    ("GET", "/docs/oauth2-redirect"): Case(PUBLIC, 200),
+    ("GET", "/redoc"): Case(PUBLIC, 200),
+    ("POST", "/v1/auth/login"): Case(PUBLIC, 422, body=INVALID),
+    ("POST", "/v1/auth/logout"): Case(ANY_USER, 204),
+    ("GET", "/v1/me"): Case(ANY_USER, 200),
+    ("GET", "/v1/contacts"): Case(STAFF_READERS, 200),
+    ("GET", "/v1/contacts/{protocol_number}"): Case(STAFF_READERS, 200),
+    ("GET", "/v1/contacts/{protocol_number}/recordings/{recording_id}"):
+        Case(STAFF_READERS, 422),  # no purpose given: refused before anything is recorded
+    ("POST", "/v1/contacts/{protocol_number}/holds"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
+    ("POST", "/v1/contacts/{protocol_number}/holds/{hold_id}/release"):
+        Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
+    ("GET", "/v1/requests"): Case(frozenset({*STAFF_READERS, REGULATOR, *CUSTOMERS}), 200),
+    ("POST", "/v1/requests"): Case(frozenset({ANALYST, SUPERVISOR, *CUSTOMERS}), 422, INVALID),
+    ("GET", "/v1/requests/{request_id}"): Case(frozenset({*STAFF_READERS, REGULATOR, *CUSTOMERS}), 200,
+                                               exceptions={OTHER_CUSTOMER: 404}),
+    ("POST", "/v1/requests/{request_id}/locate"): Case(frozenset({ANALYST, SUPERVISOR}), 422, INVALID),
+    ("POST", "/v1/requests/{request_id}/fulfil"): Case(frozenset({ANALYST, SUPERVISOR}), 422, INVALID),
+    ("POST", "/v1/requests/{request_id}/reject"): Case(frozenset({ANALYST, SUPERVISOR}), 422, INVALID),
+    ("POST", "/v1/approvals"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
+    ("GET", "/v1/approvals"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 200),
+    ("GET", "/v1/approvals/{approval_id}"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 404),
+    ("POST", "/v1/approvals/{approval_id}/grant"): Case(frozenset({COMPLIANCE}), 404, body={}),
+    ("POST", "/v1/approvals/{approval_id}/deny"): Case(frozenset({COMPLIANCE}), 422, INVALID),
+    ("GET", "/v1/access-log"): Case(frozenset({COMPLIANCE, REGULATOR}), 200),
+    ("GET", "/v1/me/access-log"): Case(CUSTOMERS, 200),
+    ("POST", "/v1/events"): Case(frozenset({SERVICE}), 422, INVALID),
+}
+
+
+def application_routes() -> set[tuple[str, str]]:
+    """The app's own routes (OpenAPI, docs) and every route of every router it includes."""
+    app = create_app()
+    routes = [r for r in app.routes if isinstance(r, Route)]
+    routes += [r for router in ROUTERS for r in router.routes]
+    assert len(app.routes) == len([r for r in app.routes if isinstance(r, Route)]) + len(ROUTERS), (
+        "the app includes something that is not in protocolo.api.app.ROUTERS")
+    found = set()
+    for route in routes:
+        if isinstance(route, APIRoute | Route):
+            for method in route.methods or ():
+                if method != "HEAD":
+                    found.add((method, route.path))
+    return found
+
+
+def expected(case: Case, who: str) -> int:
+    if who in case.exceptions:
+        return case.exceptions[who]
+    if who in case.allowed:
+        return case.ok
+    return 401 if who in (ANONYMOUS, EXPIRED, REVOKED) else 403
+
+
+def test_every_route_is_in_the_table() -> None:
+    routes = application_routes()
+    assert routes - set(ROUTES) == set(), "routes without a row in the authorization matrix"
+    assert set(ROUTES) - routes == set(), "rows of the matrix for routes that do not exist"
+
+
+@pytest.fixture(scope="module")
+def path_values(api) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    with api.client(SUPERVISOR) as c:
+        created = c.post("/v1/requests", json={"protocol_number": api.protocols["a1"]})
+        assert created.status_code == 201, created.text
+    return {"protocol_number": api.protocols["a1"], "recording_id": api.recordings["a1"],
+            "request_id": created.json()["request_id"], "hold_id": "hold-none",
+            "approval_id": str(uuid.uuid4())}
+
+
+CELLS = [(method, path, who) for (method, path) in ROUTES for who in PRINCIPALS]
+
+
+@pytest.mark.parametrize(("method", "path", "who"), CELLS,
+                         ids=[f"{m} {p} as {w}" for m, p, w in CELLS])
+def test_matrix_cell(api, path_values, method: str, path: str, who: str) -> None:  # type: ignore[no-untyped-def]
+    case = ROUTES[(method, path)]
+    token = None if who == ANONYMOUS else api.tokens[who]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with api.client() as c:
+        response = c.request(method, path.format(**path_values), headers=headers, params=case.params,
+                             json=case.body if method == "POST" else None)
+    assert response.status_code == expected(case, who), response.text[:300]
