@@ -92,7 +92,7 @@ def erase_customer(
         sealer.index.customer_code(customer_code) if customer_code is not None else None,
     ) if r]
     return erase_subject(ledger, registry, publisher, sealer, index_refs=index_refs, legal_basis=legal_basis,
-                         projection_timeout_s=projection_timeout_s)
+                         projection_timeout_s=projection_timeout_s, earlier_ledgers=earlier_ledgers)
 
 
 def erase_subject(
@@ -105,6 +105,7 @@ def erase_subject(
     legal_basis: str,
     projection_timeout_s: float = 30.0,
     correlation_id: str | None = None,
+    earlier_ledgers: Sequence[psycopg.Connection[Any]] = (),
 ) -> ErasureResult:
     """:func:`erase_customer` for a customer known by blind index only (the API's
     two-person erasure names the subject, never the clear CPF)."""

@@ -312,6 +312,8 @@ def _subcommands() -> list[list[str]]:
         ["witness", "serve", "--key", "/nonexistent/witness.key", "--state", "/nonexistent",
          "--listen", "127.0.0.1:1", "--log-vkey", "x"],
         ["verify-evidence", "/nonexistent/bundle.zip"],
+        ["serve", "--listen", "127.0.0.1:1"],
+        ["user", "add", "--name", "ana", "--role", "analyst"],
     ]
 
 
