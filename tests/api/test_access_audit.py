@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import CPF_A, RunningApi
+from api_world import CPF_A, RunningApi
 
 PURPOSE = "Procon complaint 2026-118"
 

@@ -3,7 +3,7 @@ event on the ledger; nobody approves their own request."""
 
 from __future__ import annotations
 
-from conftest import CPF_B, RunningApi
+from api_world import CPF_B, RunningApi
 
 
 def ask_deletion(api: RunningApi, who: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import CPF_A, RunningApi
+from api_world import CPF_A, RunningApi
 
 WINDOW = {"window_from": "2024-01-01T00:00:00Z", "window_to": "2030-01-01T00:00:00Z"}
 HUGE = "x" * 100_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import CPF_A, RunningApi
+from api_world import CPF_A, RunningApi
 
 from protocolo.cli import main
 

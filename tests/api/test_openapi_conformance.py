@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
-from conftest import RunningApi
+from api_world import RunningApi
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conftest import CPF_A, RunningApi, sha256
+from api_world import CPF_A, RunningApi, sha256
 
 
 def test_search_filters_paging_and_totals(api: RunningApi) -> None:
