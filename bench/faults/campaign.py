@@ -106,6 +106,7 @@ class Campaign:
         ref_url = create_database(self.node.admin_url, "projector_ref")  # caught up after each round
         kinds = [KILL_KINDS[i % len(KILL_KINDS)] for i in range(self.args.kills)]
         self.rng.shuffle(kinds)
+        log_dups = 0
         say(f"[projector] {self.args.kills} SIGKILLs on topic {ledger.topic}, batch size {BATCH}")
         for n, kind in enumerate(kinds, 1):
             row = self.row(f"projector-{kind}", f"projector SIGKILL: {kind}")
@@ -124,7 +125,9 @@ class Campaign:
             ledger.catch_up(ref_url, f"{ledger.settings.group_id}-ref")
             difference = ledger.same_as(ref_url)
             found = ledger.lost_and_duplicated()
-            row.add(ledger.topic, found)
+            # one ledger for the whole phase: each kill is charged with the duplicates it added
+            row.add(f"{ledger.topic}#{n}", {**found, "log_duplicates": found["log_duplicates"] - log_dups})
+            log_dups = found["log_duplicates"]
             if difference:
                 row.problems.append(f"kill {n} ({what}): differs from the clean run: {difference}")
             say(f"  kill {n:2d}/{len(kinds)}: {what}; resumed: exit {rc}; "
@@ -167,11 +170,23 @@ class Campaign:
         p2 = ledger.projection("--batch-size", "10")
         publisher = threading.Thread(target=lambda: ledger.publish(rest, chunk=20), daemon=True)
         publisher.start()
-        delay = self.rng.uniform(0.5, 4.0)  # P2's process start + group join take ~1-4 s here
-        time.sleep(delay)
-        p1_alive = p1.running()
-        if p1_alive:
-            p1.proc.kill()
+        started = time.monotonic()
+        # Half the time P1 dies the moment the coordinator is rebalancing for P2's join
+        # (state seen with DescribeGroups), half at a random moment of P2's start and join.
+        at_rebalance = self.rng.random() < 0.5
+        group = GroupWatch(ledger.settings.kafka_bootstrap or "", ledger.settings.group_id)
+        try:
+            if at_rebalance:
+                state = group.wait_for(REBALANCING, timeout=60, alive=p1.running)
+            else:
+                time.sleep(self.rng.uniform(0.5, 4.0))  # P2's process start + join take ~1-4 s here
+                state = group.state()
+            p1_alive = p1.running()
+            if p1_alive:
+                p1.proc.kill()
+        finally:
+            group.close()
+        delay = time.monotonic() - started
         p1.wait(30)
         publisher.join(120)
         ledger.resend(self.rng.sample(prepared, 3))
@@ -187,7 +202,8 @@ class Campaign:
             row.problems.append(f"P1 had exited before the kill: {p1.output()[-500:]}")
         if rc2 != 0:
             row.problems.append(f"P2 exited {rc2} after SIGTERM: {p2.output()[-500:]}")
-        return (f"P1 SIGKILLed {delay:.1f} s after P2 started (publishing under way); P2 "
+        row.notes.append(f"rebalance kill: group {state} ({'waited for a rebalance' if at_rebalance else 'random moment'})")
+        return (f"P1 SIGKILLed {delay:.1f} s after P2 started, group {state} (publishing under way); P2 "
                 f"{'took over and caught up' if took_over else 'did NOT catch up alone'}, exit {rc2}")
 
     # ------------------------------------------------------------------ phase 2: broker
@@ -423,6 +439,37 @@ class Campaign:
                  "rows": [r.__dict__ for r in self.rows.values()]}, indent=2))
         failed = bad or any(r.lost or r.duplicated for r in self.rows.values())
         return 1 if failed else 0
+
+
+REBALANCING = ("PreparingRebalance", "CompletingRebalance")
+
+
+class GroupWatch:
+    """The consumer group's state as the coordinator reports it (DescribeGroups)."""
+
+    def __init__(self, bootstrap: str, group_id: str) -> None:
+        self.group_id = group_id
+        self.admin = admin_client(bootstrap)
+
+    def state(self) -> str:
+        try:
+            found = self.admin.describe_groups([self.group_id])[self.group_id]
+        except Exception as exc:  # noqa: BLE001 - reported, not fatal
+            return f"unknown ({type(exc).__name__})"
+        members = len(found.get("members") or [])
+        return f"{found.get('group_state')} with {members} member{'s' if members != 1 else ''}"
+
+    def wait_for(self, states: tuple[str, ...], timeout: float, alive: Callable[[], bool]) -> str:
+        """Poll until the group is in one of ``states``; return the last state seen."""
+        deadline = time.monotonic() + timeout
+        seen = self.state()
+        while time.monotonic() < deadline and alive() and seen.split(" ")[0] not in states:
+            time.sleep(0.01)
+            seen = self.state()
+        return seen
+
+    def close(self) -> None:
+        self.admin.close()
 
 
 def wait_for_receipts(ledger: Ledger, count: int, done: threading.Event, timeout: float = 300) -> None:
