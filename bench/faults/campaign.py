@@ -337,7 +337,7 @@ class Campaign:
             f"{settings}")
         prepared = ledger.events(contacts=300, seed=self.rng.randrange(2**31))
         unconfirmed: list[Any] = []
-        proc = ledger.projection("--batch-size", "50")
+        proc = ledger.projection("--batch-size", "50", PROTOCOLO_DEBUG="1")  # a failure shows its traceback
         # The kill must land during projection as well: publish a first part, wait until the
         # projector has committed some of it, then publish the rest and kill a node meanwhile.
         head, prepared_rest = prepared[:100], prepared[100:]
@@ -372,7 +372,14 @@ class Campaign:
         rc = proc.wait(60)
         row.count += 1
         if not caught_up or rc != 0:
-            row.problems.append(f"round {n}: projector caught up {caught_up}, exit {rc}: {proc.output()[-800:]}")
+            row.problems.append(f"round {n}: projector caught up {caught_up}, exit {rc}: {proc.output()[-3000:]}")
+            # As a supervisor would: start it again, so that what was lost (if anything) is
+            # told apart from what a dead projector had not read yet.
+            again = ledger.projection("--batch-size", "500", "--until-caught-up")
+            rc_again = again.wait(300)
+            say(f"  the projector had stopped (exit {rc}); restarted, it exits {rc_again}")
+            if rc_again != 0:
+                row.problems.append(f"round {n}: restarted projector exited {rc_again}: {again.output()[-1500:]}")
         kept = ledger.lost_and_duplicated(before_kill)
         found = ledger.lost_and_duplicated()
         row.add(ledger.topic, found)

@@ -30,8 +30,8 @@ from protocolo import devstack
 from protocolo.core.config import Settings
 from protocolo.devstack import apache_kafka, postgres
 from protocolo.devstack.broker import bootstrap, wait_for_broker
-from protocolo.devstack.processes import alive, free_port, spawn_detached, terminate
-from protocolo.devstack.state import StackPaths
+from protocolo.devstack.processes import alive, free_port, port_is_free, spawn_detached, terminate
+from protocolo.devstack.state import StackPaths, service_state
 
 Log = Callable[[str], None]
 
@@ -73,6 +73,16 @@ class SingleNode:
         return pid
 
     def start_broker(self) -> None:
+        # Right after a SIGKILL the broker's ports stay bound for a moment (its sockets in
+        # FIN_WAIT while clients still hold theirs), and the dev stack would then move to
+        # other ports; the campaign's clients know the old ones, so wait for them.
+        entry = service_state(self.paths, "kafka")
+        deadline = time.monotonic() + 60
+        while not all(port_is_free(entry[k]) for k in ("port", "controller_port")):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker's ports {entry['port']}/{entry['controller_port']} "
+                                   "stay taken 60 s after it was killed")
+            time.sleep(0.2)
         address = devstack.start_kafka(self.settings, self.log, broker=apache_kafka.NAME,
                                        timeout=START_TIMEOUT_S)
         if address != self.kafka_bootstrap:
