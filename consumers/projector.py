@@ -44,11 +44,12 @@ from .batch import Batch, BatchProcessor, Positions
 from .batch_writer import BatchWriter
 from .decoding import RecordDecoder
 from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
+from .topic_settings import UnsafeSetting, UnsafeTopic, admin_client, check_topic
 from .tracking import OffsetConflict, TrackingStore
 
 __all__ = [
     "LogReplaced", "Projector", "ProjectorError", "ProjectorOptions", "ProjectorStats",
-    "StoredOffsetBeyondLogEnd",
+    "StoredOffsetBeyondLogEnd", "UnsafeTopic",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class ProjectorOptions:
     heartbeat_interval_ms: int = 1000
     max_poll_interval_ms: int = 60_000
     commit_to_kafka: bool = True
+    #: Project from a topic whose settings let the broker delete records (finite retention,
+    #: compaction, unclean leader election): refused unless this is set, and logged when it is.
+    accept_unsafe_topic: bool = False
     kafka: dict[str, Any] = field(default_factory=dict)
 
 
@@ -120,6 +124,7 @@ class Projector:
         self._fatal: BaseException | None = None
         self._conflicts_in_a_row = 0
         self._committed: list[Batch] = []  # appended by the writer thread, drained here
+        self.unsafe_settings = self._check_topic(bootstrap_servers)
         # Whatever is opened here is closed again if a later step fails (a broker that
         # cannot be reached, a database that refuses the migrations).
         with ExitStack() as opened:
@@ -135,6 +140,14 @@ class Projector:
             opened.callback(self._writer.close)
             self._consumer = self._new_consumer(bootstrap_servers, group_id)
             opened.pop_all()
+
+    def _check_topic(self, bootstrap_servers: str | list[str]) -> list[UnsafeSetting]:
+        """Before anything is opened: refuse a topic that could lose evidence (topic_settings)."""
+        admin = admin_client(bootstrap_servers, self.options.kafka)
+        try:
+            return check_topic(admin, self.topic, accept_unsafe=self.options.accept_unsafe_topic)
+        finally:
+            admin.close()
 
     def _new_consumer(self, bootstrap_servers: str | list[str], group_id: str) -> KafkaConsumer:
         opts = self.options

@@ -10,13 +10,14 @@ import kafka.errors as Errors
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
+from protocolo.consumers.topic_settings import LEDGER_TOPIC_CONFIGS
+
 #: How long to wait for the broker to answer and for every partition to have a leader.
 DEFAULT_TIMEOUT_S = 30.0
 
-# Infinite retention: the topic is the system of record. Measured: tansu 0.6 accepts these
-# (and min.insync.replicas) on CreateTopics and reports them back in DescribeConfigs, so no
-# broker-specific omission is needed.
-_RETENTION_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1"}
+# A new topic gets LEDGER_TOPIC_CONFIGS: infinite retention, deletion (never compaction), no
+# unclean leader election; consumers/topic_settings.py judges an existing topic by the same
+# rules. Measured: tansu 0.6 accepts these (and min.insync.replicas) on CreateTopics.
 
 
 class LedgerTopicError(RuntimeError):
@@ -29,7 +30,7 @@ def ensure_ledger_topic(
     """Create ``topic`` if it is missing; return its partition count once all have leaders.
 
     A new topic gets ``partitions`` partitions, replication factor min(3, live brokers),
-    infinite retention, and ``min.insync.replicas=2`` when it has 3 replicas (so an
+    ``cleanup.policy=delete`` with infinite retention, ``unclean.leader.election.enable=false``, and ``min.insync.replicas=2`` when it has 3 replicas (so an
     ``acks=all`` write survives the loss of any one broker). An existing topic is left as
     it is and its actual partition count is returned, which may differ from ``partitions``.
     Creating concurrently from several processes is safe.
@@ -48,7 +49,7 @@ def ensure_ledger_topic(
         if _describe(admin, topic) is None:
             brokers = _live_brokers(admin)
             replication = min(3, brokers)
-            configs = dict(_RETENTION_CONFIGS)
+            configs = dict(LEDGER_TOPIC_CONFIGS)
             if replication >= 3:
                 configs["min.insync.replicas"] = "2"
             # TopicAlreadyExists: another process created it between our look and our create

@@ -178,12 +178,13 @@ class Runtime:
                                policy_profile=override_from_env())
 
     def projector(
-        self, batch_size: int = 2000, progress: Callable[[ProjectorStats], None] | None = None
+        self, batch_size: int = 2000, progress: Callable[[ProjectorStats], None] | None = None,
+        *, accept_unsafe_topic: bool = False,
     ) -> Projector:
         return Projector(
             self.kafka_bootstrap, self.database_url, topic=self.settings.topic,
             group_id=self.settings.group_id, progress=progress,
-            options=ProjectorOptions(batch_size=batch_size),
+            options=ProjectorOptions(batch_size=batch_size, accept_unsafe_topic=accept_unsafe_topic),
         )
 
 

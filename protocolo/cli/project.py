@@ -9,6 +9,7 @@ import time
 
 from protocolo.cli import bounded_int
 from protocolo.consumers.projector import ProjectorStats
+from protocolo.consumers.topic_settings import ACCEPT_FLAG
 from protocolo.runtime import Runtime
 
 #: Above this a batch no longer fits the client's fetch buffers and one transaction holds
@@ -30,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--rebuild", action="store_true",
                    help="first drop and rebuild every view from the journal (one transaction), then project")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(ACCEPT_FLAG, dest="accept_unsafe_topic", action="store_true",
+                   help="project even from a topic whose settings let the broker delete records "
+                   "(finite retention.ms/retention.bytes, compaction, unclean leader election); "
+                   "refused without it, logged with it")
     p.set_defaults(func=run)
 
 
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         with rt.connect() as conn:
             applied = rebuild_views(conn)
         print(f"rebuilt the views from {applied:,} journalled events", file=sys.stderr)
-    with rt.projector(args.batch_size, ProgressPrinter(quiet=args.quiet)) as projector:
+    with rt.projector(args.batch_size, ProgressPrinter(quiet=args.quiet),
+                      accept_unsafe_topic=args.accept_unsafe_topic) as projector:
         stats = projector.run(until_caught_up=args.until_caught_up)
     print(f"projected {stats.journaled:,} events in {stats.batches:,} batches; "
           f"quarantined {stats.quarantined:,}", file=sys.stderr)
