@@ -73,6 +73,11 @@ class ProjectorOptions:
     #: Project from a topic whose settings let the broker delete records (finite retention,
     #: compaction, unclean leader election): refused unless this is set, and logged when it is.
     accept_unsafe_topic: bool = False
+    #: How long the projector keeps polling through errors Kafka marks retriable (a broker
+    #: of the cluster went away, a leader moved) before it gives up and stops: nothing is
+    #: lost either way (positions live in PostgreSQL), but one broker's death in a cluster
+    #: must not stop projection (bench/faults found it did).
+    broker_retry_s: float = 120.0
     kafka: dict[str, Any] = field(default_factory=dict)
 
 
@@ -277,6 +282,26 @@ class Projector:
         return batch.records
 
     def _poll(self) -> dict[TopicPartition, list[Any]]:
+        """One poll; retriable Kafka errors are retried for ``options.broker_retry_s``."""
+        failing_since: float | None = None
+        while True:
+            try:
+                polled = self._poll_once()
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False) or self._fatal is not None:
+                    raise
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > self.options.broker_retry_s:
+                    raise
+                log.warning("Kafka: %s (retriable); polling again", exc)
+                time.sleep(min(1.0, self.options.poll_timeout_ms / 1000))
+                continue
+            if failing_since is not None:
+                log.warning("Kafka answers again after %.1f s", time.monotonic() - failing_since)
+            return polled
+
+    def _poll_once(self) -> dict[TopicPartition, list[Any]]:
         if self._fatal is not None:
             raise self._fatal
         try:
