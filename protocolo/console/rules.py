@@ -1,0 +1,43 @@
+"""The compliance flags of a contact, each with the rule's text and its legal source.
+
+The values in the text (seconds, hours) and the source come from the policy profile in
+force when the contact opened (:func:`protocolo.core.policy.profile_in_force`), so the
+page states the rule the contact was measured against, not today's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from protocolo.core.policy import DEFAULT_PROFILE, PolicyError, PolicyProfile, profile_in_force
+
+#: The flags of ``interaction_compliance``, in the order a contact meets them.
+FLAGS = ("protocol_disclosed_at_start", "recording_notice_at_start", "protocol_confirmed_in_time")
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    flag: str
+    met: bool | None   # None: the view has no answer yet
+    text: str
+    source: str
+
+
+def _profile(interaction: dict[str, Any] | None) -> PolicyProfile:
+    name = (interaction or {}).get("policy_profile") or DEFAULT_PROFILE
+    opened = (interaction or {}).get("opened_at")
+    try:
+        return profile_in_force(name, opened if isinstance(opened, datetime) else datetime.fromisoformat(opened))
+    except (PolicyError, TypeError, ValueError):
+        return profile_in_force(DEFAULT_PROFILE, datetime.now().astimezone())
+
+
+def checks(interaction: dict[str, Any] | None, compliance: dict[str, Any] | None,
+           t: Callable[..., str]) -> list[RuleCheck]:
+    profile = _profile(interaction)
+    values = {"seconds": profile.start_disclosure_seconds, "hours": profile.protocol_confirmation_hours}
+    return [RuleCheck(flag, (compliance or {}).get(flag), t(f"rule.{flag}", **values),
+                      f"{profile.source} ({profile.key})") for flag in FLAGS]
