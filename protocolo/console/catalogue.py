@@ -1,7 +1,8 @@
 """Every word the console shows, Portuguese first, English second: one catalogue.
 
 Templates call ``t("key")`` (or ``t("key", n=3)`` for a formatted message); a key missing
-from the catalogue fails loudly in tests (:func:`missing_keys`), never shows a raw key.
+from the catalogue raises (tests/unit/test_console_catalogue.py checks every key the
+templates name, in both languages), never shows a raw key.
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rule.protocol_confirmed_in_time": (
         "Confirmar o número de protocolo por escrito em até {hours} h.",
         "Confirm the protocol number in writing within {hours} h."),
+    "flag.protocol_disclosed_at_start": ("Protocolo no início", "Protocol at start"),
+    "flag.recording_notice_at_start": ("Aviso de gravação", "Recording notice"),
+    "flag.protocol_confirmed_in_time": ("Confirmação no prazo", "Confirmed in time"),
+    "recording.status.retained": ("Guardada", "Retained"),
+    "recording.status.deleted": ("Apagada", "Deleted"),
     # requests
     "request.id": ("Pedido", "Request"),
     "request.kind": ("Tipo", "Kind"),

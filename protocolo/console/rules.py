@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from protocolo.core.policy import DEFAULT_PROFILE, PolicyError, PolicyProfile, profile_in_force
+from protocolo.core.policy import DEFAULT_PROFILE, PolicyProfile, profile_in_force, profile_version
 
 #: The flags of ``interaction_compliance``, in the order a contact meets them.
 FLAGS = ("protocol_disclosed_at_start", "recording_notice_at_start", "protocol_confirmed_in_time")
@@ -27,12 +27,15 @@ class RuleCheck:
 
 
 def _profile(interaction: dict[str, Any] | None) -> PolicyProfile:
-    name = (interaction or {}).get("policy_profile") or DEFAULT_PROFILE
+    """The view stores the version applied (``name@version``); a bare name means the
+    version in force when the contact opened."""
+    named = str((interaction or {}).get("policy_profile") or DEFAULT_PROFILE)
     opened = (interaction or {}).get("opened_at")
-    try:
-        return profile_in_force(name, opened if isinstance(opened, datetime) else datetime.fromisoformat(opened))
-    except (PolicyError, TypeError, ValueError):
-        return profile_in_force(DEFAULT_PROFILE, datetime.now().astimezone())
+    name, _, version = named.partition("@")
+    if version.isdigit():
+        return profile_version(name, int(version))
+    moment = opened if isinstance(opened, datetime) else datetime.fromisoformat(str(opened)) if opened else None
+    return profile_in_force(name, moment or datetime.now(UTC))
 
 
 def checks(interaction: dict[str, Any] | None, compliance: dict[str, Any] | None,

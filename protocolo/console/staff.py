@@ -68,9 +68,9 @@ def search(request: Request, svc: Services,
     except REFUSALS as exc:
         status, problem = message(exc, catalogue.translator(language(request)))
         return page(request, "search.html", who, status=status, form=form, found=None, problem=problem,
-                    channels=CHANNELS, page_number=page_number)
+                    channels=CHANNELS, page_number=page_number, flags=rules.FLAGS)
     return page(request, "search.html", who, form=form, found=found, problem=problem, channels=CHANNELS,
-                page_number=page_number)
+                page_number=page_number, flags=rules.FLAGS)
 
 
 @router.get("/contacts/{protocol_number}", response_class=HTMLResponse)
