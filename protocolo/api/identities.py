@@ -8,6 +8,7 @@ the secret is checked against its scrypt hash; revoked or expired rows never mat
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -111,10 +112,15 @@ def authenticate(conn: psycopg.Connection[Any], credential: str, kind: str) -> P
     return Principal(row[2], Role(row[3]), row[4], credential_id, kind == "session", row[1])
 
 
+@functools.cache
+def _absent_user_hash() -> str:
+    return hash_secret(new_secret(), PASSWORD_COST)
+
+
 def check_password(conn: psycopg.Connection[Any], name: str, password: str) -> bool:
     row = conn.execute("SELECT password_hash FROM api_users WHERE user_name = %s AND disabled_at IS NULL",
                        (name,)).fetchone()
     if row is None or row[0] is None:
-        check_secret(password, hash_secret("timing", PASSWORD_COST))  # same time either way
+        check_secret(password, _absent_user_hash())  # the same work either way: no user probing
         return False
     return check_secret(password, row[0])

@@ -289,4 +289,12 @@ def _event_detail(e: dict[str, Any]) -> str:
             return f"hold {p['hold_id']}"
         case "NoteAdded":
             return f"by {p.get('agent_name') or p['agent_id']}"
+        case "AccessRecorded":
+            return f"{p['action']} by {p['actor']} ({p['role']}): {p['purpose']}"
+        case "ApprovalRequested":
+            return f"{p['action']} asked by {p['requested_by']}"
+        case "ApprovalGranted":
+            return f"granted by {p['approved_by']}"
+        case "ApprovalDenied":
+            return f"denied by {p['denied_by']}"
     return ""

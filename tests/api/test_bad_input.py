@@ -71,6 +71,10 @@ CASES: list[tuple[str, str, str, str, Any, str, str | None]] = [
     ("event: blank agent", "service", "POST", "/v1/events",
      {"event_type": "NoteAdded", "protocol_number": "{a1}", "fields": {"agent_id": " ", "text": "x"}},
      "agent_id", "required"),
+    ("event: forged audit record", "service", "POST", "/v1/events",
+     {"event_type": "AccessRecorded", "fields": {}}, "event_type", "api-owned"),
+    ("event: forged approval", "service", "POST", "/v1/events",
+     {"event_type": "ApprovalGranted", "fields": {}}, "event_type", "api-owned"),
     ("login: empty name", "customer", "POST", "/v1/auth/login", {"name": "", "password": "x"}, "name", None),
 ]
 

@@ -77,3 +77,8 @@ def test_login_is_rate_limited(api: RunningApi) -> None:
         statuses = [c.post("/v1/auth/login", json={"name": "analyst", "password": "wrong"}).status_code
                     for _ in range(15)]
     assert statuses[:3] == [401, 401, 401] and statuses[-1] == 429
+
+
+def test_serve_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--listen", "localhost"]) == 2
+    assert "is not HOST:PORT" in capsys.readouterr().err

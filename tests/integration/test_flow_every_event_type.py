@@ -42,6 +42,7 @@ def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsy
     rec = "rec-flow-1"
     captured = recording_captured(rec, p)
     req_a, req_b, req_cpf = (str(uuid.uuid4()) for _ in range(3))
+    approval = str(uuid.uuid4())
     sealer = rt.sealer()
     cpf_index = sealer.index.cpf(CPF)
     code_index = sealer.index.customer_code(CODE)
@@ -90,8 +91,19 @@ def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsy
              at(days=190)),
         Event("CustomerDataErased", {"subject_ref": cpf_index, "key_refs": [cpf_index],
                                      "legal_basis": "LGPD art. 18 VI"}, occurred_at=at(days=195)),
+        # The access audit and a two-person approval (docs/api.md), on the contact's key.
+        on_p("AccessRecorded", {"access_id": str(uuid.uuid4()), "actor": "ana", "role": "SUPERVISOR",
+                                "action": "UNMASK", "subject_ref": cpf_index, "target": None,
+                                "purpose": "Procon-123456", "source_address": "10.0.0.7"}, at(days=11)),
+        on_p("ApprovalRequested", {"approval_id": approval, "action": "EARLY_DELETION", "requested_by": "ana",
+                                   "requester_role": "SUPERVISOR", "recording_id": rec, "subject_ref": None,
+                                   "reason": "court order"}, at(days=12)),
+        on_p("ApprovalDenied", {"approval_id": approval, "denied_by": "bruno", "approver_role": "COMPLIANCE",
+                                "reason": "hold in force"}, at(days=13)),
+        on_p("ApprovalGranted", {"approval_id": approval, "approved_by": "bruno", "approver_role": "COMPLIANCE",
+                                 "comment": "later decision: the denial stands"}, at(days=14)),
     ]
-    assert len({e.event_type for e in events}) == 13
+    assert len({e.event_type for e in events}) == 17
 
     with rt.publisher("flow-test") as publisher:
         receipts = publisher.publish_many(events)
@@ -204,3 +216,10 @@ def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsy
     assert by_code.code == 0, by_code.err
     assert [x["protocol_number"] for x in by_code.json()["interactions"]] == [p]
     assert cli("history", "--customer", "C-NOBODY").code == 1
+
+    # --- the access audit and the approval: the first decision stands
+    with rt.connect() as conn:
+        assert conn.execute("SELECT actor, action, protocol_number, subject_ref FROM access_log").fetchall() == [
+            ("ana", "UNMASK", p, cpf_index)]
+        assert conn.execute("SELECT decision, decided_by, requested_by, recording_id FROM approvals").fetchall() == [
+            ("DENIED", "bruno", "ana", rec)]

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Security
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocolo.core.errors import EventRejected
 from protocolo.producers.publisher import Event
 
 from ..auth import Services, principal
@@ -17,6 +18,9 @@ from ..ledger_writes import WriteResult, publish_and_wait
 from ..roles import Permission
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+
+#: Events only the API itself writes: a service may not forge an audit record or a decision.
+API_OWNED = frozenset({"AccessRecorded", "ApprovalRequested", "ApprovalGranted", "ApprovalDenied"})
 
 
 class NewEvent(BaseModel):
@@ -33,7 +37,11 @@ class NewEvent(BaseModel):
 def publish(body: NewEvent, svc: Services,
             who: Annotated[Principal, Security(principal, scopes=[Permission.EVENTS_PUBLISH])]) -> WriteResult:
     """Validated by the wire contract (422 names the field and the rule); timestamps inside
-    ``fields`` are microseconds since the epoch, as in the Avro schema."""
+    ``fields`` are microseconds since the epoch, as in the Avro schema. The access audit and
+    approvals are written by the API's own routes only."""
+    if body.event_type in API_OWNED:
+        raise EventRejected("event_type", "api-owned",
+                            f"{body.event_type} is written by the API itself (access audit, approvals)")
     return publish_and_wait(svc, [Event(body.event_type, body.fields, protocol_number=body.protocol_number,
                                         occurred_at=body.occurred_at, correlation_id=body.correlation_id,
                                         event_id=body.event_id)])

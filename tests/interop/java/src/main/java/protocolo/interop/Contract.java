@@ -65,13 +65,14 @@ public final class Contract {
         return out;
     }
 
-    /** Kafka key: the protocol number, else the request id (retrievals) or subject_ref (erasure). */
+    /** Kafka key: the protocol number, else the request id (retrievals), access_id (access audit),
+     *  approval_id (approvals) or subject_ref (erasure), the first field the record has. */
     public static String kafkaKey(GenericRecord record) {
         Object protocol = ((GenericRecord) record.get("meta")).get("protocol_number");
         if (protocol != null) {
             return protocol.toString();
         }
-        for (String own : List.of("request_id", "subject_ref")) {
+        for (String own : List.of("request_id", "access_id", "approval_id", "subject_ref")) {
             if (record.getSchema().getField(own) != null) {
                 return record.get(own).toString();
             }
