@@ -50,7 +50,7 @@ def file_request(request: Request, svc: Services,
         if number is None and (blank(cpf) is None or blank(day) is None):
             raise EventRejected("protocol_number" if blank(cpf) is None else "day", "required", t("customer.either"))
         created = requests.create(requests.NewRequest(
-            protocol_number=number, cpf=None if number else blank(cpf),
+            protocol_number=number, cpf=None if number else blank(cpf), customer_code=None, name=None,
             window_from=None if number else day_start(blank(day), "day"),
             window_to=None if number else day_end(blank(day), "day"),
             kind="RECORDING", requested_via="WEB_FORM",

@@ -63,7 +63,7 @@ def search(request: Request, svc: Services,
         found = contacts.search(
             request, svc, who, protocol_number=blank(protocol_number), cpf=blank(cpf),
             customer_code=blank(customer_code), opened_from=day_start(blank(opened_from), "opened_from"),
-            opened_to=day_end(blank(opened_to), "opened_to"), channel=blank(channel),  # type: ignore[arg-type]
+            opened_to=day_end(blank(opened_to), "opened_to"), channel=blank(channel),
             agent_id=blank(agent_id), page=page_number, page_size=20, purpose=blank(purpose))
     except REFUSALS as exc:
         status, problem = message(exc, catalogue.translator(language(request)))
@@ -113,7 +113,8 @@ def ask_early_deletion(protocol_number: str, recording_id: str, request: Request
     back = f"/console/contacts/{protocol_number}"
     try:
         approvals.ask(approvals.NewApproval(action="EARLY_DELETION", reason=reason.strip(),
-                                            protocol_number=protocol_number, recording_id=recording_id), svc, who)
+                                            protocol_number=protocol_number, recording_id=recording_id,
+                                            cpf=None, customer_code=None), svc, who)
     except REFUSALS as exc:
         return refused(request, who, exc, back=back)
     return see_other(f"{back}?note=contact.deletion_asked")
