@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission, allows
+from protocolo.core.cpf import format_cpf
 
 from . import catalogue
 from .session import CSRF_COOKIE, LANGUAGE_COOKIE
@@ -79,7 +80,7 @@ def page(request: Request, template: str, who: Principal | None, *, status: int 
     html = environment().get_template(template).render(
         t=t, lang=lang, languages=catalogue.LANGUAGE_NAMES, who=who, nav=navigation(who),
         here=request.url.path, csrf=request.cookies.get(CSRF_COOKIE, ""),
-        when=lambda v: when(v, lang), span=lambda s: catalogue.span(int(s), t), left=seconds_left, **values)
+        when=lambda v: when(v, lang), span=lambda s: catalogue.span(int(s), t), left=seconds_left, cpf=format_cpf, **values)
     return HTMLResponse(html, status_code=status,
                         headers={"Content-Language": "pt-BR" if lang == "pt" else "en",
                                  "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
