@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -22,7 +24,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         if not request.url.path.startswith("/console"):
-            return await api_invalid(request, exc)  # type: ignore[no-any-return]
+            answer = api_invalid(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         first = exc.errors()[0] if exc.errors() else {}
         field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "?"
         t = catalogue.translator(language(request))
