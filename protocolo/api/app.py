@@ -38,6 +38,12 @@ def create_app(services: ApiServices | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
 
+    @app.exception_handler(psycopg.DataError)
+    async def not_storable(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # The last line of defence: inputs are checked field by field before any query.
+        return JSONResponse(status_code=422, content=problems.rejection_body(
+            "request", "not-storable", "a value PostgreSQL cannot hold (a NUL character?)"))
+
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": "PostgreSQL did not answer"})

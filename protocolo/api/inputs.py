@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Query
+from fastapi import Path, Query
 from fastapi.encoders import jsonable_encoder
 
 from protocolo.core.cpf import normalise_cpf
@@ -21,7 +21,10 @@ Purpose = Annotated[str | None, Query(min_length=3, max_length=500,
                                       description="Why: required for every audited access.")]
 Page = Annotated[int, Query(ge=1, le=100_000)]
 PageSize = Annotated[int, Query(ge=1, le=200)]
-ShortText = Annotated[str | None, Query(min_length=1, max_length=200)]
+#: Text PostgreSQL can store: no NUL character (it would fail the lookup, not the input).
+NO_NUL = r"^[^\x00]*$"
+ShortText = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NO_NUL)]
+PathId = Annotated[str, Path(min_length=1, max_length=200, pattern=NO_NUL)]
 Moment = Annotated[datetime | None, Query()]
 
 

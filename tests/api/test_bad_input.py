@@ -75,6 +75,13 @@ CASES: list[tuple[str, str, str, str, Any, str, str | None]] = [
      {"event_type": "AccessRecorded", "fields": {}}, "event_type", "api-owned"),
     ("event: forged approval", "service", "POST", "/v1/events",
      {"event_type": "ApprovalGranted", "fields": {}}, "event_type", "api-owned"),
+    ("approval: NUL in recording id", "supervisor", "POST", "/v1/approvals",
+     {"action": "EARLY_DELETION", "reason": "x", "protocol_number": "{a1}", "recording_id": "r\x00"},
+     "recording_id", "string_pattern_mismatch"),
+    ("release: NUL in hold id", "supervisor", "POST", "/v1/contacts/{a1}/holds/h%00/release", {"reason": "x"},
+     "hold_id", "string_pattern_mismatch"),
+    ("login: NUL in name", "customer", "POST", "/v1/auth/login", {"name": "a\x00", "password": "x"}, "name",
+     "string_pattern_mismatch"),
     ("login: empty name", "customer", "POST", "/v1/auth/login", {"name": "", "password": "x"}, "name", None),
 ]
 
@@ -118,3 +125,12 @@ def test_malformed_json_is_refused(api: RunningApi) -> None:
         response = c.post("/v1/requests", content=b'{"cpf": ', headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and response.json()["rule"] == "json_invalid"
     assert api.log_end() == start
+
+
+def test_nul_in_a_query_is_refused_not_a_server_error(api: RunningApi) -> None:
+    """Found by schemathesis: a NUL reached PostgreSQL in a lookup and made a 500."""
+    with api.client("compliance") as c:
+        for path, params in (("/v1/access-log", {"actor": "a\x00"}), ("/v1/contacts", {"agent_id": "\x00"})):
+            response = c.get(path, params=params)
+            assert response.status_code == 422, response.text
+            assert response.json()["rule"] == "string_pattern_mismatch"

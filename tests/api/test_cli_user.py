@@ -82,3 +82,24 @@ def test_login_is_rate_limited(api: RunningApi) -> None:
 def test_serve_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--listen", "localhost"]) == 2
     assert "is not HOST:PORT" in capsys.readouterr().err
+
+
+def test_the_customer_channel_is_rate_limited(api: RunningApi) -> None:
+    """20 requests at once, then 30 a minute (CUSTOMER_RATE); the refused one publishes nothing."""
+    from protocolo.api.services import CUSTOMER_RATE
+
+    with api.client("customer") as c:
+        accepted = 0
+        while True:  # the bucket refills slowly meanwhile, so a few more may pass
+            start = api.log_end()
+            refused = c.post("/v1/requests", json={"protocol_number": api.protocols["a2"]})
+            if refused.status_code != 201:
+                break
+            accepted += 1
+            assert accepted <= CUSTOMER_RATE.burst * 2, "never rate limited"
+    assert accepted >= CUSTOMER_RATE.burst
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert api.log_end() == start
+    with api.client("other-customer") as c:  # per customer: the other one is not held back
+        assert c.post("/v1/requests", json={"cpf": "123.456.789-09", "window_from": "2024-01-01T00:00:00Z",
+                                            "window_to": "2031-01-01T00:00:00Z"}).status_code == 201

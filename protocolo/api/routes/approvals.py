@@ -35,7 +35,7 @@ class NewApproval(BaseModel):
     action: Literal["EARLY_DELETION", "CUSTOMER_ERASURE"]
     reason: str = Field(min_length=1, max_length=2000)
     protocol_number: str | None = Field(None, max_length=40)
-    recording_id: str | None = Field(None, min_length=1, max_length=200)
+    recording_id: str | None = Field(None, min_length=1, max_length=200, pattern=inputs.NO_NUL)
     cpf: str | None = Field(None, max_length=20)
     customer_code: str | None = Field(None, min_length=1, max_length=64)
 

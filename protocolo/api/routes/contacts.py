@@ -132,7 +132,7 @@ def timeline(
 
 @router.get("/{protocol_number}/recordings/{recording_id}", summary="A recording's media reference")
 def recording_reference(
-    protocol_number: str, recording_id: str, request: Request, svc: Services,
+    protocol_number: str, recording_id: inputs.PathId, request: Request, svc: Services,
     who: Annotated[Principal, Security(principal, scopes=[Permission.RECORDINGS_ACCESS])],
     mode: Literal["playback", "download"] = "playback",
     purpose: inputs.Purpose = None,

@@ -48,7 +48,7 @@ def place(protocol_number: str, body: NewHold, svc: Services,
 
 
 @router.post("/{hold_id}/release", response_model=WriteResult, summary="Release a legal hold")
-def release(protocol_number: str, hold_id: str, body: Release, svc: Services,
+def release(protocol_number: str, hold_id: inputs.PathId, body: Release, svc: Services,
             who: Annotated[Principal, Security(principal, scopes=[Permission.HOLDS_WRITE])]) -> WriteResult:
     number = inputs.protocol(protocol_number)
     with svc.ledger.connection() as conn:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import identities
+from .. import identities, inputs
 from ..auth import SESSION_COOKIE, Services, client_address, principal
 from ..identities import Principal
 from ..roles import ROLE_PERMISSIONS
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
 
 class Login(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=inputs.NO_NUL)
     password: str = Field(min_length=1, max_length=200)
 
 
