@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
+from protocolo.api import inputs
 from protocolo.api.auth import Services
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission
@@ -28,7 +29,7 @@ from .staff import day_end, day_start
 router = APIRouter(prefix="/console/my", include_in_schema=False)
 
 DELIVERY = ("EMAIL", "APP", "WEB")
-Short = Annotated[str, Form(max_length=200)]
+Short = Annotated[str, Form(max_length=200, pattern=inputs.NO_NUL)]
 
 
 @router.get("/requests/new", response_class=HTMLResponse)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse
 
+from protocolo.api import inputs
 from protocolo.api.auth import Services
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission, allows
@@ -24,7 +25,7 @@ from .session import Refused, reader, writer
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 CHANNELS = ("PHONE", "EMAIL", "WEB_FORM", "CHAT", "APP")
-Text = Annotated[str, Query(max_length=200)]
+Text = Annotated[str, Query(max_length=200, pattern=inputs.NO_NUL)]
 Note = Annotated[str | None, Query(max_length=40)]
 
 

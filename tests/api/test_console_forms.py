@@ -57,6 +57,7 @@ def test_a_form_post_needs_its_session_csrf_token(api: RunningApi, customer: htt
     ({"cpf": CPF_A}, "day"),                                              # no date, no protocol
     ({"protocol_number": "<script>alert(1)</script>"}, "protocol_number"),
     ({"protocol_number": "9" * 500}, "protocol_number"),                  # oversized
+    ({"cpf": "111.444.777-35\x00", "day": "2026-01-02"}, "cpf"),          # a NUL PostgreSQL cannot hold
 ])
 def test_bad_input_is_answered_on_the_page_and_publishes_nothing(
         api: RunningApi, customer: httpx.Client, body: dict[str, str], field: str) -> None:
