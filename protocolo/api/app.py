@@ -9,6 +9,8 @@ import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from protocolo.console import mount as console
+
 from . import problems
 from .routes import access_log, approvals, contacts, events, holds, operations, requests, sessions
 from .services import ApiServices
@@ -17,7 +19,7 @@ API_VERSION = "1.0.0"
 
 #: Every router of the API: the authorization matrix test walks the routes they define.
 ROUTERS = (operations.router, sessions.router, contacts.router, holds.router, requests.router,
-           approvals.router, access_log.router, events.router)
+           approvals.router, access_log.router, events.router, *console.ROUTERS)
 
 
 def create_app(services: ApiServices | None = None) -> FastAPI:
@@ -32,6 +34,7 @@ def create_app(services: ApiServices | None = None) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
+    console.install(app)
     for router in ROUTERS:
         app.include_router(router)
 

@@ -15,6 +15,7 @@ the route then narrows what a weaker permission sees (a customer: their own requ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -55,8 +56,17 @@ def principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     session: Annotated[str | None, Depends(session_scheme)],
 ) -> Principal:
-    if bearer is not None:
-        credential, kind = bearer.credentials, "token"
+    return authorize(svc, request, bearer.credentials if bearer is not None else None, session,
+                     request.headers.get(CSRF_HEADER), [Permission(s) for s in security_scopes.scopes])
+
+
+def authorize(svc: ApiServices, request: Request, token: str | None, session: str | None, csrf: str | None,
+              needed: Sequence[Permission]) -> Principal:
+    """The one rule for every caller, API or console: a token, else a session (whose unsafe
+    requests must carry its CSRF token: a header for the API, a form field for the console),
+    holding ANY one of ``needed``. Raises 401 or 403."""
+    if token is not None:
+        credential, kind = token, "token"
     elif session is not None:
         credential, kind = session, "session"
     else:
@@ -65,11 +75,9 @@ def principal(
         who = identities.authenticate(conn, credential, kind)
     if who is None:
         raise unauthenticated("the credential is unknown, expired or revoked")
-    if who.via_session and request.method not in _SAFE_METHODS:
-        csrf = request.headers.get(CSRF_HEADER)
-        if not csrf or who.csrf_hash is None or not check_secret(csrf, who.csrf_hash):
-            raise HTTPException(403, f"{CSRF_HEADER}: missing or wrong CSRF token [rule: csrf]")
-    needed = [Permission(s) for s in security_scopes.scopes]
+    if who.via_session and request.method not in _SAFE_METHODS and (
+            not csrf or who.csrf_hash is None or not check_secret(csrf, who.csrf_hash)):
+        raise HTTPException(403, f"{CSRF_HEADER}: missing or wrong CSRF token [rule: csrf]")
     if needed and not any(allows(who.role, p) for p in needed):
         raise HTTPException(403, f"role {who.role.value} may not do this (needs one of: "
                                  f"{', '.join(p.value for p in needed)}) [rule: role]")

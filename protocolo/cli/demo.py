@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     code = history_cli.run(argparse.Namespace(protocol=sample, cpf=None, customer=None,
                                               start=None, end=None, json=False))
     verdict = _proof_of_service(rt, sample)
+    _print_console_users(rt, day.sample_cpf)
     hint = f"protocolo history --cpf {day.sample_cpf}" if day.sample_cpf else f"protocolo history --protocol {sample}"
     say(f"Done in {time.monotonic() - started:.1f} s. Try: {hint}")
     return code or verdict
@@ -143,6 +144,23 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
     print(f"  check it yourself: protocolo verify-evidence {path} --vkey '{vkeys[0]}' ...  "
           "(or unzip it and run python3 verify.py; README.txt says how by hand)")
     return 0 if report.ok else 1
+
+
+def _print_console_users(rt: Runtime, sample_cpf: str | None) -> None:
+    """The console's demo users, with their passwords: printed once, stored hashed."""
+    import psycopg
+
+    from protocolo.api.demo_users import create_demo_users
+
+    subject = rt.sealer().index.cpf(sample_cpf) if sample_cpf else None
+    with psycopg.connect(rt.registry_url, autocommit=True) as conn:
+        users = create_demo_users(conn, subject)
+    print("\nConsole users (`protocolo serve`, then http://127.0.0.1:8080/console; passwords shown once):\n")
+    for u in users:
+        secret = u.password if u.password is not None else "(exists: password printed by an earlier demo)"
+        print(f"  {u.name:<8} {u.role.value:<11} {secret}")
+    if sample_cpf:
+        print(f"\n  'cliente' is the customer with CPF {sample_cpf}")
 
 
 def _project(projector: Projector, title: str) -> None:

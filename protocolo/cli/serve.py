@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     services = build_services(rt, secure_cookies=not args.insecure_cookies)
     projector = None if args.no_projector else ProjectorThread.start(rt)
     host, port = args.listen
-    print(f"protocolo: serving on http://{host}:{port} (OpenAPI at /openapi.json)", file=sys.stderr, flush=True)
+    print(f"protocolo: serving on http://{host}:{port} (console at /console, OpenAPI at /openapi.json)",
+          file=sys.stderr, flush=True)
     try:
         uvicorn.run(create_app(services), host=host, port=port, log_level="warning", lifespan="off")
     except OSError as exc:

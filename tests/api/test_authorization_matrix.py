@@ -3,7 +3,8 @@ revoked token, another customer's token), from ONE table.
 
 ``ROUTES`` says, per route, who may call it and what an allowed caller gets for the
 sample request (write routes are sent an invalid body, so an allowed caller gets 422 and
-nothing is published; a denied one gets 403 first, an unauthenticated one 401). A route
+nothing is published; a denied one gets 403 first, an unauthenticated one 401, or for a
+console page 303 to the login page). A route
 of the application missing from the table fails ``test_every_route_is_in_the_table``.
 """
 
@@ -41,6 +42,14 @@ class Case:
 
 
 INVALID = {"unexpected": "field"}
+
+
+def console(allowed: frozenset[str], ok: int, body: dict[str, Any] | None = None,
+            exceptions: dict[str, int] | None = None) -> Case:
+    """A console page: like an API route, except that no valid credential means the login page."""
+    return Case(allowed, ok, body, exceptions={ANONYMOUS: 303, EXPIRED: 303, REVOKED: 303, **(exceptions or {})})
+
+
 ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/healthz"): Case(PUBLIC, 200),
     ("GET", "/readyz"): Case(PUBLIC, 200),
@@ -74,6 +83,27 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/access-log"): Case(frozenset({COMPLIANCE, REGULATOR}), 200),
     ("GET", "/v1/me/access-log"): Case(CUSTOMERS, 200),
     ("POST", "/v1/events"): Case(frozenset({SERVICE}), 422, INVALID),
+    # The console (protocolo/console): the same rule, answered as pages. Without a valid
+    # credential a page sends the caller to the login page (303) instead of 401.
+    ("GET", "/console/login"): Case(PUBLIC, 200),
+    ("POST", "/console/login"): Case(PUBLIC, 422, body=INVALID),
+    ("GET", "/console/language"): Case(PUBLIC, 303),
+    ("GET", "/console/static/console.css"): Case(PUBLIC, 200),
+    ("POST", "/console/logout"): console(ANY_USER, 303, INVALID),
+    ("GET", "/console"): console(ANY_USER, 303, exceptions={SERVICE: 200}),  # 303: to the role's first page
+    ("GET", "/console/search"): console(STAFF_READERS, 200),
+    ("GET", "/console/contacts/{protocol_number}"): console(STAFF_READERS, 200),
+    ("GET", "/console/contacts/{protocol_number}/proof"): console(STAFF_READERS, 501),  # bundles not landed
+    ("POST", "/console/contacts/{protocol_number}/recordings/{recording_id}/early-deletion"):
+        console(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
+    ("GET", "/console/queue"): console(frozenset({*STAFF_READERS, REGULATOR}), 200),
+    ("GET", "/console/approvals"): console(frozenset({SUPERVISOR, COMPLIANCE}), 200),
+    ("POST", "/console/approvals/{approval_id}/grant"): console(frozenset({COMPLIANCE}), 404, INVALID),
+    ("POST", "/console/approvals/{approval_id}/deny"): console(frozenset({COMPLIANCE}), 422, INVALID),
+    ("GET", "/console/my/requests/new"): console(CUSTOMERS, 200),
+    ("POST", "/console/my/requests"): console(CUSTOMERS, 422, INVALID),
+    ("GET", "/console/my/requests"): console(CUSTOMERS, 200),
+    ("GET", "/console/my/requests/{request_id}"): console(CUSTOMERS, 200, exceptions={OTHER_CUSTOMER: 404}),
 }
 
 
