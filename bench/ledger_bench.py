@@ -59,7 +59,7 @@ from protocolo.consumers.projector import Projector, ProjectorOptions, Projector
 from protocolo.core.config import ENV_DATABASE_URL, ENV_KAFKA_BOOTSTRAP, Settings
 from protocolo.core.deployment_keys import load_keys
 from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event, LedgerPublisher, PreparedEvent, PublisherOptions
 from protocolo.producers.simulator import CallCentreDay, chunks

@@ -35,6 +35,7 @@ import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, OffsetOutOfRangeError
 
+from protocolo.core.topic_settings import UnsafeSetting, UnsafeTopic, admin_client, check_topic
 from protocolo.projections.journal import ensure_staging
 from protocolo.projections.schema import connect
 from protocolo.projections.views import install_profiles
@@ -44,7 +45,6 @@ from .batch import Batch, BatchProcessor, Positions
 from .batch_writer import BatchWriter
 from .decoding import RecordDecoder
 from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
-from .topic_settings import UnsafeSetting, UnsafeTopic, admin_client, check_topic
 from .tracking import OffsetConflict, TrackingStore
 
 __all__ = [

@@ -5,4 +5,4 @@ erasure).
 Import the modules; this package re-exports nothing.
 """
 
-__all__ = ["erasure", "protocol_issuer", "publisher", "registry", "retention", "simulator"]
+__all__ = ["erasure", "ledger_topic", "protocol_issuer", "publisher", "registry", "retention", "simulator"]

@@ -5,8 +5,8 @@ The design's layers install under this one namespace: ``protocolo.core`` (the ke
 ``protocolo.consumers`` (the projector), ``protocolo.projections`` (PostgreSQL tables,
 views and queries) and ``protocolo.evidence`` (the offline verifier's primitives). This
 package itself is the composition root only: the command line (``cli``), the runtime
-wiring (``runtime``), the embedded dev stack (``devstack``) and the ledger topic's
-creation (``ledger_topic``). See docs/architecture.md.
+wiring (``runtime``), the embedded dev stack (``devstack``), the HTTP API (``api``) and
+the dispute console (``console``). See docs/architecture.md.
 """
 
 __version__ = "0.1.0"

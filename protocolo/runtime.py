@@ -37,8 +37,8 @@ from protocolo.core.deployment_keys import (
 )
 from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
 from protocolo.core.policy import override_from_env
-from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.producers import registry
+from protocolo.producers.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.producers.publisher import LedgerPublisher
 from protocolo.projections.schema import connect
 

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from protocolo.core.config import Settings
 from protocolo.devstack import Endpoints
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 
 try:
     import backends  # pytest puts tests/ on sys.path ("prepend" import mode)

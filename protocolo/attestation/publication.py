@@ -1,7 +1,7 @@
 """The checkpoints topic: every signed tree head, on the immutable log next to the ledger.
 
 One partition (a total order of all tree heads of the deployment), infinite retention and
-the ledger topic's replication rules (:func:`protocolo.ledger_topic.ensure_ledger_topic`).
+the ledger topic's replication rules (:func:`protocolo.producers.ledger_topic.ensure_ledger_topic`).
 Record key = the checkpoint's origin (UTF-8), value = the signed note bytes exactly as
 stored in ``checkpoints.note``; no headers. Written with ``acks=all`` and idempotence, so an
 acknowledged checkpoint survives the loss of a broker and a retry does not duplicate it.
@@ -13,7 +13,7 @@ from types import TracebackType
 
 from kafka import KafkaProducer
 
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 
 __all__ = ["CHECKPOINT_TOPIC_PARTITIONS", "KafkaCheckpointPublisher", "ensure_checkpoint_topic"]
 

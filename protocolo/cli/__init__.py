@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from protocolo.core.database import SchemaMissing
     from protocolo.core.deployment_keys import KeyConfigError
     from protocolo.core.policy import PolicyError
+    from protocolo.core.topic_settings import TopicSettingsError
     from protocolo.core.watermark import ProjectionBehind
     from protocolo.producers.publisher import PublishFailed
     from protocolo.runtime import LedgerUnreachable, RuntimeUnavailable
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"protocolo: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except (CommandError, ConfigError, RuntimeUnavailable, ProjectorError, PublishFailed, PolicyError,
-            KeyConfigError, SchemaMissing, ProjectionBehind) as exc:
+            KeyConfigError, SchemaMissing, ProjectionBehind, TopicSettingsError) as exc:
         print(f"protocolo: {exc}", file=sys.stderr)
         return 2
     except psycopg.Error as exc:

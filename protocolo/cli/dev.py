@@ -20,7 +20,7 @@ from protocolo.core.config import (
     ConfigError,
     Settings,
 )
-from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
+from protocolo.producers.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.runtime import LedgerUnreachable, embedded_ledgers
 
 #: ``dev status`` exit status when a service is not running (LSB: "program is not running").

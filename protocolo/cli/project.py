@@ -9,7 +9,7 @@ import time
 
 from protocolo.cli import bounded_int
 from protocolo.consumers.projector import ProjectorStats
-from protocolo.consumers.topic_settings import ACCEPT_FLAG
+from protocolo.core.topic_settings import ACCEPT_FLAG
 from protocolo.runtime import Runtime
 
 #: Above this a batch no longer fits the client's fetch buffers and one transaction holds

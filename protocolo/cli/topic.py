@@ -18,9 +18,9 @@ import sys
 from kafka.errors import KafkaError
 
 from protocolo.cli import CommandError
-from protocolo.consumers.topic_settings import ACCEPT_FLAG, UnsafeTopic, admin_client, check_topic
 from protocolo.core.config import ConfigError, Settings
-from protocolo.ledger_topic import LedgerTopicError, ensure_ledger_topic
+from protocolo.core.topic_settings import ACCEPT_FLAG, UnsafeTopic, admin_client, check_topic
+from protocolo.producers.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.runtime import Runtime
 
 

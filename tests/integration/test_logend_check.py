@@ -33,7 +33,7 @@ from view_snapshot import (
 )
 
 from protocolo.consumers.projector import ProjectorError, StoredOffsetBeyondLogEnd
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.publisher import Event
 from protocolo.runtime import Runtime
 

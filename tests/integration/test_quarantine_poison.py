@@ -29,7 +29,7 @@ from view_snapshot import (
     snapshot,
 )
 
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event, PreparedEvent
 from protocolo.producers.simulator import CallCentreDay

@@ -18,14 +18,14 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from view_snapshot import PROTOCOLO, cli_env, log_ends, publish_day, stored_offsets
 
-from protocolo.consumers.topic_settings import (
+from protocolo.core.config import Settings
+from protocolo.core.topic_settings import (
     LEDGER_TOPIC_CONFIGS,
     admin_client,
     judge,
     read_topic_settings,
 )
-from protocolo.core.config import Settings
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 
 UNSAFE = [
     pytest.param({"retention.ms": "86400000"}, "retention.ms=86400000", id="retention-1-day"),

@@ -32,7 +32,7 @@ from protocolo.core.config import Settings
 from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
 from protocolo.evidence.merkle import CompactRange
 from protocolo.evidence.note import Ed25519NoteSigner, VerifierKey
-from protocolo.ledger_topic import ensure_ledger_topic
+from protocolo.producers.ledger_topic import ensure_ledger_topic
 
 try:
     import backends

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocolo.consumers.topic_settings import (
+from protocolo.core.topic_settings import (
     LEDGER_TOPIC_CONFIGS,
     UnsafeSetting,
     UnsafeTopic,

@@ -2,7 +2,7 @@
 
 The topic is the system of record: the journal, the views and the Merkle trees are all
 made from it, and an auditor may ask for any record again. So it is created (see
-``protocolo.ledger_topic``) with :data:`LEDGER_TOPIC_CONFIGS`, and the projector (at start)
+``protocolo.producers.ledger_topic``) with :data:`LEDGER_TOPIC_CONFIGS`, and the projector (at start)
 and ``protocolo topic create`` read the settings the broker actually applies to it and
 refuse a topic on which the broker may delete records by itself:
 
@@ -27,8 +27,6 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import UnknownTopicOrPartitionError
-
-from .errors import ProjectorError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,11 @@ class UnsafeSetting:
         return f"{self.name}={self.value} ({self.why})"
 
 
-class UnsafeTopic(ProjectorError):
+class TopicSettingsError(RuntimeError):
+    """The ledger topic's settings are unsafe for evidence, or cannot be read."""
+
+
+class UnsafeTopic(TopicSettingsError):
     """The ledger topic's settings let the broker delete records; the message names them."""
 
     def __init__(self, topic: str, unsafe: list[UnsafeSetting]) -> None:
@@ -77,7 +79,7 @@ class UnsafeTopic(ProjectorError):
         )
 
 
-class TopicSettingsUnreadable(ProjectorError):
+class TopicSettingsUnreadable(TopicSettingsError):
     """The broker did not say what the topic's settings are."""
 
 

@@ -10,7 +10,7 @@ import kafka.errors as Errors
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-from protocolo.consumers.topic_settings import LEDGER_TOPIC_CONFIGS
+from protocolo.core.topic_settings import LEDGER_TOPIC_CONFIGS
 
 #: How long to wait for the broker to answer and for every partition to have a leader.
 DEFAULT_TIMEOUT_S = 30.0
