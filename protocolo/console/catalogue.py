@@ -121,12 +121,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                "Early deletion requested; it waits for another person's approval."),
     "contact.lag": ("Projeção atrasada em {lag} evento(s) do livro-razão.",
                     "The projection is {lag} ledger event(s) behind."),
-    "proof.unavailable": ("A prova de atendimento ainda não está disponível neste servidor: o pacote "
-                          "de evidências (protocolo evidence) ainda não foi instalado. Nada foi "
-                          "baixado nem registrado.",
-                          "The proof of service is not available on this server yet: the evidence "
-                          "bundle (protocolo evidence) is not installed. Nothing was downloaded or "
-                          "recorded."),
+    "proof.unavailable": ("O console ainda não baixa a prova de atendimento: use a API "
+                          "(GET /v1/contacts/{protocolo}/proof?purpose=..., registrada como acesso) "
+                          "ou o comando protocolo evidence. Nada foi baixado nem registrado.",
+                          "The console does not download the proof of service yet: use the API "
+                          "(GET /v1/contacts/{protocol}/proof?purpose=..., recorded as an access) "
+                          "or the protocolo evidence command. Nothing was downloaded or recorded."),
     # compliance rules (text filled with the profile in force; source: the profile's)
     "rule.protocol_disclosed_at_start": (
         "Informar o número de protocolo ao consumidor no início do atendimento (em até {seconds} s).",

@@ -102,7 +102,8 @@ def contact(protocol_number: str, request: Request, svc: Services,
 @router.get("/contacts/{protocol_number}/proof", response_class=HTMLResponse)
 def proof(protocol_number: str, request: Request,
           who: Annotated[Principal, Security(reader, scopes=[Permission.CONTACTS_READ])]) -> Response:
-    """The proof-of-service bundle (``protocolo evidence``): not on this server yet."""
+    """The proof-of-service bundle: the console does not ask for the access's purpose yet,
+    so it points to the API route (which does) and ``protocolo evidence``."""
     t = catalogue.translator(language(request))
     raise Refused(501, t("proof.unavailable"))
 

@@ -65,6 +65,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/contacts/{protocol_number}"): Case(STAFF_READERS, 200),
     ("GET", "/v1/contacts/{protocol_number}/recordings/{recording_id}"):
         Case(STAFF_READERS, 422),  # no purpose given: refused before anything is recorded
+    ("GET", "/v1/contacts/{protocol_number}/proof"):
+        Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
     ("POST", "/v1/contacts/{protocol_number}/holds"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
     ("POST", "/v1/contacts/{protocol_number}/holds/{hold_id}/release"):
         Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),

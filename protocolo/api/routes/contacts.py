@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Security
+from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 
 from protocolo.projections import history
 
-from .. import access_audit, inputs
+from .. import access_audit, evidence_bundles, inputs
 from ..auth import Services, principal
 from ..identities import Principal
 from ..inputs import encoded
@@ -151,3 +151,25 @@ def recording_reference(
     return encoded({k: rec[k] for k in ("recording_id", "protocol_number", "media_uri", "sha256",
                                                  "duration_ms", "captured_at", "status", "retain_until")})
 
+
+
+@router.get("/{protocol_number}/proof", summary="The contact's proof-of-service bundle (zip)",
+            response_class=Response,
+            responses={200: {"content": {"application/zip": {}},
+                             "description": "the bundle (docs/evidence-format.md §9); verify it offline"},
+                       409: {"description": "not every record is covered by a signed checkpoint yet"}})
+def proof_bundle(
+    protocol_number: str, request: Request, svc: Services,
+    who: Annotated[Principal, Security(principal, scopes=[Permission.CONTACTS_READ])],
+    purpose: inputs.Purpose = None,
+) -> Response:
+    """Every record of the contact and of its retrieval requests, with inclusion proofs,
+    signed checkpoints and a standalone verifier (personal data sealed): recorded on the
+    ledger as a ``BUNDLE_DOWNLOAD``. The same bundle ``protocolo evidence`` writes."""
+    number = inputs.protocol(protocol_number)
+    reason = inputs.need_purpose(purpose)
+    data, subject = evidence_bundles.bundle_for(svc, number)
+    access_audit.record_access(svc, request, who, access_audit.BUNDLE_DOWNLOAD, purpose=reason,
+                               protocol_number=number, subject_ref=subject, target=f"{number}.zip")
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{number}.zip"'})

@@ -1,0 +1,58 @@
+"""Proof-of-service bundles for the API: the writer ``protocolo evidence`` uses, read-only.
+
+The bundle is written from the ledger with the deployment's log key (as the CLI does) and
+checked with the offline verifier before it is handed out: a bundle that does not verify
+is a bug, answered 500, never sent.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import HTTPException
+
+from protocolo.attestation.bundle_writer import (
+    BundleNotPossible,
+    BundleRequest,
+    WriterContext,
+    write_bundle,
+)
+from protocolo.attestation.config import AttestationSettings
+from protocolo.attestation.log_key import SigningKeyError, load_log_key
+from protocolo.evidence.bundle import BundleTrust, verify_bundle
+from protocolo.projections import history
+
+from .services import ApiServices
+
+
+def _tool() -> str:
+    try:
+        return f"protocolo {version('protocolo')} (api)"
+    except PackageNotFoundError:  # pragma: no cover - a source tree
+        return "protocolo (api)"
+
+
+def bundle_for(svc: ApiServices, protocol_number: str) -> tuple[bytes, str | None]:
+    """The contact's bundle and its customer's blind index (for the access record)."""
+    try:
+        attestation = AttestationSettings.from_env()
+        key = load_log_key(svc.settings, attestation.deployment)
+    except (SigningKeyError, ValueError) as exc:
+        raise HTTPException(503, f"this server cannot sign evidence: {exc}") from None
+    context = WriterContext(
+        deployment=attestation.deployment, topic=svc.topic, log_key=key, sealer=svc.sealer, tool=_tool(),
+        tsa_chain_pem=attestation.tsa_chain.read_bytes() if attestation.tsa_chain else None,
+        witness_vkeys=tuple(str(w.key) for w in attestation.witnesses))
+    with svc.ledger.connection() as conn:
+        known, subject = history.contact_owner(conn, protocol_number)
+        if not known:
+            raise HTTPException(404, f"no contact {protocol_number}")
+        try:
+            data = write_bundle(conn, BundleRequest(protocol_number, None, False, None), context,
+                                datetime.now(UTC).replace(microsecond=0))
+        except BundleNotPossible as exc:
+            raise HTTPException(409, str(exc)) from None
+    if not verify_bundle(data, BundleTrust()).ok:
+        raise HTTPException(500, "the bundle written does not verify: this is a bug, please report it")
+    return data, subject
