@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from protocolo.core.config import ENV_DEV_KEYS, Settings
+from protocolo.core.deployment_keys import dev_key_file
 from protocolo.evidence.errors import NoteError
 from protocolo.evidence.note import Ed25519NoteSigner, decode_base64
 
@@ -116,13 +117,5 @@ def load_log_key(
             "(`protocolo keys generate` prints one: keep it secret, publish its verifier keys); "
             f"set {ENV_DEV_KEYS}=1 only for a throw-away setup"
         )
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(LogKey.generate(deployment_key_name(deployment)).private_key_string() + "\n")
-    return LogKey.parse(path.read_text(), str(path))
+    text = dev_key_file(path, lambda: LogKey.generate(deployment_key_name(deployment)).private_key_string())
+    return LogKey.parse(text, str(path))

@@ -122,10 +122,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "contact.lag": ("Projeção atrasada em {lag} evento(s) do livro-razão.",
                     "The projection is {lag} ledger event(s) behind."),
     "proof.unavailable": ("O console ainda não baixa a prova de atendimento: use a API "
-                          "(GET /v1/contacts/{protocolo}/proof?purpose=..., registrada como acesso) "
+                          "(GET /v1/contacts/<protocolo>/proof?purpose=..., registrada como acesso) "
                           "ou o comando protocolo evidence. Nada foi baixado nem registrado.",
                           "The console does not download the proof of service yet: use the API "
-                          "(GET /v1/contacts/{protocol}/proof?purpose=..., recorded as an access) "
+                          "(GET /v1/contacts/<protocol>/proof?purpose=..., recorded as an access) "
                           "or the protocolo evidence command. Nothing was downloaded or recorded."),
     # compliance rules (text filled with the profile in force; source: the profile's)
     "rule.protocol_disclosed_at_start": (

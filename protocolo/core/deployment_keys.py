@@ -24,14 +24,14 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-__all__ = ["KEY_BYTES", "DeploymentKeys", "KeyConfigError", "check_keys", "decode_key_variable",
+__all__ = ["KEY_BYTES", "DeploymentKeys", "KeyConfigError", "check_keys", "decode_key_variable", "dev_key_file",
            "key_check_value", "load_keys", "verify_keys"]
 
 KEY_BYTES = 32
@@ -63,7 +63,9 @@ def decode_key_variable(name: str, text: str) -> bytes:
     return raw
 
 
-def _from_file(path: Path) -> bytes:
+def dev_key_file(path: Path, make: Callable[[], str]) -> str:
+    """The text of a dev key file, written first (mode 0600, ``make()`` plus a newline) if it
+    does not exist; two processes creating it at once agree on the first one's."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -72,8 +74,13 @@ def _from_file(path: Path) -> bytes:
             pass
         else:
             with os.fdopen(fd, "w") as fh:
-                fh.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
-    return decode_key_variable(str(path), path.read_text())
+                fh.write(make() + "\n")
+    return path.read_text()
+
+
+def _from_file(path: Path) -> bytes:
+    text = dev_key_file(path, lambda: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode())
+    return decode_key_variable(str(path), text)
 
 
 def load_keys(home: Path, environ: Mapping[str, str] = os.environ, *, may_invent: bool = True) -> DeploymentKeys:
