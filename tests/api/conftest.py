@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from api_world import RunningApi, free_port, seed, users
 from psycopg import sql
 
 from protocolo.api.server import ProjectorThread, build_services, server
@@ -27,6 +26,10 @@ try:
     import backends
 except ImportError:  # tests/ turned into a package
     from tests import backends
+try:
+    from api_world import RunningApi, free_port, seed, users
+except ImportError:  # imported as api.conftest (tests/browser shares the fixture)
+    from api.api_world import RunningApi, free_port, seed, users  # type: ignore[no-redef]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import CPF_A, RunningApi
+from api_world import CPF_A, RunningApi
 
 
 @contextlib.contextmanager
