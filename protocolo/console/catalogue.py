@@ -113,20 +113,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "contact.requests": ("Pedidos de gravação e histórico", "Recording and history requests"),
     "contact.no_requests": ("Nenhum pedido.", "No request."),
     "contact.proof": ("Baixar prova de atendimento", "Download proof of service"),
-    "contact.proof_hint": ("Pacote com a prova criptográfica do atendimento.",
-                           "A bundle with the cryptographic proof of the contact."),
+    "contact.proof_hint": ("Pacote com a prova criptográfica do atendimento (verificável sem a empresa); o download é registrado.",
+                           "A bundle with the cryptographic proof of the contact (verifiable without the company); the download is recorded."),
     "contact.early_deletion": ("Pedir exclusão antecipada", "Request early deletion"),
     "contact.deletion_reason": ("Motivo da exclusão", "Reason for deletion"),
     "contact.deletion_asked": ("Exclusão antecipada pedida; aguarda a aprovação de outra pessoa.",
                                "Early deletion requested; it waits for another person's approval."),
     "contact.lag": ("Projeção atrasada em {lag} evento(s) do livro-razão.",
                     "The projection is {lag} ledger event(s) behind."),
-    "proof.unavailable": ("O console ainda não baixa a prova de atendimento: use a API "
-                          "(GET /v1/contacts/<protocolo>/proof?purpose=..., registrada como acesso) "
-                          "ou o comando protocolo evidence. Nada foi baixado nem registrado.",
-                          "The console does not download the proof of service yet: use the API "
-                          "(GET /v1/contacts/<protocol>/proof?purpose=..., recorded as an access) "
-                          "or the protocolo evidence command. Nothing was downloaded or recorded."),
     # compliance rules (text filled with the profile in force; source: the profile's)
     "rule.protocol_disclosed_at_start": (
         "Informar o número de protocolo ao consumidor no início do atendimento (em até {seconds} s).",

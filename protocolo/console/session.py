@@ -35,7 +35,7 @@ class LoginRequired(Exception):
 
 
 class Refused(Exception):
-    """A 4xx the console shows as a page (403: role or CSRF; 404; 501)."""
+    """A 4xx the console shows as a page (403: role or CSRF; 404)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -20,7 +20,7 @@ from protocolo.core.errors import EventRejected
 from . import catalogue, rules
 from .answers import REFUSALS, blank, message, notice, refused, see_other
 from .render import SHOWN_ZONE, language, page
-from .session import Refused, reader, writer
+from .session import reader, writer
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -100,12 +100,16 @@ def contact(protocol_number: str, request: Request, svc: Services,
 
 
 @router.get("/contacts/{protocol_number}/proof", response_class=HTMLResponse)
-def proof(protocol_number: str, request: Request,
-          who: Annotated[Principal, Security(reader, scopes=[Permission.CONTACTS_READ])]) -> Response:
-    """The proof-of-service bundle: the console does not ask for the access's purpose yet,
-    so it points to the API route (which does) and ``protocolo evidence``."""
-    t = catalogue.translator(language(request))
-    raise Refused(501, t("proof.unavailable"))
+def proof(protocol_number: str, request: Request, svc: Services,
+          who: Annotated[Principal, Security(reader, scopes=[Permission.CONTACTS_READ])],
+          purpose: Text = "") -> Response:
+    """The proof-of-service bundle, through the API's route: the zip, and the download
+    recorded on the ledger with the purpose given (refused, as a page, without one, or
+    while a record is not covered by a signed checkpoint yet)."""
+    try:
+        return contacts.proof_bundle(protocol_number, request, svc, who, purpose=blank(purpose))
+    except REFUSALS as exc:
+        return refused(request, who, exc, back=f"/console/contacts/{protocol_number}")
 
 
 @router.post("/contacts/{protocol_number}/recordings/{recording_id}/early-deletion", response_class=HTMLResponse)

@@ -95,7 +95,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/console"): console(ANY_USER, 303, exceptions={SERVICE: 200}),  # 303: to the role's first page
     ("GET", "/console/search"): console(STAFF_READERS, 200),
     ("GET", "/console/contacts/{protocol_number}"): console(STAFF_READERS, 200),
-    ("GET", "/console/contacts/{protocol_number}/proof"): console(STAFF_READERS, 501),  # bundles not landed
+    ("GET", "/console/contacts/{protocol_number}/proof"): console(STAFF_READERS, 422),  # no purpose: refused
     ("POST", "/console/contacts/{protocol_number}/recordings/{recording_id}/early-deletion"):
         console(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
     ("GET", "/console/queue"): console(frozenset({*STAFF_READERS, REGULATOR}), 200),

@@ -11,11 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from api.conftest import RunningApi
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from protocolo.attestation.checkpointer import checkpoint_partitions
+from protocolo.attestation.log_key import load_log_key
 from protocolo.core.policy import profile_version
+from protocolo.evidence.bundle import BundleTrust, verify_bundle
 
 CPF_A = "111.444.777-35"
 PHONE = {"width": 390, "height": 844}
@@ -89,10 +93,19 @@ def test_analyst_finds_a_contact_by_cpf_opens_it_and_asks_for_its_proof(context:
     assert CPF_A not in page.content() and "Cliente a1" not in page.content()  # masked for an analyst
     shot(page, "contact")
 
-    with page.expect_response(lambda r: r.url.endswith(f"/contacts/{number}/proof")) as answer:
-        page.get_by_role("link", name="Baixar prova de atendimento").click()
-    assert answer.value.status == 501
-    expect(page.get_by_role("alert")).to_contain_text("protocolo evidence")
+    # the proof: signed checkpoints must cover the contact's records first (the daemon's job)
+    key = load_log_key(api.runtime.settings, "dev")
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        checkpoint_partitions(conn, key, api.topic, "dev")
+    page.get_by_label("Finalidade (registrada)").last.fill("Procon complaint 2026-311")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Baixar prova de atendimento").click()
+    bundle = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename == f"{number}.zip"
+    assert verify_bundle(bundle, BundleTrust()).ok, "the downloaded proof verifies offline"
+    api.settle()
+    assert one(api, "SELECT count(*) FROM access_log WHERE action = 'BUNDLE_DOWNLOAD' AND actor = 'analyst'"
+               " AND protocol_number = %s", number) == 1
 
 
 def test_a_customer_on_a_phone_asks_for_a_recording_without_the_protocol_and_follows_it(
