@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from protocolo.consumers.projector import Projector
 from protocolo.runtime import Runtime
 
-from .app import create_app
 from .identities import migrate_identities
 from .services import ApiServices, ConnectionPool
 
@@ -67,7 +67,8 @@ class ThreadedServer(uvicorn.Server):
             thread.join(timeout=30)
 
 
-def server(services: ApiServices, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
-    config = uvicorn.Config(create_app(services), host=host, port=port, log_level=log_level,
+def server(app: FastAPI, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
+    """``app`` as assembled by the composition root (``protocolo.app_assembly.create_app``)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             access_log=False, lifespan="off")
     return ThreadedServer(config)
