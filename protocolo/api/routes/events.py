@@ -11,8 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocolo.core.errors import EventRejected
 from protocolo.producers.publisher import Event
+from protocolo.schemas.catalogue import SchemaCatalogue
 
 from ..auth import Services, principal
+from ..event_bodies import event_bodies, fields_from_json
 from ..identities import Principal
 from ..ledger_writes import WriteResult, publish_and_wait
 from ..roles import Permission
@@ -23,8 +25,19 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 API_OWNED = frozenset({"AccessRecorded", "ApprovalRequested", "ApprovalGranted", "ApprovalDenied"})
 
 
+CATALOGUE = SchemaCatalogue.load()
+
+
+def _one_body_per_event_type(schema: dict[str, Any]) -> None:
+    """The documented body: one shape per event type (its ``fields`` from the wire contract).
+    Validation stays the publisher's, which names the field and the rule broken."""
+    schema.clear()
+    schema.update(title="NewEvent", oneOf=event_bodies(CATALOGUE, API_OWNED),
+                  description="One event; `event_type` selects the shape of `fields`.")
+
+
 class NewEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_body_per_event_type)
     event_type: str = Field(min_length=1, max_length=100)
     protocol_number: str | None = Field(None, max_length=40)
     occurred_at: datetime | None = None
@@ -37,11 +50,13 @@ class NewEvent(BaseModel):
 def publish(body: NewEvent, svc: Services,
             who: Annotated[Principal, Security(principal, scopes=[Permission.EVENTS_PUBLISH])]) -> WriteResult:
     """Validated by the wire contract (422 names the field and the rule); timestamps inside
-    ``fields`` are microseconds since the epoch, as in the Avro schema. The access audit and
+    ``fields`` are RFC 3339 date-times with a zone, as ``occurred_at``. The access audit and
     approvals are written by the API's own routes only."""
     if body.event_type in API_OWNED:
         raise EventRejected("event_type", "api-owned",
                             f"{body.event_type} is written by the API itself (access audit, approvals)")
-    return publish_and_wait(svc, [Event(body.event_type, body.fields, protocol_number=body.protocol_number,
+    fields = (fields_from_json(CATALOGUE.current(body.event_type).schema, body.fields)
+              if body.event_type in CATALOGUE.event_types() else body.fields)
+    return publish_and_wait(svc, [Event(body.event_type, fields, protocol_number=body.protocol_number,
                                         occurred_at=body.occurred_at, correlation_id=body.correlation_id,
                                         event_id=body.event_id)])
