@@ -210,7 +210,7 @@ def test_sigkill_anywhere_equals_an_uninterrupted_run(backend, settings, tmp_pat
 
 
 def test_the_shipped_projector_ignores_the_old_kill_variable(settings, tmp_path):
-    """No variable makes the production projector kill itself (it used to: PROTOCOLO_TEST_KILL_AT)."""
+    """No variable makes the production projector kill itself: PROTOCOLO_TEST_KILL_AT is ignored."""
     _, receipts = publish_day(settings, contacts=20, seed=fault_seed())
     ends = log_ends(receipts)
     proc = ProjectorProcess(settings, tmp_path, 1, "--batch-size", "25", "--until-caught-up",
