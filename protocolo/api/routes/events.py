@@ -1,5 +1,8 @@
 """Publishing for internal services over HTTP (role ``service``): the same contract as
-LedgerPublisher, since it is LedgerPublisher."""
+LedgerPublisher, since it is LedgerPublisher, restricted to the facts a contact-centre
+system reports. Decisions (approvals, deletions, holds, a request's location and closing,
+erasure) and the access audit come only from the routes that enforce their rules and
+name the authenticated user as the one who acted."""
 
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ from ..roles import Permission
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
-#: Events only the API itself writes: a service may not forge an audit record or a decision.
-API_OWNED = frozenset({"AccessRecorded", "ApprovalRequested", "ApprovalGranted", "ApprovalDenied"})
+#: What a service may publish: an allow-list, so a new event type is refused until
+#: someone decides a service may publish it. None of these has a field naming who acted
+#: through the API (``agent_id`` is the contact centre's agent, reported by its system).
+SERVICE_EVENT_TYPES = frozenset({
+    "ContactOpened", "ContactClosed", "DisclosureMade", "NoteAdded", "RecordingCaptured", "RetrievalRequested",
+})
 
 
 class NewEvent(BaseModel):
@@ -37,11 +44,13 @@ class NewEvent(BaseModel):
 def publish(body: NewEvent, svc: Services,
             who: Annotated[Principal, Security(principal, scopes=[Permission.EVENTS_PUBLISH])]) -> WriteResult:
     """Validated by the wire contract (422 names the field and the rule); timestamps inside
-    ``fields`` are microseconds since the epoch, as in the Avro schema. The access audit and
-    approvals are written by the API's own routes only."""
-    if body.event_type in API_OWNED:
-        raise EventRejected("event_type", "api-owned",
-                            f"{body.event_type} is written by the API itself (access audit, approvals)")
+    ``fields`` are microseconds since the epoch, as in the Avro schema. Only the event types
+    of ``SERVICE_EVENT_TYPES`` (422, rule ``service-allow-list``, nothing published)."""
+    if body.event_type not in SERVICE_EVENT_TYPES and body.event_type in svc.publisher.catalogue.event_types():
+        raise EventRejected("event_type", "service-allow-list",
+                            f"a service may publish only {', '.join(sorted(SERVICE_EVENT_TYPES))}; decisions, "
+                            "deletions, holds and the access audit come from their own routes, which enforce "
+                            "their rules and name the authenticated user")
     return publish_and_wait(svc, [Event(body.event_type, body.fields, protocol_number=body.protocol_number,
                                         occurred_at=body.occurred_at, correlation_id=body.correlation_id,
                                         event_id=body.event_id)])
