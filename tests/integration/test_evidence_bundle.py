@@ -127,7 +127,7 @@ def test_a_projected_contact_bundle_verifies_offline_record_for_record(contact, 
     data = _bundle(contact["cli"], tmp_path, "b.zip", "--protocol", contact["p"])
     report = verify_bundle(data, contact["trust"])
     assert report.ok, report.render()
-    assert report.warnings == []
+    assert report.warnings == ["completeness not proven: the bundle carries no index lookup proof"]
     # every record of the contact and of its request, as a raw consumer reads them off Kafka
     wanted = {(r.partition, r.offset) for r in contact["receipts"]}
     assert {(r.partition, r.offset) for r in report.records} == wanted
@@ -189,17 +189,23 @@ def test_bundles_before_and_after_an_erasure_both_verify(contact, tmp_path) -> N
     assert records(before) == records(after)
 
 
-def test_records_not_yet_checkpointed_are_said_with_what_to_do(contact, tmp_path) -> None:
+def test_records_not_yet_checkpointed_are_listed_as_pending_not_refused(contact, tmp_path) -> None:
     rt = contact["rt"]
     with rt.publisher("evidence-test-late") as publisher:
-        publisher.publish_many([Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Ana",
-                                                    "text": "late note"},
-                                      protocol_number=contact["p"], occurred_at=now_s())])
+        (late,) = publisher.publish_many([Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Ana",
+                                                              "text": "late note"},
+                                                protocol_number=contact["p"], occurred_at=now_s())])
     project(rt)
     done = contact["cli"]("evidence", "--protocol", contact["p"], "--out", str(tmp_path / "x.zip"))
-    assert done.code == 2
-    assert "not covered by a signed checkpoint yet" in done.err and "protocolo checkpoint" in done.err
-    assert not (tmp_path / "x.zip").exists()
+    assert done.code == 0, done.err
+    assert "1 newer records are not checkpointed yet" in done.out and "protocolo checkpoint" in done.out
+    data = (tmp_path / "x.zip").read_bytes()
+    report = verify_bundle(data, contact["trust"])
+    assert report.ok, report.render()
+    manifest = json.loads(dict(read_zip(data))["manifest.json"])
+    assert [(p["partition"], p["offset"]) for p in manifest["pending"]] == [(late.partition, late.offset)]
+    assert (late.partition, late.offset) not in {(r.partition, r.offset) for r in report.records}
+    assert "Not yet checkpointed (not proven here)" in dict(read_zip(data))["summary.html"].decode()
 
 
 def test_unknown_contact_and_bad_arguments_are_refused(contact, tmp_path) -> None:
@@ -232,7 +238,7 @@ def test_the_demo_ends_with_a_bundle_verified_offline(settings, monkeypatch, cap
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("Proof-of-service bundle of "))
     path = Path(line.rsplit(": ", 1)[1])
-    assert "offline verification with the log's verifier keys: VALID" in out
+    assert "offline verification pinned to the deployment's log keys: VALID (contact " in out
     key = load_log_key(settings, DEPLOYMENT)
     vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
     report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
