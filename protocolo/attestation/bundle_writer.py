@@ -103,14 +103,18 @@ def _partition_of(path: str) -> int:
 
 
 def _check_rows(conn: psycopg.Connection[Any], topic: str, partition: int, size: int) -> None:
-    """Every leaf under the newest signed checkpoint has its journal row (a deleted row would
-    otherwise just be left out of the bundle)."""
+    """Every leaf under the newest signed checkpoint has its row, in the journal or in the
+    quarantine (a deleted row would otherwise just be left out of the bundle). Two index-only
+    counts on (topic, partition, leaf_index)."""
     (count,) = conn.execute(
-        "SELECT count(*) FROM journal WHERE topic = %s AND kafka_partition = %s AND leaf_index < %s",
-        (topic, partition, size)).fetchone() or (0,)
+        "SELECT (SELECT count(*) FROM journal WHERE topic = %(t)s AND kafka_partition = %(p)s"
+        "        AND leaf_index < %(n)s)"
+        "     + (SELECT count(*) FROM quarantine WHERE topic = %(t)s AND kafka_partition = %(p)s"
+        "        AND leaf_index < %(n)s)",
+        {"t": topic, "p": partition, "n": size}).fetchone() or (0,)
     if count != size:
-        raise LedgerDamaged(partition, f"the journal holds {count} of the {size} records its "
-                            "newest signed checkpoint covers")
+        raise LedgerDamaged(partition, f"the journal and quarantine hold {count} of the {size} "
+                            "records its newest signed checkpoint covers")
 
 
 @dataclass(frozen=True)

@@ -260,3 +260,93 @@ def test_witness_cosignatures_travel_in_the_bundle_and_a_required_witness_is_enf
     missing = f"{logs}witness notary {stranger}\nquorum notary\n".encode()
     report = verify_bundle(data, BundleTrust((), (missing,), trust.tsa_roots))
     assert not report.ok and "quorum-not-met" in report.reasons
+
+
+def _sql(contact, text: str, *args) -> list:
+    import psycopg
+
+    with psycopg.connect(contact["rt"].database_url, autocommit=True) as conn:
+        cur = conn.execute(text, args)
+        return cur.fetchall() if cur.description else []
+
+
+def _fastavro_fields(files: dict[str, bytes], directory: str) -> dict:
+    """The record decoded by plain fastavro over the bundled schema (independent oracle)."""
+    import io
+
+    import fastavro
+
+    value = files[f"{directory}/value.bin"]
+    schema = fastavro.parse_schema(json.loads(files[f"schemas/{value[2:10].hex()}.avsc"]))
+    return fastavro.schemaless_reader(io.BytesIO(value[10:]), schema)
+
+
+def test_an_edited_decoded_copy_or_view_does_not_reach_the_bundle(contact, tmp_path) -> None:
+    """journal.payload and the interactions view say ABANDONED; the signed bytes say RESOLVED,
+    and so does every readable part of the bundle, which verifies."""
+    p = contact["p"]
+    _sql(contact, "UPDATE journal SET payload = jsonb_set(payload, '{outcome}', '\"ABANDONED\"')"
+         " WHERE protocol_number = %s AND event_type = 'ContactClosed'", p)
+    _sql(contact, "UPDATE interactions SET outcome = 'ABANDONED', protocol_disclosed_at = NULL"
+         " WHERE protocol_number = %s", p)
+    data = _bundle(contact["cli"], tmp_path, "t.zip", "--protocol", p)
+    assert verify_bundle(data, contact["trust"]).ok
+    files = dict(read_zip(data))
+    manifest = json.loads(files["manifest.json"])
+    (closed,) = [r["dir"] for r in manifest["records"] if r["event_type"] == "ContactClosed"]
+    assert _fastavro_fields(files, closed)["outcome"] == "RESOLVED"
+    assert json.loads(files[f"{closed}/record.json"])["fields"]["outcome"] == "RESOLVED"
+    assert all(b"ABANDONED" not in content for name, content in files.items()
+               if name.endswith((".json", ".html")) and name != "verify.py")
+    summary = files["summary.html"].decode()
+    assert "<b>RESOLVED</b>" in summary
+    told = summary.split("When the protocol number was told", 1)[1].split("</p>", 2)[1]
+    assert "SIM / YES" in told  # the disclosure rule is judged from the records, not the view
+
+
+def test_a_journal_value_that_misses_the_signed_root_refuses_the_bundle(contact, tmp_path) -> None:
+    p = contact["p"]
+    (partition,) = _sql(contact, "UPDATE journal SET record_value = record_value || '\\x00'::bytea"
+                        " WHERE protocol_number = %s AND event_type = 'ContactClosed'"
+                        " RETURNING kafka_partition", p)[0]
+    done = contact["cli"]("evidence", "--protocol", p, "--out", str(tmp_path / "v.zip"))
+    assert done.code == 2 and not (tmp_path / "v.zip").exists()
+    assert f"partition {partition} of the ledger differs from its signed checkpoints" in done.err
+    assert "protocolo verify" in done.err and "bug" not in done.err
+    assert len(done.err.strip().splitlines()) == 1, done.err
+
+
+@pytest.mark.parametrize("which", ["disclosure", "last-row"])
+def test_a_deleted_journal_row_refuses_the_bundle_naming_the_partition(contact, tmp_path, which) -> None:
+    p = contact["p"]
+    if which == "disclosure":
+        (partition,) = _sql(contact, "DELETE FROM journal WHERE ctid = (SELECT ctid FROM journal"
+                            " WHERE protocol_number = %s AND event_type = 'DisclosureMade' LIMIT 1)"
+                            " RETURNING kafka_partition", p)[0]
+    else:
+        partition = _sql(contact, "SELECT kafka_partition FROM journal WHERE protocol_number = %s"
+                         " AND event_type = 'ContactOpened'", p)[0][0]
+        _sql(contact, "DELETE FROM journal WHERE topic = %s AND kafka_partition = %s AND leaf_index ="
+             " (SELECT max(leaf_index) FROM journal WHERE topic = %s AND kafka_partition = %s)",
+             contact["rt"].settings.topic, partition, contact["rt"].settings.topic, partition)
+    done = contact["cli"]("evidence", "--protocol", p, "--out", str(tmp_path / "d.zip"))
+    assert done.code == 2 and not (tmp_path / "d.zip").exists(), done.out
+    assert f"partition {partition} of the ledger differs from its signed checkpoints" in done.err
+    assert "protocolo verify" in done.err and "bug" not in done.err
+    checked = contact["cli"]("verify")
+    assert checked.code == 1, checked.out + checked.err  # and `verify` names it too
+
+
+def test_evidence_options_are_refused_before_any_io(contact, tmp_path, monkeypatch) -> None:
+    """A bad option is named without reaching PostgreSQL (the database URL points nowhere)."""
+    monkeypatch.setenv("PROTOCOLO_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    cli = contact["cli"]
+    for args, named in ((["--request", "not-a-uuid"], "--request"),
+                        (["--protocol", "12"], "--protocol"),
+                        (["--protocol", contact["p"], "--reveal"], "--legal-basis"),
+                        (["--protocol", contact["p"], "--out", str(tmp_path / "no" / "x.zip")], "--out")):
+        out = args if "--out" in args else [*args, "--out", str(tmp_path / "x.zip")]
+        done = cli("evidence", *out)
+        assert done.code == 2 and named in done.err, done.err
+        assert "connect" not in done.err and "127.0.0.1" not in done.err, done.err
+        assert len(done.err.strip().splitlines()) == 1, done.err
