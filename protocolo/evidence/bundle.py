@@ -32,6 +32,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from protocolo.evidence.bundle_derived import DerivedError, check_derived, parse_subject
@@ -99,17 +100,25 @@ def sha256sums(files: dict[str, bytes]) -> bytes:
 def avro_fingerprint(canonical_schema: bytes) -> bytes:
     """CRC-64-AVRO (Rabin) of a schema's Parsing Canonical Form, little-endian, as in the
     single-object encoding header (Avro specification, "Schema Fingerprints")."""
-    empty = 0xC15D213AA4D7A795
+    table = _rabin_table()
+    fp = _RABIN_EMPTY
+    for byte in canonical_schema:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp.to_bytes(8, "little")
+
+
+_RABIN_EMPTY = 0xC15D213AA4D7A795
+
+
+@lru_cache(maxsize=1)
+def _rabin_table() -> tuple[int, ...]:
     table = []
     for i in range(256):
         fp = i
         for _ in range(8):
-            fp = (fp >> 1) ^ (empty & -(fp & 1))
+            fp = (fp >> 1) ^ (_RABIN_EMPTY & -(fp & 1))
         table.append(fp)
-    fp = empty
-    for byte in canonical_schema:
-        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
-    return fp.to_bytes(8, "little")
+    return tuple(table)
 
 
 @dataclass(frozen=True)

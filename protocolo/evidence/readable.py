@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from protocolo.evidence.avro import AvroError, decode, parse_schema
@@ -58,7 +59,7 @@ def readable_record(topic: str, partition: int, offset: int, leaf_index: int, ke
         doc["undecodable"] = f"no schemas/{fingerprint}.avsc"
         return doc
     try:
-        schema = parse_schema(schema_text)
+        schema = _schema(bytes(schema_text))
         doc["fields"] = decode(schema, value[10:])
     except AvroError as exc:
         doc["undecodable"] = exc.detail
@@ -66,6 +67,13 @@ def readable_record(topic: str, partition: int, offset: int, leaf_index: int, ke
     name = schema.get("name") if isinstance(schema, dict) else None
     doc["event_type"] = str(name).rpartition(".")[2] if isinstance(name, str) else None
     return doc
+
+
+@lru_cache(maxsize=64)
+def _schema(text: bytes) -> Any:
+    """A bundled schema parsed once per verification run (records share a few schemas;
+    the decoder never mutates the parsed schema)."""
+    return parse_schema(text)
 
 
 @dataclass(frozen=True)
