@@ -262,3 +262,115 @@ def test_an_edited_policy_profile_is_named(world, copy_url, verify) -> None:
     assert run.code == 1
     found = [f for f in run.findings("view-mismatch") if f["table"] == "policy_profiles"]
     assert found and "br-anatel-rgc" in found[0]["detail"]
+
+
+# -- verified reads: history checks what it shows against the signed log ----------------
+
+
+@pytest.fixture
+def history(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    def run(database_url: str, *argv: str, pinned: list[str] | None = None) -> Run:
+        for var, value in (("PROTOCOLO_HOME", str(world.home)), ("PROTOCOLO_DATABASE_URL", database_url),
+                           ("PROTOCOLO_KAFKA_BOOTSTRAP", world.bootstrap), ("PROTOCOLO_TOPIC", world.topic),
+                           ("PROTOCOLO_PARTITIONS", str(PARTITIONS)), ("PROTOCOLO_DEV_KEYS", "1"),
+                           ("PROTOCOLO_LOG_VKEYS", " ".join(world.vkeys if pinned is None else pinned))):
+            monkeypatch.setenv(var, value)
+        for var in ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY", "PROTOCOLO_POLICY"):
+            monkeypatch.delenv(var, raising=False)
+        capsys.readouterr()
+        code = cli_main(["history", *argv])
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+def test_history_says_each_contact_is_verified_by_its_signed_checkpoint(world, copy_url, history) -> None:
+    c = world.contacts[0]
+    run = history(copy_url, "--protocol", c.protocol, "--json")
+    assert run.code == 0, run.err
+    [contact] = run.report["interactions"]
+    verified = contact["verified"]
+    assert verified["status"] == "verified", verified
+    partition = c.receipts[0].partition
+    assert verified["checkpoints"] == [{"origin": f"protocolo/{DEPLOYMENT}/{world.topic}/{partition}",
+                                        "size": execute(copy_url, "SELECT tree_size FROM checkpoints WHERE"
+                                                        " kafka_partition = %s", (partition,))[0][0]}]
+    # every event published for the contact, each proven (the receipts are the oracle)
+    assert sorted((e["partition"], e["offset"]) for e in verified["events_verified"]) == sorted(
+        (r.partition, r.offset) for r in c.receipts)
+    text = history(copy_url, "--protocol", c.protocol)
+    assert f"signed    verified: checkpoint protocolo/{DEPLOYMENT}/{world.topic}/{partition}" in text.out
+    by_cpf = history(copy_url, "--customer", "C-VIEW-0001", "--json")
+    assert {i["verified"]["status"] for i in by_cpf.report["interactions"]} == {"verified"}
+
+
+@pytest.mark.parametrize(("change", "column", "shown", "truth"), [
+    ("UPDATE interactions SET outcome = 'ABANDONED' WHERE protocol_number = %(p)s", "outcome", "ABANDONED",
+     "RESOLVED"),
+    ("UPDATE legal_holds SET released_at = NULL WHERE protocol_number = %(p)s", "released_at", None, None),
+    ("UPDATE retrieval_requests SET status = 'requested' WHERE request_id = %(req)s::uuid", "status", "requested",
+     "fulfilled"),
+    ("UPDATE recordings SET status = 'retained' WHERE protocol_number = %(p)s", "status", "retained", "deleted"),
+])
+def test_an_altered_view_is_a_mismatch_and_history_shows_the_verified_value(
+        world, copy_url, history, change, column, shown, truth) -> None:
+    c = world.contacts[0]
+    execute(copy_url, change, {"p": c.protocol, "req": c.requests[0]})  # type: ignore[arg-type]
+    run = history(copy_url, "--protocol", c.protocol, "--json")
+    [contact] = run.report["interactions"]
+    assert contact["verified"]["status"] == "MISMATCH"
+    [d] = [d for d in contact["verified"]["differences"] if d["column"] == column]
+    assert d["view"] == shown
+    if truth is not None:
+        assert d["verified"] == truth
+    # what is shown is the verified value, never the altered one
+    if column == "outcome":
+        assert contact["outcome"] == "RESOLVED"
+    if column == "status" and d["table"] == "retrieval_requests":
+        assert [r["status"] for r in contact["retrieval_requests"] if r["request_id"] == c.requests[0]] == ["fulfilled"]
+    if column == "released_at":
+        assert all(h["released_at"] is not None for h in contact["legal_holds"])
+    text = history(copy_url, "--protocol", c.protocol)
+    assert "MISMATCH" in text.out and "ALTERED" in text.out and f" {column}: the view says" in text.out
+
+
+def test_an_edited_decoded_copy_is_a_mismatch_and_the_timeline_shows_the_bytes(world, copy_url, history) -> None:
+    c = world.contacts[0]
+    execute(copy_url, "UPDATE journal SET payload = jsonb_set(payload, '{outcome}', '\"ABANDONED\"')"
+            " WHERE protocol_number = %s AND event_type = 'ContactClosed'", (c.protocol,))
+    run = history(copy_url, "--protocol", c.protocol, "--json")
+    [contact] = run.report["interactions"]
+    assert contact["verified"]["status"] == "MISMATCH"
+    assert any(d["table"] == "journal" and d["column"] == "payload.outcome" and d["view"] == "ABANDONED"
+               for d in contact["verified"]["differences"])
+    [closed] = [e for e in contact["events"] if e["event_type"] == "ContactClosed"]
+    assert closed["payload"]["outcome"] == "RESOLVED"
+
+
+def test_an_unpinned_log_is_unverified_and_a_wrong_key_is_a_mismatch(world, copy_url, history) -> None:
+    c = world.contacts[0]
+    unpinned = history(copy_url, "--protocol", c.protocol, "--json", pinned=[])
+    verified = unpinned.report["interactions"][0]["verified"]
+    assert verified["status"] == "unverified" and "PROTOCOLO_LOG_VKEYS" in verified["summary"]
+    other = LogKey.generate(f"protocolo/{DEPLOYMENT}")
+    forged = history(copy_url, "--protocol", c.protocol, "--json",
+                     pinned=[other.vkey(f"protocolo/{DEPLOYMENT}/{world.topic}/{p}") for p in range(PARTITIONS)])
+    assert forged.report["interactions"][0]["verified"]["status"] == "MISMATCH"
+
+
+def test_an_event_after_the_newest_checkpoint_is_pending(world, copy_url, history, tmp_path) -> None:
+    c = world.contacts[0]
+    settings = Settings(home=world.home, kafka_bootstrap=world.bootstrap, database_url=copy_url, topic=world.topic,
+                        partitions=PARTITIONS, group_id=f"views-{uuid.uuid4().hex[:8]}", dev_keys=True)
+    rt = start_runtime(settings)
+    with rt.publisher("view-tests") as publisher:
+        [receipt] = publisher.publish_many([Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Carla",
+                                                                "text": "called back"},
+                                                  protocol_number=c.protocol, occurred_at=now_s())])
+    project(rt)
+    run = history(copy_url, "--protocol", c.protocol, "--json")
+    verified = run.report["interactions"][0]["verified"]
+    assert verified["status"] == "pending", verified
+    assert verified["events_pending"] == [{"partition": receipt.partition, "offset": receipt.offset}]
+    assert len(verified["events_verified"]) == len(c.receipts)
