@@ -36,8 +36,14 @@ CHECKPOINT_MISMATCH = "checkpoint-mismatch"
 #: do not name each other.
 CHECKPOINT_INCONSISTENT = "checkpoint-inconsistent"
 
+#: The verifiable index differs from the map rebuilt from the rows: a signed map root, a
+#: key's stored list of leaf indexes, or a stored map node (protocolo.attestation.audit_index).
+INDEX_MISMATCH = "index-mismatch"
+#: An index checkpoint not signed by a pinned log key, or whose columns are not what it says.
+INDEX_FORGED = "index-forged"
+
 KINDS = (MODIFIED, MISSING, INSERTED, REORDERED, TREE_MISMATCH, CHECKPOINT_FORGED,
-         CHECKPOINT_MISMATCH, CHECKPOINT_INCONSISTENT)
+         CHECKPOINT_MISMATCH, CHECKPOINT_INCONSISTENT, INDEX_MISMATCH, INDEX_FORGED)
 
 
 @dataclass(frozen=True, slots=True)

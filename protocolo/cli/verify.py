@@ -18,6 +18,7 @@ import psycopg
 
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import KINDS, FindingLog
+from protocolo.attestation.audit_index import audit_index
 from protocolo.attestation.audit_kafka import KafkaUnreachable, compare_with_kafka
 from protocolo.attestation.ledger_audit import audit_ledger, ledger_partitions
 from protocolo.attestation.log_key import DEV_KEY_FILE, LogKey, SigningKeyError
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 conn.rollback()
             audit_ledger(conn, topic, keys, findings, partitions,
                          progress=None if args.quiet else _progress)
+            audit_index(conn, topic, keys, findings, partitions)
             if args.against_kafka:
                 if not reader.kafka_bootstrap:
                     raise LedgerUnreachable("--against-kafka: no Kafka broker is configured "

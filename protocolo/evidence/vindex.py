@@ -150,6 +150,17 @@ Position = tuple[int, int]  # (depth, prefix)
 NodeFetch = Callable[[Sequence[Position]], Mapping[Position, Node]]
 
 
+def path_positions(khash: bytes, depth: int) -> list[Position]:
+    """The nodes on ``khash``'s path down to ``depth`` and their siblings: what a lookup
+    or an update there reads, so a store can fetch them in one query."""
+    key = int.from_bytes(khash, "big")
+    positions = [(0, 0)]
+    for d in range(1, min(depth, KEY_BITS) + 1):
+        prefix = prefix_of(key, d)
+        positions += [(d, prefix), (d, prefix ^ 1)]
+    return positions
+
+
 class MapTree:
     """The map's nodes, read through ``fetch`` (a database, or nothing for a map held in
     memory) and cached; :meth:`update` adds or grows lists and returns the nodes it wrote."""
@@ -171,6 +182,10 @@ class MapTree:
         if position not in self._nodes:
             self.prefetch([position])
         return self._nodes.get(position)
+
+    def nodes(self) -> dict[Position, Node]:
+        """Every node held (for a map built in memory: the whole tree)."""
+        return {p: n for p, n in self._nodes.items() if n is not None}
 
     def root(self) -> bytes:
         node = self.get(0, 0)
