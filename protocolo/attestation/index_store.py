@@ -14,6 +14,7 @@ docs/checkpoints.md.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ import psycopg
 from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
 from protocolo.evidence.note import Ed25519NoteSigner, encode_base64
 from protocolo.evidence.vindex import (
+    BLIND_INDEX_FIELDS,
     EXTENSION_PREFIX,
     LookupProof,
     MapKey,
@@ -48,15 +50,29 @@ class IndexRefused(Exception):
 
 def leaf_keys(catalogue: SchemaCatalogue, key: bytes | None, value: bytes) -> list[MapKey]:
     """The map function (§11.1) of one leaf: the value decoded with its *writer* schema
-    (not resolved into the current one: the fields are the ones the producer wrote)."""
+    (not resolved into the current one: the fields are the ones the producer wrote).
+    A value whose writer schema has no blind-index field is not decoded: it cannot carry
+    one, so the result is the same, and most events are spared the decoder."""
     record: Any = None
     try:
         fingerprint, _ = split(value)
         version = catalogue.by_fingerprint(fingerprint)
-        record = read_body(value, version.schema, None, start=HEADER_SIZE)
+        if _may_hold_blind_index(version.fingerprint, version.schema):
+            record = read_body(value, version.schema, None, start=HEADER_SIZE)
     except DecodeError:
         record = None
     return map_keys(key, record)
+
+
+_BLIND_FIELDS: dict[bytes, bool] = {}
+
+
+def _may_hold_blind_index(fingerprint: bytes, schema: Any) -> bool:
+    known = _BLIND_FIELDS.get(fingerprint)
+    if known is None:
+        text = json.dumps(schema)
+        known = _BLIND_FIELDS[fingerprint] = any(f'"{name}"' in text for name in BLIND_INDEX_FIELDS)
+    return known
 
 
 def _prefix_bytes(depth: int, prefix: int) -> bytes:
@@ -132,7 +148,7 @@ class StoredIndex:
     def prove(self, key: MapKey, size: int) -> LookupProof:
         """The lookup proof of ``key`` at the index checkpoint of ``size`` leaves."""
         tree = self.tree(size)
-        tree.prefetch(path_positions(key.hash, max(8, size.bit_length() + 4)))
+        tree.prefetch(path_positions(key.hash, max(8, size.bit_length() + 4)))  # one query
         return prove(tree, key, size, lambda k: self.indexes(k, size))
 
     def advance(self, catalogue: SchemaCatalogue, size: int) -> bytes:
@@ -162,8 +178,7 @@ class StoredIndex:
             "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index) FROM vindex_entries"
             " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
             " GROUP BY key_hash", (self.topic, self.partition, touched))}
-        depth = max(8, size.bit_length() + 4)
-        tree.prefetch(p for k in touched for p in path_positions(k, depth))
+        tree.prefetch_paths(touched)
         written = tree.update({k: list_hash(v) for k, v in lists.items()})
         with self.conn.cursor() as cur, cur.copy(
                 "COPY vindex_nodes (topic, kafka_partition, depth, prefix, map_size, hash,"

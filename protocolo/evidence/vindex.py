@@ -177,6 +177,23 @@ class MapTree:
         for position in missing:
             self._nodes[position] = found.get(position)
 
+    def prefetch_paths(self, khashes: Iterable[bytes]) -> None:
+        """Fetch the nodes on the paths of ``khashes`` and their siblings, one level per
+        query, following each path only while it runs through inner nodes: what
+        :meth:`update` and :meth:`path` read, in about ``log2(keys)`` queries."""
+        frontier = sorted({int.from_bytes(k, "big") for k in khashes})
+        self.prefetch([(0, 0)])
+        depth = 0
+        while frontier and depth < KEY_BITS:
+            frontier = [k for k in frontier if _is_inner(self._nodes.get((depth, prefix_of(k, depth))))]
+            depth += 1
+            wanted: set[Position] = set()
+            for k in frontier:
+                prefix = prefix_of(k, depth)
+                wanted.add((depth, prefix))
+                wanted.add((depth, prefix ^ 1))
+            self.prefetch(sorted(wanted))
+
     def get(self, depth: int, prefix: int) -> Node | None:
         position = (depth, prefix)
         if position not in self._nodes:
@@ -258,6 +275,10 @@ class MapTree:
             node = self.get(depth + 1, child)
             depth += 1
         return siblings, node
+
+
+def _is_inner(node: Node | None) -> bool:
+    return node is not None and node.leaf_key is None
 
 
 def _split(items: list[tuple[int, bytes]], depth: int,
