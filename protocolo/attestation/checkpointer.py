@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from protocolo.attestation.index_store import IndexRefused, commit_index, published_catalogue
 from protocolo.attestation.log_key import LogKey
 from protocolo.evidence.checkpoint import Checkpoint, log_origin, parse_checkpoint, sign_checkpoint
 from protocolo.evidence.errors import EvidenceError, ProofError
@@ -288,6 +289,10 @@ def checkpoint_partition(
              proof if consistency_from is not None else None),
         ).fetchone()
         assert stored is not None
+        try:
+            commit_index(conn, published_catalogue(), signer, topic, partition, origin, size, root)
+        except IndexRefused as exc:
+            raise refuse(exc.reason, str(exc)) from None
         return _row(stored)
 
 
