@@ -6,17 +6,16 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
-from protocolo.consumers.projector import Projector
 from protocolo.producers.publisher import PublishFailed
 from protocolo.runtime import Runtime
 
 from .decisions import complete_pending
 from .identities import migrate_identities
+from .projector_supervisor import ProjectorSupervisor
 from .services import ApiServices, ConnectionPool
 
 log = logging.getLogger(__name__)
@@ -39,25 +38,14 @@ def build_services(rt: Runtime, *, secure_cookies: bool = True, pool_size: int =
     return services
 
 
-@dataclass
 class ProjectorThread:
-    """The projector in a thread of the serving process (``serve --no-projector`` when one
-    runs elsewhere): writes wait until projected, so something must project."""
+    """The projector in the serving process (``serve --no-projector`` when one runs
+    elsewhere): writes wait until projected, so something must project. Supervised: a
+    projector that dies is restarted with backoff, and ``/readyz`` says so."""
 
-    projector: Projector
-    thread: threading.Thread
-
-    @classmethod
-    def start(cls, rt: Runtime) -> ProjectorThread:
-        projector = rt.projector(batch_size=500)
-        thread = threading.Thread(target=projector.run, name="projector", daemon=True)
-        thread.start()
-        return cls(projector, thread)
-
-    def stop(self) -> None:
-        self.projector.stop()
-        self.thread.join(timeout=30)
-        self.projector.close()
+    @staticmethod
+    def start(rt: Runtime, *, backoff_s: float = 1.0) -> ProjectorSupervisor:
+        return ProjectorSupervisor(lambda: rt.projector(batch_size=500), backoff_s=backoff_s).start()
 
 
 class ThreadedServer(uvicorn.Server):

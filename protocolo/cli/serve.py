@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     rt = Runtime.start()
     services = build_services(rt, secure_cookies=not args.insecure_cookies)
     projector = None if args.no_projector else ProjectorThread.start(rt)
+    if projector is not None:
+        services.projector_health = projector.health
     host, port = args.listen
     print(f"protocolo: serving on http://{host}:{port} (console at /console, OpenAPI at /openapi.json)",
           file=sys.stderr, flush=True)
