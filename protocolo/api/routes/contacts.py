@@ -114,7 +114,9 @@ def timeline(
         if opened is not None:
             sealed = (opened["payload"].get("customer") or {}).get("sealed")
             customer = svc.sealer.open(sealed, str(opened["event_id"])) or {"erased": True}
-    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k != "customer"}}
+    # The media reference is served by the audited recording route only (RECORDINGS_ACCESS);
+    # the digest stays: it is what proves a delivered or deleted recording is the captured one.
+    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k not in ("customer", "media_uri")}}
               for e in found.events]
     return encoded({
         "protocol_number": number,
@@ -123,7 +125,7 @@ def timeline(
         "customer": customer,
         "masked": not unmask,
         "events": events,
-        "recordings": [_masked(r) for r in found.recordings],
+        "recordings": [{k: v for k, v in _masked(r).items() if k != "media_uri"} for r in found.recordings],
         "requests": [_masked(r) for r in found.requests],
         "holds": found.holds,
         "projection": lag_summary(svc),
