@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 
+from protocolo.core.errors import shown_value
 from protocolo.projections import history
 
 from .. import access_audit, evidence_bundles, inputs
@@ -145,7 +146,7 @@ def recording_reference(
         rec = history.recording(conn, recording_id)
         _known, subject = history.contact_owner(conn, number)
     if rec is None or rec["protocol_number"] != number:
-        raise HTTPException(404, f"no recording {recording_id!r} of contact {number}")
+        raise HTTPException(404, f"no recording {shown_value(recording_id)} of contact {number}")
     reason = inputs.need_purpose(purpose)
     access_audit.record_access(
         svc, request, who, access_audit.RECORDING_PLAYBACK if mode == "playback" else access_audit.RECORDING_DOWNLOAD,
