@@ -104,4 +104,22 @@ def authorize(svc: ApiServices, request: Request, token: str | None, session: st
 
 
 def client_address(request: Request) -> str | None:
+    """The socket's peer; X-Forwarded-For counts only from PROTOCOLO_TRUSTED_PROXIES (uvicorn's
+    proxy-headers handling, configured by ``server.server``), never from anyone else."""
     return request.client.host if request.client else None
+
+
+#: What a browser says of a request from the page's own site (Fetch Metadata), or of one
+#: the user typed (``none``).
+_OWN_SITE = frozenset({"same-origin", "none"})
+
+
+def check_same_origin(request: Request) -> None:
+    """Login CSRF: a browser's cross-site POST to a login route is refused (403). Checked by
+    Fetch Metadata (``Sec-Fetch-Site``) and ``Origin`` (its host must be the request's own
+    ``Host``); a program sending neither (curl, the CLI) is not a browser and passes."""
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    foreign_origin = origin is not None and origin.partition("://")[2].rstrip("/") != request.headers.get("host", "")
+    if (site is not None and site not in _OWN_SITE) or foreign_origin:
+        raise HTTPException(403, "a login must come from this site's own pages [rule: login-csrf]")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -79,7 +81,22 @@ class ThreadedServer(uvicorn.Server):
             thread.join(timeout=30)
 
 
-def server(services: ApiServices, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
+#: Addresses (or CIDRs, comma-separated) of the reverse proxies whose X-Forwarded-For and
+#: X-Forwarded-Proto are believed. None by default: the socket's peer is the client.
+ENV_TRUSTED_PROXIES = "PROTOCOLO_TRUSTED_PROXIES"
+
+
+def proxy_options(trusted_proxies: str | None = None) -> dict[str, Any]:
+    """uvicorn's proxy-headers settings: on only for the configured trusted proxies."""
+    trusted = (os.environ.get(ENV_TRUSTED_PROXIES, "") if trusted_proxies is None else trusted_proxies).strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
+def server(services: ApiServices, host: str, port: int, *, log_level: str = "warning",
+           trusted_proxies: str | None = None) -> ThreadedServer:
+    """``trusted_proxies``: see ENV_TRUSTED_PROXIES (read from the environment when None).
+    uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, so any local client could
+    choose its address (the login limit's key, AccessRecorded.source_address)."""
     config = uvicorn.Config(create_app(services), host=host, port=port, log_level=log_level,
-                            access_log=False, lifespan="off")
+                            access_log=False, lifespan="off", **proxy_options(trusted_proxies))
     return ThreadedServer(config)
