@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -67,8 +69,23 @@ class ThreadedServer(uvicorn.Server):
             thread.join(timeout=30)
 
 
-def server(app: FastAPI, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
-    """``app`` as assembled by the composition root (``protocolo.app_assembly.create_app``)."""
+#: Addresses (or CIDRs, comma-separated) of the reverse proxies whose X-Forwarded-For and
+#: X-Forwarded-Proto are believed. None by default: the socket's peer is the client.
+ENV_TRUSTED_PROXIES = "PROTOCOLO_TRUSTED_PROXIES"
+
+
+def proxy_options(trusted_proxies: str | None = None) -> dict[str, Any]:
+    """uvicorn's proxy-headers settings: on only for the configured trusted proxies."""
+    trusted = (os.environ.get(ENV_TRUSTED_PROXIES, "") if trusted_proxies is None else trusted_proxies).strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
+def server(app: FastAPI, host: str, port: int, *, log_level: str = "warning",
+           trusted_proxies: str | None = None) -> ThreadedServer:
+    """``app`` as assembled by the composition root (``protocolo.app_assembly.create_app``).
+    ``trusted_proxies``: see ENV_TRUSTED_PROXIES (read from the environment when None).
+    uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, so any local client could
+    choose its address (the login limit's key, AccessRecorded.source_address)."""
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            access_log=False, lifespan="off")
+                            access_log=False, lifespan="off", **proxy_options(trusted_proxies))
     return ThreadedServer(config)
