@@ -44,7 +44,7 @@ SUMMARY = (
     ("recordings past retention kept by a legal hold",
      "SELECT count(*) FROM recordings r WHERE r.status = 'retained' AND r.retain_until < now()"
      " AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.protocol_number = r.protocol_number AND h.released_at IS NULL)"),
-    ("deletions breaking a rule (early or under hold)", "SELECT count(*) FROM recording_deletion_status WHERE before_retention_end OR under_legal_hold"),
+    ("deletions breaking a rule (early without two-person approval, or under hold)", "SELECT count(*) FROM recording_deletion_status WHERE early_without_approval OR under_legal_hold"),
     ("retrieval requests", "SELECT count(*) FROM retrieval_requests"),
     ("  ... made without a protocol number (by CPF)", "SELECT count(*) FROM retrieval_requests WHERE protocol_number IS NULL"),
     ("  ... fulfilled within the deadline", "SELECT count(*) FROM retrieval_request_status WHERE fulfilled_in_time"),
