@@ -41,9 +41,15 @@ CHECKPOINT_INCONSISTENT = "checkpoint-inconsistent"
 PAYLOAD_MISMATCH = "payload-mismatch"
 #: A view's row is not what the projector's own view code computes from the journal.
 VIEW_MISMATCH = "view-mismatch"
+#: The verifiable index differs from the map rebuilt from the rows: a signed map root, a
+#: key's stored list of leaf indexes, or a stored map node (protocolo.attestation.audit_index).
+INDEX_MISMATCH = "index-mismatch"
+#: An index checkpoint not signed by a pinned log key, or whose columns are not what it says.
+INDEX_FORGED = "index-forged"
 
 KINDS = (MODIFIED, MISSING, INSERTED, REORDERED, TREE_MISMATCH, CHECKPOINT_FORGED,
-         CHECKPOINT_MISMATCH, CHECKPOINT_INCONSISTENT, PAYLOAD_MISMATCH, VIEW_MISMATCH)
+         CHECKPOINT_MISMATCH, CHECKPOINT_INCONSISTENT, PAYLOAD_MISMATCH, VIEW_MISMATCH,
+         INDEX_MISMATCH, INDEX_FORGED)
 
 
 @dataclass(frozen=True, slots=True)

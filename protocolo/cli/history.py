@@ -331,6 +331,8 @@ def _print_facts(t: Timeline) -> None:
     for r in t.recordings:
         state = (f"deleted {_local(r['deleted_at'], '%Y-%m-%d')} ({r['deletion_reason']})" if r["status"] == "deleted"
                  else f"kept until {_local(r['retain_until'], '%Y-%m-%d')}")
+        if r.get("early_without_approval"):
+            state += "  RULE BROKEN: deleted before retention end without a two-person approval"
         out.write(f"  recording {r['recording_id']}  {r['duration_ms'] / 1000:.0f}s  sha256 {r['sha256'][:16]}...  "
                   f"{state}  [{r['retention_profile']}]\n")
     for h in t.holds:

@@ -18,6 +18,7 @@ import psycopg
 
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import KINDS, FindingLog
+from protocolo.attestation.audit_index import audit_index
 from protocolo.attestation.audit_kafka import KafkaUnreachable, compare_with_kafka
 from protocolo.attestation.audit_payloads import audit_payloads
 from protocolo.attestation.audit_views import ViewStats, audit_views
@@ -156,6 +157,7 @@ def _ledger_checks(conn: psycopg.Connection[Any], reader: LedgerReader, args: ar
         partitions = ledger_partitions(conn, topic)
         conn.rollback()
     audit_ledger(conn, topic, keys, findings, partitions, progress=None if args.quiet else _progress)
+    audit_index(conn, topic, keys, findings, partitions)
     if args.against_kafka:
         if not reader.kafka_bootstrap:
             raise LedgerUnreachable("--against-kafka: no Kafka broker is configured "

@@ -49,7 +49,7 @@ def search(
     service_type: inputs.ServiceType | None = None,
     agent_id: inputs.ShortText = None,
     rule_broken: Literal["protocol-not-disclosed-at-start", "recording-notice-not-at-start",
-                         "protocol-not-confirmed-in-time"] | None = None,
+                         "protocol-not-confirmed-in-time", "early-deletion-without-approval"] | None = None,
     sort: Literal["opened_at", "-opened_at", "protocol_number"] = "-opened_at",
     page: inputs.Page = 1,
     page_size: inputs.PageSize = 20,
