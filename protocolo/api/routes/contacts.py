@@ -122,7 +122,8 @@ def timeline(
         reason = inputs.need_purpose(purpose)
         subject = found.interaction.get("cpf_index") if found.interaction else None
         access_audit.record_access(svc, request, who, access_audit.UNMASK, purpose=reason,
-                                   protocol_number=number, subject_ref=subject)
+                                   protocol_number=number, subject_ref=subject,
+                                   target=verified_reads.finding_target(checked))
         opened = next((e for e in found.events if e["event_type"] == "ContactOpened"), None)
         if opened is not None:
             sealed = (opened["payload"].get("customer") or {}).get("sealed")
