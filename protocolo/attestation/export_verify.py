@@ -378,7 +378,7 @@ def _check_partition(directory: Path, manifest: dict[str, Any], entry: dict[str,
                        record["inclusion_proof"])
             event = _rederive(record, schemas, data_path, number)
             counts[_count_key(record)] += 1
-            _need(next(jl, None) == json_line(record, event), "rendering-mismatch", str(entry["jsonl"]),
+            _need(next(jl, None) == json_line(record, event, None if event is None else record["event"]), "rendering-mismatch", str(entry["jsonl"]),
                   f"line {number} differs from the line derived from data.avro record {number}")
             _need(next(cl, None) == csv_line(record, event), "rendering-mismatch", str(entry["csv"]),
                   f"line {number + 1} differs from the line derived from data.avro record {number}")
