@@ -179,6 +179,11 @@ def _policy(directory: Path, trust: ExportTrust, manifest: dict[str, Any]) -> tu
     if not pinned:
         vkeys = [_read(directory, f"keys/log-p{p['partition']}.vkey").decode().strip()
                  for p in manifest["partitions"]]
+    return policy_of_keys(tuple(vkeys))[0], pinned
+
+
+def policy_of_keys(vkeys: tuple[str, ...]) -> tuple[Policy, bool]:
+    """A policy of the given verifier keys: Ed25519 ones are logs, others witnesses; no quorum."""
     logs: list[PolicyLog] = []
     witnesses: dict[str, PolicyWitness] = {}
     for vkey in vkeys:
@@ -187,7 +192,7 @@ def _policy(directory: Path, trust: ExportTrust, manifest: dict[str, Any]) -> tu
             logs.append(PolicyLog(key, verifier_from_key(vkey)))
         else:
             witnesses[key.name] = PolicyWitness(key.name, key, verifier_from_key(vkey))
-    return Policy(tuple(logs), witnesses), pinned
+    return Policy(tuple(logs), witnesses), bool(vkeys)
 
 
 def _check_files(directory: Path, manifest: dict[str, Any]) -> None:

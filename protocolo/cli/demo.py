@@ -167,7 +167,16 @@ def _audit_export(rt: Runtime, since: datetime) -> int:
     print(f"\nAudit export ({result.records:,} records, for 'demo-regulator'): {out}")
     print(f"  offline verification with the log's verifier keys: {report.verdict}")
     print(f"  check it yourself: protocolo verify-export {out} --vkey '{vkeys[0]}' ...")
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    from protocolo.attestation.compliance_report import compliance_report
+    from protocolo.attestation.report_render import render
+
+    figures = compliance_report(out)
+    for fmt in ("html", "pdf"):
+        (out.parent / f"{out.name}-report.{fmt}").write_bytes(render(figures, fmt))
+    print(f"  compliance report from its verified events: {out.parent / out.name}-report.html (and .pdf)")
+    return 0
 
 
 def _print_console_users(rt: Runtime, sample_cpf: str | None) -> None:
