@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from protocolo.consumers.projector import Projector
+from protocolo.producers.publisher import PublishFailed
 from protocolo.runtime import Runtime
 
-from .app import create_app
+from .decisions import complete_pending
 from .identities import migrate_identities
 from .services import ApiServices, ConnectionPool
 
+log = logging.getLogger(__name__)
+
 
 def build_services(rt: Runtime, *, secure_cookies: bool = True, pool_size: int = 16) -> ApiServices:
-    registry = ConnectionPool(rt.registry_url, size=4)
+    registry = ConnectionPool(rt.registry_url, size=8)
     with registry.connection() as conn:
         migrate_identities(conn)
-    return ApiServices(settings=rt.settings, kafka_bootstrap=rt.kafka_bootstrap,
-                       ledger=ConnectionPool(rt.database_url, size=pool_size), registry=registry,
-                       publisher=rt.publisher("protocolo-api"), sealer=rt.sealer(),
-                       secure_cookies=secure_cookies)
+    services = ApiServices(settings=rt.settings, kafka_bootstrap=rt.kafka_bootstrap,
+                           ledger=ConnectionPool(rt.database_url, size=pool_size), registry=registry,
+                           publisher=rt.publisher("protocolo-api"), sealer=rt.sealer(),
+                           secure_cookies=secure_cookies)
+    try:  # decisions a broker failure (or a crash) left half-published: finish them first
+        sent = complete_pending(services)
+        if sent:
+            log.warning("published %d pending decision event(s) left by an interrupted publication", sent)
+    except PublishFailed as exc:
+        log.warning("pending decision events not published yet (the next decision retries): %s", exc)
+    return services
 
 
 @dataclass
@@ -67,7 +79,8 @@ class ThreadedServer(uvicorn.Server):
             thread.join(timeout=30)
 
 
-def server(services: ApiServices, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
-    config = uvicorn.Config(create_app(services), host=host, port=port, log_level=log_level,
+def server(app: FastAPI, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
+    """``app`` as assembled by the composition root (``protocolo.app_assembly.create_app``)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             access_log=False, lifespan="off")
     return ThreadedServer(config)

@@ -26,7 +26,7 @@ from protocolo.cli import history as history_cli
 from protocolo.cli.evidence import writer_context
 from protocolo.cli.project import ProgressPrinter
 from protocolo.consumers.projector import Projector
-from protocolo.evidence.bundle import BundleTrust, verify_bundle
+from protocolo.evidence.bundle import BundleTrust, Expected, verify_bundle
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
@@ -44,7 +44,7 @@ SUMMARY = (
     ("recordings past retention kept by a legal hold",
      "SELECT count(*) FROM recordings r WHERE r.status = 'retained' AND r.retain_until < now()"
      " AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.protocol_number = r.protocol_number AND h.released_at IS NULL)"),
-    ("deletions breaking a rule (early or under hold)", "SELECT count(*) FROM recording_deletion_status WHERE before_retention_end OR under_legal_hold"),
+    ("deletions breaking a rule (early without two-person approval, or under hold)", "SELECT count(*) FROM recording_deletion_status WHERE early_without_approval OR under_legal_hold"),
     ("retrieval requests", "SELECT count(*) FROM retrieval_requests"),
     ("  ... made without a protocol number (by CPF)", "SELECT count(*) FROM retrieval_requests WHERE protocol_number IS NULL"),
     ("  ... fulfilled within the deadline", "SELECT count(*) FROM retrieval_request_status WHERE fulfilled_in_time"),
@@ -139,12 +139,13 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     vkeys = tuple(key.vkey(log_origin(attestation.deployment, topic, p)) for p in range(rt.settings.partitions))
-    report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
+    report = verify_bundle(path.read_bytes(), BundleTrust(vkeys), Expected(protocol))
     print(f"\nProof-of-service bundle of {protocol}: {path}")
-    print(f"  offline verification with the log's verifier keys: "
-          f"{report.render().splitlines()[-1].removeprefix('VERDICT: ')}")
-    print(f"  check it yourself: protocolo verify-evidence {path} --vkey '{vkeys[0]}' ...  "
-          "(or unzip it and run python3 verify.py; README.txt says how by hand)")
+    print(f"  offline verification pinned to the deployment's log keys: {report.verdict} "
+          f"({report.proven()})")
+    print(f"  check it yourself: protocolo verify-evidence {path} --protocol {protocol} "
+          f"--vkey '{vkeys[0]}' ...  (or the published verifier/protocolo_verify.py; README.txt "
+          "says how by hand)")
     return 0 if report.ok else 1
 
 

@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from protocolo.api.app import create_app
     from protocolo.api.server import ProjectorThread, build_services
+    from protocolo.app_assembly import create_app
     from protocolo.runtime import Runtime
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -18,7 +18,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from protocolo.api.app import ROUTERS, create_app
+from protocolo.app_assembly import ROUTERS, create_app
 
 ANALYST, SUPERVISOR, COMPLIANCE, REGULATOR, SERVICE, CUSTOMER = (
     "analyst", "supervisor", "compliance", "regulator", "service", "customer")
@@ -51,6 +51,7 @@ def console(allowed: frozenset[str], ok: int, body: dict[str, Any] | None = None
 
 
 ROUTES: dict[tuple[str, str], Case] = {
+    ("GET", "/"): Case(PUBLIC, 303),  # to the console
     ("GET", "/healthz"): Case(PUBLIC, 200),
     ("GET", "/readyz"): Case(PUBLIC, 200),
     ("GET", "/metrics"): Case(PUBLIC, 200),
@@ -115,7 +116,7 @@ def application_routes() -> set[tuple[str, str]]:
     routes = [r for r in app.routes if isinstance(r, Route)]
     routes += [r for router in ROUTERS for r in router.routes]
     assert len(app.routes) == len([r for r in app.routes if isinstance(r, Route)]) + len(ROUTERS), (
-        "the app includes something that is not in protocolo.api.app.ROUTERS")
+        "the app includes something that is not in protocolo.app_assembly.ROUTERS")
     found = set()
     for route in routes:
         if isinstance(route, APIRoute | Route):

@@ -15,6 +15,7 @@ from protocolo.projections import history
 
 from .. import inputs
 from ..auth import Services, client_address, principal
+from ..decisions import Decision, decide, finish_pending
 from ..identities import Principal
 from ..inputs import encoded
 from ..ledger_writes import WriteResult, event, publish_and_wait
@@ -147,12 +148,22 @@ def one(request_id: str, svc: Services,
     return _shown(_visible(svc, who, request_id))
 
 
+#: event type -> (step, outcome, steps that forbid it): a request is located once and
+#: closed (fulfilled or rejected) once; nothing follows its closing.
+_STEPS = {"RetrievalLocated": ("located", "LOCATED", ("closed",)),
+          "RetrievalFulfilled": ("closed", "FULFILLED", ()),
+          "RetrievalRejected": ("closed", "REJECTED", ())}
+
+
 def _follow_up(svc: Any, who: Principal, request_id: str, event_type: str, fields: dict[str, Any]) -> WriteResult:
+    finish_pending(svc)
     row = _visible(svc, who, request_id)
     if row["status"] in ("fulfilled", "rejected"):
         raise HTTPException(409, f"request {row['request_id']} is {row['status']} already")
-    return publish_and_wait(svc, [event(event_type, {"request_id": str(row["request_id"]), **fields},
-                                        row["protocol_number"])])
+    step, outcome, excludes = _STEPS[event_type]
+    rid = str(row["request_id"])
+    return decide(svc, who, Decision(f"request:{rid}", step, outcome, excludes),
+                  [event(event_type, {"request_id": rid, **fields}, row["protocol_number"])])
 
 
 @router.post("/{request_id}/locate", response_model=WriteResult, summary="Say which contacts a request is about")
