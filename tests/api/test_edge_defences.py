@@ -13,8 +13,8 @@ from api_world import RunningApi, free_port
 
 from protocolo.api.rate_limit import TokenBuckets
 from protocolo.api.server import server
-from protocolo.app_assembly import create_app
 from protocolo.api.services import LOGIN_RATE
+from protocolo.app_assembly import create_app
 
 EVIL = "https://evil.example"
 

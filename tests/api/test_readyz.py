@@ -21,8 +21,8 @@ import psycopg
 import pytest
 
 from protocolo.api.server import ProjectorThread, build_services, server
-from protocolo.app_assembly import create_app
 from protocolo.api.services import ApiServices, ConnectionPool
+from protocolo.app_assembly import create_app
 from protocolo.consumers.projector import Projector
 from protocolo.core.watermark import wait_until_projected
 from protocolo.producers.protocol_issuer import ProtocolIssuer
