@@ -33,12 +33,15 @@ class RouteRule:
         return any(held) if self.any_of else all(held)
 
 
+#: Checks of a caller defined outside the API (the console's session checks register
+#: themselves here: the API never imports the console) -> whether they mean "any of".
+EXTRA_CHECKERS: dict[Callable[..., Any], bool] = {}
+
+
 def _checkers() -> dict[Callable[..., Any], bool]:
     """The dependencies that check a caller -> whether they mean "any of"."""
-    from protocolo.console import session
-
     from .auth import principal, principal_any_of
-    return {principal: False, principal_any_of: True, session.reader: False, session.writer: False}
+    return {principal: False, principal_any_of: True, **EXTRA_CHECKERS}
 
 
 def _rule_of(dependant: Dependant, checkers: dict[Callable[..., Any], bool]) -> tuple[tuple[Permission, ...], bool] | None:
