@@ -128,9 +128,14 @@ class LedgerPublisher:
         self._validators: dict[tuple[str, int], StructureValidator] = {}
         opts = options or PublisherOptions()
         self._delivery_timeout_s = opts.delivery_timeout_ms / 1000 + 5
+        self._options = opts
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> KafkaProducer:
+        opts = self._options
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap_servers,
+            return KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
                 acks="all",
                 enable_idempotence=True,
                 max_in_flight_requests_per_connection=5,
@@ -144,10 +149,20 @@ class LedgerPublisher:
             )
         except KafkaTimeoutError as exc:
             raise BrokerUnavailable(
-                f"no Kafka broker answers at {bootstrap_servers}: is it running? "
+                f"no Kafka broker answers at {self.bootstrap_servers}: is it running? "
                 "(check PROTOCOLO_KAFKA_BOOTSTRAP or `protocolo dev status`)",
                 [], {},
             ) from exc
+
+    def _renew_if_fatal(self) -> None:
+        """An idempotent producer that hit a fatal error (e.g. the broker refused a split
+        batch as too large) fails every later send: replace it, as the Kafka clients
+        prescribe, so one refused record does not stop the publisher for good."""
+        manager = getattr(self._producer, "_transaction_manager", None)
+        if manager is not None and manager.has_fatal_error():
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=0)
+            self._producer = self._new_producer()
 
     # -- preparing -----------------------------------------------------------------------
 
@@ -269,8 +284,10 @@ class LedgerPublisher:
             except KafkaError as exc:
                 errors[p.event_id] = exc
         deadline = time.monotonic() + self._delivery_timeout_s
-        # A flush that times out is fine: the futures below say which events were not confirmed.
-        with contextlib.suppress(KafkaTimeoutError):
+        # A flush that times out or fails is fine: the futures below say which events were not
+        # confirmed. (kafka-python's flush raises the error of a batch it split after the
+        # broker refused it as too large, e.g. UnknownError 'Future not done'.)
+        with contextlib.suppress(KafkaError):
             self._producer.flush(timeout=self._delivery_timeout_s)
         receipts: list[Receipt] = []
         for p, future in futures:
@@ -281,6 +298,7 @@ class LedgerPublisher:
                 continue
             receipts.append(Receipt(md.topic, md.partition, md.offset, p.event_id, p.event_type, p.key.decode()))
         if errors:
+            self._renew_if_fatal()
             failed = {event_id: f"{type(e).__name__}: {e}" for event_id, e in errors.items()}
             broker_down = not receipts and all(isinstance(e, _BROKER_DOWN) for e in errors.values())
             raise (BrokerUnavailable if broker_down else PublishFailed)(

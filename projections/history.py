@@ -121,7 +121,8 @@ def timelines(conn: psycopg.Connection, protocols: list[str]) -> list[Timeline]:
                 events[p].append(e)
         recordings: dict[str, list[dict[str, Any]]] = {}
         for r in cur.execute(
-            "SELECT r.*, d.reason AS deletion_reason, d.before_retention_end, d.under_legal_hold"
+            "SELECT r.*, d.reason AS deletion_reason, d.before_retention_end, d.under_legal_hold,"
+            " d.early_without_approval"
             " FROM recordings r LEFT JOIN recording_deletion_status d USING (recording_id)"
             " WHERE r.protocol_number = ANY(%s) ORDER BY r.captured_at",
             (protocols,),
@@ -151,6 +152,9 @@ RULES = {
     "protocol-not-disclosed-at-start": "NOT coalesce(c.protocol_disclosed_at_start, false)",
     "recording-notice-not-at-start": "c.recording_notice_at_start IS FALSE",
     "protocol-not-confirmed-in-time": "NOT coalesce(c.protocol_confirmed_in_time, false)",
+    # the two-person rule, judged on the log whoever published the deletion
+    "early-deletion-without-approval": "EXISTS (SELECT 1 FROM recording_deletion_status s"
+                                       " WHERE s.protocol_number = c.protocol_number AND s.early_without_approval)",
 }
 #: Sort keys a search accepts -> the ORDER BY it means (protocol number breaks ties).
 SORTS = {

@@ -1,4 +1,5 @@
-"""The FastAPI application factory."""
+"""The HTTP API's application factory (the console is mounted on it by the composition
+root, ``protocolo.app_assembly``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,25 @@ import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from protocolo.console import mount as console
-
 from . import problems
 from .routes import access_log, approvals, contacts, events, holds, operations, requests, sessions
 from .services import ApiServices
 
 API_VERSION = "1.0.0"
 
-#: Every router of the API: the authorization matrix test walks the routes they define.
+#: Every router of the API (the served app adds the console's: protocolo.app_assembly).
 ROUTERS = (operations.router, sessions.router, contacts.router, holds.router, requests.router,
-           approvals.router, access_log.router, events.router, *console.ROUTERS)
+           approvals.router, access_log.router, events.router)
+
+
+async def _masked(request: Request, response: Response) -> Response:
+    """An error body with the personal data it might echo masked (problems.mask_personal_data)."""
+    chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
+    body = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks).decode("utf-8", "replace")
+    codes = [v for k, v in request.query_params.multi_items() if k == "customer_code"]
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(problems.mask_personal_data(body, codes), status_code=response.status_code, headers=headers,
+                    media_type="application/json")
 
 
 def create_app(services: ApiServices | None = None) -> FastAPI:
@@ -34,7 +43,6 @@ def create_app(services: ApiServices | None = None) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    console.install(app)
     for router in ROUTERS:
         app.include_router(router)
 
@@ -59,6 +67,8 @@ def create_app(services: ApiServices | None = None) -> FastAPI:
             svc.metrics.observe(request.method, path, response.status_code, time.perf_counter() - started)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/json"):
+            return await _masked(request, response)
         return response
 
     return app

@@ -29,7 +29,7 @@ class WriteResult(BaseModel):
     projected: bool  # False: published, but not projected within the API's wait
 
 
-def _out(r: Receipt) -> ReceiptOut:
+def receipt_out(r: Receipt) -> ReceiptOut:
     return ReceiptOut(topic=r.topic, partition=r.partition, offset=r.offset, event_id=r.event_id,
                       event_type=r.event_type)
 
@@ -41,7 +41,7 @@ def publish_and_wait(svc: ApiServices, events: list[Event]) -> WriteResult:
         receipts = svc.publisher.send_prepared([svc.publisher.prepare(events[0])])
     else:
         receipts = svc.publisher.publish_many(events)
-    return WriteResult(receipts=[_out(r) for r in receipts], projected=await_projection(svc, receipts))
+    return WriteResult(receipts=[receipt_out(r) for r in receipts], projected=await_projection(svc, receipts))
 
 
 def await_projection(svc: ApiServices, receipts: list[Receipt]) -> bool:

@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from protocolo.producers.publisher import PublishFailed
 from protocolo.runtime import Runtime
 
-from .app import create_app
+from .decisions import complete_pending
 from .identities import migrate_identities
 from .projector_supervisor import ProjectorSupervisor
 from .services import ApiServices, ConnectionPool
 
+log = logging.getLogger(__name__)
+
 
 def build_services(rt: Runtime, *, secure_cookies: bool = True, pool_size: int = 16) -> ApiServices:
-    registry = ConnectionPool(rt.registry_url, size=4)
+    registry = ConnectionPool(rt.registry_url, size=8)
     with registry.connection() as conn:
         migrate_identities(conn)
-    return ApiServices(settings=rt.settings, kafka_bootstrap=rt.kafka_bootstrap,
-                       ledger=ConnectionPool(rt.database_url, size=pool_size), registry=registry,
-                       publisher=rt.publisher("protocolo-api"), sealer=rt.sealer(),
-                       secure_cookies=secure_cookies)
+    services = ApiServices(settings=rt.settings, kafka_bootstrap=rt.kafka_bootstrap,
+                           ledger=ConnectionPool(rt.database_url, size=pool_size), registry=registry,
+                           publisher=rt.publisher("protocolo-api"), sealer=rt.sealer(),
+                           secure_cookies=secure_cookies)
+    try:  # decisions a broker failure (or a crash) left half-published: finish them first
+        sent = complete_pending(services)
+        if sent:
+            log.warning("published %d pending decision event(s) left by an interrupted publication", sent)
+    except PublishFailed as exc:
+        log.warning("pending decision events not published yet (the next decision retries): %s", exc)
+    return services
 
 
 class ProjectorThread:
@@ -55,7 +69,23 @@ class ThreadedServer(uvicorn.Server):
             thread.join(timeout=30)
 
 
-def server(services: ApiServices, host: str, port: int, *, log_level: str = "warning") -> ThreadedServer:
-    config = uvicorn.Config(create_app(services), host=host, port=port, log_level=log_level,
-                            access_log=False, lifespan="off")
+#: Addresses (or CIDRs, comma-separated) of the reverse proxies whose X-Forwarded-For and
+#: X-Forwarded-Proto are believed. None by default: the socket's peer is the client.
+ENV_TRUSTED_PROXIES = "PROTOCOLO_TRUSTED_PROXIES"
+
+
+def proxy_options(trusted_proxies: str | None = None) -> dict[str, Any]:
+    """uvicorn's proxy-headers settings: on only for the configured trusted proxies."""
+    trusted = (os.environ.get(ENV_TRUSTED_PROXIES, "") if trusted_proxies is None else trusted_proxies).strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
+def server(app: FastAPI, host: str, port: int, *, log_level: str = "warning",
+           trusted_proxies: str | None = None) -> ThreadedServer:
+    """``app`` as assembled by the composition root (``protocolo.app_assembly.create_app``).
+    ``trusted_proxies``: see ENV_TRUSTED_PROXIES (read from the environment when None).
+    uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, so any local client could
+    choose its address (the login limit's key, AccessRecorded.source_address)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            access_log=False, lifespan="off", **proxy_options(trusted_proxies))
     return ThreadedServer(config)

@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from protocolo.api.app import create_app
-    from protocolo.api.server import ProjectorThread, build_services
+    from protocolo.api.server import ProjectorThread, build_services, proxy_options
+    from protocolo.app_assembly import create_app
     from protocolo.runtime import Runtime
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"protocolo: serving on http://{host}:{port} (console at /console, OpenAPI at /openapi.json)",
           file=sys.stderr, flush=True)
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning", lifespan="off",
+                    **proxy_options())
     except OSError as exc:
         raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     finally:

@@ -22,6 +22,7 @@ import pytest
 
 from protocolo.api.server import ProjectorThread, build_services, server
 from protocolo.api.services import ApiServices, ConnectionPool
+from protocolo.app_assembly import create_app
 from protocolo.consumers.projector import Projector
 from protocolo.core.watermark import wait_until_projected
 from protocolo.producers.protocol_issuer import ProtocolIssuer
@@ -51,7 +52,7 @@ def served(settings) -> Iterator[Callable[[ApiServices], Any]]:  # type: ignore[
 
     def start(services: ApiServices) -> str:
         port = free_port()
-        running = server(services, "127.0.0.1", port).running()
+        running = server(create_app(services), "127.0.0.1", port).running()
         running.__enter__()
         stack.append(running)
         return f"http://127.0.0.1:{port}"

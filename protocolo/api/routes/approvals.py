@@ -22,6 +22,8 @@ from protocolo.projections import history
 
 from .. import inputs
 from ..auth import Services, principal
+from ..decisions import Decision as Taken
+from ..decisions import decide, finish_pending
 from ..identities import Principal
 from ..inputs import encoded
 from ..ledger_writes import ReceiptOut, WriteResult, await_projection, event, publish_and_wait
@@ -112,6 +114,7 @@ def one(approval_id: str, svc: Services,
 
 
 def _decidable(svc: Any, who: Principal, approval_id: str) -> dict[str, Any]:
+    finish_pending(svc)
     row = _pending(svc, approval_id)
     if row["decision"] is not None:
         raise HTTPException(409, f"approval {row['approval_id']} was {row['decision'].lower()} already")
@@ -128,16 +131,17 @@ def grant(approval_id: str, body: Decision, svc: Services,
     granted = event("ApprovalGranted", {"approval_id": aid, "approved_by": who.user_name,
                                         "approver_role": who.role.value.upper(), "comment": body.comment},
                     number, correlation_id=aid)
+    taken = Taken(f"approval:{aid}", "decided", "GRANTED")
     authorised = f"approval {aid}: asked by {row['requested_by']}, granted by {who.user_name}"
     if row["action"] == "EARLY_DELETION":
         with svc.ledger.connection() as conn:
             rec = history.recording(conn, row["recording_id"])
         if rec is None or rec["status"] != "retained":
             raise HTTPException(409, f"recording {row['recording_id']!r} is no longer retained")
-        return publish_and_wait(svc, [granted, event("RecordingDeleted", {
+        return decide(svc, who, taken, [granted, event("RecordingDeleted", {
             "recording_id": row["recording_id"], "sha256": rec["sha256"], "reason": "COURT_ORDER",
             "authorised_by": authorised[:500]}, number, correlation_id=aid)])
-    result = publish_and_wait(svc, [granted])
+    result = decide(svc, who, taken, [granted])
     receipts: list[Receipt] = []
     with svc.ledger.connection() as ledger, svc.registry.connection() as registry:
         try:
@@ -158,6 +162,6 @@ def deny(approval_id: str, body: Denial, svc: Services,
          who: Annotated[Principal, Security(principal, scopes=[Permission.APPROVALS_DECIDE])]) -> WriteResult:
     row = _decidable(svc, who, approval_id)
     aid = str(row["approval_id"])
-    return publish_and_wait(svc, [event("ApprovalDenied", {
+    return decide(svc, who, Taken(f"approval:{aid}", "decided", "DENIED"), [event("ApprovalDenied", {
         "approval_id": aid, "denied_by": who.user_name, "approver_role": who.role.value.upper(),
         "reason": body.reason}, row["protocol_number"], correlation_id=aid)])

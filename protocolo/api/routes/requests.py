@@ -14,7 +14,8 @@ from protocolo.core.errors import EventRejected
 from protocolo.projections import history
 
 from .. import inputs
-from ..auth import Services, client_address, principal
+from ..auth import Services, client_address, principal, principal_any_of
+from ..decisions import Decision, decide, finish_pending
 from ..identities import Principal
 from ..inputs import encoded
 from ..ledger_writes import WriteResult, event, publish_and_wait
@@ -81,9 +82,11 @@ def _limit_customer(svc: Any, request: Request, who: Principal) -> None:
 
 @router.post("", status_code=201, response_model=Created, summary="File a retrieval request")
 def create(body: NewRequest, request: Request, svc: Services,
-           who: Annotated[Principal, Security(principal, scopes=[Permission.REQUESTS_WRITE,
+           who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.REQUESTS_WRITE,
                                                                    Permission.REQUESTS_OWN])]) -> Created:
-    """A customer may file for their own contacts or CPF only; no justification is asked."""
+    """A customer may file for their own contacts or CPF only; no justification is asked.
+    A customer's ``customer_code`` and ``name`` are ignored: only the CPF they are
+    registered with is recorded."""
     _limit_customer(svc, request, who)
     fields: dict[str, Any] = {"request_id": str(uuid.uuid4()), "kind": body.kind,
                               "requested_via": body.requested_via, "delivery_channel": body.delivery_channel,
@@ -101,7 +104,11 @@ def create(body: NewRequest, request: Request, svc: Services,
         cpf = inputs.cpf(body.cpf) if body.cpf is not None else None
         if who.role is Role.CUSTOMER and (cpf is None or svc.sealer.index.cpf(cpf) != who.subject_ref):
             raise EventRejected("cpf", "own-cpf", "a customer files requests with their own CPF")
-        fields["customer"] = {"cpf": cpf, "customer_code": body.customer_code, "name": body.name}
+        # A customer is known by their CPF only: a customer code or name in their body is
+        # ignored (it could be another customer's), the CPF's blind index links the rest.
+        own = who.role is Role.CUSTOMER
+        fields["customer"] = {"cpf": cpf, "customer_code": None if own else body.customer_code,
+                              "name": None if own else body.name}
         if cpf is None and body.customer_code is None:
             raise EventRejected("customer", "required",
                                 "a request without protocol number names the customer by cpf or customer_code")
@@ -129,7 +136,8 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("", response_model=QueuePage, summary="The request queue, by deadline")
 def queue(svc: Services,
-          who: Annotated[Principal, Security(principal, scopes=[Permission.REQUESTS_READ, Permission.REQUESTS_OWN])],
+          who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.REQUESTS_READ,
+                                                                          Permission.REQUESTS_OWN])],
           open_only: bool = True, page: inputs.Page = 1, page_size: inputs.PageSize = 50) -> QueuePage:
     """Soonest deadline first; ``seconds_left`` counts down to the deadline (negative:
     overdue) and ``overdue`` flags it. A customer sees their own requests only."""
@@ -142,17 +150,28 @@ def queue(svc: Services,
 
 @router.get("/{request_id}", summary="One retrieval request")
 def one(request_id: str, svc: Services,
-        who: Annotated[Principal, Security(principal, scopes=[Permission.REQUESTS_READ, Permission.REQUESTS_OWN])],
+        who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.REQUESTS_READ,
+                                                                          Permission.REQUESTS_OWN])],
         ) -> dict[str, Any]:
     return _shown(_visible(svc, who, request_id))
 
 
+#: event type -> (step, outcome, steps that forbid it): a request is located once and
+#: closed (fulfilled or rejected) once; nothing follows its closing.
+_STEPS = {"RetrievalLocated": ("located", "LOCATED", ("closed",)),
+          "RetrievalFulfilled": ("closed", "FULFILLED", ()),
+          "RetrievalRejected": ("closed", "REJECTED", ())}
+
+
 def _follow_up(svc: Any, who: Principal, request_id: str, event_type: str, fields: dict[str, Any]) -> WriteResult:
+    finish_pending(svc)
     row = _visible(svc, who, request_id)
     if row["status"] in ("fulfilled", "rejected"):
         raise HTTPException(409, f"request {row['request_id']} is {row['status']} already")
-    return publish_and_wait(svc, [event(event_type, {"request_id": str(row["request_id"]), **fields},
-                                        row["protocol_number"])])
+    step, outcome, excludes = _STEPS[event_type]
+    rid = str(row["request_id"])
+    return decide(svc, who, Decision(f"request:{rid}", step, outcome, excludes),
+                  [event(event_type, {"request_id": rid, **fields}, row["protocol_number"])])
 
 
 @router.post("/{request_id}/locate", response_model=WriteResult, summary="Say which contacts a request is about")
