@@ -545,7 +545,7 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=20_000, help="events to simulate (default 20000)")
     ap.add_argument("--batch-size", type=int, default=ProjectorOptions().batch_size,
@@ -562,7 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.events < 1 or args.batch_size < 1 or args.repeat < 1 or args.chunk < 1 or args.long_factor < 1:
         ap.error("--events, --batch-size, --repeat, --chunk and --long-factor must be at least 1")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     n, batch, repeat = args.events, args.batch_size, args.repeat
     wall = time.perf_counter()
     result: dict[str, Any] = {

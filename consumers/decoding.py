@@ -10,8 +10,6 @@ fail in any other way: no single record, whatever its bytes, may stop projection
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -19,27 +17,11 @@ from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.schemas.catalogue import SchemaCatalogue
 from protocolo.schemas.codec import DecodeError
+from protocolo.schemas.json_form import to_json
 from protocolo.schemas.storable import unstorable_reason
 from protocolo.schemas.validation import check_domain_rules, entity_key
 
 from .storable import clean_error, stored_headers
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    raise TypeError(f"cannot represent {type(value).__name__} in JSON")
-
-
-def to_json(value: Any) -> str:
-    """JSON text of a decoded record: timestamps ISO 8601, UUIDs as text, bytes as hex.
-    NaN and infinities are refused (ValueError): jsonb has no spelling for them."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
 
 
 class UnstorableContent(DecodeError):

@@ -36,3 +36,19 @@ class LogReplaced(ProjectorError):
             f"recreated, or the broker lost data and was written to again. {_REPLACED_LOG_REMEDY}"
         )
         self.topic, self.partition, self.offset = topic, partition, offset
+
+
+class TreeDiverged(ProjectorError):
+    """A partition's stored Merkle tree does not cover exactly the leaves projected so far."""
+
+    def __init__(self, topic: str, partition: int, tree_size: int, next_leaf_index: int) -> None:
+        super().__init__(
+            f"{topic} partition {partition}: the stored Merkle tree has {tree_size} leaves but "
+            f"{next_leaf_index} records were projected (projector_offsets.tree_size differs from "
+            "next_leaf_index). Appending to it would leave records out of every proof, so the "
+            "projector stopped and wrote nothing. The tree or the offsets were changed outside "
+            "the projector: run `protocolo verify`, then restore the database from a backup or "
+            "rebuild the ledger into a fresh database."
+        )
+        self.topic, self.partition = topic, partition
+        self.tree_size, self.next_leaf_index = tree_size, next_leaf_index

@@ -27,6 +27,8 @@ from protocolo.evidence.merkle import CompactRange
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.merkle_store import TreeNode, leaf_hashes, stored_tree, write_nodes
 
+from .errors import TreeDiverged
+
 log = logging.getLogger(__name__)
 
 
@@ -123,16 +125,39 @@ class TrackingStore:
     def resume_points(self, partitions: Iterable[int]) -> dict[int, ResumePoint]:
         """Where each partition resumes, read in one snapshot of its own (rolled back after).
         A partition whose tree is behind its leaves (a ledger made before the trees existed)
-        gets its tree completed first."""
+        gets its tree completed first; one whose tree still differs from its leaves after
+        that raises :class:`TreeDiverged` (appending to it would silently leave records
+        out of the tree, or sign a tree of records that are not projected)."""
         wanted = list(partitions)
         self.complete_trees(wanted)
         self._conn.rollback()
         try:
+            self._check_trees(wanted)
             stored = self.positions(wanted)
             last = self.last_projected({p: at.next_offset for p, at in stored.items() if at.next_offset > 0})
         finally:
             self._conn.rollback()
         return {p: ResumePoint(p, stored.get(p), last.get(p)) for p in wanted}
+
+    def _check_trees(self, partitions: list[int]) -> None:
+        """Raise :class:`TreeDiverged` for the first partition whose tree size is not its
+        next leaf index (trees behind their leaves were completed just before; one another
+        projector is still completing is waited for by completing it again, at most twice)."""
+        for attempt in range(3):
+            rows = self._conn.execute(
+                "SELECT kafka_partition, tree_size, next_leaf_index FROM projector_offsets"
+                " WHERE topic = %s AND kafka_partition = ANY(%s) AND tree_size <> next_leaf_index"
+                " ORDER BY kafka_partition", (self.topic, partitions)).fetchall()
+            self._conn.rollback()
+            behind = [p for p, size, leaf in rows if size < leaf]
+            if not rows or len(behind) < len(rows) or attempt == 2:
+                break
+            self.complete_trees(behind)
+        if rows:
+            partition, size, leaf = rows[0]
+            log.error("%s[%d]: stored tree size %d differs from next leaf index %d",
+                      self.topic, partition, size, leaf)
+            raise TreeDiverged(self.topic, partition, size, leaf)
 
     def advance(self, cur: psycopg.Cursor, progress: Sequence[PartitionProgress],
                 nodes: Sequence[TreeNode] = ()) -> None:

@@ -18,7 +18,12 @@ import psycopg
 from protocolo.evidence.errors import ProofError
 from protocolo.evidence.merkle import CompactRange, NodeId, NodeReader, StoredNode
 
-__all__ = ["TreeNode", "leaf_hashes", "node_reader", "stored_tree", "write_nodes"]
+__all__ = ["TreeNode", "TreeNodeConflict", "leaf_hashes", "node_reader", "stored_tree", "write_nodes"]
+
+
+class TreeNodeConflict(RuntimeError):
+    """A node about to be stored is already stored with another hash: the stored tree and
+    the leaves being appended disagree, so one of them was altered. Nothing is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,10 @@ class TreeNode:
 
 def write_nodes(cur: psycopg.Cursor[Any], topic: str, nodes: Iterable[TreeNode]) -> None:
     """Store perfect nodes (inside the caller's transaction). A node is a pure function of
-    its leaves, so a node already there is the same node: kept, not an error."""
+    its leaves, so a node already there must be the same node: kept when its hash is
+    equal (a retried or concurrent append), :class:`TreeNodeConflict` when it is not (the
+    caller's transaction must then roll back; keeping either hash silently would make
+    proofs disagree with checkpoints)."""
     rows = [(topic, n.partition, n.node.node.level, n.node.node.index, n.node.hash) for n in nodes]
     if not rows:
         return
@@ -39,6 +47,18 @@ def write_nodes(cur: psycopg.Cursor[Any], topic: str, nodes: Iterable[TreeNode])
     with cur.copy("COPY batch_nodes (topic, kafka_partition, level, node_index, hash) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+    clashes = cur.execute(
+        "SELECT b.kafka_partition, b.level, b.node_index FROM batch_nodes b JOIN merkle_nodes m"
+        " USING (topic, kafka_partition, level, node_index) WHERE m.hash <> b.hash"
+        " ORDER BY 1, 2, 3 LIMIT 3").fetchall()
+    if clashes:
+        cur.execute("DELETE FROM batch_nodes")
+        where = ", ".join(f"partition {p} level {lv} index {i}" for p, lv, i in clashes)
+        raise TreeNodeConflict(
+            f"{topic}: merkle_nodes already holds another hash for {where}: the stored tree "
+            "differs from the leaves being appended (the tree or the journal was altered). "
+            "Nothing was written; run `protocolo verify` to find which")
+    # Only nodes with an equal stored hash conflict now: the same node, kept as it is.
     cur.execute("INSERT INTO merkle_nodes SELECT * FROM batch_nodes ON CONFLICT DO NOTHING")
     cur.execute("DELETE FROM batch_nodes")
 

@@ -37,3 +37,32 @@ def rebuild_views(conn: psycopg.Connection) -> int:
         apply_views(cur)
         cur.execute("TRUNCATE batch_events")
     return applied
+
+
+def recompute_views_in_scratch(conn: psycopg.Connection) -> dict[str, str]:
+    """Recompute every view from the journal into session-private scratch tables, for
+    comparison with the stored views; return ``{view table: schema of the stored table}``.
+
+    The scratch tables are temporary tables named like the views (``LIKE ... INCLUDING
+    ALL``: same columns, defaults and keys), so the projector's own statements, which name
+    their tables unqualified, write them instead (``pg_temp`` comes first in the search
+    path); ``batch_events`` is a temporary view of the whole journal, so the journal is
+    not copied. Nothing outside the session is written: the caller's transaction is meant
+    to be rolled back. The result equals a rebuild (:func:`rebuild_views`) without
+    touching the stored views.
+    """
+    with conn.cursor() as cur:
+        schemas: dict[str, str] = {}
+        for table in (*VIEW_TABLES, "journal"):
+            row = cur.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                              " WHERE c.oid = to_regclass(%s)", (table,)).fetchone()
+            if row is None:
+                raise LookupError(f"the ledger has no table {table}")
+            schemas[table] = str(row[0])
+        for table in VIEW_TABLES:
+            cur.execute(f'CREATE TEMP TABLE {table} (LIKE "{schemas[table]}".{table} INCLUDING ALL)'
+                        " ON COMMIT DROP")
+        cur.execute(f"CREATE TEMP VIEW batch_events AS SELECT {', '.join(STAGING_COLUMNS)}, is_duplicate"
+                    f' FROM "{schemas["journal"]}".journal')
+        apply_views(cur)
+    return {table: schemas[table] for table in VIEW_TABLES}

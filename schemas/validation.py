@@ -164,32 +164,14 @@ class StructureValidator:
                 return _PRIMITIVES[schema]
             return self._compile(self.names[schema])
         if isinstance(schema, list):
-            preds = [self._compile(b) for b in schema]
-            if len(schema) == 2 and schema[0] == "null":
-                other = preds[1]
-                return lambda v: v is None or other(v)
-            return lambda v: any(p(v) for p in preds)
+            return self._compile_union(schema)
         kind, logical = schema["type"], schema.get("logicalType")
         if logical == "timestamp-micros":
             return lambda v: isinstance(v, datetime) and v.tzinfo is not None
         if logical == "uuid":
             return is_uuid_spelling
         if kind == "record":
-            fields = [(f["name"], self._compile(f["type"]), "default" in f) for f in schema["fields"]]
-            known = frozenset(name for name, _, _ in fields)
-
-            def record_ok(v: Any) -> bool:
-                if not isinstance(v, Mapping) or not known.issuperset(v):
-                    return False
-                for name, pred, has_default in fields:
-                    if name in v:
-                        if not pred(v[name]):
-                            return False
-                    elif not has_default:
-                        return False
-                return True
-
-            return record_ok
+            return self._compile_record(schema)
         if kind == "enum":
             allowed = frozenset(s for s in schema["symbols"] if s != schema.get("default"))
             return lambda v: isinstance(v, str) and v in allowed
@@ -200,6 +182,30 @@ class StructureValidator:
             return _PRIMITIVES[kind]
         return lambda v: False  # unsupported: the slow walk explains
 
+    def _compile_union(self, schema: list[Any]) -> Callable[[Any], bool]:
+        preds = [self._compile(b) for b in schema]
+        if len(schema) == 2 and schema[0] == "null":
+            other = preds[1]
+            return lambda v: v is None or other(v)
+        return lambda v: any(p(v) for p in preds)
+
+    def _compile_record(self, schema: Mapping[str, Any]) -> Callable[[Any], bool]:
+        fields = [(f["name"], self._compile(f["type"]), "default" in f) for f in schema["fields"]]
+        known = frozenset(name for name, _, _ in fields)
+
+        def record_ok(v: Any) -> bool:
+            if not isinstance(v, Mapping) or not known.issuperset(v):
+                return False
+            for name, pred, has_default in fields:
+                if name in v:
+                    if not pred(v[name]):
+                        return False
+                elif not has_default:
+                    return False
+            return True
+
+        return record_ok
+
     def _matches(self, schema: Any, value: Any) -> bool:
         try:
             self._check(schema, value, "")
@@ -208,6 +214,7 @@ class StructureValidator:
         return True
 
     def _check(self, schema: Any, value: Any, path: str) -> None:
+        """Raise the first rule ``value`` breaks against ``schema``, named at ``path``."""
         where = path or "event"
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
@@ -216,38 +223,17 @@ class StructureValidator:
                 return
             schema = self.names[schema]
         if isinstance(schema, list):
-            if not any(self._matches(branch, value) for branch in schema):
-                if value is None:
-                    raise EventRejected(where, "required", "is required")
-                branches = [b for b in schema if b != "null"]
-                if len(branches) == 1:
-                    self._check(branches[0], value, path)
-                raise EventRejected(where, "type", f"expected {_describe(schema)}, got {shown_value(value)}")
+            self._check_union(schema, value, path)
             return
         kind = schema["type"]
         logical = schema.get("logicalType")
         if logical == "timestamp-micros":
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise EventRejected(where, "timestamp", f"expected a timezone-aware datetime, got {shown_value(value)}")
-            return
-        if logical == "uuid":
+        elif logical == "uuid":
             canonical_uuid(value, where)  # raises the rule broken
-            return
-        if kind == "record":
-            if not isinstance(value, Mapping):
-                raise EventRejected(where, "type", f"expected a {schema['name']} record, got {type(value).__name__}")
-            known = {f["name"] for f in schema["fields"]}
-            extra = sorted(shown_field_name(k) for k in value if k not in known)
-            if extra:
-                raise EventRejected(f"{path + '.' if path else ''}{extra[0]}", "unknown-field",
-                                    f"is not a field of {schema['name']} (fields: {', '.join(sorted(known))})")
-            for f in schema["fields"]:
-                sub = f"{path}.{f['name']}" if path else f["name"]
-                if f["name"] not in value:
-                    if "default" in f:
-                        continue
-                    raise EventRejected(sub, "required", "is required")
-                self._check(f["type"], value[f["name"]], sub)
+        elif kind == "record":
+            self._check_record(schema, value, path)
         elif kind == "enum":
             symbols = [s for s in schema["symbols"] if s != schema.get("default")]
             if value not in symbols:
@@ -261,6 +247,33 @@ class StructureValidator:
             self._check(kind, value, path)
         else:  # map, fixed: not used by the contract yet
             raise EventRejected(where, "schema", f"unsupported schema type {kind}")
+
+    def _check_union(self, schema: list[Any], value: Any, path: str) -> None:
+        where = path or "event"
+        if any(self._matches(branch, value) for branch in schema):
+            return
+        if value is None:
+            raise EventRejected(where, "required", "is required")
+        branches = [b for b in schema if b != "null"]
+        if len(branches) == 1:
+            self._check(branches[0], value, path)  # names the rule inside the one branch
+        raise EventRejected(where, "type", f"expected {_describe(schema)}, got {shown_value(value)}")
+
+    def _check_record(self, schema: Mapping[str, Any], value: Any, path: str) -> None:
+        if not isinstance(value, Mapping):
+            raise EventRejected(path or "event", "type", f"expected a {schema['name']} record, got {type(value).__name__}")
+        known = {f["name"] for f in schema["fields"]}
+        extra = sorted(shown_field_name(k) for k in value if k not in known)
+        if extra:
+            raise EventRejected(f"{path + '.' if path else ''}{extra[0]}", "unknown-field",
+                                f"is not a field of {schema['name']} (fields: {', '.join(sorted(known))})")
+        for f in schema["fields"]:
+            sub = f"{path}.{f['name']}" if path else f["name"]
+            if f["name"] not in value:
+                if "default" in f:
+                    continue
+                raise EventRejected(sub, "required", "is required")
+            self._check(f["type"], value[f["name"]], sub)
 
 
 def check_domain_rules(

@@ -29,7 +29,8 @@ from . import (
     retrieval_requests,
 )
 
-__all__ = ["VIEW_MODULES", "VIEW_TABLES", "PolicyMismatch", "apply_views", "install_profiles"]
+__all__ = ["VIEW_MODULES", "VIEW_TABLES", "PolicyMismatch", "apply_views", "install_profiles",
+           "profile_differences"]
 
 #: Order matters: later views read what earlier ones wrote in the same batch
 #: (deletions check holds and recordings; requests take the contact's policy profile).
@@ -82,17 +83,28 @@ def install_profiles(conn: psycopg.Connection[Any]) -> None:
             " ON CONFLICT DO NOTHING", list(code.values()))
         cur.executemany("INSERT INTO service_type_profiles VALUES (%s, %s) ON CONFLICT DO NOTHING",
                         list(mapping.items()))
+    problems = profile_differences(conn)
+    if problems:
+        raise PolicyMismatch(
+            "the policy profiles installed in this ledger differ from this code's, so deadlines "
+            "would not be reproducible; a released profile version is never edited (add a new "
+            "version with a later valid_from in protocolo/core/policy.py). " + "; ".join(problems))
+
+
+def profile_differences(conn: psycopg.Connection[Any]) -> list[str]:
+    """How the ledger's policy profiles and service-type mapping differ from this code's
+    (read only; empty when they agree). The views' deadlines are computed from them."""
+    code = _code_profiles()
+    mapping = dict(SERVICE_TYPE_PROFILES) | {"*": DEFAULT_PROFILE}
+    columns = ", ".join(_PROFILE_COLUMNS)
+    with conn.cursor() as cur:
         stored = {row[0]: tuple(row) for row in cur.execute(f"SELECT {columns} FROM policy_profiles")}
         stored_mapping = dict(cur.execute("SELECT service_type, profile_name FROM service_type_profiles").fetchall())
     problems = [f"{key}: the ledger holds {_describe(stored.get(key))}, this code says {_describe(code.get(key))}"
                 for key in sorted(set(code) | set(stored)) if stored.get(key) != code.get(key)]
     problems += [f"service type {s}: the ledger maps it to {stored_mapping.get(s)!r}, this code to {mapping.get(s)!r}"
                  for s in sorted(set(mapping) | set(stored_mapping)) if stored_mapping.get(s) != mapping.get(s)]
-    if problems:
-        raise PolicyMismatch(
-            "the policy profiles installed in this ledger differ from this code's, so deadlines "
-            "would not be reproducible; a released profile version is never edited (add a new "
-            "version with a later valid_from in protocolo/core/policy.py). " + "; ".join(problems))
+    return problems
 
 
 def _describe(row: tuple[Any, ...] | None) -> str:

@@ -1,4 +1,5 @@
-"""The FastAPI application factory."""
+"""The HTTP API's application factory (the console is mounted on it by the composition
+root, ``protocolo.app_assembly``)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,15 @@ import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from protocolo.console import mount as console
-
 from . import problems
 from .routes import access_log, approvals, contacts, events, holds, operations, requests, sessions
 from .services import ApiServices
 
 API_VERSION = "1.0.0"
 
-#: Every router of the API: the authorization matrix test walks the routes they define.
+#: Every router of the API (the served app adds the console's: protocolo.app_assembly).
 ROUTERS = (operations.router, sessions.router, contacts.router, holds.router, requests.router,
-           approvals.router, access_log.router, events.router, *console.ROUTERS)
+           approvals.router, access_log.router, events.router)
 
 
 async def _masked(request: Request, response: Response) -> Response:
@@ -44,7 +43,6 @@ def create_app(services: ApiServices | None = None) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    console.install(app)
     for router in ROUTERS:
         app.include_router(router)
 

@@ -1,8 +1,11 @@
 """Proof-of-service bundles for the API: the writer ``protocolo evidence`` uses, read-only.
 
 The bundle is written from the ledger with the deployment's log key (as the CLI does) and
-checked with the offline verifier before it is handed out: a bundle that does not verify
-is a bug, answered 500, never sent.
+checked with the offline verifier, pinned to the deployment's own keys (configuration,
+never the bundle's), before it is handed out. Records not yet under a signed checkpoint
+(the download's own access record, for one) are listed in the bundle as pending, so a
+download right after another one works. A ledger that fails its own checks is answered
+503 naming the partition, never sent.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from fastapi import HTTPException
 from protocolo.attestation.bundle_writer import (
     BundleNotPossible,
     BundleRequest,
+    LedgerDamaged,
     WriterContext,
+    deployment_trust,
+    self_check,
     write_bundle,
 )
 from protocolo.attestation.config import AttestationSettings
 from protocolo.attestation.log_key import SigningKeyError, load_log_key
-from protocolo.evidence.bundle import BundleTrust, verify_bundle
 from protocolo.projections import history
 
 from .services import ApiServices
@@ -51,8 +56,13 @@ def bundle_for(svc: ApiServices, protocol_number: str) -> tuple[bytes, str | Non
         try:
             data = write_bundle(conn, BundleRequest(protocol_number, None, False, None), context,
                                 datetime.now(UTC).replace(microsecond=0))
+        except LedgerDamaged as exc:
+            raise HTTPException(503, str(exc)) from None
         except BundleNotPossible as exc:
             raise HTTPException(409, str(exc)) from None
-    if not verify_bundle(data, BundleTrust()).ok:
-        raise HTTPException(500, "the bundle written does not verify: this is a bug, please report it")
+    trust = deployment_trust(key, attestation.deployment, svc.topic, range(svc.settings.partitions))
+    try:
+        self_check(data, trust, protocol_number)
+    except LedgerDamaged as exc:
+        raise HTTPException(503, str(exc)) from None
     return data, subject

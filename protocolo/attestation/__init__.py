@@ -17,8 +17,7 @@ Modules, one job each:
 ``anchoring``     RFC 3161 tokens and witness cosignatures stored in ``checkpoint_anchors``.
 ``witness``       a C2SP tlog-witness (``protocolo witness serve``) and its client.
 ``bundle_writer`` one contact's evidence read from PostgreSQL, as a proof-of-service bundle.
-``bundle_pack``   the pure assembly of a bundle's files (deterministic bytes).
-``bundle_summary``  the bundle's ``summary.html`` (pt-BR, English under each heading).
+``bundle_pack``     the bundle's files; its readable parts come from protocolo.evidence.readable.
 ``standalone_verifier``  the bundle's ``verify.py``: the offline verifier's modules inlined.
 ``ledger_audit``  ``protocolo verify``: every leaf and tree recomputed from the rows
                   (with ``audit_checkpoints``, ``audit_kafka``, ``audit_findings``).

@@ -36,8 +36,20 @@ CHECKPOINT_MISMATCH = "checkpoint-mismatch"
 #: do not name each other.
 CHECKPOINT_INCONSISTENT = "checkpoint-inconsistent"
 
+#: A journal row's decoded copy (``payload`` or a column decoded from the record:
+#: ``event_type``, ``occurred_at``, ``protocol_number``...) is not what its bytes decode to.
+PAYLOAD_MISMATCH = "payload-mismatch"
+#: A view's row is not what the projector's own view code computes from the journal.
+VIEW_MISMATCH = "view-mismatch"
+#: The verifiable index differs from the map rebuilt from the rows: a signed map root, a
+#: key's stored list of leaf indexes, or a stored map node (protocolo.attestation.audit_index).
+INDEX_MISMATCH = "index-mismatch"
+#: An index checkpoint not signed by a pinned log key, or whose columns are not what it says.
+INDEX_FORGED = "index-forged"
+
 KINDS = (MODIFIED, MISSING, INSERTED, REORDERED, TREE_MISMATCH, CHECKPOINT_FORGED,
-         CHECKPOINT_MISMATCH, CHECKPOINT_INCONSISTENT)
+         CHECKPOINT_MISMATCH, CHECKPOINT_INCONSISTENT, PAYLOAD_MISMATCH, VIEW_MISMATCH,
+         INDEX_MISMATCH, INDEX_FORGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,9 @@ class Finding:
     level: int | None = None  # tree findings: the node (level, index)
     node_index: int | None = None
     tree_size: int | None = None  # checkpoint findings: the checkpoint's size
+    table: str | None = None  # view findings: the table, the row's key, the column
+    key: str | None = None
+    column: str | None = None
 
     @property
     def position(self) -> tuple[int, int]:
@@ -68,9 +83,16 @@ class Finding:
         return (1 << 64, 3)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None}
+        if self.table is not None:
+            del out["partition"]  # a view row is no partition's
+        return out
 
     def describe(self) -> str:
+        if self.table is not None:
+            at = [f"table {self.table}"] + [f"{name} {value}" for name, value in
+                                             (("key", self.key), ("column", self.column)) if value]
+            return f"{self.kind:<24} {', '.join(at)} [{self.source}]: {self.detail}"
         where = [f"partition {self.partition}"]
         if self.leaf_index is not None:
             where.append(f"leaf {self.leaf_index}")
@@ -123,6 +145,8 @@ class FindingLog:
         self.counts[finding.kind] += 1
         if self.counts[finding.kind] <= self.limit:
             self.kept.append(finding)
+        if finding.table is not None:
+            return
         summary = self.summary(finding.partition)
         if summary.first is None or finding.position < summary.first.position:
             summary.first = finding
@@ -132,4 +156,5 @@ class FindingLog:
         return sum(self.counts.values())
 
     def sorted(self) -> list[Finding]:
-        return sorted(self.kept, key=lambda f: (f.partition, f.position, f.kind))
+        return sorted(self.kept, key=lambda f: (f.table is not None, f.partition, f.position, f.kind,
+                                                f.table or "", f.key or "", f.column or ""))

@@ -9,7 +9,6 @@ bytes (canonical ZIP, fixed order, JSON with sorted keys, Ed25519 is determinist
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from protocolo.evidence.bundle import (
 )
 from protocolo.evidence.bundle_zip import write_zip
 from protocolo.evidence.note import NoteSigner, encode_base64, sign_note
+from protocolo.evidence.readable import ProvenRecord, canonical_json, readable_record, summary_html
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class BundleRecord:
     leaf_input: bytes
     tlog_proof: bytes
     event_type: str
-    decoded: dict[str, Any]
+    checkpoint_size: int  # the checkpoint the proof leads to
     schema_fingerprint: bytes | None = None
     schema_canonical: str | None = None
 
@@ -84,6 +84,17 @@ class BundleConsistency:
 
 
 @dataclass(frozen=True)
+class PendingRecord:
+    """A journalled record of the subject that no signed checkpoint covers yet: listed in
+    the bundle, not proven by it."""
+
+    topic: str
+    partition: int
+    offset: int
+    leaf_index: int
+
+
+@dataclass(frozen=True)
 class BundleContents:
     deployment: str
     request: dict[str, Any]  # what was asked: protocol_number, request_id, reveal, legal_basis
@@ -93,24 +104,61 @@ class BundleContents:
     consistency: Sequence[BundleConsistency]
     log_vkeys: Sequence[str]
     policy: bytes  # tlog-policy: one log line per partition's log, the known witnesses
-    summary_html: bytes
+    subject: dict[str, Any]  # kind "contact", protocol_number, request_ids
+    rules: dict[str, Any] = field(default_factory=dict)  # the policy parameters the summary uses
+    declared: dict[str, Any] = field(default_factory=dict)  # stated by the maker, not proven
+    pending: Sequence[PendingRecord] = field(default_factory=tuple)
     witness_vkeys: Sequence[str] = field(default_factory=tuple)
 
 
+#: The ``rules`` fields (all present, null when unknown).
+RULE_FIELDS = ("profile", "source", "start_disclosure_seconds", "protocol_confirmation_hours",
+               "recording_delivery_days")
+
+
 def _json(value: Any) -> bytes:
-    return (json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return canonical_json(value)
+
+
+def _schemas(contents: BundleContents) -> dict[str, bytes]:
+    return {r.schema_fingerprint.hex(): r.schema_canonical.encode("utf-8") for r in contents.records
+            if r.schema_fingerprint is not None and r.schema_canonical is not None}
+
+
+def _pending(contents: BundleContents) -> list[dict[str, int]]:
+    return [{"partition": p.partition, "offset": p.offset, "leaf_index": p.leaf_index}
+            for p in contents.pending]
+
+
+def _rules(contents: BundleContents) -> dict[str, Any]:
+    return {k: contents.rules.get(k) for k in RULE_FIELDS}
+
+
+def readable_files(contents: BundleContents) -> dict[str, bytes]:
+    """``record.json`` of every record and ``summary.html``, derived from the records' bytes
+    only (the functions the verifier re-runs)."""
+    schemas = _schemas(contents)
+    files: dict[str, bytes] = {}
+    proven = []
+    for r in contents.records:
+        doc = readable_record(r.topic, r.partition, r.offset, r.leaf_index, r.key, r.value, schemas)
+        files[f"{r.directory}/record.json"] = canonical_json(doc)
+        proven.append(ProvenRecord(doc, r.checkpoint_size))
+    files["summary.html"] = summary_html(contents.subject, str(contents.created.get("at")),
+                                         _rules(contents), contents.declared, proven,
+                                         _pending(contents))
+    return files
 
 
 def bundle_files(contents: BundleContents) -> dict[str, bytes]:
     """Every file of the bundle except manifest.json and manifest.sig."""
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes] = readable_files(contents)
     for r in contents.records:
         d = r.directory
         files[f"{d}/leaf.bin"] = r.leaf_input
         if r.key is not None:
             files[f"{d}/key.bin"] = r.key
         files[f"{d}/value.bin"] = r.value
-        files[f"{d}/record.json"] = _json(r.decoded)
         files[f"{d}/proof.tlog-proof"] = r.tlog_proof
         if r.schema_fingerprint is not None and r.schema_canonical is not None:
             files[f"schemas/{r.schema_fingerprint.hex()}.avsc"] = r.schema_canonical.encode("utf-8")
@@ -127,9 +175,8 @@ def bundle_files(contents: BundleContents) -> dict[str, bytes]:
     for i, vkey in enumerate(contents.witness_vkeys):
         files[f"keys/witness-{i}.vkey"] = (vkey + "\n").encode("utf-8")
     files[POLICY] = contents.policy
-    files["summary.html"] = contents.summary_html
     files["README.txt"] = readme(contents).encode("utf-8")
-    files["verify.py"] = standalone_verifier(str(contents.created.get("tool", "protocolo")))
+    files["verify.py"] = standalone_verifier()
     files[SUMS] = sha256sums(files)
     return files
 
@@ -151,8 +198,15 @@ def manifest(contents: BundleContents, files: dict[str, bytes]) -> bytes:
                             "path": c.path, "newest": c.newest, "timestamps": stamps})
     doc = {
         "format": FORMAT,
+        "format_version": 2,
         "created": contents.created,
         "request": contents.request,
+        "subject": contents.subject,
+        "rules": _rules(contents),
+        "declared": contents.declared,
+        "pending": [{"topic": p.topic, **row} for p, row in zip(contents.pending, _pending(contents),
+                                                                   strict=True)],
+        "index": [],
         "log": {"deployment": contents.deployment},
         "records": [{"dir": r.directory, "topic": r.topic, "partition": r.partition,
                      "offset": r.offset, "leaf_index": r.leaf_index, "key_null": r.key is None,
@@ -179,6 +233,8 @@ def pack_bundle(contents: BundleContents, signer: NoteSigner) -> bytes:
 
 def readme(contents: BundleContents) -> str:
     vkeys = " ".join(f"--vkey '{v}'" for v in contents.log_vkeys)
+    verifier_sha256 = hashlib.sha256(standalone_verifier()).hexdigest()
+    protocol = contents.subject.get("protocol_number") or "N"
     return f"""PACOTE DE PROVA DE ATENDIMENTO / PROOF-OF-SERVICE BUNDLE  ({FORMAT})
 
 O que é / What this is
@@ -195,10 +251,19 @@ O que é / What this is
   Formato: docs/evidence-format.md, seção "Proof-of-service bundle".
 
 Verificação automática / Automatic verification (offline)
+  Use o verificador publicado no repositório do Protocolo (verifier/protocolo_verify.py),
+  não um enviado por quem fez o pacote. A cópia verify.py deste pacote só serve se o seu
+  SHA-256 for o publicado (README do Protocolo, "Checking a proof-of-service bundle"):
+  Use the verifier published in Protocolo's repository (verifier/protocolo_verify.py), not one
+  sent by the bundle's maker. This bundle's verify.py copy is only fit to run if its SHA-256
+  is the published one (Protocolo's README, "Checking a proof-of-service bundle"):
+    sha256sum verify.py          # deve ser / must be {verifier_sha256}
   pip install cryptography rfc3161-client
-  python3 verify.py BUNDLE.zip {vkeys} [--tsa-root RAIZ_DA_ACT.pem]
+  python3 protocolo_verify.py BUNDLE.zip {vkeys} --protocol {protocol} [--tsa-root RAIZ_DA_ACT.pem]
   Compare a chave (--vkey) com a publicada pela empresa; não confie na cópia deste pacote.
   Compare the key with the one the company publishes; do not trust the copy in this bundle.
+  Sem --vkey/--policy o veredito é UNPINNED (código 3), nunca VALID.
+  Without --vkey/--policy the verdict is UNPINNED (exit 3), never VALID.
 
 Verificação manual / Manual verification
   1. unzip BUNDLE.zip -d bundle && cd bundle
@@ -210,7 +275,7 @@ Verificação manual / Manual verification
      (a chave é a da linha de assinatura; the key named on the signature line):
        V='<chave publicada / published vkey>'
        echo "$V" | cut -d+ -f3- | base64 -d | tail -c 32 > pub.raw
-       (printf '\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00'; cat pub.raw) > pub.der
+       (printf '\\x30\\x2a\\x30\\x05\\x06\\x03\\x2b\\x65\\x70\\x03\\x21\\x00'; cat pub.raw) > pub.der
        head -n 2 manifest.sig > signed.txt
        tail -n 1 manifest.sig | awk '{{print $3}}' | base64 -d | tail -c 64 > sig.bin
        openssl pkeyutl -verify -pubin -keyform DER -inkey pub.der -rawin -in signed.txt -sigfile sig.bin

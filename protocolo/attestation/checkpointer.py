@@ -21,8 +21,9 @@ them, oldest first).
 For each partition, in one transaction under an advisory lock (so two checkpointers never
 race): read ``tree_size``/``compact_range`` from ``projector_offsets``; check that the
 compact range is made of the stored perfect nodes proofs are built from; root = fold of the
-compact range; open the previous stored checkpoint (its note must verify with a known log
-key and say what its row says); compute the consistency proof from it with
+compact range; open the previous stored checkpoint (its note must verify with the configured log key
+or a configured past key, never one only the database's ``signing_keys`` names, and say
+what its row says); compute the consistency proof from it with
 :func:`~protocolo.projections.merkle_store.node_reader` and **verify it before signing**;
 sign the Ed25519 note under the origin's key name; store the row (and the verifier key in
 ``signing_keys``). Anything that does not hold raises :class:`CheckpointRefused` and signs
@@ -43,12 +44,12 @@ from typing import Any, Protocol
 
 import psycopg
 
+from protocolo.attestation.index_store import IndexRefused, commit_index, published_catalogue
 from protocolo.attestation.log_key import LogKey
 from protocolo.evidence.checkpoint import Checkpoint, log_origin, parse_checkpoint, sign_checkpoint
 from protocolo.evidence.errors import EvidenceError, ProofError
-from protocolo.evidence.keys import verifier_from_key
 from protocolo.evidence.merkle import CompactRange, consistency_proof, range_nodes
-from protocolo.evidence.note import NoteVerifier, open_note
+from protocolo.evidence.note import Ed25519NoteSigner, NoteVerifier, open_note
 from protocolo.evidence.proof import verify_consistency
 from protocolo.projections.merkle_store import node_reader
 
@@ -288,7 +289,22 @@ def checkpoint_partition(
              proof if consistency_from is not None else None),
         ).fetchone()
         assert stored is not None
+        _sign_index(conn, signer, topic, partition, origin, size, root, refuse)
         return _row(stored)
+
+
+_TRUSTED_KEYS = ("Trusted are PROTOCOLO_SIGNING_KEY and, after a rotation, the old key's verifier "
+                 "keys listed in PROTOCOLO_PAST_LOG_VKEYS; never a key found only in signing_keys")
+
+
+def _sign_index(conn: psycopg.Connection[Any], signer: Ed25519NoteSigner, topic: str,
+                partition: int, origin: str, size: int, root: bytes,
+                refuse: Callable[[str, str], CheckpointRefused]) -> None:
+    """The verifiable index, brought to this checkpoint and signed with it (index_store)."""
+    try:
+        commit_index(conn, published_catalogue(), signer, topic, partition, origin, size, root)
+    except IndexRefused as exc:
+        raise refuse(exc.reason, str(exc)) from None
 
 
 def _check_previous(conn: psycopg.Connection[Any], key: LogKey, previous: StoredCheckpoint,
@@ -299,24 +315,20 @@ def _check_previous(conn: psycopg.Connection[Any], key: LogKey, previous: Stored
         raise refuse("other-origin",
                       f"the stored checkpoints are for origin {previous.origin!r}, this "
                       f"checkpointer signs {origin!r} (was PROTOCOLO_DEPLOYMENT changed?)")
-    verifiers: list[NoteVerifier] = [key.signer(origin).verifier]
-    row = conn.execute("SELECT vkey FROM signing_keys WHERE key_name = %s AND key_id = %s",
-                       (previous.key_name, f"{previous.key_id:08x}")).fetchone()
+    # Only keys from the deployment's configuration: signing_keys is the database's own
+    # record, and whoever can write the database could have added a key to it.
+    verifiers: list[NoteVerifier] = key.trusted(origin)
     try:
-        if row is not None:
-            verifier = verifier_from_key(row[0])
-            if verifier not in verifiers:
-                verifiers.append(verifier)
         opened = open_note(previous.note, verifiers)
         signed = parse_checkpoint(opened.text)
     except EvidenceError as exc:
         raise refuse("previous-forged",
-                     f"the stored checkpoint of size {previous.size} does not verify: "
-                     f"{exc.detail}") from None
+                     f"the stored checkpoint of size {previous.size} does not verify with the "
+                     f"log's configured keys: {exc.detail}. {_TRUSTED_KEYS}") from None
     if not opened.verified_by(previous.origin, previous.key_id) or previous.key_name != origin:
         raise refuse("previous-forged",
                      f"the stored checkpoint of size {previous.size} is not signed by the key "
-                     "its row names")
+                     f"its row names ({previous.key_name}+{previous.key_id:08x}). {_TRUSTED_KEYS}")
     if (signed.origin, signed.size, signed.root) != (origin, previous.size, previous.root):
         raise refuse("previous-forged",
                       f"the stored checkpoint of size {previous.size}: its row (size, root) "

@@ -1,6 +1,8 @@
 """The log's signing key: one secret per deployment, one derived Ed25519 key per origin.
 
-Where it comes from (never from the database):
+Where it comes from (never from the database, and the same for the keys it trusted
+before: ``PROTOCOLO_PAST_LOG_VKEYS`` lists the verifier keys of earlier signing keys, see
+:attr:`LogKey.past`):
 
 * ``PROTOCOLO_SIGNING_KEY``: a C2SP / golang.org/x/mod/sumdb/note signer key string,
   ``PRIVATE+KEY+<name>+<key id>+<base64(0x01 || 32-byte seed)>`` (``protocolo keys
@@ -28,8 +30,8 @@ need no new secret. The name inside the ``PRIVATE+KEY`` string is the deployment
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -38,10 +40,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from protocolo.core.config import ENV_DEV_KEYS, Settings
 from protocolo.core.deployment_keys import dev_key_file
 from protocolo.evidence.errors import NoteError
-from protocolo.evidence.note import Ed25519NoteSigner, decode_base64
+from protocolo.evidence.keys import verifier_from_key
+from protocolo.evidence.note import Ed25519NoteSigner, NoteVerifier, decode_base64
 
 __all__ = [
     "DEV_KEY_FILE",
+    "ENV_PAST_LOG_VKEYS",
     "ENV_SIGNING_KEY",
     "LogKey",
     "SigningKeyError",
@@ -50,6 +54,9 @@ __all__ = [
 ]
 
 ENV_SIGNING_KEY = "PROTOCOLO_SIGNING_KEY"
+#: Verifier keys of the log's earlier signing keys (after a rotation), whitespace- or
+#: comma-separated: what ``protocolo keys show`` printed with the old key.
+ENV_PAST_LOG_VKEYS = "PROTOCOLO_PAST_LOG_VKEYS"
 #: HKDF ``info`` prefix of the per-origin keys; the origin follows it.
 DERIVATION_LABEL = b"protocolo/log-key/v1\n"
 #: Under ``$PROTOCOLO_HOME``; only used where dev keys are allowed.
@@ -68,6 +75,11 @@ class LogKey:
     name: str
     source: str  # "PROTOCOLO_SIGNING_KEY" or the key file's path, for messages
     _seed: bytes = field(repr=False)
+    #: Verifier keys of earlier signing keys, from the deployment's configuration: with
+    #: the current key, the only keys whose checkpoints the checkpointer builds on (a key
+    #: found in the database's ``signing_keys`` table is not trusted: anyone who can write
+    #: the database could have put it there).
+    past: tuple[NoteVerifier, ...] = ()
 
     @classmethod
     def parse(cls, skey: str, source: str) -> LogKey:
@@ -90,6 +102,22 @@ class LogKey:
                        info=DERIVATION_LABEL + origin.encode("utf-8")).derive(self._seed)
         return Ed25519NoteSigner(origin, derived)
 
+    def with_past(self, vkeys: Sequence[str], source: str = ENV_PAST_LOG_VKEYS) -> LogKey:
+        """This key, trusting also the checkpoints signed by ``vkeys`` (C2SP verifier keys)."""
+        past = []
+        for vkey in vkeys:
+            try:
+                past.append(verifier_from_key(vkey))
+            except NoteError as exc:
+                raise SigningKeyError(f"{source}: {vkey[:80]!r} is not a verifier key: {exc.detail}") from None
+        return replace(self, past=tuple(past))
+
+    def trusted(self, origin: str) -> list[NoteVerifier]:
+        """The verifiers a stored checkpoint of ``origin`` may be signed by: the current
+        key's and the configured past keys named ``origin``."""
+        current = self.signer(origin).verifier
+        return [current, *(v for v in self.past if v.name == origin and str(v) != str(current))]
+
     def vkey(self, origin: str) -> str:
         """The C2SP verifier key string of ``origin``'s log."""
         return str(self.signer(origin).verifier)
@@ -106,6 +134,11 @@ def load_log_key(
     settings: Settings, deployment: str, environ: Mapping[str, str] = os.environ
 ) -> LogKey:
     """The key from ``PROTOCOLO_SIGNING_KEY``, else (dev only) from the key file."""
+    past = environ.get(ENV_PAST_LOG_VKEYS, "").replace(",", " ").split()
+    return _current_log_key(settings, deployment, environ).with_past(past)
+
+
+def _current_log_key(settings: Settings, deployment: str, environ: Mapping[str, str]) -> LogKey:
     text = environ.get(ENV_SIGNING_KEY, "").strip()
     if text:
         return LogKey.parse(text, ENV_SIGNING_KEY)

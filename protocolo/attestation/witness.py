@@ -130,69 +130,100 @@ class Witness:
 
     def add_checkpoint(self, body: bytes) -> Answer:
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return _text(400, "the body is not UTF-8")
-        first, _, rest = text.partition("\n")
-        old_line = _OLD_LINE.fullmatch(first)
-        if old_line is None:
-            return _text(400, "the body must start with a line 'old <size>'")
-        old = int(old_line[1])
-        proof: list[bytes] = []
-        while True:
-            line, newline, rest = rest.partition("\n")
-            if not newline:
-                return _text(400, "no empty line between the proof and the checkpoint")
-            if line == "":
-                break
-            if len(proof) == MAX_PROOF_LINES:
-                return _text(400, f"more than {MAX_PROOF_LINES} consistency proof lines")
-            try:
-                digest = decode_base64(line, f"proof line {len(proof) + 1}")
-            except NoteError as exc:
-                return _text(400, exc.detail)
-            if len(digest) != HASH_SIZE:
-                return _text(400, f"proof line {len(proof) + 1} is not a {HASH_SIZE}-byte hash")
-            proof.append(digest)
-        note = rest.encode("utf-8")
+            old, proof, rest = _read_request(body)
+            note = rest.encode("utf-8")
+            signed_text, checkpoint = self._open_checkpoint(note, rest)
+            if old > checkpoint.size:
+                raise _Refused(_text(400, f"old size {old} is greater than the checkpoint's size "
+                                          f"{checkpoint.size}"))
+            with self._lock:
+                latest = self.state.latest(checkpoint.origin)
+                _check_extends(latest, old, checkpoint, proof)
+                self.state.store(checkpoint.origin, note)
+                signature = self.signer.sign(signed_text.encode())
+        except _Refused as refused:
+            return refused.answer
+        line = NoteSignature(self.signer.name, self.signer.key_id, signature).line()
+        return Answer(200, "text/plain; charset=utf-8", line.encode())
+
+    def _open_checkpoint(self, note: bytes, text: str) -> tuple[str, Checkpoint]:
+        """The signed text and checkpoint, signed by a known key of its log."""
         try:
             signed_text = parse_note(note).text
             checkpoint = parse_checkpoint(signed_text)
         except EvidenceError as exc:
-            if exc.reason == "bad-root" and rest.split("\n", 2)[1:2] == ["0"]:
-                return _text(422, "a checkpoint of size 0 must carry SHA-256(\"\")")
-            return _text(400, f"not a checkpoint: {exc}")
+            if exc.reason == "bad-root" and text.split("\n", 2)[1:2] == ["0"]:
+                raise _Refused(_text(422, "a checkpoint of size 0 must carry SHA-256(\"\")")) from None
+            raise _Refused(_text(400, f"not a checkpoint: {exc}")) from None
         if checkpoint.origin not in self.logs:
-            return _text(404, f"unknown log origin {checkpoint.origin!r}")
+            raise _Refused(_text(404, f"unknown log origin {checkpoint.origin!r}"))
         try:
             open_note(note, self.logs[checkpoint.origin])
         except NoteError as exc:
-            return _text(403, f"the checkpoint is not signed by a known key of its log: {exc}")
-        if old > checkpoint.size:
-            return _text(400, f"old size {old} is greater than the checkpoint's size "
-                              f"{checkpoint.size}")
-        with self._lock:
-            latest = self.state.latest(checkpoint.origin)
-            known = 0 if latest is None else latest.size
-            if old != known:
-                return Answer(409, SIZE_CONTENT_TYPE, f"{known}\n".encode())
-            if old == 0 and proof:
-                return _text(422, "the proof must be empty when old is 0")
-            if latest is not None and old == checkpoint.size:
-                if proof:
-                    return _text(422, "the proof between equal sizes must be empty")
-                if latest.root != checkpoint.root:  # a fork: C2SP answers 409 here
-                    return Answer(409, SIZE_CONTENT_TYPE, f"{known}\n".encode())
-            elif latest is not None and old > 0:
-                try:
-                    verify_consistency(old, checkpoint.size, latest.root, checkpoint.root, proof)
-                except EvidenceError as exc:
-                    return _text(422, f"the consistency proof from size {old} does not "
-                                      f"verify: {exc}")
-            self.state.store(checkpoint.origin, note)
-            signature = self.signer.sign(signed_text.encode())
-        line = NoteSignature(self.signer.name, self.signer.key_id, signature).line()
-        return Answer(200, "text/plain; charset=utf-8", line.encode())
+            raise _Refused(_text(403, "the checkpoint is not signed by a known key of its log: "
+                                      f"{exc}")) from None
+        return signed_text, checkpoint
+
+
+class _Refused(Exception):
+    """A request the witness answers with something other than a cosignature."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+def _read_request(body: bytes) -> tuple[int, list[bytes], str]:
+    """``old <size>``, the consistency proof lines, and the checkpoint note after the blank line."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused(_text(400, "the body is not UTF-8")) from None
+    first, _, rest = text.partition("\n")
+    old_line = _OLD_LINE.fullmatch(first)
+    if old_line is None:
+        raise _Refused(_text(400, "the body must start with a line 'old <size>'"))
+    proof: list[bytes] = []
+    while True:
+        line, newline, rest = rest.partition("\n")
+        if not newline:
+            raise _Refused(_text(400, "no empty line between the proof and the checkpoint"))
+        if line == "":
+            return int(old_line[1]), proof, rest
+        if len(proof) == MAX_PROOF_LINES:
+            raise _Refused(_text(400, f"more than {MAX_PROOF_LINES} consistency proof lines"))
+        proof.append(_proof_hash(line, len(proof) + 1))
+
+
+def _proof_hash(line: str, number: int) -> bytes:
+    try:
+        digest = decode_base64(line, f"proof line {number}")
+    except NoteError as exc:
+        raise _Refused(_text(400, exc.detail)) from None
+    if len(digest) != HASH_SIZE:
+        raise _Refused(_text(400, f"proof line {number} is not a {HASH_SIZE}-byte hash"))
+    return digest
+
+
+def _check_extends(latest: Checkpoint | None, old: int, checkpoint: Checkpoint,
+                   proof: list[bytes]) -> None:
+    """C2SP tlog-witness: ``old`` is the size this witness knows and the proof extends it."""
+    known = 0 if latest is None else latest.size
+    if old != known:
+        raise _Refused(Answer(409, SIZE_CONTENT_TYPE, f"{known}\n".encode()))
+    if old == 0 and proof:
+        raise _Refused(_text(422, "the proof must be empty when old is 0"))
+    if latest is not None and old == checkpoint.size:
+        if proof:
+            raise _Refused(_text(422, "the proof between equal sizes must be empty"))
+        if latest.root != checkpoint.root:  # a fork: C2SP answers 409 here
+            raise _Refused(Answer(409, SIZE_CONTENT_TYPE, f"{known}\n".encode()))
+    elif latest is not None and old > 0:
+        try:
+            verify_consistency(old, checkpoint.size, latest.root, checkpoint.root, proof)
+        except EvidenceError as exc:
+            raise _Refused(_text(422, f"the consistency proof from size {old} does not "
+                                      f"verify: {exc}")) from None
 
 
 class WitnessServer:

@@ -12,7 +12,10 @@ from pathlib import Path
 from protocolo.attestation.bundle_writer import (
     BundleNotPossible,
     BundleRequest,
+    LedgerDamaged,
     WriterContext,
+    deployment_trust,
+    self_check,
     write_bundle,
 )
 from protocolo.attestation.config import AttestationSettings
@@ -22,7 +25,8 @@ from protocolo.core.config import ConfigError
 from protocolo.core.errors import EventRejected
 from protocolo.core.personal_data import PersonalDataSealer
 from protocolo.core.protocol_number import normalise_protocol_number
-from protocolo.evidence.bundle import BundleTrust, verify_bundle
+from protocolo.core.uuids import canonical_uuid
+from protocolo.evidence.bundle_zip import read_zip
 from protocolo.runtime import LedgerReader
 
 
@@ -62,7 +66,8 @@ def writer_context(attestation: AttestationSettings, topic: str, key: LogKey,
         witness_vkeys=tuple(str(w.key) for w in attestation.witnesses))
 
 
-def run(args: argparse.Namespace) -> int:
+def _validated(args: argparse.Namespace) -> tuple[str | None, str | None, Path]:
+    """Every option checked before any I/O; each message names its option."""
     if not args.protocol and not args.request:
         raise CommandError("give --protocol N (or --request ID)")
     if args.reveal and not (args.legal_basis or "").strip():
@@ -71,15 +76,26 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--legal-basis goes with --reveal (without it personal data stays sealed)")
     try:
         protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
+        request = canonical_uuid(args.request, "--request") if args.request is not None else None
+    except EventRejected as exc:
+        raise CommandError(str(exc)) from exc
+    out = Path(args.out)
+    if out.is_dir():
+        raise CommandError(f"--out {out} is a directory: name the .zip file to write")
+    if not out.parent.is_dir():
+        raise CommandError(f"--out {out}: the folder {out.parent} does not exist")
+    return protocol, request, out
+
+
+def run(args: argparse.Namespace) -> int:
+    protocol, request_id, out = _validated(args)
+    try:
         attestation = AttestationSettings.from_env()
         reader = LedgerReader.open()
         key = load_log_key(reader.settings, attestation.deployment)
     except (EventRejected, ConfigError, SigningKeyError) as exc:
         raise CommandError(str(exc)) from exc
-    out = Path(args.out)
-    if out.is_dir():
-        raise CommandError(f"--out {out} is a directory: name the .zip file to write")
-    request = BundleRequest(protocol, args.request, args.reveal, args.legal_basis)
+    request = BundleRequest(protocol, request_id, args.reveal, args.legal_basis)
     context = writer_context(attestation, reader.settings.topic, key, reader.sealer())
     data: bytes | None = None
     failure: BundleNotPossible | None = None
@@ -88,18 +104,37 @@ def run(args: argparse.Namespace) -> int:
             try:
                 data = write_bundle(conn, request, context, datetime.now(UTC).replace(microsecond=0))
                 break
+            except LedgerDamaged as exc:
+                raise CommandError(str(exc)) from None
             except BundleNotPossible as exc:
                 failure = failure or exc
     if data is None:
         raise CommandError(str(failure or "nothing found"))
-    report = verify_bundle(data, BundleTrust())
-    if not report.ok:  # never hand out a bundle that does not verify
-        raise CommandError("the bundle written does not verify (" + ", ".join(report.reasons)
-                           + "): this is a bug, please report it")
+    partitions = range(max(reader.settings.partitions, 1 + max(_partitions(data), default=0)))
+    trust = deployment_trust(key, attestation.deployment, reader.settings.topic, partitions)
+    try:  # never hand out a bundle that does not verify with the deployment's own keys
+        report = self_check(data, trust, None)
+    except LedgerDamaged as exc:
+        raise CommandError(str(exc)) from None
     tmp = out.with_name(out.name + ".partial")
     tmp.write_bytes(data)
     os.replace(tmp, out)
-    print(f"{out}: {len(report.records)} records, {len(data):,} bytes; self-check: VALID")
-    print(f"verify offline: protocolo verify-evidence {out} --vkey <published log key>"
-          " (or: python3 verify.py from inside the bundle)", file=sys.stderr)
+    pending = report.summary.get("pending") or []
+    print(f"{out}: {len(report.records)} records, {len(data):,} bytes; self-check: VALID with "
+          f"the deployment's own keys ({report.proven()})")
+    if pending:
+        print(f"{len(pending)} newer records are not checkpointed yet: listed in the bundle, not "
+              "proven (run `protocolo checkpoint` and ask again to prove them)")
+    print(f"verify offline with the published verifier (README, \"Checking a proof-of-service "
+          f"bundle\"): protocolo verify-evidence {out} --vkey <published log key>", file=sys.stderr)
     return 0
+
+
+def _partitions(data: bytes) -> list[int]:
+    """Partitions of the records a bundle holds, from its entry names (only to know which of
+    the deployment's per-partition keys to derive; the keys themselves come from configuration)."""
+    found = set()
+    for name, _ in read_zip(data):
+        if name.startswith("records/p"):
+            found.add(int(name[9:].split("-")[0]))
+    return sorted(found)

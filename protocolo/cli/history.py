@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from kafka.errors import KafkaError
 
+from protocolo.attestation.pinned_log_keys import configured_log_keys
+from protocolo.attestation.verified_read import (
+    MISMATCH,
+    ContactVerification,
+    overlay_verified,
+    verify_contact,
+)
 from protocolo.cli import CommandError
 from protocolo.core.config import ConfigError
 from protocolo.core.cpf import mask_cpf, normalise_cpf
@@ -25,6 +33,7 @@ from protocolo.projections.history import (
     timelines,
 )
 from protocolo.runtime import LedgerReader
+from protocolo.schemas.catalogue import SchemaCatalogue
 
 LOCAL = ZoneInfo("America/Sao_Paulo")
 EXIT_NOT_FOUND = 1
@@ -85,63 +94,97 @@ def run(args: argparse.Namespace) -> int:
     end = parse_when(args.end, "--to", upper=True)
     if start and end and start >= end:
         raise CommandError("--from must be before --to")
-    try:
-        protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
-        reader = LedgerReader.open()
-        sealer = reader.sealer()
-        query: dict[str, Any]
-        kind: str | None = None
-        value: str | None = None
-        if protocol:
-            query = {"protocol_number": protocol}
-        elif args.cpf:
-            kind, value = "cpf", sealer.index.cpf(args.cpf, "--cpf")
-            query = {"cpf": mask_cpf(normalise_cpf(args.cpf, "--cpf"))}
-        else:
-            kind, value = "customer_code", sealer.index.customer_code(args.customer, "--customer")
-            query = {"customer_code": args.customer}
-    except (EventRejected, ConfigError) as exc:
-        raise CommandError(str(exc)) from exc
-    if args.start or args.end:
-        # as the user gave it, and the exact bounds searched
-        query |= {"from": args.start, "to": args.end,
-                  "window": {"from": start.isoformat() if start else None,
-                             "to_exclusive": end.isoformat() if end else None}}
-    found: list[Timeline] = []
-    requests: list[dict[str, Any]] = []
-    ledger_of: dict[str, str] = {}
-    for ledger in reader.ledgers:
-        with reader.connect(ledger) as conn:
-            if kind is not None and value is not None:
-                protocols = protocols_for_customer(conn, kind, value, start, end)
-                found_requests = requests_for_customer(conn, kind, value, start, end)
-            else:
-                protocols, found_requests = [protocol or ""], []
-            here = [t for t in timelines(conn, protocols) if t.events]
-        for t in here:
-            ledger_of.setdefault(t.protocol_number, ledger.name)
-        found += [t for t in here if ledger_of[t.protocol_number] == ledger.name]
-        requests += found_requests
+    reader, search = _search(args, start, end)
+    found, requests, ledger_of, checks = _collect(reader, search)
     lag_note = _lag_note(reader)
-    customers = {t.protocol_number: _customer(sealer, t) for t in found}
+    customers = {t.protocol_number: _customer(reader.sealer(), t) for t in found}
     several = len(reader.ledgers) > 1
     if args.json:
-        report = _as_json(query, found, requests, customers)
+        report = _as_json(search.query, found, requests, customers, checks)
         report["projection_lag"] = lag_note
         if several:
             report["ledgers"] = {t.protocol_number: ledger_of[t.protocol_number] for t in found}
         print(json.dumps(report, default=_json_default, indent=2, ensure_ascii=False))
     else:
-        _print_text(found, requests, customers, ledger_of if several else {})
+        _print_text(found, requests, customers, ledger_of if several else {}, checks)
+    _warn_lag(lag_note)
+    if not found and not requests:
+        what = ", ".join(f"{k} {v}" for k, v in search.query.items() if v and k != "window")
+        print(f"protocolo: no contact found for {what}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    return 0
+
+
+@dataclass
+class _Search:
+    """What was asked: one protocol, or a customer's blind index within a window."""
+
+    query: dict[str, Any]
+    protocol: str | None = None
+    kind: str | None = None
+    value: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _search(args: argparse.Namespace, start: datetime | None, end: datetime | None) -> tuple[LedgerReader, _Search]:
+    try:
+        protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
+        reader = LedgerReader.open()
+        sealer = reader.sealer()
+        if protocol:
+            search = _Search({"protocol_number": protocol}, protocol=protocol)
+        elif args.cpf:
+            search = _Search({"cpf": mask_cpf(normalise_cpf(args.cpf, "--cpf"))}, kind="cpf",
+                             value=sealer.index.cpf(args.cpf, "--cpf"))
+        else:
+            search = _Search({"customer_code": args.customer}, kind="customer_code",
+                             value=sealer.index.customer_code(args.customer, "--customer"))
+    except (EventRejected, ConfigError) as exc:
+        raise CommandError(str(exc)) from exc
+    search.start, search.end = start, end
+    if args.start or args.end:
+        # as the user gave it, and the exact bounds searched
+        search.query |= {"from": args.start, "to": args.end,
+                         "window": {"from": start.isoformat() if start else None,
+                                    "to_exclusive": end.isoformat() if end else None}}
+    return reader, search
+
+
+def _collect(reader: LedgerReader, search: _Search) -> tuple[list[Timeline], list[dict[str, Any]], dict[str, str],
+                                                              dict[str, ContactVerification]]:
+    """Every ledger's timelines (a protocol belongs to the first ledger that has it), each
+    checked against the signed log and shown with the verified values."""
+    try:
+        keys = configured_log_keys(reader.settings)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    catalogue = SchemaCatalogue.load()
+    found: list[Timeline] = []
+    requests: list[dict[str, Any]] = []
+    ledger_of: dict[str, str] = {}
+    checks: dict[str, ContactVerification] = {}
+    for ledger in reader.ledgers:
+        with reader.connect(ledger) as conn:
+            if search.kind is not None and search.value is not None:
+                protocols = protocols_for_customer(conn, search.kind, search.value, search.start, search.end)
+                requests += requests_for_customer(conn, search.kind, search.value, search.start, search.end)
+            else:
+                protocols = [search.protocol or ""]
+            here = [t for t in timelines(conn, protocols) if t.events and t.protocol_number not in ledger_of]
+            for t in here:
+                ledger_of[t.protocol_number] = ledger.name
+                checks[t.protocol_number] = verify_contact(conn, reader.settings.topic, t, keys, catalogue)
+                overlay_verified(t, checks[t.protocol_number])
+        found += here
+    return found, requests, ledger_of, checks
+
+
+def _warn_lag(lag_note: dict[str, Any] | None) -> None:
     if lag_note and lag_note.get("behind"):
         print(f"protocolo: warning: {lag_note['message']}: this answer may be incomplete", file=sys.stderr)
     elif lag_note and lag_note.get("unknown"):
         print(f"protocolo: note: {lag_note['message']}", file=sys.stderr)
-    if not found and not requests:
-        what = ", ".join(f"{k} {v}" for k, v in query.items() if v and k != "window")
-        print(f"protocolo: no contact found for {what}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    return 0
 
 
 def _lag_note(reader: LedgerReader) -> dict[str, Any] | None:
@@ -190,7 +233,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _as_json(query: dict[str, Any], found: list[Timeline], requests: list[dict[str, Any]],
-             customers: dict[str, Any]) -> dict[str, Any]:
+             customers: dict[str, Any], checks: dict[str, ContactVerification]) -> dict[str, Any]:
     return {
         "query": query,
         "interactions": [
@@ -198,6 +241,7 @@ def _as_json(query: dict[str, Any], found: list[Timeline], requests: list[dict[s
                 "protocol_number": t.protocol_number,
                 **{k: v for k, v in (t.interaction or {}).items() if k not in ("protocol_number", "cpf_index", "customer_code_index")},
                 "customer": customers.get(t.protocol_number),
+                "verified": checks[t.protocol_number].as_dict() if t.protocol_number in checks else None,
                 "compliance": t.compliance,
                 "recordings": t.recordings,
                 "legal_holds": t.holds,
@@ -224,7 +268,7 @@ def _yes(flag: bool | None) -> str:
 
 
 def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers: dict[str, Any],
-                ledger_of: dict[str, str]) -> None:
+                ledger_of: dict[str, str], checks: dict[str, ContactVerification]) -> None:
     out = sys.stdout
     for t in found:
         i = t.interaction or {}
@@ -232,41 +276,75 @@ def _print_text(found: list[Timeline], requests: list[dict[str, Any]], customers
                   f"{(i.get('direction') or '').lower()}  |  {i.get('service_type') or '?'} ({i.get('policy_profile') or 'no profile'})\n")
         if t.protocol_number in ledger_of:
             out.write(f"  ledger    {ledger_of[t.protocol_number]}\n")
-        c: dict[str, Any] = customers.get(t.protocol_number) or {}
-        who = ("(not identified)" if c and not c["identified"] else
-               "(identified by blind index only: no personal data sealed)" if c and c.get("sealed") is False else
-               f"[personal data unavailable: {c['unavailable']}]" if c and c.get("unavailable") else
-               "[personal data erased]" if c and c["erased"] else
-               " ".join(x for x in ((c or {}).get("name"), (c or {}).get("cpf_masked") and f"CPF {c['cpf_masked']}",
-                                     (c or {}).get("customer_code") and f"code {c['customer_code']}") if x) or "-")
-        out.write(f"  customer  {who}\n  agent     {i.get('agent_id') or '(self-service)'}\n"
-                  f"  subject   {i.get('subject') or '-'}\n")
+        if t.protocol_number in checks:
+            _print_verification(checks[t.protocol_number])
+        out.write(f"  customer  {_who(customers.get(t.protocol_number) or {})}\n"
+                  f"  agent     {i.get('agent_id') or '(self-service)'}\n  subject   {i.get('subject') or '-'}\n")
         out.write(f"  opened    {_local(i.get('opened_at'))} (São Paulo)   closed {_local(i.get('closed_at'))}"
                   f"   outcome {i.get('outcome') or '-'}\n")
-        if t.compliance:
-            k = t.compliance
-            out.write(f"  rules     protocol told at start: {_yes(k['protocol_disclosed_at_start'])}   "
-                      f"recording notice at start: {_yes(k['recording_notice_at_start'])}   "
-                      f"protocol confirmed by SMS/e-mail in time: {_yes(k['protocol_confirmed_in_time'])}\n")
-        for r in t.recordings:
-            state = (f"deleted {_local(r['deleted_at'], '%Y-%m-%d')} ({r['deletion_reason']})" if r["status"] == "deleted"
-                     else f"kept until {_local(r['retain_until'], '%Y-%m-%d')}")
-            if r.get("early_without_approval"):
-                state += "  RULE BROKEN: deleted before retention end without a two-person approval"
-            out.write(f"  recording {r['recording_id']}  {r['duration_ms'] / 1000:.0f}s  sha256 {r['sha256'][:16]}...  "
-                      f"{state}  [{r['retention_profile']}]\n")
-        for h in t.holds:
-            out.write(f"  hold      {h['hold_id']} case {h['case_reference']} placed {_local(h['placed_at'], '%Y-%m-%d')}"
-                      f"{' released ' + _local(h['released_at'], '%Y-%m-%d') if h['released_at'] else ' (active)'}\n")
-        for r in t.requests:
-            out.write(f"  request   {r['kind']} {r['request_id']} {r['status']}  due {_local(r['due_at'])}"
-                      f"{'  OVERDUE' if r['overdue'] else ''}\n")
+        _print_facts(t)
         out.write("  timeline\n")
         for e in t.events:
             detail = _event_detail(e)
             out.write(f"    {_local(e['occurred_at'])}  {e['event_type']:<19} p{e['partition']}@{e['offset']}"
                       f"{'  (duplicate, not applied)' if e['is_duplicate'] else ''}{'  ' + detail if detail else ''}\n")
         out.write("\n")
+    _print_orphans(requests)
+
+
+def _print_verification(check: ContactVerification) -> None:
+    """The verdict first: a mismatch in words, each altered value named with the verified one
+    (which is what the lines below show)."""
+    out = sys.stdout
+    if check.status != MISMATCH:
+        out.write(f"  signed    {check.summary()}\n")
+        return
+    out.write("  signed    MISMATCH: the views differ from the signed log; the values below are the "
+              "verified ones\n")
+    for d in check.differences:
+        out.write(f"    ALTERED {d.describe()}\n")
+    for problem in check.problems:
+        out.write(f"    ALTERED {problem}\n")
+
+
+def _who(c: dict[str, Any]) -> str:
+    if c and not c["identified"]:
+        return "(not identified)"
+    if c and c.get("sealed") is False:
+        return "(identified by blind index only: no personal data sealed)"
+    if c and c.get("unavailable"):
+        return f"[personal data unavailable: {c['unavailable']}]"
+    if c and c["erased"]:
+        return "[personal data erased]"
+    parts = (c.get("name"), c.get("cpf_masked") and f"CPF {c['cpf_masked']}",
+             c.get("customer_code") and f"code {c['customer_code']}")
+    return " ".join(x for x in parts if x) or "-"
+
+
+def _print_facts(t: Timeline) -> None:
+    out = sys.stdout
+    if t.compliance:
+        k = t.compliance
+        out.write(f"  rules     protocol told at start: {_yes(k['protocol_disclosed_at_start'])}   "
+                  f"recording notice at start: {_yes(k['recording_notice_at_start'])}   "
+                  f"protocol confirmed by SMS/e-mail in time: {_yes(k['protocol_confirmed_in_time'])}\n")
+    for r in t.recordings:
+        state = (f"deleted {_local(r['deleted_at'], '%Y-%m-%d')} ({r['deletion_reason']})" if r["status"] == "deleted"
+                 else f"kept until {_local(r['retain_until'], '%Y-%m-%d')}")
+        if r.get("early_without_approval"):
+            state += "  RULE BROKEN: deleted before retention end without a two-person approval"
+        out.write(f"  recording {r['recording_id']}  {r['duration_ms'] / 1000:.0f}s  sha256 {r['sha256'][:16]}...  "
+                  f"{state}  [{r['retention_profile']}]\n")
+    for h in t.holds:
+        out.write(f"  hold      {h['hold_id']} case {h['case_reference']} placed {_local(h['placed_at'], '%Y-%m-%d')}"
+                  f"{' released ' + _local(h['released_at'], '%Y-%m-%d') if h['released_at'] else ' (active)'}\n")
+    for r in t.requests:
+        out.write(f"  request   {r['kind']} {r['request_id']} {r['status']}  due {_local(r['due_at'])}"
+                  f"{'  OVERDUE' if r['overdue'] else ''}\n")
+
+
+def _print_orphans(requests: list[dict[str, Any]]) -> None:
+    out = sys.stdout
     orphans = [r for r in requests if not r.get("protocol_number")]
     if orphans:
         out.write("Requests without protocol number\n")

@@ -1,8 +1,9 @@
 """``protocolo keys``: the log's signing key, as the public sees it.
 
-``keys show`` prints the C2SP verifier key of every partition's log (the key name is the
-partition's origin; all share one Ed25519 public key), the strings an auditor pins and puts
-in a tlog-policy ``log`` line. ``--history`` adds every key that ever signed a checkpoint of
+``keys show`` prints the C2SP verifier key of every partition's log: each partition has its
+own Ed25519 key, derived from the one signing key for its origin (the key name is the
+partition's origin), so each line is a different public key. These are the strings an
+auditor pins (``verify-evidence --vkey``) and puts in a tlog-policy ``log`` line. ``--history`` adds every key that ever signed a checkpoint of
 this ledger (key rotation: old checkpoints stay verifiable with the old keys).
 ``keys generate`` prints a new signing key for PROTOCOLO_SIGNING_KEY (keep it secret).
 """

@@ -36,14 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from protocolo.api.app import create_app
     from protocolo.api.server import ProjectorThread, build_services, proxy_options
+    from protocolo.app_assembly import create_app
     from protocolo.runtime import Runtime
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rt = Runtime.start()
     services = build_services(rt, secure_cookies=not args.insecure_cookies)
     projector = None if args.no_projector else ProjectorThread.start(rt)
+    if projector is not None:
+        services.projector_health = projector.health
     host, port = args.listen
     print(f"protocolo: serving on http://{host}:{port} (console at /console, OpenAPI at /openapi.json)",
           file=sys.stderr, flush=True)

@@ -18,7 +18,10 @@ import psycopg
 
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import KINDS, FindingLog
+from protocolo.attestation.audit_index import audit_index
 from protocolo.attestation.audit_kafka import KafkaUnreachable, compare_with_kafka
+from protocolo.attestation.audit_payloads import audit_payloads
+from protocolo.attestation.audit_views import ViewStats, audit_views
 from protocolo.attestation.ledger_audit import audit_ledger, ledger_partitions
 from protocolo.attestation.log_key import DEV_KEY_FILE, LogKey, SigningKeyError
 from protocolo.cli import CommandError, bounded_int
@@ -38,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="recompute every leaf, tree and checkpoint of the ledger and report differences",
         description="Recompute every Merkle leaf from the journal and the quarantine, rebuild each "
         "partition's tree, compare it with the stored nodes and check every stored checkpoint "
-        "(signature with the pinned log key, root, consistency). Read-only. Exit status: 0 clean, "
+        "(signature with the pinned log key, root, consistency); decode every record again and "
+        "compare it with its stored decoded copy (journal.payload); recompute every view from the "
+        "journal and compare it row by row. Changes nothing. Exit status: 0 clean, "
         "1 differences found, 2 bad input, 3 ledger (or Kafka, with --against-kafka) unreachable. "
         "See docs/verify.md.",
     )
@@ -52,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="verify only this partition (repeatable)")
     p.add_argument("--limit", type=bounded_int(1, 1_000_000), default=100, metavar="N",
                    help="findings listed per kind (all are counted); default 100")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--no-views", action="store_true",
+                       help="skip recomputing the views from the journal (the leaves, trees, checkpoints "
+                       "and decoded copies are still checked)")
+    scope.add_argument("--views-only", action="store_true",
+                       help="only recompute the views from the journal and compare them")
+    p.add_argument("--no-payloads", action="store_true",
+                   help="skip decoding every record again to check journal.payload and the decoded columns")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -103,43 +116,68 @@ def run(args: argparse.Namespace) -> int:
     topic = reader.settings.topic
     ledger = _ledger(reader)
     findings = FindingLog(limit=args.limit)
+    checks: dict[str, Any] = {}
     started = time.monotonic()
     try:
         with psycopg.connect(ledger.url, connect_timeout=10) as conn:
-            for table in ("merkle_nodes", "checkpoints"):
-                require_schema(conn, table, f"the ledger at {redact_url(ledger.url)}")
-            origins = [o for (o,) in conn.execute(
-                "SELECT DISTINCT origin FROM checkpoints WHERE topic = %s ORDER BY 1", (topic,))]
-            conn.rollback()
-            if origins and not keys.keys:
-                keys = dev_log_keys(reader.settings, origins)
-            if origins and not keys.keys:
-                raise CommandError(f"checkpoints of {len(origins)} origin(s) are stored but no log verifier key "
-                                   f"is pinned: give --vkey (or set {ENV_LOG_VKEYS}) with each partition's "
-                                   "log verifier key (`protocolo keys show` prints them)")
-            partitions = args.partition
-            if partitions is None:
-                partitions = ledger_partitions(conn, topic)
-                conn.rollback()
-            audit_ledger(conn, topic, keys, findings, partitions,
-                         progress=None if args.quiet else _progress)
-            if args.against_kafka:
-                if not reader.kafka_bootstrap:
-                    raise LedgerUnreachable("--against-kafka: no Kafka broker is configured "
-                                            "(PROTOCOLO_KAFKA_BOOTSTRAP) or running")
-                try:
-                    compare_with_kafka(conn, reader.kafka_bootstrap, topic, partitions, findings)
-                except KafkaUnreachable as exc:
-                    raise LedgerUnreachable(f"--against-kafka: {exc}") from exc
+            if not args.views_only:
+                _ledger_checks(conn, reader, args, keys, findings, checks)
+            if not args.no_views:
+                checks["views"] = _views_check(conn, findings).as_dict()
     except psycopg.OperationalError as exc:
         raise LedgerUnreachable(f"the ledger at {redact_url(ledger.url)} did not answer: {exc}".strip()) from exc
     elapsed = time.monotonic() - started
     report = _report(ledger, topic, findings, args.against_kafka, elapsed)
+    report["checks"] = checks
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_text(report, findings)
     return EXIT_DIFFERENCES if findings.total else 0
+
+
+def _ledger_checks(conn: psycopg.Connection[Any], reader: LedgerReader, args: argparse.Namespace,
+                   keys: LogKeys, findings: FindingLog, checks: dict[str, Any]) -> None:
+    """Leaves, trees, checkpoints (and Kafka), then the decoded copies."""
+    topic = reader.settings.topic
+    ledger = _ledger(reader)
+    for table in ("merkle_nodes", "checkpoints"):
+        require_schema(conn, table, f"the ledger at {redact_url(ledger.url)}")
+    origins = [o for (o,) in conn.execute(
+        "SELECT DISTINCT origin FROM checkpoints WHERE topic = %s ORDER BY 1", (topic,))]
+    conn.rollback()
+    if origins and not keys.keys:
+        keys = dev_log_keys(reader.settings, origins)
+    if origins and not keys.keys:
+        raise CommandError(f"checkpoints of {len(origins)} origin(s) are stored but no log verifier key "
+                           f"is pinned: give --vkey (or set {ENV_LOG_VKEYS}) with each partition's "
+                           "log verifier key (`protocolo keys show` prints them)")
+    partitions = args.partition
+    if partitions is None:
+        partitions = ledger_partitions(conn, topic)
+        conn.rollback()
+    audit_ledger(conn, topic, keys, findings, partitions, progress=None if args.quiet else _progress)
+    audit_index(conn, topic, keys, findings, partitions)
+    if args.against_kafka:
+        if not reader.kafka_bootstrap:
+            raise LedgerUnreachable("--against-kafka: no Kafka broker is configured "
+                                    "(PROTOCOLO_KAFKA_BOOTSTRAP) or running")
+        try:
+            compare_with_kafka(conn, reader.kafka_bootstrap, topic, partitions, findings)
+        except KafkaUnreachable as exc:
+            raise LedgerUnreachable(f"--against-kafka: {exc}") from exc
+    if not args.no_payloads:
+        checks["payloads"] = audit_payloads(conn, topic, partitions, findings).as_dict()
+
+
+def _views_check(conn: psycopg.Connection[Any], findings: FindingLog) -> ViewStats:
+    try:
+        return audit_views(conn, findings)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise CommandError(f"recomputing the views needs PostgreSQL's TEMP privilege on the ledger "
+                           f"database ({exc.diag.message_primary}); give it, or pass --no-views") from None
+    except LookupError as exc:
+        raise CommandError(f"{exc}: not a Protocolo ledger, or not migrated") from None
 
 
 def _report(ledger: Ledger, topic: str, findings: FindingLog, against_kafka: bool,
@@ -170,9 +208,9 @@ def _print_text(report: dict[str, Any], findings: FindingLog) -> None:
         kafka = f", {p.kafka_records:,} Kafka records compared" if p.kafka_records is not None else ""
         out.write(f"  partition {p.partition}: {p.leaves:,} leaves ({p.rows:,} rows, {p.quarantined:,} "
                   f"quarantined), {root}, checkpoints {p.checkpoints_verified}/{p.checkpoints} verified{kafka}\n")
+    _print_checks(report["checks"])
     if findings.total == 0:
-        out.write(f"OK: every leaf, tree node and checkpoint verified ({report['leaves']:,} leaves, "
-                  f"{report['elapsed_s']:.1f}s)\n")
+        out.write(f"OK: {_what_was_checked(report)} ({report['elapsed_s']:.1f}s)\n")
         return
     counts = ", ".join(f"{kind} {n:,}" for kind, n in report["counts"].items())
     out.write(f"DIFFERENCES FOUND: {counts}\n")
@@ -183,3 +221,26 @@ def _print_text(report: dict[str, Any], findings: FindingLog) -> None:
         out.write(f"  {finding.describe()}\n")
     for kind, n in report["omitted"].items():
         out.write(f"  ... and {n:,} more {kind} (raise --limit to list them)\n")
+
+
+def _print_checks(checks: dict[str, Any]) -> None:
+    out = sys.stdout
+    payloads = checks.get("payloads")
+    if payloads is not None:
+        out.write(f"  decoded copies: {payloads['rows']:,} journal rows decoded again and compared "
+                  f"({payloads['rows_per_s'] or 0:,} rows/s)\n")
+    views = checks.get("views")
+    if views is not None:
+        out.write(f"  views: {views['rows']:,} rows in {len(views['tables'])} tables recomputed from "
+                  f"{views['journal_rows']:,} journal rows and compared ({views['seconds']:.1f}s)\n")
+
+
+def _what_was_checked(report: dict[str, Any]) -> str:
+    parts = []
+    if report["partitions"]:
+        parts.append(f"every leaf, tree node and checkpoint verified ({report['leaves']:,} leaves)")
+    if "payloads" in report["checks"]:
+        parts.append("every decoded copy verified")
+    if "views" in report["checks"]:
+        parts.append("every view row verified")
+    return "; ".join(parts) or "nothing to check"

@@ -77,6 +77,29 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "search.previous": ("Página anterior", "Previous page"),
     # contact
     "contact.title": ("Atendimento {number}", "Contact {number}"),
+    # the verified read: what this page shows, checked against the signed log
+    "verify.title": ("Conferência com o registro assinado", "Checked against the signed log"),
+    "verify.verified": ("VERIFICADO", "VERIFIED"),
+    "verify.pending": ("VERIFICADO ATÉ O ÚLTIMO CHECKPOINT", "VERIFIED UP TO THE NEWEST CHECKPOINT"),
+    "verify.mismatch": ("DIVERGÊNCIA", "MISMATCH"),
+    "verify.unverified": ("NÃO VERIFICADO", "NOT VERIFIED"),
+    "verify.verified_text": ("Os {events} eventos deste atendimento estão provados no registro assinado "
+                             "({checkpoints}) e a página concorda com eles.",
+                             "The {events} events of this contact are proven in the signed log "
+                             "({checkpoints}) and this page agrees with them."),
+    "verify.pending_text": ("{events} evento(s) provados ({checkpoints}); {pending} evento(s) mais novos "
+                            "ainda aguardam o próximo checkpoint.",
+                            "{events} event(s) proven ({checkpoints}); {pending} newer event(s) still "
+                            "await the next checkpoint."),
+    "verify.mismatch_text": ("Os dados do banco divergem do registro assinado. Esta página mostra os "
+                             "valores verificados; os valores alterados no banco são:",
+                             "The database differs from the signed log. This page shows the verified "
+                             "values; the values altered in the database are:"),
+    "verify.altered": ("{table}.{column} ({row}): o banco mostra {view} (alterado); o registro assinado "
+                       "diz {verified}",
+                       "{table}.{column} ({row}): the database shows {view} (altered); the signed log "
+                       "says {verified}"),
+    "verify.unverified_text": ("Não foi possível conferir: {why}", "Could not be checked: {why}"),
     "contact.summary": ("Resumo", "Summary"),
     "contact.subject": ("Assunto", "Subject"),
     "contact.outcome": ("Desfecho", "Outcome"),

@@ -17,6 +17,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission, allows
 from protocolo.core.cpf import format_cpf
+from protocolo.core.protocol_number import LENGTH as PROTOCOL_LENGTH
+from protocolo.core.protocol_number import format_protocol_number
 
 from . import catalogue
 from .session import CSRF_COOKIE, LANGUAGE_COOKIE
@@ -43,9 +45,19 @@ NAVIGATION = (
 
 @cache
 def environment() -> Environment:
-    return Environment(loader=PackageLoader("protocolo.console", "templates"),
-                       autoescape=select_autoescape(default=True), undefined=StrictUndefined,
-                       trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=PackageLoader("protocolo.console", "templates"),
+                      autoescape=select_autoescape(default=True), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["protocol"] = spoken_protocol
+    return env
+
+
+def spoken_protocol(value: Any) -> Any:
+    """A protocol number grouped as people read it aloud (``2026 00000 00001 6``), wherever a
+    person reads one; links and forms keep the 15 digits. Anything else is shown as it is."""
+    if isinstance(value, str) and len(value) == PROTOCOL_LENGTH and value.isdigit() and value.isascii():
+        return format_protocol_number(value)
+    return value
 
 
 def language(request: Request) -> str:

@@ -41,7 +41,9 @@ _DAMM = (
     (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
     (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
 )
-_SEPARATORS = re.compile(r"[.\-\s/]")
+# What people put between the groups: dots, dashes, slashes and any spacing, including the
+# no-break and zero-width spaces that copying from a PDF or a chat brings along.
+_SEPARATORS = re.compile(r"[.\-\s/\u200b\u200c\u200d\u2060\ufeff]")
 
 
 def damm_digit(digits: str) -> int:

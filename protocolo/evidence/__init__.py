@@ -18,7 +18,10 @@ Modules, one job each:
 ``leaf``         The bytes of a ledger record's leaf (layout v1).
 ``policy``       C2SP tlog-policy: logs, witnesses, groups, quorum.
 ``tiles``        C2SP tlog-tiles addressing (tile paths, tiles of a tree size).
-``timestamp``    RFC 3161 tokens: request one from a TSA, verify one offline (pinned chain).
+``timestamp``    RFC 3161 tokens, the public face of: ``timestamp_request`` (ask a TSA),
+                 ``timestamp_verify`` (verify offline against a pinned chain), ``tsa_trust``
+                 (that pinned chain), ``timestamp_errors`` (reasons), ``timestamp_der`` (the
+                 few DER structures read without rfc3161-client).
 
 The formats are documented byte by byte in ``docs/evidence-format.md``.
 """

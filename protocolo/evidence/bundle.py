@@ -28,12 +28,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from protocolo.evidence.bundle_zip import BundleFormatError, first_difference, read_zip
+from protocolo.evidence.bundle_derived import DerivedError, check_derived, parse_subject
+from protocolo.evidence.bundle_zip import BundleFormatError, check_name, first_difference, read_zip
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.evidence.errors import EvidenceError, PolicyError, ProofError
 from protocolo.evidence.keys import verifier_from_key
@@ -55,16 +58,37 @@ from protocolo.evidence.policy import (
 from protocolo.evidence.proof import verify_consistency
 from protocolo.evidence.tlog_proof import parse_tlog_proof, verify_tlog_proof
 
-FORMAT = "protocolo/bundle/v1"
+FORMAT_V1 = "protocolo/bundle/v1"
+FORMAT_V2 = "protocolo/bundle/v2"
+FORMAT = FORMAT_V2
+FORMATS = {FORMAT_V1: 1, FORMAT_V2: 2}
+#: Exit status of an offline verification (docs/evidence-format.md §9.4).
+EXIT_VALID, EXIT_INVALID, EXIT_ARGUMENTS, EXIT_UNPINNED = 0, 1, 2, 3
+#: Deepest JSON nesting a manifest may have (the format needs 4; a hostile file must not
+#: exhaust the parser's stack).
+MAX_JSON_DEPTH = 32
 MANIFEST = "manifest.json"
 MANIFEST_SIGNATURE = "manifest.sig"
 SUMS = "SHA256SUMS"
 AVRO_MAGIC = b"\xc3\x01"
 
 
-def manifest_note_text(manifest: bytes) -> str:
+def manifest_note_text(manifest: bytes, fmt: str = FORMAT) -> str:
     """The text ``manifest.sig`` signs: the format line and the manifest's SHA-256 (hex)."""
-    return f"{FORMAT}\n{hashlib.sha256(manifest).hexdigest()}\n"
+    return f"{fmt}\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on one line: control characters, line breaks and lone
+    surrogates are written as Python escapes, so a name taken from a hostile bundle can
+    neither break the report's lines (a forged ``VERDICT`` line) nor fail to encode."""
+    out = []
+    for c in str(text):
+        if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF:
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
 
 
 def sha256sums(files: dict[str, bytes]) -> bytes:
@@ -76,17 +100,25 @@ def sha256sums(files: dict[str, bytes]) -> bytes:
 def avro_fingerprint(canonical_schema: bytes) -> bytes:
     """CRC-64-AVRO (Rabin) of a schema's Parsing Canonical Form, little-endian, as in the
     single-object encoding header (Avro specification, "Schema Fingerprints")."""
-    empty = 0xC15D213AA4D7A795
+    table = _rabin_table()
+    fp = _RABIN_EMPTY
+    for byte in canonical_schema:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp.to_bytes(8, "little")
+
+
+_RABIN_EMPTY = 0xC15D213AA4D7A795
+
+
+@lru_cache(maxsize=1)
+def _rabin_table() -> tuple[int, ...]:
     table = []
     for i in range(256):
         fp = i
         for _ in range(8):
-            fp = (fp >> 1) ^ (empty & -(fp & 1))
+            fp = (fp >> 1) ^ (_RABIN_EMPTY & -(fp & 1))
         table.append(fp)
-    fp = empty
-    for byte in canonical_schema:
-        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
-    return fp.to_bytes(8, "little")
+    return tuple(table)
 
 
 @dataclass(frozen=True)
@@ -104,6 +136,19 @@ class BundleTrust:
     vkeys: tuple[str, ...] = ()
     policies: tuple[bytes, ...] = ()
     tsa_roots: tuple[bytes, ...] = ()
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.vkeys or self.policies)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the person verifying expects the bundle to be about (``--protocol``,
+    ``--request``): a genuine bundle of another contact is then INVALID (``subject-mismatch``)."""
+
+    protocol_number: str | None = None
+    request_id: str | None = None
 
 
 @dataclass
@@ -131,6 +176,7 @@ class RecordVerdict:
     ok: bool = False
     reason: str = ""
     detail: str = ""
+    checkpoint_size: int = -1
 
     def as_json(self) -> dict[str, Any]:
         return {"path": self.path, "topic": self.topic, "partition": self.partition,
@@ -145,10 +191,41 @@ class BundleReport:
     records: list[RecordVerdict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    pinned: bool = False
+    format_version: int = 0
+    subject: dict[str, Any] = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)  # "<origin> size <n>" verified
+
+    @property
+    def checks_passed(self) -> bool:
+        """Every check passed, whoever's keys they were made with."""
+        return bool(self.records) and all(f.ok for f in self.findings) and all(r.ok for r in self.records)
 
     @property
     def ok(self) -> bool:
-        return bool(self.records) and all(f.ok for f in self.findings) and all(r.ok for r in self.records)
+        """VALID: every check passed **and** the keys were pinned by the person verifying."""
+        return self.checks_passed and self.pinned
+
+    @property
+    def verdict(self) -> str:
+        if not self.checks_passed:
+            return "INVALID"
+        return "VALID" if self.pinned else "UNPINNED"
+
+    @property
+    def exit_status(self) -> int:
+        return {"VALID": EXIT_VALID, "INVALID": EXIT_INVALID}.get(self.verdict, EXIT_UNPINNED)
+
+    def proven(self) -> str:
+        """What the bundle proves, in words: its subject and the checkpoints."""
+        kind = self.subject.get("kind") or "contact"
+        who = self.subject.get("protocol_number")
+        name = f"{kind} {who}" if who else kind
+        requests = self.subject.get("request_ids") or []
+        if requests:
+            name += f" (requests {', '.join(str(r) for r in requests)})"
+        checkpoints = "; ".join(self.checkpoints) or "none"
+        return f"{name}; checkpoints: {checkpoints}"
 
     @property
     def reasons(self) -> list[str]:
@@ -166,30 +243,41 @@ class BundleReport:
         self.findings.append(Finding(subject, False, reason, detail))
 
     def as_json(self) -> dict[str, Any]:
-        return {"verdict": "VALID" if self.ok else "INVALID", "reasons": self.reasons,
+        return {"verdict": self.verdict, "reasons": self.reasons, "pinned": self.pinned,
+                "format_version": self.format_version, "subject": self.subject,
+                "checkpoints": self.checkpoints,
                 "records": [r.as_json() for r in self.records],
                 "checks": [f.as_json() for f in self.findings], "warnings": self.warnings,
                 "summary": self.summary}
 
     def render(self) -> str:
+        """The text report; every name taken from the bundle is escaped (:func:`printable`)."""
+        p = printable
         lines = []
         for r in self.records:
             where = f"partition {r.partition} offset {r.offset} leaf {r.leaf_index}"
             if r.ok:
-                lines.append(f"VERIFIED  {r.path}  {r.event_type}  {where}  {r.detail}")
+                lines.append(f"VERIFIED  {p(r.path)}  {p(r.event_type)}  {where}  {p(r.detail)}")
             else:
-                lines.append(f"FAILED    {r.path}  {where}  [{r.reason}] {r.detail}")
+                lines.append(f"FAILED    {p(r.path)}  {where}  [{p(r.reason)}] {p(r.detail)}")
         for f in self.findings:
             if not f.ok:
-                lines.append(f"FAILED    {f.subject}  [{f.reason}] {f.detail}")
+                lines.append(f"FAILED    {p(f.subject)}  [{p(f.reason)}] {p(f.detail)}")
         for w in self.warnings:
-            lines.append(f"WARNING   {w}")
+            lines.append(f"WARNING   {p(w)}")
         verified = sum(1 for r in self.records if r.ok)
-        if self.ok:
-            lines.append(f"VERDICT: VALID ({verified} of {len(self.records)} records verified)")
+        count = f"{verified} of {len(self.records)} records verified"
+        if self.verdict == "VALID":
+            lines.append(f"PROVEN    {p(self.proven())}")
+            lines.append(f"VERDICT: VALID ({count})")
+        elif self.verdict == "UNPINNED":
+            lines.append(f"CHECKED   {p(self.proven())}")
+            lines.append(f"VERDICT: UNPINNED ({count} against the bundle's OWN keys, which prove "
+                         "nothing by themselves: pin the company's published log keys with --vkey "
+                         "or a tlog-policy with --policy; `protocolo keys show` prints them)")
         else:
-            lines.append(f"VERDICT: INVALID ({verified} of {len(self.records)} records verified; "
-                         f"reasons: {', '.join(dict.fromkeys(self.reasons))})")
+            lines.append(f"VERDICT: INVALID ({count}; reasons: "
+                         f"{p(', '.join(dict.fromkeys(self.reasons)))})")
         return "\n".join(lines) + "\n"
 
 
@@ -243,51 +331,118 @@ class _Manifest:
     consistency: tuple[tuple[int, str, int, int, str], ...]  # partition, topic, from, to, path
     policy_paths: tuple[str, ...]
     summary: dict[str, Any]
+    format: str = FORMAT_V1
+    doc: dict[str, Any] = field(default_factory=dict)  # the whole manifest, for v2's checks
+
+    @property
+    def version(self) -> int:
+        return FORMATS[self.format]
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}", re.ASCII)
+
+
+def _depth(text: str) -> int:
+    """How deeply a JSON text nests (brackets outside strings), without parsing it."""
+    deepest = level = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+            continue
+        if c == '"':
+            in_string, escaped = True, False
+        elif c in "[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif c in "]}":
+            level -= 1
+    return deepest
+
+
+def _load_json(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Bad(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise _Bad(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise _Bad(f"not JSON ({printable(exc)})") from None
+
+
+def _path(obj: Any, key: str, where: str) -> str:
+    path = _get(obj, key, str, where)
+    try:
+        check_name(path)
+    except BundleFormatError:
+        raise _Bad(f"{where}: {key} {printable(path[:80])!r} is not a plain relative path of "
+                   "[A-Za-z0-9._-] segments") from None
+    return str(path)
+
+
+def _topic(obj: Any, where: str) -> str:
+    topic = _get(obj, "topic", str, where)
+    if not _TOPIC.fullmatch(topic):
+        raise _Bad(f"{where}: topic {printable(topic[:80])!r} is not a Kafka topic name")
+    return str(topic)
+
+
+def _record(r: Any, where: str) -> _Record:
+    record = _Record(_path(r, "dir", where), _topic(r, where), _int(r, "partition", where),
+                     _int(r, "offset", where), _int(r, "leaf_index", where),
+                     _get(r, "key_null", bool, where), _get(r, "event_type", str, where))
+    if record.directory != f"records/p{record.partition}-o{record.offset}":
+        raise _Bad(f"{where}: dir {record.directory!r} is not records/p<partition>-o<offset>")
+    return record
 
 
 def _parse_manifest(data: bytes) -> _Manifest:
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _Bad(f"not JSON ({exc})") from None
-    if _get(doc, "format", str, "manifest") != FORMAT:
-        raise _Bad(f"format is not {FORMAT!r}")
+    doc = _load_json(data)
+    fmt = _get(doc, "format", str, "manifest")
+    if fmt not in FORMATS:
+        raise _Bad(f"format {printable(fmt[:40])!r} is not one of {', '.join(FORMATS)}")
+    if FORMATS[fmt] >= 2 and doc.get("format_version") != FORMATS[fmt]:
+        raise _Bad(f"format_version is not {FORMATS[fmt]}")
     log = _get(doc, "log", dict, "manifest")
     deployment = _get(log, "deployment", str, "log")
     files: dict[str, tuple[int, str]] = {}
     for i, f in enumerate(_get(doc, "files", list, "manifest")):
-        path = _get(f, "path", str, f"files[{i}]")
+        path = _path(f, "path", f"files[{i}]")
         digest = _get(f, "sha256", str, f"files[{i}]")
         if len(digest) != 64 or digest.strip("0123456789abcdef"):
             raise _Bad(f"files[{i}]: sha256 is not 64 lowercase hex digits")
         if path in files or path in (MANIFEST, MANIFEST_SIGNATURE):
             raise _Bad(f"files[{i}]: {path!r} listed twice or not listable")
         files[path] = (_int(f, "size", f"files[{i}]"), digest)
-    records = tuple(
-        _Record(_get(r, "dir", str, f"records[{i}]"), _get(r, "topic", str, f"records[{i}]"),
-                _int(r, "partition", f"records[{i}]"), _int(r, "offset", f"records[{i}]"),
-                _int(r, "leaf_index", f"records[{i}]"), _get(r, "key_null", bool, f"records[{i}]"),
-                _get(r, "event_type", str, f"records[{i}]"))
-        for i, r in enumerate(_get(doc, "records", list, "manifest")))
+    records = tuple(_record(r, f"records[{i}]")
+                    for i, r in enumerate(_get(doc, "records", list, "manifest")))
     checkpoints = []
     for i, c in enumerate(_get(doc, "checkpoints", list, "manifest")):
-        stamps = tuple((_get(t, "token", str, f"checkpoints[{i}].timestamps"),
-                        _get(t, "chain", str, f"checkpoints[{i}].timestamps"))
+        stamps = tuple((_path(t, "token", f"checkpoints[{i}].timestamps"),
+                        _path(t, "chain", f"checkpoints[{i}].timestamps"))
                        for t in _get(c, "timestamps", list, f"checkpoints[{i}]"))
         checkpoints.append(_Checkpoint(_int(c, "partition", f"checkpoints[{i}]"),
-                                       _get(c, "topic", str, f"checkpoints[{i}]"),
+                                       _topic(c, f"checkpoints[{i}]"),
                                        _int(c, "size", f"checkpoints[{i}]"),
-                                       _get(c, "path", str, f"checkpoints[{i}]"),
+                                       _path(c, "path", f"checkpoints[{i}]"),
                                        _get(c, "newest", bool, f"checkpoints[{i}]"), stamps))
     consistency = tuple(
-        (_int(c, "partition", f"consistency[{i}]"), _get(c, "topic", str, f"consistency[{i}]"),
+        (_int(c, "partition", f"consistency[{i}]"), _topic(c, f"consistency[{i}]"),
          _int(c, "from", f"consistency[{i}]"), _int(c, "to", f"consistency[{i}]"),
-         _get(c, "path", str, f"consistency[{i}]"))
+         _path(c, "path", f"consistency[{i}]"))
         for i, c in enumerate(_get(doc, "consistency", list, "manifest")))
-    summary = {k: doc.get(k) for k in ("request", "created") if k in doc}
+    summary = {k: doc.get(k) for k in ("request", "created", "pending") if k in doc}
     return _Manifest(deployment, files, records, tuple(checkpoints), consistency,
-                     tuple(_get({"p": p}, "p", str, "policies")
-                           for p in _get(doc, "policies", list, "manifest")), summary)
+                     tuple(_path({"p": p}, "p", "policies")
+                           for p in _get(doc, "policies", list, "manifest")), summary, fmt, doc)
 
 
 @dataclass(frozen=True)
@@ -356,15 +511,35 @@ def _timestamp_checker(report: BundleReport) -> TimestampCheck | None:
     return check
 
 
-def verify_bundle(data: bytes, trust: BundleTrust) -> BundleReport:
-    """Verify a bundle offline; never raises for a bad bundle, reports instead."""
-    report = BundleReport()
+def verify_bundle(data: bytes, trust: BundleTrust, expected: Expected | None = None) -> BundleReport:
+    """Verify a bundle offline; never raises for a bad bundle, reports instead.
+
+    The verdict is VALID only with pinned keys (``trust.pinned``); the same checks passed
+    against the bundle's own keys give UNPINNED. ``expected`` (the contact or request the
+    person verifying is asking about) turns a genuine bundle of another subject INVALID.
+    """
+    report = BundleReport(pinned=trust.pinned)
+    try:
+        _verify(data, trust, expected or Expected(), report)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a hostile bundle that reaches a case the checks
+        # above did not foresee is still a named INVALID finding, never a traceback
+        report.failed("bundle", "unverifiable", f"{type(exc).__name__}: {printable(exc)[:200]}")
+    return report
+
+
+def _verify(data: bytes, trust: BundleTrust, expected: Expected, report: BundleReport) -> None:
     try:
         entries = read_zip(data)
     except EvidenceError as exc:
         report.failed("bundle", *_named(exc, "not-a-bundle"))
-        return report
+        return
     files = dict(entries)
+    names = [name for name, _ in entries]
+    if names != sorted(names, key=lambda n: n.encode("ascii")):
+        report.failed("container", "zip-not-sorted",
+                      "entries are not in bytewise order of their names (§9.1)")
     difference = first_difference(entries, data)
     if difference is None:
         report.passed("container")
@@ -374,29 +549,79 @@ def verify_bundle(data: bytes, trust: BundleTrust) -> BundleReport:
     manifest_bytes = files.get(MANIFEST)
     if manifest_bytes is None:
         report.failed(MANIFEST, "manifest-missing", "the bundle has no manifest.json")
-        return report
+        return
     try:
         manifest = _parse_manifest(manifest_bytes)
     except _Bad as exc:
         report.failed(MANIFEST, "manifest-malformed", str(exc))
-        return report
+        return
     report.summary = manifest.summary
+    report.format_version = manifest.version
+    report.subject = _subject_of(manifest)
+    _check_expected(report, expected)
     try:
         policy = _trusted_logs(trust, [files.get(p) for p in manifest.policy_paths], report)
     except EvidenceError as exc:
         report.failed("trust", *_named(exc, "bad-trust"))
-        return report
-    _check_manifest_signature(report, files, manifest_bytes, policy)
+        return
+    _check_manifest_signature(report, files, manifest_bytes, policy, manifest.format)
     _check_files(report, files, manifest)
     verified = _check_checkpoints(report, files, manifest, policy, trust)
+    report.checkpoints = [f"{c.signed.checkpoint.origin} size {c.signed.checkpoint.size}"
+                          for _, c in sorted(verified.items())]
     _check_consistency(report, files, manifest, verified)
     for record in manifest.records:
         report.records.append(_check_record(files, manifest, record, policy, verified))
-    return report
+    if manifest.version >= 2:
+        _check_readable(report, files, manifest)
+    else:
+        report.warnings.append("format v1: record.json and summary.html are the maker's text, "
+                               "not checked against the records (v2 bundles are)")
+
+
+def _subject_of(manifest: _Manifest) -> dict[str, Any]:
+    if manifest.version >= 2:
+        try:
+            return parse_subject(manifest.doc).as_json()
+        except DerivedError:
+            return {}
+    request = manifest.doc.get("request")
+    request = request if isinstance(request, dict) else {}
+    protocol, rid = request.get("protocol_number"), request.get("request_id")
+    return {"kind": "contact", "protocol_number": protocol if isinstance(protocol, str) else None,
+            "request_ids": [rid] if isinstance(rid, str) else []}
+
+
+def _check_expected(report: BundleReport, expected: Expected) -> None:
+    have = report.subject.get("protocol_number")
+    if expected.protocol_number is not None and expected.protocol_number != have:
+        report.failed("subject", "subject-mismatch", f"the bundle is about protocol {have}, not "
+                      f"{expected.protocol_number} (--protocol)")
+    requests = report.subject.get("request_ids") or []
+    if expected.request_id is not None and expected.request_id not in requests:
+        report.failed("subject", "subject-mismatch", f"the bundle covers requests {requests}, not "
+                      f"{expected.request_id} (--request)")
+
+
+def _check_readable(report: BundleReport, files: dict[str, bytes], manifest: _Manifest) -> None:
+    sizes = {v.path: v.checkpoint_size for v in report.records}
+    rows = [(r.directory, r.topic, r.partition, r.offset, r.leaf_index, r.key_null, r.event_type,
+             sizes.get(r.directory, -1)) for r in manifest.records]
+    everything = bool(report.records) and all(v.ok for v in report.records)
+    found = check_derived(files, manifest.doc, rows, everything)
+    for f in found:
+        report.failed(f.subject, f.reason, f.detail)
+    if not everything:
+        report.warnings.append("summary.html not compared: not every record verified")
+    elif not found:
+        report.passed("readable", "record.json and summary.html re-derived from the records' bytes")
+    index = manifest.doc.get("index")
+    if not index:
+        report.warnings.append("completeness not proven: the bundle carries no index lookup proof")
 
 
 def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], manifest: bytes,
-                              policy: TrustedLogs) -> None:
+                              policy: TrustedLogs, fmt: str) -> None:
     signature = files.get(MANIFEST_SIGNATURE)
     if signature is None:
         report.failed(MANIFEST_SIGNATURE, "manifest-unsigned", "the bundle has no manifest.sig")
@@ -406,7 +631,7 @@ def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], man
     except EvidenceError as exc:
         report.failed(MANIFEST_SIGNATURE, *_named(exc, "invalid-signature"))
         return
-    if opened.text != manifest_note_text(manifest):
+    if opened.text != manifest_note_text(manifest, fmt):
         report.failed(MANIFEST_SIGNATURE, "manifest-digest-mismatch",
                       "the signed text is not the format line and the SHA-256 of manifest.json")
         return
@@ -571,52 +796,116 @@ def _check_record(files: dict[str, bytes], manifest: _Manifest, r: _Record, poli
         verdict.reason, verdict.detail = _named(exc, "record-invalid")
         return verdict
     verdict.ok = True
+    verdict.checkpoint_size = size
     witnesses = ", ".join(checked.witnesses) or "none"
     verdict.detail = f"in checkpoint size {size} (witnesses: {witnesses})"
     return verdict
 
 
-def main(argv: list[str] | None = None, prog: str = "verify.py") -> int:
-    """``verify.py BUNDLE.zip [--vkey K ...] [--policy FILE] [--tsa-root PEM ...] [--json]``.
+class TrustInputError(EvidenceError):
+    """An option of the verifier (a key, a policy file, a TSA root, an expectation) is bad;
+    the message names the option."""
 
-    Exit status: 0 VALID, 1 INVALID, 2 bad arguments or unreadable files.
+    def __init__(self, detail: str) -> None:
+        super().__init__("bad-option", detail)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The verifier's options, shared by ``verify.py`` and ``protocolo verify-evidence``."""
+    parser.add_argument("bundle", metavar="FILE.zip")
+    parser.add_argument("--vkey", action="append", default=[], metavar="VKEY",
+                        help="pinned log (or witness) verifier key, C2SP form, as the company "
+                        "publishes it (`protocolo keys show`); repeat, one per partition's log")
+    parser.add_argument("--policy", action="append", default=[], metavar="FILE",
+                        help="pinned C2SP tlog-policy (logs, witnesses, quorum); repeat, one per "
+                        "partition's log")
+    parser.add_argument("--tsa-root", action="append", default=[], metavar="PEM",
+                        help="pinned root certificate of the Time-Stamp Authority; repeatable")
+    parser.add_argument("--protocol", metavar="N", help="the contact the bundle must be about: "
+                        "a genuine bundle of another contact is INVALID")
+    parser.add_argument("--request", metavar="ID", help="a retrieval request the bundle must cover")
+    parser.add_argument("--json", action="store_true", help="machine-readable report")
+
+
+def main(argv: list[str] | None = None, prog: str = "verify.py") -> int:
+    """``verify.py FILE.zip --vkey K ... [--policy FILE] [--tsa-root PEM ...] [--protocol N]
+    [--request ID] [--json]``.
+
+    Exit status: 0 VALID, 1 INVALID, 2 bad arguments or unreadable files, 3 UNPINNED (every
+    check passed, but only against the bundle's own keys: pin the published ones).
     """
     parser = argparse.ArgumentParser(prog=prog, description="Verify a Protocolo proof-of-service "
-                                     "bundle offline.")
-    parser.add_argument("bundle")
-    parser.add_argument("--vkey", action="append", default=[], help="pinned verifier key (repeat)")
-    parser.add_argument("--policy", action="append", default=[],
-                        help="pinned C2SP tlog-policy file (repeat: one per partition's log)")
-    parser.add_argument("--tsa-root", action="append", default=[], help="pinned TSA root (PEM)")
-    parser.add_argument("--json", action="store_true")
+                                     "bundle offline. Exit status: 0 VALID, 1 INVALID, 2 bad "
+                                     "arguments, 3 UNPINNED (no --vkey/--policy given).")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        trust = load_trust(args.vkey, args.policy, args.tsa_root)
+        trust, expected = options(args)
         with open(args.bundle, "rb") as f:
             data = f.read()
-    except (OSError, EvidenceError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    report = verify_bundle(data, trust)
+    except TrustInputError as exc:
+        print(f"{prog}: {printable(exc.detail)}", file=sys.stderr)
+        return EXIT_ARGUMENTS
+    except OSError as exc:
+        print(f"{prog}: cannot read the bundle {printable(args.bundle)}: {exc.strerror}", file=sys.stderr)
+        return EXIT_ARGUMENTS
+    report = verify_bundle(data, trust, expected)
     sys.stdout.write(json.dumps(report.as_json(), indent=2) + "\n" if args.json else report.render())
-    return 0 if report.ok else 1
+    return report.exit_status
+
+
+def options(args: argparse.Namespace) -> tuple[BundleTrust, Expected]:
+    """Trust and expectation from the parsed options, each checked before the bundle is read."""
+    protocol = args.protocol
+    if protocol is not None:
+        protocol = "".join(protocol.split())
+        if not (len(protocol) == 15 and protocol.isascii() and protocol.isdigit()):
+            raise TrustInputError(f"--protocol {printable(args.protocol)!r}: a protocol number "
+                                  "has 15 digits")
+    request = args.request
+    if request is not None and not _UUID.fullmatch(request.strip().lower()):
+        raise TrustInputError(f"--request {printable(request)!r}: a request id is a UUID")
+    if request is not None:
+        request = request.strip().lower()
+    return load_trust(args.vkey, args.policy, args.tsa_root), Expected(protocol, request)
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
+
+
+def _read_option_file(option: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise TrustInputError(f"{option} {printable(path)}: cannot read it ({exc.strerror})") from None
 
 
 def load_trust(vkeys: Sequence[str], policy_paths: Sequence[str], tsa_roots: Sequence[str]) -> BundleTrust:
-    """Trust from command-line arguments; a bad key or file raises :class:`EvidenceError`."""
+    """Trust from command-line arguments; a bad key or file raises :class:`TrustInputError`
+    naming the option."""
     for vkey in vkeys:
-        verifier_from_key(vkey.strip())
+        try:
+            verifier_from_key(vkey.strip())
+        except EvidenceError as exc:
+            raise TrustInputError(f"--vkey {printable(vkey[:80])!r}: not a C2SP verifier key "
+                                  f"({exc.detail}); `protocolo keys show` prints the log's") from None
     policies = []
     for path in policy_paths:
-        with open(path, "rb") as f:
-            policies.append(f.read())
-        parse_policy(policies[-1])
+        policies.append(_read_option_file("--policy", path))
+        try:
+            parse_policy(policies[-1])
+        except EvidenceError as exc:
+            raise TrustInputError(f"--policy {printable(path)}: not a tlog-policy ({exc.detail})") from None
     roots = []
     for path in tsa_roots:
-        with open(path, "rb") as f:
-            roots.append(f.read())
+        roots.append(_read_option_file("--tsa-root", path))
+        if b"-----BEGIN CERTIFICATE-----" not in roots[-1]:
+            raise TrustInputError(f"--tsa-root {printable(path)}: not a PEM certificate")
     return BundleTrust(tuple(v.strip() for v in vkeys), tuple(policies), tuple(roots))
 
 
-__all__ = ["FORMAT", "BundleFormatError", "BundleReport", "BundleTrust", "Finding", "RecordVerdict",
-           "TrustedLogs", "avro_fingerprint", "load_trust", "main", "manifest_note_text", "verify_bundle"]
+__all__ = ["EXIT_UNPINNED", "FORMAT", "FORMAT_V1", "FORMAT_V2", "BundleFormatError", "BundleReport",
+           "BundleTrust", "Expected", "Finding", "RecordVerdict", "TrustInputError", "TrustedLogs",
+           "add_arguments", "avro_fingerprint", "load_trust", "main", "manifest_note_text",
+           "options", "printable", "verify_bundle"]

@@ -9,7 +9,7 @@ Body (the signed note's text), parsed strictly::
 
 A size-0 checkpoint must carry ``SHA-256("")`` as its root (C2SP tlog-witness answers 422
 otherwise). transparency-dev/formats' parser is lenient (any root length, empty trailing
-lines); this one is not, and ``evidence-vectors/checkpoint/body-parse.json`` tells the two
+lines); this one is not, and ``tests/evidence/vectors/checkpoint/body-parse.json`` tells the two
 apart.
 """
 

@@ -151,68 +151,98 @@ def parse_policy(data: bytes) -> Policy:
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
         raise _fail(line, f"control character 0x{ord(bad.group()):02x} is not allowed")
-    logs: list[PolicyLog] = []
-    witnesses: dict[str, PolicyWitness] = {}
-    groups: dict[str, PolicyGroup] = {}
-    log_keys: set[tuple[int, bytes]] = set()
-    witness_keys: set[tuple[int, bytes]] = set()
-    quorum: str | None = None
+    reader = _PolicyReader()
     for number, raw_line in enumerate(text.split("\n"), start=1):
         items = raw_line.replace("\t", " ").split()
-        if not items or items[0].startswith("#"):
-            continue
-        keyword, args = items[0], items[1:]
+        if items and not items[0].startswith("#"):
+            reader.line(number, items[0], items[1:])
+    return reader.policy()
+
+
+class _PolicyReader:
+    """The policy read so far, one line at a time: each keyword checks its own rules against
+    the names and keys defined on earlier lines."""
+
+    def __init__(self) -> None:
+        self.logs: list[PolicyLog] = []
+        self.witnesses: dict[str, PolicyWitness] = {}
+        self.groups: dict[str, PolicyGroup] = {}
+        self.log_keys: set[tuple[int, bytes]] = set()
+        self.witness_keys: set[tuple[int, bytes]] = set()
+        self.quorum: str | None = None
+
+    def line(self, number: int, keyword: str, args: list[str]) -> None:
         if keyword == "log":
-            if len(args) not in (1, 2):
-                raise _fail(number, "expected: log <vkey> [<url>]")
-            key, verifier = _key(number, args[0], LOG_TYPES, "log")
-            if (key.type, key.public_key) in log_keys:
-                raise _fail(number, "duplicate log key")
-            log_keys.add((key.type, key.public_key))
-            logs.append(PolicyLog(key, verifier, args[1] if len(args) == 2 else None))
+            self._log(number, args)
         elif keyword == "witness":
-            if len(args) not in (2, 3):
-                raise _fail(number, "expected: witness <name> <vkey> [<url>]")
-            name = args[0]
-            if name == NONE or name in witnesses or name in groups:
-                raise _fail(number, f"name {name!r} is reserved or already defined")
-            key, verifier = _key(number, args[1], WITNESS_TYPES, "witness")
-            if (key.type, key.public_key) in witness_keys:
-                raise _fail(number, "duplicate witness key")
-            witness_keys.add((key.type, key.public_key))
-            witnesses[name] = PolicyWitness(
-                name, key, verifier, args[2] if len(args) == 3 else None
-            )
+            self._witness(number, args)
         elif keyword == "group":
-            if len(args) < 3:
-                raise _fail(number, "expected: group <name> <k|all|any> <member>...")
-            name, k, members = args[0], args[1], tuple(args[2:])
-            if name == NONE or name in witnesses or name in groups:
-                raise _fail(number, f"name {name!r} is reserved or already defined")
-            for member in members:
-                if member not in witnesses and member not in groups:
-                    raise _fail(number, f"member {member!r} is not defined on an earlier line")
-            if len(set(members)) != len(members):
-                raise _fail(number, "a member is listed twice")
-            if k == "all":
-                threshold = len(members)
-            elif k == "any":
-                threshold = 1
-            elif _THRESHOLD.fullmatch(k) and int(k) <= len(members):
-                threshold = int(k)
-            else:
-                raise _fail(number, f"threshold {k!r} must be all, any or 1..{len(members)}")
-            groups[name] = PolicyGroup(name, threshold, members)
+            self._group(number, args)
         elif keyword == "quorum":
-            if len(args) != 1:
-                raise _fail(number, "expected: quorum <name|none>")
-            if quorum is not None:
-                raise _fail(number, "a policy has exactly one quorum line")
-            if args[0] != NONE and args[0] not in witnesses and args[0] not in groups:
-                raise _fail(number, f"quorum {args[0]!r} is not defined on an earlier line")
-            quorum = args[0]
+            self._quorum(number, args)
         else:
             raise _fail(number, f"unknown keyword {keyword!r}")
-    if quorum is None:
-        raise PolicyError("malformed-policy", "policy has no quorum line")
-    return Policy(tuple(logs), witnesses, groups, quorum)
+
+    def policy(self) -> Policy:
+        if self.quorum is None:
+            raise PolicyError("malformed-policy", "policy has no quorum line")
+        return Policy(tuple(self.logs), self.witnesses, self.groups, self.quorum)
+
+    def _defined(self, name: str) -> bool:
+        return name in self.witnesses or name in self.groups
+
+    def _new_name(self, number: int, name: str) -> None:
+        if name == NONE or self._defined(name):
+            raise _fail(number, f"name {name!r} is reserved or already defined")
+
+    def _log(self, number: int, args: list[str]) -> None:
+        if len(args) not in (1, 2):
+            raise _fail(number, "expected: log <vkey> [<url>]")
+        key, verifier = _key(number, args[0], LOG_TYPES, "log")
+        if (key.type, key.public_key) in self.log_keys:
+            raise _fail(number, "duplicate log key")
+        self.log_keys.add((key.type, key.public_key))
+        self.logs.append(PolicyLog(key, verifier, args[1] if len(args) == 2 else None))
+
+    def _witness(self, number: int, args: list[str]) -> None:
+        if len(args) not in (2, 3):
+            raise _fail(number, "expected: witness <name> <vkey> [<url>]")
+        name = args[0]
+        self._new_name(number, name)
+        key, verifier = _key(number, args[1], WITNESS_TYPES, "witness")
+        if (key.type, key.public_key) in self.witness_keys:
+            raise _fail(number, "duplicate witness key")
+        self.witness_keys.add((key.type, key.public_key))
+        self.witnesses[name] = PolicyWitness(name, key, verifier, args[2] if len(args) == 3 else None)
+
+    def _group(self, number: int, args: list[str]) -> None:
+        if len(args) < 3:
+            raise _fail(number, "expected: group <name> <k|all|any> <member>...")
+        name, k, members = args[0], args[1], tuple(args[2:])
+        self._new_name(number, name)
+        for member in members:
+            if not self._defined(member):
+                raise _fail(number, f"member {member!r} is not defined on an earlier line")
+        if len(set(members)) != len(members):
+            raise _fail(number, "a member is listed twice")
+        self.groups[name] = PolicyGroup(name, _threshold(number, k, len(members)), members)
+
+    def _quorum(self, number: int, args: list[str]) -> None:
+        if len(args) != 1:
+            raise _fail(number, "expected: quorum <name|none>")
+        if self.quorum is not None:
+            raise _fail(number, "a policy has exactly one quorum line")
+        if args[0] != NONE and not self._defined(args[0]):
+            raise _fail(number, f"quorum {args[0]!r} is not defined on an earlier line")
+        self.quorum = args[0]
+
+
+def _threshold(number: int, k: str, members: int) -> int:
+    """A group's ``k``: ``all``, ``any`` or a count from 1 to the number of members."""
+    if k == "all":
+        return members
+    if k == "any":
+        return 1
+    if _THRESHOLD.fullmatch(k) and int(k) <= members:
+        return int(k)
+    raise _fail(number, f"threshold {k!r} must be all, any or 1..{members}")

@@ -85,6 +85,27 @@ def verify_inclusion(
         )
 
 
+def _outside_the_rfc_precondition(
+    size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
+) -> bool:
+    """The cases RFC 9162 leaves out (its algorithm needs ``0 < size1 < size2``), as
+    transparency-dev/merkle defines them: True when equal sizes verified, raise when refused,
+    False when the RFC algorithm must decide."""
+    if size1 > size2:
+        raise ProofError("size-order", f"first size {size1} is larger than second size {size2}")
+    if size1 == 0:
+        raise ProofError("empty-tree", "a consistency proof from the empty tree is meaningless")
+    if size1 != size2:
+        return False
+    if proof:
+        raise ProofError(
+            "proof-length", f"trees of equal size {size1} need an empty proof, got {len(proof)}"
+        )
+    if root1 != root2:
+        raise ProofError("root-mismatch", f"two different roots for the same size {size1}")
+    return True
+
+
 def verify_consistency(
     size1: int, size2: int, root1: bytes, root2: bytes, proof: Sequence[bytes]
 ) -> None:
@@ -97,17 +118,7 @@ def verify_consistency(
     require_hash("first root", root1)
     require_hash("second root", root2)
     _check_proof_hashes(proof)
-    if size1 > size2:
-        raise ProofError("size-order", f"first size {size1} is larger than second size {size2}")
-    if size1 == 0:
-        raise ProofError("empty-tree", "a consistency proof from the empty tree is meaningless")
-    if size1 == size2:
-        if proof:
-            raise ProofError(
-                "proof-length", f"trees of equal size {size1} need an empty proof, got {len(proof)}"
-            )
-        if root1 != root2:
-            raise ProofError("root-mismatch", f"two different roots for the same size {size1}")
+    if _outside_the_rfc_precondition(size1, size2, root1, root2, proof):
         return
     want = expected_consistency_length(size1, size2)
     if len(proof) != want:

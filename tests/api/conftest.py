@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from protocolo.api.server import ProjectorThread, build_services, server
+from protocolo.app_assembly import create_app
 from protocolo.core.config import Settings
 from protocolo.devstack import Endpoints
 from protocolo.producers.ledger_topic import ensure_ledger_topic
@@ -48,7 +49,7 @@ def api(backend: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     services.projection_timeout_s = 60
     projector = ProjectorThread.start(rt)
     port = free_port()
-    running = server(services, "127.0.0.1", port)
+    running = server(create_app(services), "127.0.0.1", port)
     try:
         with running.running():
             api = RunningApi(f"http://127.0.0.1:{port}", rt, services, database_url, topic)

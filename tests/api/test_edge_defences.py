@@ -14,6 +14,7 @@ from api_world import RunningApi, free_port
 from protocolo.api.rate_limit import TokenBuckets
 from protocolo.api.server import server
 from protocolo.api.services import LOGIN_RATE
+from protocolo.app_assembly import create_app
 
 EVIL = "https://evil.example"
 
@@ -22,7 +23,7 @@ EVIL = "https://evil.example"
 def behind_proxy(api: RunningApi) -> Iterator[str]:
     """The same services served again, configured to trust a proxy on 127.0.0.1."""
     port = free_port()
-    with server(api.services, "127.0.0.1", port, trusted_proxies="127.0.0.1").running():
+    with server(create_app(api.services), "127.0.0.1", port, trusted_proxies="127.0.0.1").running():
         yield f"http://127.0.0.1:{port}"
 
 

@@ -20,6 +20,7 @@ from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.log_key import load_log_key
 from protocolo.core.policy import profile_version
 from protocolo.evidence.bundle import BundleTrust, verify_bundle
+from protocolo.evidence.checkpoint import log_origin
 
 CPF_A = "111.444.777-35"
 PHONE = {"width": 390, "height": 844}
@@ -102,7 +103,9 @@ def test_analyst_finds_a_contact_by_cpf_opens_it_and_asks_for_its_proof(context:
         page.get_by_role("button", name="Baixar prova de atendimento").click()
     bundle = Path(download.value.path()).read_bytes()
     assert download.value.suggested_filename == f"{number}.zip"
-    assert verify_bundle(bundle, BundleTrust()).ok, "the downloaded proof verifies offline"
+    pinned = BundleTrust(tuple(key.vkey(log_origin("dev", api.topic, p))
+                               for p in range(api.runtime.settings.partitions)))
+    assert verify_bundle(bundle, pinned).ok, "the downloaded proof verifies offline, keys pinned"
     api.settle()
     assert one(api, "SELECT count(*) FROM access_log WHERE action = 'BUNDLE_DOWNLOAD' AND actor = 'analyst'"
                " AND protocol_number = %s", number) == 1

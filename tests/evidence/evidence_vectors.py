@@ -1,8 +1,8 @@
 """Where the public evidence vectors live, and how to read them.
 
-The folder is ``<repo root>/../shared/evidence-vectors`` (override with
-``PROTOCOLO_EVIDENCE_VECTORS``). It is read in place, never copied: its README names each
-source and commit. A missing folder fails the run (raised at collection), never skips.
+The folder is ``tests/evidence/vectors`` in this repository (override with
+``PROTOCOLO_EVIDENCE_VECTORS``); its README names each source, commit and licence. A
+missing folder fails the run (raised at collection), never skips.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
 def vectors_dir() -> Path:
     override = os.environ.get("PROTOCOLO_EVIDENCE_VECTORS")
-    folder = Path(override) if override else REPO_ROOT.parent / "shared" / "evidence-vectors"
+    folder = Path(override) if override else VECTORS
     if not (folder / "README.md").is_file():
         raise RuntimeError(
             f"evidence vectors not found at {folder}: set PROTOCOLO_EVIDENCE_VECTORS to the "

@@ -3,7 +3,7 @@
 Not a mock: the PKI is made with ``cryptography`` (root CA, optional intermediate, TSA
 certificate with a critical ``timeStamping`` extended key usage) and every reply is signed by
 ``openssl ts -reply`` (OpenSSL 3) with the configuration of
-``shared/evidence-vectors/rfc3161/local-openssl/tsa.cnf``, so its tokens also pass
+``tests/evidence/vectors/rfc3161/local-openssl/tsa.cnf``, so its tokens also pass
 ``openssl ts -verify``. The HTTP side is the stdlib ``http.server`` in a daemon thread,
 speaking RFC 3161 §3.4 (POST ``application/timestamp-query`` → ``application/timestamp-reply``).
 

@@ -9,8 +9,12 @@ hook over the gathered :class:`BundleContents`, so a test can make a writer that
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import fastavro
 
 from protocolo.attestation.bundle_pack import (
     BundleCheckpoint,
@@ -37,8 +41,13 @@ from protocolo.evidence.tlog_proof import make_tlog_proof
 
 DEPLOYMENT = "acme-test"
 TOPIC = "protocolo.ledger"
-SCHEMA = '{"name":"Test","type":"record","fields":[{"name":"n","type":"long"}]}'
+SCHEMA = ('{"name":"protocolo.events.Test","type":"record","fields":[{"name":"meta","type":'
+          '{"name":"protocolo.events.Meta","type":"record","fields":[{"name":"protocol_number",'
+          '"type":["null","string"]},{"name":"occurred_at","type":"long"}]}},'
+          '{"name":"n","type":"long"}]}')
 FINGERPRINT = avro_fingerprint(SCHEMA.encode())
+PROTOCOL = "202600000000016"
+SUBJECT = {"kind": "contact", "protocol_number": PROTOCOL, "request_ids": []}
 CLOCK = 1_800_000_000
 
 #: partition -> Kafka offsets of its leaves (offsets have gaps), checkpoint sizes, the
@@ -57,8 +66,14 @@ def witness_signer() -> CosignatureV1Signer:
     return CosignatureV1Signer("auditor.example/witness", seed, clock=lambda: CLOCK)
 
 
-def value(partition: int, offset: int) -> bytes:
-    return b"\xc3\x01" + FINGERPRINT + bytes([partition, offset]) * 3
+def value(partition: int, offset: int, protocol: str = PROTOCOL) -> bytes:
+    """A real Avro single-object value of the test schema (fastavro writes the body)."""
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(json.loads(SCHEMA)),
+                               {"meta": {"protocol_number": protocol,
+                                         "occurred_at": 1_800_000_000_000_000 + offset},
+                                "n": partition * 100 + offset})
+    return b"\xc3\x01" + FINGERPRINT + body.getvalue()
 
 
 @dataclass
@@ -109,15 +124,15 @@ def contents(tsa_url: str | None, tsa_chain: bytes | None, witnessed: bool) -> B
             offset, key, leaf = leaves[index]
             proof = make_tlog_proof(index, inclusion_proof(index, size, tree.read), notes[size])
             records.append(BundleRecord(TOPIC, partition, offset, index, key, value(partition, offset),
-                                        leaf, proof, "Test", {"n": offset}, FINGERPRINT, SCHEMA))
+                                        leaf, proof, "Test", size, FINGERPRINT, SCHEMA))
     log_vkeys = [str(log_signer(p).verifier) for p in LOG]
     return BundleContents(
         deployment=DEPLOYMENT,
-        request={"protocol_number": "20260000000001", "request_id": None, "reveal": False,
+        request={"protocol_number": PROTOCOL, "request_id": None, "reveal": False,
                  "legal_basis": None},
         created={"at": "2026-11-28T02:00:00+00:00", "tool": "protocolo test"},
         records=records, checkpoints=checkpoints, consistency=consistency,
-        log_vkeys=log_vkeys, policy=policy(list(LOG), witnessed), summary_html=b"<html><p>resumo</p></html>\n",
+        log_vkeys=log_vkeys, policy=policy(list(LOG), witnessed), subject=dict(SUBJECT),
         witness_vkeys=[str(witness_signer().verifier)] if witnessed else [],
     )
 

@@ -96,4 +96,7 @@ def test_standalone_does_not_import_the_project(tmp_path: Path) -> None:
     probe = subprocess.run([sys.executable, "-S", "-c", "import protocolo"], env={"PYTHONPATH": str(site)}, cwd=tmp_path,
                            capture_output=True, text=True, check=False)
     assert probe.returncode != 0  # the clean path really lacks the project
-    assert run_standalone(good, site).returncode == 0
+    unpinned = run_standalone(good, site)
+    assert unpinned.returncode == 3 and "VERDICT: UNPINNED" in unpinned.stdout, unpinned.stderr
+    pinned = run_standalone(good, site, *[a for v in synthetic.pinned().vkeys for a in ("--vkey", v)])
+    assert pinned.returncode == 0 and "VERDICT: VALID" in pinned.stdout, pinned.stderr

@@ -60,7 +60,7 @@ def test_a_bundle_verifies_offline_with_a_verdict_per_record(bundle: bytes, tsa:
     stamped = [f for f in report.findings if f.subject.endswith(".tsr")]
     assert len(stamped) == 2 and all(f.ok and "timestamped" in f.detail for f in stamped)
     assert "consistency/p0/4-6.proof" in {f.subject for f in report.findings if f.ok}
-    assert report.warnings == []
+    assert report.warnings == ["completeness not proven: the bundle carries no index lookup proof"]
     assert report.render().endswith("VERDICT: VALID (4 of 4 records verified)\n")
 
 
@@ -80,7 +80,9 @@ def test_the_witness_policy_is_enforced(bundle: bytes, tsa: LocalTsa) -> None:
 
 def test_keys_not_pinned_are_said(bundle: bytes) -> None:
     report = verify_bundle(bundle, BundleTrust())
-    assert report.ok, report.render()
+    assert report.checks_passed, report.render()
+    assert not report.ok and report.verdict == "UNPINNED" and report.exit_status == 3
+    assert "VERDICT: UNPINNED" in report.render() and "VERDICT: VALID" not in report.render()
     assert any("keys NOT pinned" in w for w in report.warnings)
     assert any("TSA root NOT pinned" in w for w in report.warnings)
 
@@ -232,7 +234,8 @@ def test_an_edited_file_is_named(bundle: bytes, tsa: LocalTsa) -> None:
     files["summary.html"] = files["summary.html"].replace(b"resumo", b"RESUMO")
     report = verify_bundle(_rezip(files), trust(tsa))
     assert_fails(report, "file-hash-mismatch")
-    assert [f.subject for f in report.findings if not f.ok] == ["summary.html"]
+    assert_fails(report, "summary-mismatch")  # and the text is not what the records say
+    assert {f.subject for f in report.findings if not f.ok} == {"summary.html"}
     files = _entries(bundle)
     files["extra.txt"] = b"planted"
     assert_fails(verify_bundle(_rezip(files), trust(tsa)), "file-not-in-manifest")

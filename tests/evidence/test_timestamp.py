@@ -1,7 +1,7 @@
 """RFC 3161 timestamps: the public vectors, a real local TSA, and what must be refused.
 
-Vectors are read straight from ``<repo>/../shared/evidence-vectors/rfc3161`` (override with
-``PROTOCOLO_EVIDENCE_VECTORS``); a missing folder fails the run. The live tests use
+Vectors are read from ``tests/evidence/vectors/rfc3161`` (:mod:`evidence_vectors`; override
+with ``PROTOCOLO_EVIDENCE_VECTORS``); a missing folder fails the run. The live tests use
 ``local_tsa.LocalTsa`` (OpenSSL ``ts -reply`` behind an HTTP server on 127.0.0.1) and check
 its tokens with ``openssl ts -verify`` as an independent oracle.
 """
@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import evidence_vectors
 import pytest
 from cryptography import x509
 from local_tsa import LocalTsa, fixed_reply_server
@@ -42,7 +43,7 @@ NOTE = b"protocolo/demo/protocolo.ledger/0\n42\nq6xbQmLvUo2dKF9CqNw2xWmKk6aPZtGJ
 
 def _vectors_dir() -> Path:
     override = os.environ.get("PROTOCOLO_EVIDENCE_VECTORS")
-    base = Path(override) if override else REPO_ROOT.parent / "shared" / "evidence-vectors"
+    base = Path(override) if override else evidence_vectors.VECTORS
     folder = base / "rfc3161"
     if not (folder / "expected.json").is_file():
         pytest.fail(

@@ -106,8 +106,8 @@ def test_a_forged_previous_checkpoint_makes_the_checkpointer_refuse(settings) ->
         assert refused.value.reason == "previous-forged"
         assert f"partition {victim.partition}" in str(refused.value)
 
-        # 2. note and row forged together, re-signed by an intruder's key it registered:
-        #    the signature passes, the consistency proof to the real tree cannot
+        # 2. note and row forged together, re-signed by an intruder's key it registered in
+        #    signing_keys: that table is not a source of trust, the configuration is
         intruder = Ed25519NoteSigner.generate(victim.origin)
         text = f"{victim.origin}\n{victim.size}\n{base64.b64encode(forged_root).decode()}\n"
         conn.execute("INSERT INTO signing_keys (key_name, key_id, vkey) VALUES (%s, %s, %s)",
@@ -116,11 +116,9 @@ def test_a_forged_previous_checkpoint_makes_the_checkpointer_refuse(settings) ->
                      " AND kafka_partition = %s",
                      (sign_note(text, [intruder]).decode(), f"{intruder.key_id:08x}",
                       settings.topic, victim.partition))
-        if victim.size > 1:
-            with pytest.raises(CheckpointRefused) as refused:
-                checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT,
-                                      partitions=[victim.partition])
-            assert refused.value.reason == "inconsistent"
+        with pytest.raises(CheckpointRefused) as refused:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, partitions=[victim.partition])
+        assert refused.value.reason == "previous-forged"
         rows = conn.execute("SELECT count(*) FROM checkpoints WHERE topic = %s AND kafka_partition = %s",
                             (settings.topic, victim.partition)).fetchone()
         assert rows == (1,), "nothing was signed over the forged history"
@@ -128,6 +126,50 @@ def test_a_forged_previous_checkpoint_makes_the_checkpointer_refuse(settings) ->
         others = [c.partition for c in made if c.partition != victim.partition]
         assert {c.partition for c in checkpoint_partitions(
             conn, key, settings.topic, DEPLOYMENT, partitions=others)} <= set(others)
+
+
+def test_a_key_added_to_signing_keys_is_not_trusted_even_for_a_true_statement(settings) -> None:
+    """Whoever can write the database registers a key of their own in signing_keys and
+    re-signs the newest checkpoint's genuine statement with it: the checkpointer must not
+    build on a checkpoint its configured keys did not sign."""
+    rt = start_runtime(settings)
+    key = LogKey.generate("protocolo/acme-test")
+    publish_mixed(rt, 20)
+    project(rt)
+    with rt.connect(autocommit=True) as conn:
+        victim = checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)[0]
+        publish_mixed(rt, 30)
+        project(rt)
+        intruder = Ed25519NoteSigner.generate(victim.origin)
+        text = f"{victim.origin}\n{victim.size}\n{base64.b64encode(victim.root).decode()}\n"
+        conn.execute("INSERT INTO signing_keys (key_name, key_id, vkey) VALUES (%s, %s, %s)",
+                     (intruder.name, f"{intruder.key_id:08x}", str(intruder.verifier)))
+        conn.execute("UPDATE checkpoints SET note = %s, key_id = %s WHERE topic = %s AND kafka_partition = %s",
+                     (sign_note(text, [intruder]).decode(), f"{intruder.key_id:08x}",
+                      settings.topic, victim.partition))
+        with pytest.raises(CheckpointRefused) as refused:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT, partitions=[victim.partition])
+        assert refused.value.reason == "previous-forged"
+        assert f"{intruder.key_id:08x}" in str(refused.value)
+        count = conn.execute("SELECT count(*) FROM checkpoints WHERE topic = %s AND kafka_partition = %s",
+                             (settings.topic, victim.partition)).fetchone()
+        assert count == (1,), "nothing was signed over the intruder's checkpoint"
+        # the intruder's key listed as a past key by the deployment's configuration: trusted
+        trusting = key.with_past([str(intruder.verifier)])
+        assert checkpoint_partitions(conn, trusting, settings.topic, DEPLOYMENT, partitions=[victim.partition])
+
+
+def test_past_log_keys_come_from_the_environment_and_a_bad_one_is_named(settings, monkeypatch) -> None:
+    from protocolo.attestation.log_key import ENV_PAST_LOG_VKEYS, SigningKeyError, load_log_key
+
+    old = LogKey.generate("protocolo/acme-test")
+    origins = [f"protocolo/{DEPLOYMENT}/{settings.topic}/{p}" for p in range(2)]
+    monkeypatch.setenv(ENV_PAST_LOG_VKEYS, "\n".join(old.vkey(o) for o in origins))
+    key = load_log_key(settings, DEPLOYMENT)
+    assert [str(v) for v in key.trusted(origins[1])][1:] == [old.vkey(origins[1])]
+    monkeypatch.setenv(ENV_PAST_LOG_VKEYS, "not-a-key")
+    with pytest.raises(SigningKeyError, match=f"^{ENV_PAST_LOG_VKEYS}: 'not-a-key' is not a verifier key"):
+        load_log_key(settings, DEPLOYMENT)
 
 
 def test_a_tampered_tree_is_not_signed(settings) -> None:
@@ -159,6 +201,12 @@ def test_key_rotation_keeps_old_checkpoints_verifiable(settings) -> None:
         before = checkpoint_partitions(conn, old_key, settings.topic, DEPLOYMENT)
         publish_mixed(rt, 20)
         project(rt)
+        # the old key's verifier keys, as `protocolo keys show` printed them, configured
+        # as past keys: without them the new key does not build on the old checkpoints
+        with pytest.raises(CheckpointRefused, match="PROTOCOLO_PAST_LOG_VKEYS") as refused:
+            checkpoint_partitions(conn, new_key, settings.topic, DEPLOYMENT)
+        assert refused.value.reason == "previous-forged"
+        new_key = new_key.with_past([old_key.vkey(c.origin) for c in before])
         after = checkpoint_partitions(conn, new_key, settings.topic, DEPLOYMENT)
         history = known_log_keys(conn)
     assert after and {c.partition for c in after} <= {c.partition for c in before}

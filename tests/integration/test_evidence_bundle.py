@@ -127,7 +127,7 @@ def test_a_projected_contact_bundle_verifies_offline_record_for_record(contact, 
     data = _bundle(contact["cli"], tmp_path, "b.zip", "--protocol", contact["p"])
     report = verify_bundle(data, contact["trust"])
     assert report.ok, report.render()
-    assert report.warnings == []
+    assert report.warnings == ["completeness not proven: the bundle carries no index lookup proof"]
     # every record of the contact and of its request, as a raw consumer reads them off Kafka
     wanted = {(r.partition, r.offset) for r in contact["receipts"]}
     assert {(r.partition, r.offset) for r in report.records} == wanted
@@ -189,17 +189,23 @@ def test_bundles_before_and_after_an_erasure_both_verify(contact, tmp_path) -> N
     assert records(before) == records(after)
 
 
-def test_records_not_yet_checkpointed_are_said_with_what_to_do(contact, tmp_path) -> None:
+def test_records_not_yet_checkpointed_are_listed_as_pending_not_refused(contact, tmp_path) -> None:
     rt = contact["rt"]
     with rt.publisher("evidence-test-late") as publisher:
-        publisher.publish_many([Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Ana",
-                                                    "text": "late note"},
-                                      protocol_number=contact["p"], occurred_at=now_s())])
+        (late,) = publisher.publish_many([Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Ana",
+                                                              "text": "late note"},
+                                                protocol_number=contact["p"], occurred_at=now_s())])
     project(rt)
     done = contact["cli"]("evidence", "--protocol", contact["p"], "--out", str(tmp_path / "x.zip"))
-    assert done.code == 2
-    assert "not covered by a signed checkpoint yet" in done.err and "protocolo checkpoint" in done.err
-    assert not (tmp_path / "x.zip").exists()
+    assert done.code == 0, done.err
+    assert "1 newer records are not checkpointed yet" in done.out and "protocolo checkpoint" in done.out
+    data = (tmp_path / "x.zip").read_bytes()
+    report = verify_bundle(data, contact["trust"])
+    assert report.ok, report.render()
+    manifest = json.loads(dict(read_zip(data))["manifest.json"])
+    assert [(p["partition"], p["offset"]) for p in manifest["pending"]] == [(late.partition, late.offset)]
+    assert (late.partition, late.offset) not in {(r.partition, r.offset) for r in report.records}
+    assert "Not yet checkpointed (not proven here)" in dict(read_zip(data))["summary.html"].decode()
 
 
 def test_unknown_contact_and_bad_arguments_are_refused(contact, tmp_path) -> None:
@@ -232,7 +238,7 @@ def test_the_demo_ends_with_a_bundle_verified_offline(settings, monkeypatch, cap
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("Proof-of-service bundle of "))
     path = Path(line.rsplit(": ", 1)[1])
-    assert "offline verification with the log's verifier keys: VALID" in out
+    assert "offline verification pinned to the deployment's log keys: VALID (contact " in out
     key = load_log_key(settings, DEPLOYMENT)
     vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
     report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
@@ -254,3 +260,93 @@ def test_witness_cosignatures_travel_in_the_bundle_and_a_required_witness_is_enf
     missing = f"{logs}witness notary {stranger}\nquorum notary\n".encode()
     report = verify_bundle(data, BundleTrust((), (missing,), trust.tsa_roots))
     assert not report.ok and "quorum-not-met" in report.reasons
+
+
+def _sql(contact, text: str, *args) -> list:
+    import psycopg
+
+    with psycopg.connect(contact["rt"].database_url, autocommit=True) as conn:
+        cur = conn.execute(text, args)
+        return cur.fetchall() if cur.description else []
+
+
+def _fastavro_fields(files: dict[str, bytes], directory: str) -> dict:
+    """The record decoded by plain fastavro over the bundled schema (independent oracle)."""
+    import io
+
+    import fastavro
+
+    value = files[f"{directory}/value.bin"]
+    schema = fastavro.parse_schema(json.loads(files[f"schemas/{value[2:10].hex()}.avsc"]))
+    return fastavro.schemaless_reader(io.BytesIO(value[10:]), schema)
+
+
+def test_an_edited_decoded_copy_or_view_does_not_reach_the_bundle(contact, tmp_path) -> None:
+    """journal.payload and the interactions view say ABANDONED; the signed bytes say RESOLVED,
+    and so does every readable part of the bundle, which verifies."""
+    p = contact["p"]
+    _sql(contact, "UPDATE journal SET payload = jsonb_set(payload, '{outcome}', '\"ABANDONED\"')"
+         " WHERE protocol_number = %s AND event_type = 'ContactClosed'", p)
+    _sql(contact, "UPDATE interactions SET outcome = 'ABANDONED', protocol_disclosed_at = NULL"
+         " WHERE protocol_number = %s", p)
+    data = _bundle(contact["cli"], tmp_path, "t.zip", "--protocol", p)
+    assert verify_bundle(data, contact["trust"]).ok
+    files = dict(read_zip(data))
+    manifest = json.loads(files["manifest.json"])
+    (closed,) = [r["dir"] for r in manifest["records"] if r["event_type"] == "ContactClosed"]
+    assert _fastavro_fields(files, closed)["outcome"] == "RESOLVED"
+    assert json.loads(files[f"{closed}/record.json"])["fields"]["outcome"] == "RESOLVED"
+    assert all(b"ABANDONED" not in content for name, content in files.items()
+               if name.endswith((".json", ".html")) and name != "verify.py")
+    summary = files["summary.html"].decode()
+    assert "<b>RESOLVED</b>" in summary
+    told = summary.split("When the protocol number was told", 1)[1].split("</p>", 2)[1]
+    assert "SIM / YES" in told  # the disclosure rule is judged from the records, not the view
+
+
+def test_a_journal_value_that_misses_the_signed_root_refuses_the_bundle(contact, tmp_path) -> None:
+    p = contact["p"]
+    (partition,) = _sql(contact, "UPDATE journal SET record_value = record_value || '\\x00'::bytea"
+                        " WHERE protocol_number = %s AND event_type = 'ContactClosed'"
+                        " RETURNING kafka_partition", p)[0]
+    done = contact["cli"]("evidence", "--protocol", p, "--out", str(tmp_path / "v.zip"))
+    assert done.code == 2 and not (tmp_path / "v.zip").exists()
+    assert f"partition {partition} of the ledger differs from its signed checkpoints" in done.err
+    assert "protocolo verify" in done.err and "bug" not in done.err
+    assert len(done.err.strip().splitlines()) == 1, done.err
+
+
+@pytest.mark.parametrize("which", ["disclosure", "last-row"])
+def test_a_deleted_journal_row_refuses_the_bundle_naming_the_partition(contact, tmp_path, which) -> None:
+    p = contact["p"]
+    if which == "disclosure":
+        (partition,) = _sql(contact, "DELETE FROM journal WHERE ctid = (SELECT ctid FROM journal"
+                            " WHERE protocol_number = %s AND event_type = 'DisclosureMade' LIMIT 1)"
+                            " RETURNING kafka_partition", p)[0]
+    else:
+        partition = _sql(contact, "SELECT kafka_partition FROM journal WHERE protocol_number = %s"
+                         " AND event_type = 'ContactOpened'", p)[0][0]
+        _sql(contact, "DELETE FROM journal WHERE topic = %s AND kafka_partition = %s AND leaf_index ="
+             " (SELECT max(leaf_index) FROM journal WHERE topic = %s AND kafka_partition = %s)",
+             contact["rt"].settings.topic, partition, contact["rt"].settings.topic, partition)
+    done = contact["cli"]("evidence", "--protocol", p, "--out", str(tmp_path / "d.zip"))
+    assert done.code == 2 and not (tmp_path / "d.zip").exists(), done.out
+    assert f"partition {partition} of the ledger differs from its signed checkpoints" in done.err
+    assert "protocolo verify" in done.err and "bug" not in done.err
+    checked = contact["cli"]("verify")
+    assert checked.code == 1, checked.out + checked.err  # and `verify` names it too
+
+
+def test_evidence_options_are_refused_before_any_io(contact, tmp_path, monkeypatch) -> None:
+    """A bad option is named without reaching PostgreSQL (the database URL points nowhere)."""
+    monkeypatch.setenv("PROTOCOLO_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    cli = contact["cli"]
+    for args, named in ((["--request", "not-a-uuid"], "--request"),
+                        (["--protocol", "12"], "--protocol"),
+                        (["--protocol", contact["p"], "--reveal"], "--legal-basis"),
+                        (["--protocol", contact["p"], "--out", str(tmp_path / "no" / "x.zip")], "--out")):
+        out = args if "--out" in args else [*args, "--out", str(tmp_path / "x.zip")]
+        done = cli("evidence", *out)
+        assert done.code == 2 and named in done.err, done.err
+        assert "connect" not in done.err and "127.0.0.1" not in done.err, done.err
+        assert len(done.err.strip().splitlines()) == 1, done.err

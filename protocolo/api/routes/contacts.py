@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from protocolo.core.errors import shown_value
 from protocolo.projections import history
 
-from .. import access_audit, evidence_bundles, inputs
+from .. import access_audit, evidence_bundles, inputs, verified_reads
 from ..auth import Services, principal
 from ..identities import Principal
 from ..inputs import encoded
@@ -30,7 +30,7 @@ class ContactPage(BaseModel):
     total: int
     page: int
     page_size: int
-    items: list[dict[str, Any]]
+    items: list[verified_reads.VerifiedContact]
 
 
 def _masked(row: dict[str, Any]) -> dict[str, Any]:
@@ -77,8 +77,10 @@ def search(
     with svc.ledger.connection() as conn:
         rows, total = history.search_contacts(conn, filters, offset=(page - 1) * page_size, limit=page_size,
                                               sort=sort)
+        verified_reads.check_search_rows(svc, conn, rows)
     return ContactPage(total=total, page=page, page_size=page_size,
-                       items=[jsonable_encoder(_masked(r)) for r in rows])
+                       items=[verified_reads.VerifiedContact.model_validate(jsonable_encoder(_masked(r)))
+                              for r in rows])
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -88,7 +90,16 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
-@router.get("/{protocol_number}", summary="A contact's timeline")
+class ContactTimeline(BaseModel):
+    """The timeline's parts (interaction, compliance, events, recordings, requests, holds,
+    customer, projection), with the verified values, and how they were checked."""
+
+    model_config = ConfigDict(extra="allow")
+    protocol_number: str
+    verified: verified_reads.Verification
+
+
+@router.get("/{protocol_number}", summary="A contact's timeline", response_model=ContactTimeline)
 def timeline(
     protocol_number: str, request: Request, svc: Services,
     who: Annotated[Principal, Security(principal, scopes=[Permission.CONTACTS_READ])],
@@ -103,14 +114,16 @@ def timeline(
         raise HTTPException(403, f"role {who.role.value} may not unmask personal data [rule: role]")
     with svc.ledger.connection() as conn:
         found = history.timelines(conn, [number])[0]
-    if found.interaction is None and not found.events:
+        checked = verified_reads.check_timeline(svc, conn, found) if found.events else None
+    if found.interaction is None and not found.events or checked is None:
         raise HTTPException(404, f"no contact with protocol number {number}")
     customer: dict[str, Any] | None = None
     if unmask:
         reason = inputs.need_purpose(purpose)
         subject = found.interaction.get("cpf_index") if found.interaction else None
         access_audit.record_access(svc, request, who, access_audit.UNMASK, purpose=reason,
-                                   protocol_number=number, subject_ref=subject)
+                                   protocol_number=number, subject_ref=subject,
+                                   target=verified_reads.finding_target(checked))
         opened = next((e for e in found.events if e["event_type"] == "ContactOpened"), None)
         if opened is not None:
             sealed = (opened["payload"].get("customer") or {}).get("sealed")
@@ -130,6 +143,7 @@ def timeline(
         "requests": [_masked(r) for r in found.requests],
         "holds": found.holds,
         "projection": lag_summary(svc),
+        "verified": checked.as_dict(),
     })
 
 

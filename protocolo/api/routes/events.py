@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from protocolo.core.errors import EventRejected
 from protocolo.producers.publisher import Event
+from protocolo.schemas.catalogue import SchemaCatalogue
 
 from ..auth import Services, principal
+from ..event_bodies import event_bodies, fields_from_json
 from ..identities import Principal
 from ..ledger_writes import WriteResult, publish_and_wait
 from ..roles import Permission
@@ -30,8 +32,19 @@ SERVICE_EVENT_TYPES = frozenset({
 })
 
 
+CATALOGUE = SchemaCatalogue.load()
+
+
+def _one_body_per_event_type(schema: dict[str, Any]) -> None:
+    """The documented body: one shape per event type (its ``fields`` from the wire contract).
+    Validation stays the publisher's, which names the field and the rule broken."""
+    schema.clear()
+    schema.update(title="NewEvent", oneOf=event_bodies(CATALOGUE, set(CATALOGUE.event_types()) - SERVICE_EVENT_TYPES),
+                  description="One event; `event_type` selects the shape of `fields`.")
+
+
 class NewEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_body_per_event_type)
     event_type: str = Field(min_length=1, max_length=100)
     protocol_number: str | None = Field(None, max_length=40)
     occurred_at: datetime | None = None
@@ -44,13 +57,15 @@ class NewEvent(BaseModel):
 def publish(body: NewEvent, svc: Services,
             who: Annotated[Principal, Security(principal, scopes=[Permission.EVENTS_PUBLISH])]) -> WriteResult:
     """Validated by the wire contract (422 names the field and the rule); timestamps inside
-    ``fields`` are microseconds since the epoch, as in the Avro schema. Only the event types
+    ``fields`` are RFC 3339 date-times with a zone, as ``occurred_at``. Only the event types
     of ``SERVICE_EVENT_TYPES`` (422, rule ``service-allow-list``, nothing published)."""
-    if body.event_type not in SERVICE_EVENT_TYPES and body.event_type in svc.publisher.catalogue.event_types():
+    if body.event_type not in SERVICE_EVENT_TYPES and body.event_type in CATALOGUE.event_types():
         raise EventRejected("event_type", "service-allow-list",
                             f"a service may publish only {', '.join(sorted(SERVICE_EVENT_TYPES))}; decisions, "
                             "deletions, holds and the access audit come from their own routes, which enforce "
                             "their rules and name the authenticated user")
-    return publish_and_wait(svc, [Event(body.event_type, body.fields, protocol_number=body.protocol_number,
+    fields = (fields_from_json(CATALOGUE.current(body.event_type).schema, body.fields)
+              if body.event_type in CATALOGUE.event_types() else body.fields)
+    return publish_and_wait(svc, [Event(body.event_type, fields, protocol_number=body.protocol_number,
                                         occurred_at=body.occurred_at, correlation_id=body.correlation_id,
                                         event_id=body.event_id)])

@@ -1,0 +1,272 @@
+"""The verifiable index of each partition in PostgreSQL, maintained at checkpoint time.
+
+The checkpointer calls :func:`commit_index` in the transaction (and under the advisory
+lock) in which it signs a checkpoint: the map is brought from its last signed size to the
+checkpoint's size by reading the new leaves' rows, the new (key, leaf) entries and the
+rewritten tree nodes are stored (nodes are versioned by map size, so a lookup proof can be
+made at any earlier index checkpoint), and the index checkpoint (the checkpoint plus the
+``protocolo-vindex/v1`` extension line) is signed with the partition's log key. Keeping it
+at checkpoint time keeps it out of the projector's hot path; its cost is measured by
+``bench/index_bench.py``. Formats: docs/evidence-format.md §11; why this commitment:
+docs/checkpoints.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
+from protocolo.evidence.note import Ed25519NoteSigner, encode_base64
+from protocolo.evidence.vindex import (
+    BLIND_INDEX_FIELDS,
+    EMPTY,
+    EXTENSION_PREFIX,
+    LookupProof,
+    MapKey,
+    MapTree,
+    Node,
+    NodeFetch,
+    Position,
+    list_hash,
+    map_keys,
+    path_positions,
+    prove,
+)
+from protocolo.schemas.catalogue import SchemaCatalogue
+from protocolo.schemas.codec import HEADER_SIZE, DecodeError, read_body, split
+
+
+class IndexRefused(Exception):
+    """The index cannot be brought to the checkpoint's size (leaf rows missing)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def leaf_keys(catalogue: SchemaCatalogue, key: bytes | None, value: bytes) -> list[MapKey]:
+    """The map function (§11.1) of one leaf: the value decoded with its *writer* schema
+    (not resolved into the current one: the fields are the ones the producer wrote).
+    A value whose writer schema has no blind-index field is not decoded: it cannot carry
+    one, so the result is the same, and most events are spared the decoder."""
+    record: Any = None
+    try:
+        fingerprint, _ = split(value)
+        version = catalogue.by_fingerprint(fingerprint)
+        if _may_hold_blind_index(version.fingerprint, version.schema):
+            record = read_body(value, version.schema, None, start=HEADER_SIZE)
+    except DecodeError:
+        record = None
+    return map_keys(key, record)
+
+
+_BLIND_FIELDS: dict[bytes, bool] = {}
+
+
+def _may_hold_blind_index(fingerprint: bytes, schema: Any) -> bool:
+    known = _BLIND_FIELDS.get(fingerprint)
+    if known is None:
+        text = json.dumps(schema)
+        known = _BLIND_FIELDS[fingerprint] = any(f'"{name}"' in text for name in BLIND_INDEX_FIELDS)
+    return known
+
+
+def _prefix_bytes(depth: int, prefix: int) -> bytes:
+    return prefix.to_bytes((depth + 7) // 8, "big")
+
+
+def leaf_rows(conn: psycopg.Connection[Any], topic: str, partition: int, start: int,
+              end: int, window: int = 20000,
+              decodable: Sequence[bytes] | None = None) -> Iterable[tuple[int, bytes | None, bytes]]:
+    """The rows of leaves [start, end) in leaf order (journal and quarantine): index, key,
+    value; read ``window`` leaves at a time so a first catch-up stays in bounded memory.
+    With ``decodable`` (writer-schema fingerprints), a value whose fingerprint is not one
+    of them comes back as its 10-byte header only: all the map function looks at."""
+    whole = "record_value" if decodable is None else (
+        "CASE WHEN substring(record_value from 3 for 8) = ANY(%(f)s) THEN record_value"
+        " ELSE substring(record_value from 1 for 10) END")
+    for low in range(start, end, window):
+        high = min(end, low + window)
+        rows = conn.execute(
+            f"SELECT leaf_index, record_key, {whole} FROM journal"
+            " WHERE topic = %(t)s AND kafka_partition = %(p)s"
+            " AND leaf_index >= %(a)s AND leaf_index < %(b)s"
+            " UNION ALL SELECT leaf_index, record_key, coalesce(record_value, ''::bytea)"
+            " FROM quarantine WHERE topic = %(t)s AND kafka_partition = %(p)s"
+            " AND leaf_index >= %(a)s AND leaf_index < %(b)s ORDER BY 1",
+            {"t": topic, "p": partition, "a": low, "b": high,
+             "f": list(decodable or ())}).fetchall()
+        for index, key, value in rows:
+            yield int(index), None if key is None else bytes(key), bytes(value)
+
+
+def blind_index_fingerprints(catalogue: SchemaCatalogue) -> list[bytes]:
+    """The writer schemas that have a blind-index field (the values worth reading whole)."""
+    return [v.fingerprint for t in catalogue.event_types() for v in catalogue.versions(t)
+            if _may_hold_blind_index(v.fingerprint, v.schema)]
+
+
+CACHED_DEPTH = 14
+"""Levels of each partition's tree kept in memory between checkpoints (at most 2^15 nodes):
+a long-running checkpointer then reads only the deeper nodes of the paths it updates."""
+_TREES: dict[tuple[Any, ...], tuple[int, bytes, MapTree]] = {}
+"""Per database and partition: (map size, map root, tree) after the last update. Used only
+while the database's newest index checkpoint has that size and root (a rolled-back
+transaction or another checkpointer makes it stale: it is dropped)."""
+
+
+@dataclass(frozen=True)
+class IndexCheckpoint:
+    topic: str
+    partition: int
+    size: int
+    root: bytes
+    map_root: bytes
+    origin: str
+    note: bytes
+
+
+class StoredIndex:
+    """One partition's index in the database."""
+
+    def __init__(self, conn: psycopg.Connection[Any], topic: str, partition: int) -> None:
+        self.conn = conn
+        self.topic = topic
+        self.partition = partition
+
+    def map_size(self) -> int:
+        return self.latest()[0]
+
+    def latest(self) -> tuple[int, bytes]:
+        """(size, map root) of the newest index checkpoint; (0, EMPTY) before the first."""
+        row = self.conn.execute(
+            "SELECT tree_size, map_root FROM vindex_checkpoints WHERE topic = %s"
+            " AND kafka_partition = %s ORDER BY tree_size DESC LIMIT 1",
+            (self.topic, self.partition)).fetchone()
+        return (0, EMPTY) if row is None else (int(row[0]), bytes(row[1]))
+
+    def _cache_key(self) -> tuple[Any, ...]:
+        info = self.conn.info
+        return (info.host, info.port, info.dbname, self.topic, self.partition)
+
+    def tree(self, size: int) -> MapTree:
+        """The tree of map state ``size``, read on demand."""
+        return MapTree(self.fetcher(size))
+
+    def fetcher(self, size: int) -> NodeFetch:
+        """Reads nodes of map state ``size``."""
+        def fetch(positions: Sequence[Position]) -> Mapping[Position, Node]:
+            # one primary-key probe per position (LATERAL ... LIMIT 1): a join the planner
+            # may turn into a scan of every node made the cost grow with the map
+            rows = self.conn.execute(
+                "SELECT q.depth, q.prefix, n.hash, n.leaf_key, n.list_hash"
+                " FROM unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
+                " CROSS JOIN LATERAL (SELECT hash, leaf_key, list_hash FROM vindex_nodes"
+                " WHERE topic = %s AND kafka_partition = %s AND depth = q.depth"
+                " AND prefix = q.prefix AND map_size <= %s ORDER BY map_size DESC LIMIT 1) n",
+                ([d for d, _ in positions], [_prefix_bytes(d, p) for d, p in positions],
+                 self.topic, self.partition, size)).fetchall()
+            return {(int(d), int.from_bytes(bytes(p), "big")): Node(
+                bytes(h), None if k is None else bytes(k), None if lh is None else bytes(lh))
+                for d, p, h, k, lh in rows}
+        return fetch
+
+    def indexes(self, khash: bytes, size: int) -> list[int]:
+        return [int(i) for (i,) in self.conn.execute(
+            "SELECT leaf_index FROM vindex_entries WHERE topic = %s AND kafka_partition = %s"
+            " AND key_hash = %s AND leaf_index < %s ORDER BY leaf_index",
+            (self.topic, self.partition, khash, size))]
+
+    def prove(self, key: MapKey, size: int) -> LookupProof:
+        """The lookup proof of ``key`` at the index checkpoint of ``size`` leaves."""
+        tree = self.tree(size)
+        tree.prefetch(path_positions(key.hash, max(8, size.bit_length() + 4)))  # one query
+        return prove(tree, key, size, lambda k: self.indexes(k, size))
+
+    def advance(self, catalogue: SchemaCatalogue, size: int) -> bytes:
+        """Bring the stored map from its last signed size to ``size``; its root."""
+        start, start_root = self.latest()
+        cached = _TREES.pop(self._cache_key(), None)
+        if cached is not None and cached[:2] == (start, start_root):
+            tree = cached[2].reading_from(self.fetcher(size))
+        else:
+            tree = self.tree(size)
+        if start >= size:
+            return tree.root()
+        entries: list[tuple[bytes, int, str, str]] = []
+        expected = start
+        for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, size,
+                                           decodable=blind_index_fingerprints(catalogue)):
+            if index != expected:
+                break
+            entries += [(k.hash, index, k.kind, k.value) for k in leaf_keys(catalogue, key, value)]
+            expected += 1
+        if expected != size:
+            raise IndexRefused("index-leaves-missing",
+                               f"leaf {expected} has no journal or quarantine row (the index "
+                               "is made from the rows; run protocolo verify)")
+        with self.conn.cursor() as cur, cur.copy(
+                "COPY vindex_entries (topic, kafka_partition, key_hash, leaf_index, kind,"
+                " key_value) FROM STDIN") as copy:
+            for entry in entries:
+                copy.write_row((self.topic, self.partition, *entry))
+        touched = sorted({e[0] for e in entries})
+        lists = {bytes(k): [int(i) for i in v] for k, v in self.conn.execute(
+            "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index) FROM vindex_entries"
+            " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
+            " GROUP BY key_hash", (self.topic, self.partition, touched))}
+        tree.prefetch_paths(touched)
+        written = tree.update({k: list_hash(v) for k, v in lists.items()})
+        with self.conn.cursor() as cur, cur.copy(
+                "COPY vindex_nodes (topic, kafka_partition, depth, prefix, map_size, hash,"
+                " leaf_key, list_hash) FROM STDIN") as copy:
+            for (d, p), node in written.items():
+                copy.write_row((self.topic, self.partition, d, _prefix_bytes(d, p), size,
+                                node.hash, node.leaf_key, node.list_hash))
+        root = tree.root()
+        tree.forget_below(CACHED_DEPTH)
+        _TREES[self._cache_key()] = (size, root, tree)
+        return root
+
+
+def index_checkpoint_text(origin: str, size: int, root: bytes, map_root: bytes) -> Checkpoint:
+    return Checkpoint(origin, size, root, (EXTENSION_PREFIX + encode_base64(map_root),))
+
+
+@functools.cache
+def published_catalogue() -> SchemaCatalogue:
+    """The published schemas (the map function decodes with the writer schema)."""
+    return SchemaCatalogue.load()
+
+
+def commit_index(conn: psycopg.Connection[Any], catalogue: SchemaCatalogue,
+                 signer: Ed25519NoteSigner, topic: str, partition: int, origin: str, size: int,
+                 root: bytes) -> IndexCheckpoint:
+    """Advance the map to the checkpoint of ``size`` leaves and ``root`` and sign the index
+    checkpoint. Call inside the checkpoint's transaction."""
+    index = StoredIndex(conn, topic, partition)
+    map_root = index.advance(catalogue, size)
+    note = sign_checkpoint(index_checkpoint_text(origin, size, root, map_root), [signer])
+    conn.execute(
+        "INSERT INTO vindex_checkpoints (topic, kafka_partition, tree_size, root_hash, map_root,"
+        " origin, note, key_name, key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (topic, kafka_partition, tree_size) DO NOTHING",
+        (topic, partition, size, root, map_root, origin, note.decode(), signer.name,
+         f"{signer.key_id:08x}"))
+    return IndexCheckpoint(topic, partition, size, root, map_root, origin, note)
+
+
+def index_checkpoints(conn: psycopg.Connection[Any], topic: str,
+                      partition: int) -> list[IndexCheckpoint]:
+    """The stored index checkpoints of a partition, oldest first."""
+    return [IndexCheckpoint(topic, partition, int(s), bytes(r), bytes(m), o, n.encode())
+            for s, r, m, o, n in conn.execute(
+                "SELECT tree_size, root_hash, map_root, origin, note FROM vindex_checkpoints"
+                " WHERE topic = %s AND kafka_partition = %s ORDER BY tree_size",
+                (topic, partition))]

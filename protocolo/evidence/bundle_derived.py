@@ -1,0 +1,189 @@
+"""Checks of a v2 bundle's readable parts against the records' proven bytes (§9.5).
+
+Each ``record.json`` must be exactly :func:`~protocolo.evidence.readable.readable_record` of
+the record's key and value decoded with the bundled writer schema, ``summary.html`` exactly
+:func:`~protocolo.evidence.readable.summary_html` of those records and the signed manifest's
+``subject``, ``created``, ``rules``, ``declared`` and ``pending``; and every record must
+belong to the manifest's subject (its protocol number, or one of its retrieval requests).
+A difference is named by file and by the first field (JSON path) or line that differs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from protocolo.evidence.readable import ProvenRecord, canonical_json, readable_record, summary_html
+
+SUMMARY = "summary.html"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whom the bundle is about (manifest ``subject``)."""
+
+    kind: str
+    protocol_number: str | None
+    request_ids: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "protocol_number": self.protocol_number,
+                "request_ids": list(self.request_ids)}
+
+
+class DerivedError(ValueError):
+    """A v2 manifest field the checks below need is malformed."""
+
+
+def parse_subject(doc: Mapping[str, Any]) -> Subject:
+    subject = doc.get("subject")
+    if not isinstance(subject, dict) or subject.get("kind") != "contact":
+        raise DerivedError("subject: an object with kind \"contact\"")
+    protocol = subject.get("protocol_number")
+    requests = subject.get("request_ids")
+    if not isinstance(protocol, str) or not isinstance(requests, list) or not all(
+            isinstance(r, str) for r in requests):
+        raise DerivedError("subject: protocol_number (string) and request_ids (strings)")
+    return Subject("contact", protocol, tuple(requests))
+
+
+def parse_pending(doc: Mapping[str, Any]) -> list[dict[str, int]]:
+    pending = doc.get("pending")
+    if not isinstance(pending, list):
+        raise DerivedError("pending: a list")
+    out = []
+    for i, p in enumerate(pending):
+        if not isinstance(p, dict) or not all(
+                isinstance(p.get(k), int) and not isinstance(p.get(k), bool) and p[k] >= 0
+                for k in ("partition", "offset", "leaf_index")):
+            raise DerivedError(f"pending[{i}]: partition, offset, leaf_index (integers)")
+        out.append({k: int(p[k]) for k in ("partition", "offset", "leaf_index")})
+    return out
+
+
+def _object(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = doc.get(name)
+    if not isinstance(value, dict):
+        raise DerivedError(f"{name}: an object")
+    return value
+
+
+def first_difference(expected: Any, actual: Any, path: str = "") -> str:
+    """The JSON path of the first place ``actual`` differs from ``expected``."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in sorted(set(expected) | set(actual)):
+            if expected.get(key, ...) != actual.get(key, ...):
+                return first_difference(expected.get(key), actual.get(key), f"{path}.{key}" if path else key)
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
+            if a != b:
+                return first_difference(a, b, f"{path}[{i}]")
+    return path or "(whole file)"
+
+
+def _which_field(expected: dict[str, Any], actual: bytes) -> str:
+    try:
+        parsed = json.loads(actual.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "(not JSON)"
+    if parsed == expected:
+        return "(same content, not the canonical JSON form)"
+    return first_difference(expected, parsed)
+
+
+def _first_line(expected: bytes, actual: bytes) -> str:
+    ours, theirs = expected.split(b"\n"), actual.split(b"\n")
+    for number, (a, b) in enumerate(zip(ours, theirs, strict=False), start=1):
+        if a != b:
+            return f"line {number}: expected {a[:120].decode('utf-8', 'replace')!r}"
+    return f"line {min(len(ours), len(theirs)) + 1}: length differs"
+
+
+@dataclass
+class DerivedFinding:
+    subject: str
+    reason: str
+    detail: str
+
+
+def check_derived(files: Mapping[str, bytes], doc: Mapping[str, Any],
+                  records: Sequence[tuple[str, str, int, int, int, bool, str, int]],
+                  all_verified: bool) -> list[DerivedFinding]:
+    """Every readable part of a v2 bundle re-derived and compared (see the module docstring).
+
+    ``records``: per manifest record ``(dir, topic, partition, offset, leaf_index, key_null,
+    event_type, checkpoint_size)``; the summary is compared only when ``all_verified`` (each
+    record's bytes proven), since it is built from the proven records.
+    """
+    found: list[DerivedFinding] = []
+    try:
+        subject = parse_subject(doc)
+        rules, declared = _object(doc, "rules"), _object(doc, "declared")
+        pending = parse_pending(doc)
+        created = _object(doc, "created").get("at")
+    except DerivedError as exc:
+        return [DerivedFinding("manifest.json", "manifest-malformed", str(exc))]
+    schemas = {path[8:-5]: data for path, data in files.items()
+               if path.startswith("schemas/") and path.endswith(".avsc")}
+    proven: list[ProvenRecord] = []
+    for i, (directory, topic, partition, offset, leaf, key_null, event_type, size) in enumerate(records):
+        value = files.get(f"{directory}/value.bin")
+        key = None if key_null else files.get(f"{directory}/key.bin")
+        if value is None or (key is None and not key_null):
+            continue  # record-incomplete, reported by the record check
+        derived = readable_record(topic, partition, offset, leaf, key, value, schemas)
+        proven.append(ProvenRecord(derived, size))
+        actual = files.get(f"{directory}/record.json")
+        if actual != canonical_json(derived):
+            where = "(absent)" if actual is None else _which_field(derived, actual)
+            found.append(DerivedFinding(f"{directory}/record.json", "readable-mismatch",
+                                        f"field {where} is not what the record's bytes say"))
+        if derived.get("event_type") != event_type:
+            found.append(DerivedFinding("manifest.json", "readable-mismatch",
+                                        f"records[{i}].event_type is {event_type!r}, the record "
+                                        f"is a {derived.get('event_type')!r}"))
+        found += _belongs(directory, derived, subject)
+    found += _rules_match(proven, rules)
+    if all_verified:
+        expected = summary_html(subject.as_json(), str(created), rules, declared, proven, pending)
+        actual = files.get(SUMMARY)
+        if actual != expected:
+            where = "(absent)" if actual is None else _first_line(expected, actual)
+            found.append(DerivedFinding(SUMMARY, "summary-mismatch",
+                                        f"not what the records say: {where}"))
+    return found
+
+
+def _belongs(directory: str, derived: Mapping[str, Any], subject: Subject) -> list[DerivedFinding]:
+    fields = derived.get("fields")
+    if not isinstance(fields, dict):
+        return [DerivedFinding(directory, "record-outside-subject",
+                               f"the value cannot be decoded ({derived.get('undecodable')}), so "
+                               "nothing shows it is about the bundle's subject")]
+    meta = fields.get("meta")
+    protocol = meta.get("protocol_number") if isinstance(meta, dict) else None
+    request = fields.get("request_id")
+    if protocol is not None and protocol == subject.protocol_number:
+        return []
+    if protocol is None and isinstance(request, str) and request in subject.request_ids:
+        return []
+    return [DerivedFinding(directory, "record-outside-subject",
+                           f"record of protocol {protocol!r} / request {request!r}, the bundle is "
+                           f"about protocol {subject.protocol_number!r}")]
+
+
+def _rules_match(proven: Sequence[ProvenRecord], rules: Mapping[str, Any]) -> list[DerivedFinding]:
+    opened = [r for r in proven if r.event_type == "ContactOpened"]
+    stated = opened[0].fields.get("policy_profile") if opened else None
+    profile = rules.get("profile")
+    if isinstance(stated, str) and (not isinstance(profile, str)
+                                    or profile.partition("@")[0] != stated):
+        return [DerivedFinding("manifest.json", "rules-mismatch",
+                               f"rules.profile is {profile!r}, the contact's record names "
+                               f"{stated!r}")]
+    return []
+
+
+__all__ = ["DerivedFinding", "Subject", "check_derived", "parse_subject"]

@@ -1,0 +1,279 @@
+"""The verifiable index on a real ledger: maintained at checkpoint time, signed, proved,
+and checked by `protocolo verify`.
+
+One ledger is made for the module on the real broker and PostgreSQL: customers (CPF and
+customer code) with contacts spread over the partitions, a request by CPF, and records the
+projector quarantines; projected and checkpointed twice. The oracle is the independent
+transcription of docs/evidence-format.md §11 (vindex_oracle) applied to the records a raw
+consumer reads off the topic, never the rows or the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from helpers_flow import contact_opened, drain, now_s, project, start_runtime
+from psycopg import sql
+from test_merkle_tree import publish_mixed
+
+from protocolo.attestation.checkpointer import checkpoint_partitions
+from protocolo.attestation.index_store import StoredIndex, index_checkpoints
+from protocolo.attestation.log_key import LogKey
+from protocolo.cli import main as cli_main
+from protocolo.core.config import Settings
+from protocolo.evidence.checkpoint import open_checkpoint
+from protocolo.evidence.note import Ed25519NoteVerifier, VerifierKey
+from protocolo.evidence.vindex import MapKey
+from protocolo.producers.ledger_topic import ensure_ledger_topic
+from protocolo.producers.protocol_issuer import ProtocolIssuer
+from protocolo.producers.publisher import Event
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evidence"))
+import vindex_oracle as oracle  # noqa: E402
+
+try:
+    import backends
+except ImportError:  # tests/ turned into a package
+    from tests import backends
+
+DEPLOYMENT = "acme-index"
+PARTITIONS = 4
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = oracle.published_schemas(REPO / "schemas" / "avro")
+
+
+def valid_cpf(base: str) -> str:
+    digits = [int(c) for c in base]
+    for weight in (10, 11):
+        total = sum(d * (weight - i) for i, d in enumerate(digits))
+        digits.append((total * 10 % 11) % 10)
+    return "".join(map(str, digits))
+
+
+CPFS = [valid_cpf(f"{n:09d}") for n in (111444777, 123456789, 987654321)]
+
+
+@dataclass
+class Ledger:
+    template: str
+    admin_url: str
+    topic: str
+    bootstrap: str
+    home: Path
+    key: LogKey
+    records: dict[int, list[Any]]
+    cpf_indexes: list[str]
+
+    def origin(self, partition: int) -> str:
+        return f"protocolo/{DEPLOYMENT}/{self.topic}/{partition}"
+
+    def oracle_map(self, partition: int, size: int) -> dict[bytes, list[int]]:
+        lists: dict[bytes, list[int]] = {}
+        for i, r in enumerate(self.records[partition][:size]):
+            for kind, value in oracle.leaf_pairs(r.key, r.value or b"", SCHEMAS):
+                lists.setdefault(oracle.key_hash(kind, value), []).append(i)
+        return lists
+
+
+def _contacts(rt: Any, issuer: ProtocolIssuer, cpfs: list[str], per_customer: int) -> None:
+    events = []
+    for n, cpf in enumerate(cpfs):
+        for c in range(per_customer):
+            p = issuer.issue()
+            customer = {"cpf": cpf, "customer_code": f"C-{n}", "name": f"Cliente {n}"}
+            events += [Event("ContactOpened", contact_opened(customer), protocol_number=p,
+                             occurred_at=now_s()),
+                       Event("DisclosureMade", {"kind": "PROTOCOL_NUMBER", "medium": "IVR_PROMPT"},
+                             protocol_number=p, occurred_at=now_s()),
+                       Event("ContactClosed", {"outcome": "RESOLVED", "summary": f"ok {c}"},
+                             protocol_number=p, occurred_at=now_s())]
+    with rt.publisher("index-test") as publisher:
+        publisher.publish_many(events)
+
+
+@pytest.fixture(scope="module")
+def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
+    name = f"vindex_tpl_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(backend.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    topic = f"t-vindex-{uuid.uuid4().hex[:8]}"
+    ensure_ledger_topic(backend.kafka_bootstrap, topic, PARTITIONS)
+    home = tmp_path_factory.mktemp("vindex-home")
+    settings = Settings(home=home, kafka_bootstrap=backend.kafka_bootstrap,
+                        database_url=backends.with_database(backend.database_url, name), topic=topic,
+                        partitions=PARTITIONS, group_id=f"vindex-{uuid.uuid4().hex[:8]}", dev_keys=True)
+    rt = start_runtime(settings)
+    key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
+    with ProtocolIssuer(rt.registry_url) as issuer:
+        _contacts(rt, issuer, CPFS, 3)
+        publish_mixed(rt, 12)
+        project(rt)
+        with rt.connect(autocommit=True) as conn:
+            checkpoint_partitions(conn, key, topic, DEPLOYMENT)
+        _contacts(rt, issuer, CPFS[:1], 2)
+        with rt.publisher("index-test") as publisher:
+            publisher.publish_many([Event("RetrievalRequested", {
+                "request_id": str(uuid.uuid4()), "kind": "RECORDING", "requested_via": "WEB_FORM",
+                "delivery_channel": "EMAIL", "customer": {"cpf": CPFS[0], "name": "Cliente 0"},
+                "window_from": now_s(), "window_to": now_s()}, occurred_at=now_s())])
+        project(rt)
+        with rt.connect(autocommit=True) as conn:
+            checkpoint_partitions(conn, key, topic, DEPLOYMENT)
+    records: dict[int, list[Any]] = {}
+    for r in drain(backend.kafka_bootstrap, topic):
+        records.setdefault(r.partition, []).append(r)
+    for p in records:
+        records[p].sort(key=lambda r: r.offset)
+    cpf_indexes = sorted({value for rs in records.values() for r in rs
+                          for kind, value in oracle.leaf_pairs(r.key, r.value or b"", SCHEMAS)
+                          if kind == "cpf-index"})
+    assert len(cpf_indexes) == len(CPFS)
+    with psycopg.connect(backend.database_url, autocommit=True) as conn:
+        # the publisher's key vault keeps a connection to the template; copies need none
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                     " AND pid <> pg_backend_pid()", (name,))
+    yield Ledger(name, backend.database_url, topic, backend.kafka_bootstrap, home, key, records,
+                 cpf_indexes)
+    with psycopg.connect(backend.database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def copy_url(ledger: Ledger) -> Iterator[str]:
+    name = f"vindex_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ledger.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(ledger.template)))
+    yield backends.with_database(ledger.admin_url, name)
+    with psycopg.connect(ledger.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _pinned(ledger: Ledger, partition: int) -> Ed25519NoteVerifier:
+    vkey = VerifierKey.parse(ledger.key.vkey(ledger.origin(partition)))
+    return Ed25519NoteVerifier(vkey.name, vkey.public_key)
+
+
+def test_every_checkpoint_signs_the_map_of_the_topic(ledger: Ledger, copy_url: str) -> None:
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        for partition in ledger.records:
+            cps = index_checkpoints(conn, ledger.topic, partition)
+            sizes = [int(s) for (s,) in conn.execute(
+                "SELECT tree_size FROM checkpoints WHERE topic = %s AND kafka_partition = %s"
+                " ORDER BY tree_size", (ledger.topic, partition))]
+            assert [c.size for c in cps] == sizes and sizes
+            for cp in cps:
+                signed = open_checkpoint(cp.note, [_pinned(ledger, partition)],
+                                         origin=ledger.origin(partition)).checkpoint
+                (line,) = signed.extensions
+                assert line.startswith("protocolo-vindex/v1 ")
+                expected = oracle.root(ledger.oracle_map(partition, cp.size))
+                assert oracle.base64.b64decode(line.split(" ")[1]) == expected == cp.map_root
+
+
+def test_lookup_proofs_give_every_leaf_of_a_key_or_its_absence(ledger: Ledger, copy_url: str) -> None:
+    cpf_seen = 0
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        for partition in ledger.records:
+            store = StoredIndex(conn, ledger.topic, partition)
+            for cp in index_checkpoints(conn, ledger.topic, partition):
+                expected = ledger.oracle_map(partition, cp.size)
+                keys = {MapKey(kind, value) for r in ledger.records[partition]
+                        for kind, value in oracle.leaf_pairs(r.key, r.value or b"", SCHEMAS)}
+                keys |= {MapKey("cpf-index", c) for c in ledger.cpf_indexes}
+                keys.add(MapKey("protocol", "209900000000000"))
+                for key in sorted(keys):
+                    proof = store.prove(key, cp.size).to_json()
+                    got = oracle.verify(json.loads(json.dumps(proof)), cp.map_root, cp.size)
+                    assert got == expected.get(oracle.key_hash(key.kind, key.value)), key
+                    if key.kind == "cpf-index" and got:
+                        cpf_seen += 1
+    assert cpf_seen >= 3
+
+
+def _verify(ledger: Ledger, url: str, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    for var, value in (("PROTOCOLO_HOME", str(ledger.home)), ("PROTOCOLO_DATABASE_URL", url),
+                       ("PROTOCOLO_KAFKA_BOOTSTRAP", ledger.bootstrap),
+                       ("PROTOCOLO_TOPIC", ledger.topic), ("PROTOCOLO_PARTITIONS", str(PARTITIONS))):
+        monkeypatch.setenv(var, value)
+    for var in ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY", "PROTOCOLO_DEV_KEYS",
+                "PROTOCOLO_LOG_VKEYS", "PROTOCOLO_SIGNING_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    capsys.readouterr()
+    vkeys = [a for p in range(PARTITIONS) for a in ("--vkey", ledger.key.vkey(ledger.origin(p)))]
+    code = cli_main(["verify", "--json", "--quiet", *vkeys])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def _index_findings(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in report["findings"] if f["kind"].startswith("index-")]
+
+
+def _contact_partition(ledger: Ledger) -> tuple[int, str]:
+    for partition, records in ledger.records.items():
+        for r in records:
+            if r.key and len(r.key) == 15 and r.key.isdigit():
+                return partition, r.key.decode()
+    raise AssertionError("no contact")
+
+
+def test_verify_covers_the_index(ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and report["clean"], report["findings"]
+
+
+def test_verify_names_a_key_whose_stored_list_was_altered(ledger: Ledger, copy_url: str,
+                                                         monkeypatch, capsys) -> None:
+    partition, protocol = _contact_partition(ledger)
+    khash = oracle.key_hash("protocol", protocol)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        deleted = conn.execute(
+            "DELETE FROM vindex_entries WHERE ctid = (SELECT ctid FROM vindex_entries WHERE topic = %s"
+            " AND kafka_partition = %s AND key_hash = %s ORDER BY leaf_index DESC LIMIT 1)",
+            (ledger.topic, partition, khash)).rowcount
+    assert deleted == 1
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and found
+    assert all(f["partition"] == partition and f["kind"] == "index-mismatch" for f in found)
+    assert any(f"key protocol:{protocol}" in f["detail"] for f in found), found
+
+
+def test_verify_names_an_altered_map_node(ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    partition, protocol = _contact_partition(ledger)
+    khash = oracle.key_hash("protocol", protocol)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        altered = conn.execute(
+            "UPDATE vindex_nodes SET hash = %s WHERE topic = %s AND kafka_partition = %s"
+            " AND leaf_key = %s AND map_size = (SELECT max(map_size) FROM vindex_nodes WHERE"
+            " topic = %s AND kafka_partition = %s AND leaf_key = %s)",
+            (b"\x07" * 32, ledger.topic, partition, khash, ledger.topic, partition, khash)).rowcount
+    assert altered == 1
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and len(found) == 1, found
+    assert found[0]["partition"] == partition
+    assert f"the leaf of key protocol:{protocol}" in found[0]["detail"]
+
+
+def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url: str,
+                                                      monkeypatch, capsys) -> None:
+    partition, _ = _contact_partition(ledger)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("UPDATE vindex_checkpoints SET note = replace(note, 'protocolo-vindex/v1 ',"
+                     " 'protocolo-vindex/v1 A') WHERE topic = %s AND kafka_partition = %s",
+                     (ledger.topic, partition))
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and found and {f["kind"] for f in found} == {"index-forged"}
+    assert {f["partition"] for f in found} == {partition}
