@@ -245,7 +245,7 @@ class BundleReport:
     def as_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reasons": self.reasons, "pinned": self.pinned,
                 "format_version": self.format_version, "subject": self.subject,
-                "checkpoints": self.checkpoints,
+                "checkpoints": self.checkpoints, "proven": self.proven(),
                 "records": [r.as_json() for r in self.records],
                 "checks": [f.as_json() for f in self.findings], "warnings": self.warnings,
                 "summary": self.summary}
