@@ -81,6 +81,7 @@ def say(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
+    demo_started = datetime.now(UTC)
     say("Starting the stack ...")
     rt = Runtime.start()
     say(f"  Kafka {rt.kafka_bootstrap}  topic {rt.settings.topic}\n  PostgreSQL {redact_url(rt.database_url)}")
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                                               start=None, end=None, json=False))
     verdict = _proof_of_service(rt, sample)
     verdict = _verified_read(rt, sample) or verdict
+    verdict = verdict or _audit_export(rt, demo_started)
     _print_console_users(rt, day.sample_cpf)
     hint = f"protocolo history --cpf {day.sample_cpf}" if day.sample_cpf else f"protocolo history --protocol {sample}"
     say(f"Done in {time.monotonic() - started:.1f} s. Try: {hint}")
@@ -163,6 +165,37 @@ def _verified_read(rt: Runtime, protocol: str) -> int:
     print(f"\nVerified read of {protocol} (what `protocolo history --protocol {protocol}` checks):")
     print(f"  {result.summary()}")
     return 0 if result.status == VERIFIED else 1
+
+
+def _audit_export(rt: Runtime, since: datetime) -> int:
+    """The regulator's export of what this run put on the ledger, verified offline with the
+    log's verifier keys pinned (not the export's own copies); print where it is."""
+    from protocolo.attestation.export_verify import ExportTrust, verify_export
+    from protocolo.attestation.export_writer import ExportRequest
+    from protocolo.cli.export import make_export
+
+    now = datetime.now(UTC)
+    out = rt.settings.home / "exports" / f"demo-{now:%Y%m%dT%H%M%SZ}"
+    say("Writing the audit export of this run ...")
+    result = make_export(rt, ExportRequest(since, now, "demo-regulator", "protocolo-demo"), out)
+    attestation = AttestationSettings.from_env()
+    key = load_log_key(rt.settings, attestation.deployment)
+    vkeys = tuple(key.vkey(log_origin(attestation.deployment, rt.settings.topic, p))
+                  for p in range(rt.settings.partitions))
+    report = verify_export(out, ExportTrust(vkeys))
+    print(f"\nAudit export ({result.records:,} records, for 'demo-regulator'): {out}")
+    print(f"  offline verification with the log's verifier keys: {report.verdict}")
+    print(f"  check it yourself: protocolo verify-export {out} --vkey '{vkeys[0]}' ...")
+    if not report.ok:
+        return 1
+    from protocolo.attestation.compliance_report import compliance_report
+    from protocolo.attestation.report_render import render
+
+    figures = compliance_report(out)
+    for fmt in ("html", "pdf"):
+        (out.parent / f"{out.name}-report.{fmt}").write_bytes(render(figures, fmt))
+    print(f"  compliance report from its verified events: {out.parent / out.name}-report.html (and .pdf)")
+    return 0
 
 
 def _print_console_users(rt: Runtime, sample_cpf: str | None) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict
 
+from protocolo.core.errors import shown_value
 from protocolo.projections import history
 
 from .. import access_audit, evidence_bundles, inputs, verified_reads
@@ -138,7 +139,9 @@ def timeline(
                                    purpose=verified_reads.MISMATCH_PURPOSE, protocol_number=number,
                                    subject_ref=found.interaction.get("cpf_index") if found.interaction else None,
                                    target=verified_reads.finding_target(checked))
-    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k != "customer"}}
+    # The media reference is served by the audited recording route only (RECORDINGS_ACCESS);
+    # the digest stays: it is what proves a delivered or deleted recording is the captured one.
+    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k not in ("customer", "media_uri")}}
               for e in found.events]
     return encoded({
         "protocol_number": number,
@@ -147,7 +150,7 @@ def timeline(
         "customer": customer,
         "masked": not unmask,
         "events": events,
-        "recordings": [_masked(r) for r in found.recordings],
+        "recordings": [{k: v for k, v in _masked(r).items() if k != "media_uri"} for r in found.recordings],
         "requests": [_masked(r) for r in found.requests],
         "holds": found.holds,
         "projection": lag_summary(svc),
@@ -168,7 +171,7 @@ def recording_reference(
         rec = history.recording(conn, recording_id)
         _known, subject = history.contact_owner(conn, number)
     if rec is None or rec["protocol_number"] != number:
-        raise HTTPException(404, f"no recording {recording_id!r} of contact {number}")
+        raise HTTPException(404, f"no recording {shown_value(recording_id)} of contact {number}")
     reason = inputs.need_purpose(purpose)
     access_audit.record_access(
         svc, request, who, access_audit.RECORDING_PLAYBACK if mode == "playback" else access_audit.RECORDING_DOWNLOAD,

@@ -1,0 +1,169 @@
+"""The compliance report of a period, computed from verified events only.
+
+The report is made from an audit export of the period (docs/export-format.md) that has
+just passed :func:`~protocolo.attestation.export_verify.verify_export` under the log's keys:
+every event it counts is one whose leaf hash folded into the signed roots and whose decoded
+form was re-derived from its bytes. No view is read. Each broken rule names the protocol
+numbers that broke it with the partition and offset of the contact's opening record (its
+evidence in the export), so any figure can be traced to signed bytes.
+
+Rules covered (DOMAIN.md; the policy profile in force when the contact opened, as the
+projector resolves it): the protocol number told at the start, the recording notice given
+at the start (recorded contacts), the protocol confirmed in writing in time (pending while
+its deadline is after the period's end).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastavro import reader
+
+from protocolo.core.policy import PolicyError, profile_for_service, profile_in_force, profile_named
+
+RULES = (
+    ("protocol_told_at_start", "Protocol number told at the start", "Protocolo informado no início"),
+    ("recording_notice_at_start", "Recording notice at the start", "Aviso de gravação no início"),
+    ("protocol_confirmed_in_time", "Protocol confirmed in writing in time", "Protocolo confirmado por escrito no prazo"),
+)
+
+
+@dataclass
+class Contact:
+    protocol: str
+    partition: int
+    offset: int
+    opened_at: datetime
+    service_type: str
+    channel: str
+    recorded: bool
+    profile: str
+    start_seconds: int
+    confirmation_hours: int
+    disclosed: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass
+class RuleFigure:
+    rule: str
+    applicable: int = 0
+    broken: int = 0
+    pending: int = 0
+    protocols: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        """Share of the applicable contacts that kept the rule."""
+        judged = self.applicable - self.pending
+        return None if judged == 0 else round((judged - self.broken) / judged, 4)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "applicable": self.applicable, "broken": self.broken,
+                "pending": self.pending, "rate": self.rate, "broken_by": self.protocols}
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _profile(payload: dict[str, Any], opened: datetime) -> tuple[str, int, int]:
+    name = payload.get("policy_profile") or profile_for_service(str(payload.get("service_type") or ""))
+    try:
+        profile = profile_in_force(str(name), opened)
+    except PolicyError:
+        profile = profile_named(str(name))
+    return profile.key, profile.start_disclosure_seconds, profile.protocol_confirmation_hours
+
+
+def verified_events(export: Path) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
+    """``(partition, offset, event type, decoded event)`` of every journalled record of a
+    verified export, in partition and leaf order."""
+    manifest = json.loads((export / "manifest.json").read_bytes())
+    for entry in manifest["partitions"]:
+        with open(export / entry["data"], "rb") as f:
+            for record in reader(f):
+                assert isinstance(record, dict)
+                if record["event"] is not None:
+                    yield record["partition"], record["offset"], record["event_type"], json.loads(record["event"])
+
+
+def fold_contacts(export: Path) -> dict[str, Contact]:
+    contacts: dict[str, Contact] = {}
+    disclosures: list[tuple[str, str, datetime]] = []
+    for partition, offset, event_type, event in verified_events(export):
+        protocol = (event.get("meta") or {}).get("protocol_number")
+        if not protocol:
+            continue
+        when = _time(event["meta"]["occurred_at"])
+        if event_type == "ContactOpened" and protocol not in contacts:
+            key, seconds, hours = _profile(event, when)
+            contacts[protocol] = Contact(protocol, partition, offset, when, str(event.get("service_type")),
+                                         str(event.get("channel")), bool(event.get("recorded")), key,
+                                         seconds, hours)
+        elif event_type == "DisclosureMade":
+            disclosures.append((protocol, str(event.get("kind")), when))
+    for protocol, kind, when in disclosures:
+        contact = contacts.get(protocol)
+        if contact is not None and (kind not in contact.disclosed or when < contact.disclosed[kind]):
+            contact.disclosed[kind] = when
+    return contacts
+
+
+def _judge(contact: Contact, rule: str, period_end: datetime) -> str | None:
+    """``kept``, ``broken``, ``pending``, or None when the rule does not apply."""
+    start = timedelta(seconds=contact.start_seconds)
+    if rule == "protocol_told_at_start":
+        told = contact.disclosed.get("PROTOCOL_NUMBER")
+        return "kept" if told is not None and told <= contact.opened_at + start else "broken"
+    if rule == "recording_notice_at_start":
+        if not contact.recorded:
+            return None
+        notice = contact.disclosed.get("RECORDING_NOTICE")
+        return "kept" if notice is not None and notice <= contact.opened_at + start else "broken"
+    deadline = contact.opened_at + timedelta(hours=contact.confirmation_hours)
+    confirmed = contact.disclosed.get("PROTOCOL_CONFIRMATION")
+    if confirmed is not None and confirmed <= deadline:
+        return "kept"
+    return "pending" if deadline > period_end else "broken"
+
+
+def compliance_report(export: Path) -> dict[str, Any]:
+    """The report's figures (JSON-ready), from a verified export."""
+    manifest = json.loads((export / "manifest.json").read_bytes())
+    period_end = _time(manifest["period"]["to"])
+    groups: dict[tuple[str, str, str], dict[str, RuleFigure]] = defaultdict(
+        lambda: {rule: RuleFigure(rule) for rule, _, _ in RULES})
+    for contact in sorted(fold_contacts(export).values(), key=lambda c: c.protocol):
+        figures = groups[(contact.service_type, contact.channel, contact.profile)]
+        for rule, _, _ in RULES:
+            verdict = _judge(contact, rule, period_end)
+            if verdict is None:
+                continue
+            figure = figures[rule]
+            figure.applicable += 1
+            if verdict == "pending":
+                figure.pending += 1
+            elif verdict == "broken":
+                figure.broken += 1
+                figure.protocols.append({"protocol_number": contact.protocol, "partition": contact.partition,
+                                         "offset": contact.offset})
+    return {
+        "period": manifest["period"], "export_id": manifest["export_id"],
+        "export_manifest_sha256": _sha256(export / "manifest.json"),
+        "rules": [{"rule": r, "en": en, "pt": pt} for r, en, pt in RULES],
+        "groups": [{"service_type": s, "channel": c, "policy_profile": p,
+                    "figures": [f.as_json() for f in figures.values()]}
+                   for (s, c, p), figures in sorted(groups.items())],
+    }
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
