@@ -20,7 +20,9 @@ from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.config import AttestationSettings
 from protocolo.attestation.log_key import load_log_key
+from protocolo.attestation.pinned_log_keys import configured_log_keys
 from protocolo.attestation.publication import KafkaCheckpointPublisher
+from protocolo.attestation.verified_read import VERIFIED, verify_contact
 from protocolo.cli import CommandError, bounded_int
 from protocolo.cli import history as history_cli
 from protocolo.cli.evidence import writer_context
@@ -31,7 +33,9 @@ from protocolo.evidence.checkpoint import log_origin
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
 from protocolo.producers.simulator import CallCentreDay, chunks
+from protocolo.projections.history import timelines
 from protocolo.runtime import Runtime, redact_url
+from protocolo.schemas.catalogue import SchemaCatalogue
 
 SUMMARY = (
     ("contacts in the ledger", "SELECT count(*) FROM interactions WHERE opened_at IS NOT NULL"),
@@ -110,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     code = history_cli.run(argparse.Namespace(protocol=sample, cpf=None, customer=None,
                                               start=None, end=None, json=False))
     verdict = _proof_of_service(rt, sample)
+    verdict = _verified_read(rt, sample) or verdict
     verdict = verdict or _audit_export(rt, demo_started)
     _print_console_users(rt, day.sample_cpf)
     hint = f"protocolo history --cpf {day.sample_cpf}" if day.sample_cpf else f"protocolo history --protocol {sample}"
@@ -147,6 +152,19 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
           f"--vkey '{vkeys[0]}' ...  (or the published verifier/protocolo_verify.py; README.txt "
           "says how by hand)")
     return 0 if report.ok else 1
+
+
+def _verified_read(rt: Runtime, protocol: str) -> int:
+    """The sample contact read as `history` reads it, now that checkpoints are signed: its
+    events proved into them with the pinned log key, its views compared with the state
+    folded from them. 0 when verified."""
+    with rt.connect() as conn:
+        [timeline] = timelines(conn, [protocol])
+        result = verify_contact(conn, rt.settings.topic, timeline, configured_log_keys(rt.settings),
+                                SchemaCatalogue.load())
+    print(f"\nVerified read of {protocol} (what `protocolo history --protocol {protocol}` checks):")
+    print(f"  {result.summary()}")
+    return 0 if result.status == VERIFIED else 1
 
 
 def _audit_export(rt: Runtime, since: datetime) -> int:
