@@ -14,8 +14,12 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from protocolo.attestation.anchoring import anchor_checkpoints, anchorers_from
+from protocolo.attestation.audit_checkpoints import LogKeys
+from protocolo.attestation.audit_findings import FindingLog
+from protocolo.attestation.audit_index import audit_index
 from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest, write_bundle
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.config import AttestationSettings
@@ -30,6 +34,7 @@ from protocolo.cli.project import ProgressPrinter
 from protocolo.consumers.projector import Projector
 from protocolo.evidence.bundle import BundleTrust, Expected, verify_bundle
 from protocolo.evidence.checkpoint import log_origin
+from protocolo.evidence.note import VerifierKey
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
 from protocolo.producers.simulator import CallCentreDay, chunks
@@ -134,6 +139,8 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
             made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=publisher)
         failed = [o for o in anchor_checkpoints(conn, made, anchorers_from(attestation)) if o.error]
         say(f"  {len(made)} checkpoints signed" + (f", {len(failed)} anchors failed" if failed else ""))
+        _check_index(conn, topic, [key.vkey(log_origin(attestation.deployment, topic, p))
+                                   for p in range(rt.settings.partitions)], rt.settings.partitions)
         try:
             data = write_bundle(conn, BundleRequest(protocol),
                                 writer_context(attestation, topic, key, rt.sealer()),
@@ -196,6 +203,17 @@ def _audit_export(rt: Runtime, since: datetime) -> int:
         (out.parent / f"{out.name}-report.{fmt}").write_bytes(render(figures, fmt))
     print(f"  compliance report from its verified events: {out.parent / out.name}-report.html (and .pdf)")
     return 0
+
+
+def _check_index(conn: Any, topic: str, vkeys: list[str], partitions: int) -> None:
+    """What `protocolo verify` does for the verifiable index: rebuild each partition's map
+    from the journal and compare it with the signed map roots (pinned keys)."""
+    findings = FindingLog()
+    audit_index(conn, topic, LogKeys([VerifierKey.parse(v) for v in vkeys]), findings,
+                list(range(partitions)))
+    say("  verifiable index rebuilt from the journal: " + (
+        "every signed map root matches" if not findings.total else
+        f"{findings.total} differences (run protocolo verify)"))
 
 
 def _print_console_users(rt: Runtime, sample_cpf: str | None) -> None:
