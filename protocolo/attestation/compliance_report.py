@@ -10,7 +10,9 @@ evidence in the export), so any figure can be traced to signed bytes.
 Rules covered (DOMAIN.md; the policy profile in force when the contact opened, as the
 projector resolves it): the protocol number told at the start, the recording notice given
 at the start (recorded contacts), the protocol confirmed in writing in time (pending while
-its deadline is after the period's end).
+its deadline is after the period's end), and each recording deletion: not before the
+retention the capture stated (counted from the contact's opening) and not while a legal
+hold placed on the contact was in force.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ RULES = (
     ("protocol_told_at_start", "Protocol number told at the start", "Protocolo informado no início"),
     ("recording_notice_at_start", "Recording notice at the start", "Aviso de gravação no início"),
     ("protocol_confirmed_in_time", "Protocol confirmed in writing in time", "Protocolo confirmado por escrito no prazo"),
+    ("recording_deleted_lawfully", "Recording deleted only after its retention, never under a hold",
+     "Gravação apagada só após a retenção e nunca sob bloqueio judicial"),
 )
 
 
@@ -47,6 +51,9 @@ class Contact:
     start_seconds: int
     confirmation_hours: int
     disclosed: dict[str, datetime] = field(default_factory=dict)
+    retention: dict[str, int] = field(default_factory=dict)  # recording id -> retention days
+    deletions: dict[str, datetime] = field(default_factory=dict)  # recording id -> first deletion
+    holds: dict[str, list[datetime | None]] = field(default_factory=dict)  # hold id -> [placed, released]
 
 
 @dataclass
@@ -95,7 +102,7 @@ def verified_events(export: Path) -> Iterator[tuple[int, int, str, dict[str, Any
 
 def fold_contacts(export: Path) -> dict[str, Contact]:
     contacts: dict[str, Contact] = {}
-    disclosures: list[tuple[str, str, datetime]] = []
+    later: list[tuple[str, str, datetime, dict[str, Any]]] = []
     for partition, offset, event_type, event in verified_events(export):
         protocol = (event.get("meta") or {}).get("protocol_number")
         if not protocol:
@@ -106,13 +113,43 @@ def fold_contacts(export: Path) -> dict[str, Contact]:
             contacts[protocol] = Contact(protocol, partition, offset, when, str(event.get("service_type")),
                                          str(event.get("channel")), bool(event.get("recorded")), key,
                                          seconds, hours)
-        elif event_type == "DisclosureMade":
-            disclosures.append((protocol, str(event.get("kind")), when))
-    for protocol, kind, when in disclosures:
+        else:
+            later.append((protocol, event_type, when, event))
+    for protocol, event_type, when, event in later:  # events may precede their contact's opening
         contact = contacts.get(protocol)
-        if contact is not None and (kind not in contact.disclosed or when < contact.disclosed[kind]):
-            contact.disclosed[kind] = when
+        if contact is not None:
+            _apply(contact, event_type, when, event)
     return contacts
+
+
+def _apply(contact: Contact, event_type: str, when: datetime, event: dict[str, Any]) -> None:
+    if event_type == "DisclosureMade":
+        kind = str(event.get("kind"))
+        if kind not in contact.disclosed or when < contact.disclosed[kind]:
+            contact.disclosed[kind] = when
+    elif event_type == "RecordingCaptured":
+        contact.retention.setdefault(str(event["recording_id"]), int(event["retention_days"]))
+    elif event_type == "RecordingDeleted":
+        rid = str(event["recording_id"])
+        if rid not in contact.deletions or when < contact.deletions[rid]:
+            contact.deletions[rid] = when
+    elif event_type == "LegalHoldPlaced":
+        contact.holds.setdefault(str(event["hold_id"]), [None, None])[0] = when
+    elif event_type == "LegalHoldReleased":
+        contact.holds.setdefault(str(event["hold_id"]), [None, None])[1] = when
+
+
+def _deletion_verdicts(contact: Contact) -> list[str]:
+    """One verdict per deleted recording of the contact whose capture is known."""
+    verdicts = []
+    for rid, deleted in sorted(contact.deletions.items()):
+        if rid not in contact.retention:
+            continue
+        early = deleted < contact.opened_at + timedelta(days=contact.retention[rid])
+        held = any(placed is not None and placed <= deleted and (released is None or released > deleted)
+                   for placed, released in contact.holds.values())
+        verdicts.append("broken" if early or held else "kept")
+    return verdicts
 
 
 def _judge(contact: Contact, rule: str, period_end: datetime) -> str | None:
@@ -141,8 +178,9 @@ def compliance_report(export: Path) -> dict[str, Any]:
         lambda: {rule: RuleFigure(rule) for rule, _, _ in RULES})
     for contact in sorted(fold_contacts(export).values(), key=lambda c: c.protocol):
         figures = groups[(contact.service_type, contact.channel, contact.profile)]
-        for rule, _, _ in RULES:
-            verdict = _judge(contact, rule, period_end)
+        judged = [(rule, _judge(contact, rule, period_end)) for rule, _, _ in RULES[:3]]
+        judged += [("recording_deleted_lawfully", v) for v in _deletion_verdicts(contact)]
+        for rule, verdict in judged:
             if verdict is None:
                 continue
             figure = figures[rule]

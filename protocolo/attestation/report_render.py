@@ -67,11 +67,13 @@ def _chart(report: dict[str, Any]) -> Figure:
     width = 0.8 / max(1, len(by_service))
     for i, (service, counts) in enumerate(sorted(by_service.items())):
         rates = [100 * k / n if n else 0 for k, n in (counts[r] for r in labels)]
-        axes.bar([x + i * width for x in range(len(labels))], rates, width, label=service)
+        bars = axes.bar([x + i * width for x in range(len(labels))], rates, width, label=service)
+        axes.bar_label(bars, labels=[f"{r:.0f}%" if n else "n/a" for r, (_, n) in
+                                     zip(rates, (counts[x] for x in labels), strict=True)], fontsize="x-small")
     axes.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))])
-    axes.set_xticklabels(["told at start", "recording notice", "confirmed in time"])
+    axes.set_xticklabels(["told at start", "recording notice", "confirmed in time", "deletions"])
     axes.set_ylabel("% kept / cumprido")
-    axes.set_ylim(0, 100)
+    axes.set_ylim(0, 110)
     axes.set_title("Rules kept per service type / Regras cumpridas por tipo de serviço")
     axes.legend(fontsize="small")
     figure.tight_layout()
