@@ -18,6 +18,7 @@ import shutil
 import struct
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -424,11 +425,19 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
     the policy data: 60 s to disclose at the start, 24 h to confirm in writing)."""
     from protocolo.core.policy import profile_for_service, profile_named
 
+    figures: dict[tuple[str, ...], tuple[int, int, int, list[str]]] = {}
+
+    def count(group: tuple[str, ...], verdict: str, protocol: str) -> None:
+        a, b, p, who = figures.get(group, (0, 0, 0, []))
+        figures[group] = (a + 1, b + (verdict == "broken"), p + (verdict == "pending"),
+                          who + ([protocol] if verdict == "broken" else []))
+
     opened: dict[str, Event] = {}
     first: dict[tuple[str, str], datetime] = {}
     kept_days: dict[str, int] = {}
     deletions: list[Event] = []
     holds: dict[str, list[Event]] = {}
+    answered: dict[str, datetime] = {}
     for e in events:
         if e.event_type == "ContactOpened":
             opened.setdefault(e.protocol_number, e)
@@ -441,12 +450,21 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
             deletions.append(e)
         elif e.event_type == "LegalHoldPlaced":  # no releases in these tests
             holds.setdefault(e.protocol_number, []).append(e)
-    figures: dict[tuple[str, ...], tuple[int, int, int, list[str]]] = {}
-
-    def count(group: tuple[str, ...], verdict: str, protocol: str) -> None:
-        a, b, p, who = figures.get(group, (0, 0, 0, []))
-        figures[group] = (a + 1, b + (verdict == "broken"), p + (verdict == "pending"),
-                          who + ([protocol] if verdict == "broken" else []))
+        elif e.event_type in ("RetrievalFulfilled", "RetrievalRejected"):
+            answered.setdefault(e.fields["request_id"], e.occurred_at)
+    for e in events:
+        if e.event_type != "RetrievalRequested":
+            continue
+        contact = opened.get(e.protocol_number or "")
+        service = contact.fields["service_type"] if contact else ""
+        profile = profile_named(profile_for_service(service))
+        group = ((service, contact.fields["channel"], profile.key) if contact else ("(no contact)", "-", profile.key))
+        due = e.occurred_at + (timedelta(hours=profile.history_delivery_hours) if e.fields["kind"] == "HISTORY"
+                               else timedelta(days=profile.recording_delivery_days))
+        done = answered.get(e.fields["request_id"])
+        verdict = ("kept" if done and done <= due else "broken" if done
+                   else "pending" if due > period_end else "broken")
+        count((*group, "request_answered_in_time"), verdict, e.protocol_number or "")
 
     for protocol, e in opened.items():
         profile = profile_named(profile_for_service(e.fields["service_type"]))
@@ -518,10 +536,29 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
         Event("LegalHoldPlaced", {"hold_id": "hold-report-1", "case_reference": "Procon 77", "placed_by": "legal"},
               protocol_number=p6, occurred_at=old + timedelta(days=10)),
         deleted(p6, "rec-held", old + timedelta(days=190))]
+
+    def asked(rid: str, kind: str, at: datetime, p: str | None) -> Event:
+        return Event("RetrievalRequested", {
+            "request_id": rid, "kind": kind, "requested_via": "WEB_FORM", "delivery_channel": "EMAIL",
+            "customer": {"cpf": "52998224725", "name": "Ana Export"},
+            "window_from": at - timedelta(days=2), "window_to": at}, protocol_number=p, occurred_at=at)
+
+    r_ok, r_late, r_open, r_new, r_no = (str(uuid.uuid4()) for _ in range(5))
+    events += [
+        asked(r_ok, "RECORDING", t1 + timedelta(hours=1), p1),
+        Event("RetrievalFulfilled", {"request_id": r_ok, "recording_id": "rec-x", "delivered_sha256": "0" * 64,
+                                     "delivered_via": "EMAIL"}, protocol_number=p1, occurred_at=t1 + timedelta(days=1)),
+        asked(r_late, "HISTORY", old + timedelta(days=1), p6),  # answered after 120 h
+        Event("RetrievalRejected", {"request_id": r_late, "reason": "NOT_FOUND", "detail": "late answer"},
+              protocol_number=p6, occurred_at=old + timedelta(days=9)),
+        asked(r_open, "HISTORY", old + timedelta(days=2), p5),  # never answered, long overdue
+        asked(r_new, "RECORDING", recent, p4),  # open, not due yet
+        asked(r_no, "HISTORY", old + timedelta(days=3), None),  # by CPF, no contact, overdue
+    ]
     with rt.publisher("export-test") as publisher:
         publisher.publish_many(events)
     project(rt)
-    start = (ledger["t0"] - timedelta(days=5)).isoformat()
+    start = (old - timedelta(days=5)).isoformat()
     end = datetime.now(UTC)
     out = tmp_path / "report.json"
     done = cli("report", "--from", start, "--to", end.isoformat(), "--out", str(out), "--format", "json")
@@ -536,6 +573,9 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     assert got[("BANKING", "PHONE", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p6])  # under hold
     assert got[("BANKING", "CHAT", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p2])  # too early
     assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "recording_deleted_lawfully")][:2] == (1, 0)
+    assert got[("BANKING", "PHONE", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [p6])
+    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "request_answered_in_time")] == (3, 1, 1, [p5])
+    assert got[("(no contact)", "-", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [""])
     # the report names the export it was computed from, and that export verifies
     evidence = tmp_path / "report.json.export"
     assert report["export_id"] == json.loads((evidence / "manifest.json").read_bytes())["export_id"]
@@ -547,10 +587,12 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
             for r in fastavro.reader(f):
                 if r["event_type"] == "ContactOpened":
                     opening[json.loads(r["event"])["meta"]["protocol_number"]] = (r["partition"], r["offset"])
+                elif r["event_type"] == "RetrievalRequested":
+                    opening[json.loads(r["event"])["request_id"]] = (r["partition"], r["offset"])
     for g in report["groups"]:
         for f in g["figures"]:
             for b in f["broken_by"]:
-                assert opening[b["protocol_number"]] == (b["partition"], b["offset"])
+                assert opening[b.get("request_id") or b["protocol_number"]] == (b["partition"], b["offset"])
 
     for fmt in ("html", "csv", "pdf"):
         target = tmp_path / f"report.{fmt}"
