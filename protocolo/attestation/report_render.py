@@ -33,6 +33,8 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for group in report["groups"]:
         for f in group["figures"]:
+            if not f["applicable"]:  # the rule does not apply to this group: no row (JSON keeps it)
+                continue
             rows.append([group["service_type"], group["channel"], group["policy_profile"], f["rule"],
                          str(f["applicable"]), str(f["broken"]), str(f["pending"]),
                          "" if f["rate"] is None else f"{f['rate']:.4f}",
@@ -101,6 +103,8 @@ def as_html(report: dict[str, Any], proof_url: str = "/v1/contacts/{protocol}/pr
     rows = []
     for group in report["groups"]:
         for f in group["figures"]:
+            if not f["applicable"]:
+                continue
             rate = "–" if f["rate"] is None else f"{100 * f['rate']:.1f} %"
             rows.append(f"<tr><td>{html.escape(group['service_type'])}</td><td>{html.escape(group['channel'])}</td>"
                         f"<td>{html.escape(group['policy_profile'])}</td><td>{names[f['rule']]}</td>"
