@@ -49,7 +49,7 @@ from protocolo.attestation.log_key import LogKey
 from protocolo.evidence.checkpoint import Checkpoint, log_origin, parse_checkpoint, sign_checkpoint
 from protocolo.evidence.errors import EvidenceError, ProofError
 from protocolo.evidence.merkle import CompactRange, consistency_proof, range_nodes
-from protocolo.evidence.note import NoteVerifier, open_note
+from protocolo.evidence.note import Ed25519NoteSigner, NoteVerifier, open_note
 from protocolo.evidence.proof import verify_consistency
 from protocolo.projections.merkle_store import node_reader
 
@@ -289,15 +289,22 @@ def checkpoint_partition(
              proof if consistency_from is not None else None),
         ).fetchone()
         assert stored is not None
-        try:
-            commit_index(conn, published_catalogue(), signer, topic, partition, origin, size, root)
-        except IndexRefused as exc:
-            raise refuse(exc.reason, str(exc)) from None
+        _sign_index(conn, signer, topic, partition, origin, size, root, refuse)
         return _row(stored)
 
 
 _TRUSTED_KEYS = ("Trusted are PROTOCOLO_SIGNING_KEY and, after a rotation, the old key's verifier "
                  "keys listed in PROTOCOLO_PAST_LOG_VKEYS; never a key found only in signing_keys")
+
+
+def _sign_index(conn: psycopg.Connection[Any], signer: Ed25519NoteSigner, topic: str,
+                partition: int, origin: str, size: int, root: bytes,
+                refuse: Callable[[str, str], CheckpointRefused]) -> None:
+    """The verifiable index, brought to this checkpoint and signed with it (index_store)."""
+    try:
+        commit_index(conn, published_catalogue(), signer, topic, partition, origin, size, root)
+    except IndexRefused as exc:
+        raise refuse(exc.reason, str(exc)) from None
 
 
 def _check_previous(conn: psycopg.Connection[Any], key: LogKey, previous: StoredCheckpoint,

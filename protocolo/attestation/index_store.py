@@ -25,11 +25,13 @@ from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
 from protocolo.evidence.note import Ed25519NoteSigner, encode_base64
 from protocolo.evidence.vindex import (
     BLIND_INDEX_FIELDS,
+    EMPTY,
     EXTENSION_PREFIX,
     LookupProof,
     MapKey,
     MapTree,
     Node,
+    NodeFetch,
     Position,
     list_hash,
     map_keys,
@@ -80,21 +82,43 @@ def _prefix_bytes(depth: int, prefix: int) -> bytes:
 
 
 def leaf_rows(conn: psycopg.Connection[Any], topic: str, partition: int, start: int,
-              end: int, window: int = 20000) -> Iterable[tuple[int, bytes | None, bytes]]:
+              end: int, window: int = 20000,
+              decodable: Sequence[bytes] | None = None) -> Iterable[tuple[int, bytes | None, bytes]]:
     """The rows of leaves [start, end) in leaf order (journal and quarantine): index, key,
-    value; read ``window`` leaves at a time so a first catch-up stays in bounded memory."""
+    value; read ``window`` leaves at a time so a first catch-up stays in bounded memory.
+    With ``decodable`` (writer-schema fingerprints), a value whose fingerprint is not one
+    of them comes back as its 10-byte header only: all the map function looks at."""
+    whole = "record_value" if decodable is None else (
+        "CASE WHEN substring(record_value from 3 for 8) = ANY(%(f)s) THEN record_value"
+        " ELSE substring(record_value from 1 for 10) END")
     for low in range(start, end, window):
         high = min(end, low + window)
         rows = conn.execute(
-            "SELECT leaf_index, record_key, record_value FROM journal"
+            f"SELECT leaf_index, record_key, {whole} FROM journal"
             " WHERE topic = %(t)s AND kafka_partition = %(p)s"
             " AND leaf_index >= %(a)s AND leaf_index < %(b)s"
             " UNION ALL SELECT leaf_index, record_key, coalesce(record_value, ''::bytea)"
             " FROM quarantine WHERE topic = %(t)s AND kafka_partition = %(p)s"
             " AND leaf_index >= %(a)s AND leaf_index < %(b)s ORDER BY 1",
-            {"t": topic, "p": partition, "a": low, "b": high}).fetchall()
+            {"t": topic, "p": partition, "a": low, "b": high,
+             "f": list(decodable or ())}).fetchall()
         for index, key, value in rows:
             yield int(index), None if key is None else bytes(key), bytes(value)
+
+
+def blind_index_fingerprints(catalogue: SchemaCatalogue) -> list[bytes]:
+    """The writer schemas that have a blind-index field (the values worth reading whole)."""
+    return [v.fingerprint for t in catalogue.event_types() for v in catalogue.versions(t)
+            if _may_hold_blind_index(v.fingerprint, v.schema)]
+
+
+CACHED_DEPTH = 14
+"""Levels of each partition's tree kept in memory between checkpoints (at most 2^15 nodes):
+a long-running checkpointer then reads only the deeper nodes of the paths it updates."""
+_TREES: dict[tuple[Any, ...], tuple[int, bytes, MapTree]] = {}
+"""Per database and partition: (map size, map root, tree) after the last update. Used only
+while the database's newest index checkpoint has that size and root (a rolled-back
+transaction or another checkpointer makes it stale: it is dropped)."""
 
 
 @dataclass(frozen=True)
@@ -117,27 +141,41 @@ class StoredIndex:
         self.partition = partition
 
     def map_size(self) -> int:
+        return self.latest()[0]
+
+    def latest(self) -> tuple[int, bytes]:
+        """(size, map root) of the newest index checkpoint; (0, EMPTY) before the first."""
         row = self.conn.execute(
-            "SELECT max(tree_size) FROM vindex_checkpoints WHERE topic = %s"
-            " AND kafka_partition = %s", (self.topic, self.partition)).fetchone()
-        return 0 if row is None or row[0] is None else int(row[0])
+            "SELECT tree_size, map_root FROM vindex_checkpoints WHERE topic = %s"
+            " AND kafka_partition = %s ORDER BY tree_size DESC LIMIT 1",
+            (self.topic, self.partition)).fetchone()
+        return (0, EMPTY) if row is None else (int(row[0]), bytes(row[1]))
+
+    def _cache_key(self) -> tuple[Any, ...]:
+        info = self.conn.info
+        return (info.host, info.port, info.dbname, self.topic, self.partition)
 
     def tree(self, size: int) -> MapTree:
         """The tree of map state ``size``, read on demand."""
+        return MapTree(self.fetcher(size))
+
+    def fetcher(self, size: int) -> NodeFetch:
+        """Reads nodes of map state ``size``."""
         def fetch(positions: Sequence[Position]) -> Mapping[Position, Node]:
+            # one primary-key probe per position (LATERAL ... LIMIT 1): a join the planner
+            # may turn into a scan of every node made the cost grow with the map
             rows = self.conn.execute(
-                "SELECT DISTINCT ON (n.depth, n.prefix) n.depth, n.prefix, n.hash, n.leaf_key,"
-                " n.list_hash FROM vindex_nodes n"
-                " JOIN unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
-                " ON n.depth = q.depth AND n.prefix = q.prefix"
-                " WHERE n.topic = %s AND n.kafka_partition = %s AND n.map_size <= %s"
-                " ORDER BY n.depth, n.prefix, n.map_size DESC",
+                "SELECT q.depth, q.prefix, n.hash, n.leaf_key, n.list_hash"
+                " FROM unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
+                " CROSS JOIN LATERAL (SELECT hash, leaf_key, list_hash FROM vindex_nodes"
+                " WHERE topic = %s AND kafka_partition = %s AND depth = q.depth"
+                " AND prefix = q.prefix AND map_size <= %s ORDER BY map_size DESC LIMIT 1) n",
                 ([d for d, _ in positions], [_prefix_bytes(d, p) for d, p in positions],
                  self.topic, self.partition, size)).fetchall()
             return {(int(d), int.from_bytes(bytes(p), "big")): Node(
                 bytes(h), None if k is None else bytes(k), None if lh is None else bytes(lh))
                 for d, p, h, k, lh in rows}
-        return MapTree(fetch)
+        return fetch
 
     def indexes(self, khash: bytes, size: int) -> list[int]:
         return [int(i) for (i,) in self.conn.execute(
@@ -153,13 +191,18 @@ class StoredIndex:
 
     def advance(self, catalogue: SchemaCatalogue, size: int) -> bytes:
         """Bring the stored map from its last signed size to ``size``; its root."""
-        start = self.map_size()
-        tree = self.tree(size)
+        start, start_root = self.latest()
+        cached = _TREES.pop(self._cache_key(), None)
+        if cached is not None and cached[:2] == (start, start_root):
+            tree = cached[2].reading_from(self.fetcher(size))
+        else:
+            tree = self.tree(size)
         if start >= size:
             return tree.root()
         entries: list[tuple[bytes, int, str, str]] = []
         expected = start
-        for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, size):
+        for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, size,
+                                           decodable=blind_index_fingerprints(catalogue)):
             if index != expected:
                 break
             entries += [(k.hash, index, k.kind, k.value) for k in leaf_keys(catalogue, key, value)]
@@ -186,7 +229,10 @@ class StoredIndex:
             for (d, p), node in written.items():
                 copy.write_row((self.topic, self.partition, d, _prefix_bytes(d, p), size,
                                 node.hash, node.leaf_key, node.list_hash))
-        return tree.root()
+        root = tree.root()
+        tree.forget_below(CACHED_DEPTH)
+        _TREES[self._cache_key()] = (size, root, tree)
+        return root
 
 
 def index_checkpoint_text(origin: str, size: int, root: bytes, map_root: bytes) -> Checkpoint:

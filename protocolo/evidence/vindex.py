@@ -169,6 +169,17 @@ class MapTree:
         self._nodes: dict[Position, Node | None] = {}
         self._fetch = fetch
 
+    def reading_from(self, fetch: NodeFetch | None) -> MapTree:
+        """Read what is not held through ``fetch`` from now on (a new connection)."""
+        self._fetch = fetch
+        return self
+
+    def forget_below(self, depth: int) -> None:
+        """Drop the nodes deeper than ``depth`` (a cache kept between updates stays small;
+        they are read again when needed)."""
+        for position in [p for p in self._nodes if p[0] > depth]:
+            del self._nodes[position]
+
     def prefetch(self, positions: Iterable[Position]) -> None:
         missing = [p for p in positions if p not in self._nodes]
         if not missing or self._fetch is None:
