@@ -238,12 +238,12 @@ def compliance_report(export: Path) -> dict[str, Any]:
         for rule, verdict in judged:
             _count(figures[rule], verdict, evidence)
     for request in sorted(fold_requests(export).values(), key=lambda r: r.request_id):
-        contact = contacts.get(request.protocol or "")
-        if contact is None:  # a request by CPF or code, not located in this export: the default profile
+        owner = contacts.get(request.protocol or "")
+        if owner is None:  # a request by CPF or code, not located in this export: the default profile
             key = profile_in_force(profile_for_service(""), request.requested_at).key
             group = ("(no contact)", "-", key)
         else:
-            group = (contact.service_type, contact.channel, contact.profile)
+            group = (owner.service_type, owner.channel, owner.profile)
         evidence = {"protocol_number": request.protocol or "", "request_id": request.request_id,
                     "answer": request.answer,
                     "partition": request.partition, "offset": request.offset}
