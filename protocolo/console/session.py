@@ -17,7 +17,6 @@ from typing import Annotated
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 
-from protocolo.api import permission_table
 from protocolo.api.auth import Services, authorize, bearer_scheme, session_scheme
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission
@@ -72,7 +71,3 @@ def writer(
 ) -> Principal:
     """For form posts: a session must send its CSRF token in the ``csrf_token`` field."""
     return _checked(request, svc, security_scopes, bearer, session, csrf_token)
-
-
-# The permission tables (docs/api.md) read a route's rule from these checks too.
-permission_table.EXTRA_CHECKERS.update({reader: False, writer: False})
