@@ -10,7 +10,11 @@ evidence in the export), so any figure can be traced to signed bytes.
 Rules covered (DOMAIN.md; the policy profile in force when the contact opened, as the
 projector resolves it): the protocol number told at the start, the recording notice given
 at the start (recorded contacts), the protocol confirmed in writing in time (pending while
-its deadline is after the period's end).
+its deadline is after the period's end), and each recording deletion: not before the
+retention the capture stated (counted from the contact's opening) and not while a legal
+hold placed on the contact was in force; each retrieval request answered (fulfilled or
+rejected) within its deadline (history hours or recording days of the profile), pending
+while the deadline is after the period's end.
 """
 
 from __future__ import annotations
@@ -31,7 +35,23 @@ RULES = (
     ("protocol_told_at_start", "Protocol number told at the start", "Protocolo informado no início"),
     ("recording_notice_at_start", "Recording notice at the start", "Aviso de gravação no início"),
     ("protocol_confirmed_in_time", "Protocol confirmed in writing in time", "Protocolo confirmado por escrito no prazo"),
+    ("recording_deleted_lawfully", "Recording deleted only after its retention, never under a hold",
+     "Gravação apagada só após a retenção e nunca sob bloqueio judicial"),
+    ("request_answered_in_time", "Retrieval request delivered or rejected within the deadline",
+     "Pedido de gravação/histórico entregue ou recusado no prazo"),
 )
+
+
+@dataclass
+class Request:
+    request_id: str
+    kind: str
+    requested_at: datetime
+    protocol: str | None
+    partition: int = -1  # where the RetrievalRequested record is in the export
+    offset: int = -1
+    answered_at: datetime | None = None
+    answer: str | None = None  # FULFILLED or REJECTED: reason
 
 
 @dataclass
@@ -47,6 +67,9 @@ class Contact:
     start_seconds: int
     confirmation_hours: int
     disclosed: dict[str, datetime] = field(default_factory=dict)
+    retention: dict[str, int] = field(default_factory=dict)  # recording id -> retention days
+    deletions: dict[str, datetime] = field(default_factory=dict)  # recording id -> first deletion
+    holds: dict[str, list[datetime | None]] = field(default_factory=dict)  # hold id -> [placed, released]
 
 
 @dataclass
@@ -93,9 +116,46 @@ def verified_events(export: Path) -> Iterator[tuple[int, int, str, dict[str, Any
                     yield record["partition"], record["offset"], record["event_type"], json.loads(record["event"])
 
 
+def fold_requests(export: Path) -> dict[str, Request]:
+    """Retrieval requests made in the export, with their first answer (fulfilled or rejected)."""
+    requests: dict[str, Request] = {}
+    answers: list[tuple[str, datetime, str]] = []
+    for partition, offset, event_type, event in verified_events(export):
+        when = _time(event["meta"]["occurred_at"])
+        if event_type == "RetrievalRequested":
+            requests.setdefault(str(event["request_id"]), Request(
+                str(event["request_id"]), str(event["kind"]), when, event["meta"].get("protocol_number"),
+                partition, offset))
+        elif event_type == "RetrievalFulfilled":
+            answers.append((str(event["request_id"]), when, "FULFILLED"))
+        elif event_type == "RetrievalRejected":
+            answers.append((str(event["request_id"]), when, f"REJECTED: {event.get('reason')}"))
+    for rid, when, answer in answers:
+        request = requests.get(rid)
+        if request is not None and (request.answered_at is None or when < request.answered_at):
+            request.answered_at, request.answer = when, answer
+    return requests
+
+
+def _request_verdict(request: Request, profile: str, period_end: datetime) -> str:
+    name, _, number = profile.partition("@")
+    policy = profile_named(name) if not number.isdigit() else _version(name, int(number))
+    due = request.requested_at + (timedelta(hours=policy.history_delivery_hours) if request.kind == "HISTORY"
+                                  else timedelta(days=policy.recording_delivery_days))
+    if request.answered_at is not None:
+        return "kept" if request.answered_at <= due else "broken"
+    return "pending" if due > period_end else "broken"
+
+
+def _version(name: str, number: int) -> Any:
+    from protocolo.core.policy import profile_version
+
+    return profile_version(name, number)
+
+
 def fold_contacts(export: Path) -> dict[str, Contact]:
     contacts: dict[str, Contact] = {}
-    disclosures: list[tuple[str, str, datetime]] = []
+    later: list[tuple[str, str, datetime, dict[str, Any]]] = []
     for partition, offset, event_type, event in verified_events(export):
         protocol = (event.get("meta") or {}).get("protocol_number")
         if not protocol:
@@ -106,13 +166,43 @@ def fold_contacts(export: Path) -> dict[str, Contact]:
             contacts[protocol] = Contact(protocol, partition, offset, when, str(event.get("service_type")),
                                          str(event.get("channel")), bool(event.get("recorded")), key,
                                          seconds, hours)
-        elif event_type == "DisclosureMade":
-            disclosures.append((protocol, str(event.get("kind")), when))
-    for protocol, kind, when in disclosures:
+        else:
+            later.append((protocol, event_type, when, event))
+    for protocol, event_type, when, event in later:  # events may precede their contact's opening
         contact = contacts.get(protocol)
-        if contact is not None and (kind not in contact.disclosed or when < contact.disclosed[kind]):
-            contact.disclosed[kind] = when
+        if contact is not None:
+            _apply(contact, event_type, when, event)
     return contacts
+
+
+def _apply(contact: Contact, event_type: str, when: datetime, event: dict[str, Any]) -> None:
+    if event_type == "DisclosureMade":
+        kind = str(event.get("kind"))
+        if kind not in contact.disclosed or when < contact.disclosed[kind]:
+            contact.disclosed[kind] = when
+    elif event_type == "RecordingCaptured":
+        contact.retention.setdefault(str(event["recording_id"]), int(event["retention_days"]))
+    elif event_type == "RecordingDeleted":
+        rid = str(event["recording_id"])
+        if rid not in contact.deletions or when < contact.deletions[rid]:
+            contact.deletions[rid] = when
+    elif event_type == "LegalHoldPlaced":
+        contact.holds.setdefault(str(event["hold_id"]), [None, None])[0] = when
+    elif event_type == "LegalHoldReleased":
+        contact.holds.setdefault(str(event["hold_id"]), [None, None])[1] = when
+
+
+def _deletion_verdicts(contact: Contact) -> list[str]:
+    """One verdict per deleted recording of the contact whose capture is known."""
+    verdicts = []
+    for rid, deleted in sorted(contact.deletions.items()):
+        if rid not in contact.retention:
+            continue
+        early = deleted < contact.opened_at + timedelta(days=contact.retention[rid])
+        held = any(placed is not None and placed <= deleted and (released is None or released > deleted)
+                   for placed, released in contact.holds.values())
+        verdicts.append("broken" if early or held else "kept")
+    return verdicts
 
 
 def _judge(contact: Contact, rule: str, period_end: datetime) -> str | None:
@@ -139,20 +229,25 @@ def compliance_report(export: Path) -> dict[str, Any]:
     period_end = _time(manifest["period"]["to"])
     groups: dict[tuple[str, str, str], dict[str, RuleFigure]] = defaultdict(
         lambda: {rule: RuleFigure(rule) for rule, _, _ in RULES})
-    for contact in sorted(fold_contacts(export).values(), key=lambda c: c.protocol):
+    contacts = fold_contacts(export)
+    for contact in sorted(contacts.values(), key=lambda c: c.protocol):
         figures = groups[(contact.service_type, contact.channel, contact.profile)]
-        for rule, _, _ in RULES:
-            verdict = _judge(contact, rule, period_end)
-            if verdict is None:
-                continue
-            figure = figures[rule]
-            figure.applicable += 1
-            if verdict == "pending":
-                figure.pending += 1
-            elif verdict == "broken":
-                figure.broken += 1
-                figure.protocols.append({"protocol_number": contact.protocol, "partition": contact.partition,
-                                         "offset": contact.offset})
+        judged = [(rule, _judge(contact, rule, period_end)) for rule, _, _ in RULES[:3]]
+        judged += [("recording_deleted_lawfully", v) for v in _deletion_verdicts(contact)]
+        evidence = {"protocol_number": contact.protocol, "partition": contact.partition, "offset": contact.offset}
+        for rule, verdict in judged:
+            _count(figures[rule], verdict, evidence)
+    for request in sorted(fold_requests(export).values(), key=lambda r: r.request_id):
+        owner = contacts.get(request.protocol or "")
+        if owner is None:  # a request by CPF or code, not located in this export: the default profile
+            key = profile_in_force(profile_for_service(""), request.requested_at).key
+            group = ("(no contact)", "-", key)
+        else:
+            group = (owner.service_type, owner.channel, owner.profile)
+        evidence = {"protocol_number": request.protocol or "", "request_id": request.request_id,
+                    "answer": request.answer,
+                    "partition": request.partition, "offset": request.offset}
+        _count(groups[group]["request_answered_in_time"], _request_verdict(request, group[2], period_end), evidence)
     return {
         "period": manifest["period"], "export_id": manifest["export_id"],
         "export_manifest_sha256": _sha256(export / "manifest.json"),
@@ -161,6 +256,17 @@ def compliance_report(export: Path) -> dict[str, Any]:
                     "figures": [f.as_json() for f in figures.values()]}
                    for (s, c, p), figures in sorted(groups.items())],
     }
+
+
+def _count(figure: RuleFigure, verdict: str | None, evidence: dict[str, Any]) -> None:
+    if verdict is None:
+        return
+    figure.applicable += 1
+    if verdict == "pending":
+        figure.pending += 1
+    elif verdict == "broken":
+        figure.broken += 1
+        figure.protocols.append(evidence)
 
 
 def _sha256(path: Path) -> str:

@@ -33,10 +33,13 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for group in report["groups"]:
         for f in group["figures"]:
+            if not f["applicable"]:  # the rule does not apply to this group: no row (JSON keeps it)
+                continue
             rows.append([group["service_type"], group["channel"], group["policy_profile"], f["rule"],
                          str(f["applicable"]), str(f["broken"]), str(f["pending"]),
                          "" if f["rate"] is None else f"{f['rate']:.4f}",
-                         " ".join(f"{b['protocol_number']}@p{b['partition']}/o{b['offset']}" for b in f["broken_by"])])
+                         " ".join(f"{b['protocol_number'] or b.get('request_id')}@p{b['partition']}/o{b['offset']}"
+                                  for b in f["broken_by"])])
     return rows
 
 
@@ -67,11 +70,13 @@ def _chart(report: dict[str, Any]) -> Figure:
     width = 0.8 / max(1, len(by_service))
     for i, (service, counts) in enumerate(sorted(by_service.items())):
         rates = [100 * k / n if n else 0 for k, n in (counts[r] for r in labels)]
-        axes.bar([x + i * width for x in range(len(labels))], rates, width, label=service)
+        bars = axes.bar([x + i * width for x in range(len(labels))], rates, width, label=service)
+        axes.bar_label(bars, labels=[f"{r:.0f}%" if n else "n/a" for r, (_, n) in
+                                     zip(rates, (counts[x] for x in labels), strict=True)], fontsize="x-small")
     axes.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))])
-    axes.set_xticklabels(["told at start", "recording notice", "confirmed in time"])
+    axes.set_xticklabels(["told at start", "recording notice", "confirmed in time", "deletions", "requests"])
     axes.set_ylabel("% kept / cumprido")
-    axes.set_ylim(0, 100)
+    axes.set_ylim(0, 110)
     axes.set_title("Rules kept per service type / Regras cumpridas por tipo de serviço")
     axes.legend(fontsize="small")
     figure.tight_layout()
@@ -90,13 +95,16 @@ def _svg(report: dict[str, Any]) -> str:
 def as_html(report: dict[str, Any], proof_url: str = "/v1/contacts/{protocol}/proof") -> bytes:
     def protocols(f: dict[str, Any]) -> str:
         return ", ".join(
-            f'<a href="{html.escape(proof_url.format(protocol=b["protocol_number"]))}">'
-            f'{html.escape(b["protocol_number"])}</a> (p{b["partition"]}/o{b["offset"]})' for b in f["broken_by"])
+            (f'<a href="{html.escape(proof_url.format(protocol=b["protocol_number"]))}">'
+             f'{html.escape(b["protocol_number"])}</a> ' if b["protocol_number"] else "")
+            + f"({_where(b)})" for b in f["broken_by"])
 
     names = {r["rule"]: f'{html.escape(r["pt"])} / {html.escape(r["en"])}' for r in report["rules"]}
     rows = []
     for group in report["groups"]:
         for f in group["figures"]:
+            if not f["applicable"]:
+                continue
             rate = "–" if f["rate"] is None else f"{100 * f['rate']:.1f} %"
             rows.append(f"<tr><td>{html.escape(group['service_type'])}</td><td>{html.escape(group['channel'])}</td>"
                         f"<td>{html.escape(group['policy_profile'])}</td><td>{names[f['rule']]}</td>"
@@ -122,6 +130,13 @@ export <code>{html.escape(report['export_id'])}</code> (manifest SHA-256
 </tbody></table></body></html>
 """
     return page.encode("utf-8")
+
+
+def _where(broken: dict[str, Any]) -> str:
+    place = "" if broken.get("partition") is None else f"p{broken['partition']}/o{broken['offset']}"
+    if broken.get("request_id"):
+        place = f"request {html.escape(str(broken['request_id']))} {html.escape(str(broken.get('answer') or 'open'))} {place}"
+    return place.strip()
 
 
 def as_pdf(report: dict[str, Any]) -> bytes:

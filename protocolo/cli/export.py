@@ -160,6 +160,8 @@ def make_export(rt: Runtime, request: ExportRequest, out: Path, progress: Any = 
             result = write_export(conn, out, context, request, periods, export_id, link, progress, extra)
         except ExportNotPossible as exc:
             raise CommandError(str(exc)) from None
+        except OSError as exc:  # nothing is left behind: write_export removes its partial directory
+            raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
         token = _stamp(result, attestation, token)
         report = verify_export(out, ExportTrust(vkeys=tuple(key.vkey(p["origin"]) for p in result.partitions)))
         if not report.ok:  # never handed out, never in the chain

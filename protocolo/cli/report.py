@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"the period's export does not verify ({report.reason}); run `protocolo verify`")
     data = render(compliance_report(evidence), args.format)
     tmp = out.with_name(out.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
     print(f"{out}: compliance report ({args.format}) of {result.records:,} verified records; "
           f"evidence: {evidence} (export {result.export_id})")
     return 0

@@ -18,6 +18,7 @@ import shutil
 import struct
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "evidence"))  # the local TSA
-from helpers_flow import Cli, contact_opened, drain, now_s, project, start_runtime
+from helpers_flow import (
+    Cli,
+    contact_opened,
+    drain,
+    now_s,
+    project,
+    recording_captured,
+    start_runtime,
+)
 from local_tsa import LocalTsa  # noqa: E402
 
 from protocolo.attestation.export_verify import ExportTrust, verify_export
@@ -416,20 +425,46 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
     the policy data: 60 s to disclose at the start, 24 h to confirm in writing)."""
     from protocolo.core.policy import profile_for_service, profile_named
 
-    opened: dict[str, Event] = {}
-    first: dict[tuple[str, str], datetime] = {}
-    for e in events:
-        if e.event_type == "ContactOpened":
-            opened.setdefault(e.protocol_number, e)
-        elif e.event_type == "DisclosureMade":
-            k = (e.protocol_number, e.fields["kind"])
-            first[k] = min(first.get(k, e.occurred_at), e.occurred_at)
     figures: dict[tuple[str, ...], tuple[int, int, int, list[str]]] = {}
 
     def count(group: tuple[str, ...], verdict: str, protocol: str) -> None:
         a, b, p, who = figures.get(group, (0, 0, 0, []))
         figures[group] = (a + 1, b + (verdict == "broken"), p + (verdict == "pending"),
                           who + ([protocol] if verdict == "broken" else []))
+
+    opened: dict[str, Event] = {}
+    first: dict[tuple[str, str], datetime] = {}
+    kept_days: dict[str, int] = {}
+    deletions: list[Event] = []
+    holds: dict[str, list[Event]] = {}
+    answered: dict[str, datetime] = {}
+    for e in events:
+        if e.event_type == "ContactOpened":
+            opened.setdefault(e.protocol_number, e)
+        elif e.event_type == "DisclosureMade":
+            k = (e.protocol_number, e.fields["kind"])
+            first[k] = min(first.get(k, e.occurred_at), e.occurred_at)
+        elif e.event_type == "RecordingCaptured":
+            kept_days[e.fields["recording_id"]] = e.fields["retention_days"]
+        elif e.event_type == "RecordingDeleted":
+            deletions.append(e)
+        elif e.event_type == "LegalHoldPlaced":  # no releases in these tests
+            holds.setdefault(e.protocol_number, []).append(e)
+        elif e.event_type in ("RetrievalFulfilled", "RetrievalRejected"):
+            answered.setdefault(e.fields["request_id"], e.occurred_at)
+    for e in events:
+        if e.event_type != "RetrievalRequested":
+            continue
+        contact = opened.get(e.protocol_number or "")
+        service = contact.fields["service_type"] if contact else ""
+        profile = profile_named(profile_for_service(service))
+        group = ((service, contact.fields["channel"], profile.key) if contact else ("(no contact)", "-", profile.key))
+        due = e.occurred_at + (timedelta(hours=profile.history_delivery_hours) if e.fields["kind"] == "HISTORY"
+                               else timedelta(days=profile.recording_delivery_days))
+        done = answered.get(e.fields["request_id"])
+        verdict = ("kept" if done and done <= due else "broken" if done
+                   else "pending" if due > period_end else "broken")
+        count((*group, "request_answered_in_time"), verdict, e.protocol_number or "")
 
     for protocol, e in opened.items():
         profile = profile_named(profile_for_service(e.fields["service_type"]))
@@ -446,6 +481,10 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
         deadline = at + timedelta(hours=24)
         count((*group, "protocol_confirmed_in_time"), "kept" if confirmed and confirmed <= deadline
               else "pending" if deadline > period_end else "broken", protocol)
+        for d in (d for d in deletions if d.protocol_number == protocol):
+            early = d.occurred_at < at + timedelta(days=kept_days[d.fields["recording_id"]])
+            held = any(h.occurred_at <= d.occurred_at for h in holds.get(protocol, []))
+            count((*group, "recording_deleted_lawfully"), "broken" if early or held else "kept", protocol)
     return figures
 
 
@@ -458,7 +497,7 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     t1 = now_s() - timedelta(days=3)
     recent = now_s() - timedelta(hours=1)
     with ProtocolIssuer(rt.database_url) as issuer:
-        p1, p2, p3, p4 = (issuer.issue() for _ in range(4))
+        p1, p2, p3, p4, p5, p6 = (issuer.issue() for _ in range(6))
 
     def said(p: str, kind: str, at: datetime) -> Event:
         return Event("DisclosureMade", {"kind": kind, "medium": "IVR_PROMPT"}, protocol_number=p, occurred_at=at)
@@ -475,10 +514,51 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
         Event("ContactOpened", contact_opened(service_type="MOBILE", channel="PHONE"), protocol_number=p4, occurred_at=recent),
         said(p4, "RECORDING_NOTICE", recent + timedelta(seconds=1)),
     ]
+
+    def captured(p: str, rec: str, days: int, at: datetime) -> list[Event]:
+        fields = recording_captured(rec, p, days=days)
+        return [Event("RecordingCaptured", fields, protocol_number=p, occurred_at=at)]
+
+    def deleted(p: str, rec: str, at: datetime) -> Event:
+        return Event("RecordingDeleted", {"recording_id": rec, "sha256": recording_captured(rec, p)["sha256"],
+                                          "reason": "RETENTION_EXPIRED", "authorised_by": "retention job"},
+                     protocol_number=p, occurred_at=at)
+
+    old = now_s() - timedelta(days=200)
+    events += [Event("ContactOpened", contact_opened(service_type="MOBILE", channel="PHONE"), protocol_number=p5,
+                     occurred_at=old),
+               said(p5, "PROTOCOL_NUMBER", old + timedelta(seconds=3)),
+               Event("ContactOpened", contact_opened(service_type="BANKING", channel="PHONE"), protocol_number=p6,
+                     occurred_at=old)]
+    events += captured(p5, "rec-kept", 180, old + timedelta(minutes=2)) + [deleted(p5, "rec-kept", old + timedelta(days=190))]
+    events += captured(p2, "rec-early", 180, t1 + timedelta(minutes=1)) + [deleted(p2, "rec-early", t1 + timedelta(hours=1))]
+    events += captured(p6, "rec-held", 180, old + timedelta(minutes=1)) + [
+        Event("LegalHoldPlaced", {"hold_id": "hold-report-1", "case_reference": "Procon 77", "placed_by": "legal"},
+              protocol_number=p6, occurred_at=old + timedelta(days=10)),
+        deleted(p6, "rec-held", old + timedelta(days=190))]
+
+    def asked(rid: str, kind: str, at: datetime, p: str | None) -> Event:
+        return Event("RetrievalRequested", {
+            "request_id": rid, "kind": kind, "requested_via": "WEB_FORM", "delivery_channel": "EMAIL",
+            "customer": {"cpf": "52998224725", "name": "Ana Export"},
+            "window_from": at - timedelta(days=2), "window_to": at}, protocol_number=p, occurred_at=at)
+
+    r_ok, r_late, r_open, r_new, r_no = (str(uuid.uuid4()) for _ in range(5))
+    events += [
+        asked(r_ok, "RECORDING", t1 + timedelta(hours=1), p1),
+        Event("RetrievalFulfilled", {"request_id": r_ok, "recording_id": "rec-x", "delivered_sha256": "0" * 64,
+                                     "delivered_via": "EMAIL"}, protocol_number=p1, occurred_at=t1 + timedelta(days=1)),
+        asked(r_late, "HISTORY", old + timedelta(days=1), p6),  # answered after 120 h
+        Event("RetrievalRejected", {"request_id": r_late, "reason": "NOT_FOUND", "detail": "late answer"},
+              protocol_number=p6, occurred_at=old + timedelta(days=9)),
+        asked(r_open, "HISTORY", old + timedelta(days=2), p5),  # never answered, long overdue
+        asked(r_new, "RECORDING", recent, p4),  # open, not due yet
+        asked(r_no, "HISTORY", old + timedelta(days=3), None),  # by CPF, no contact, overdue
+    ]
     with rt.publisher("export-test") as publisher:
         publisher.publish_many(events)
     project(rt)
-    start = (ledger["t0"] - timedelta(days=5)).isoformat()
+    start = (old - timedelta(days=5)).isoformat()
     end = datetime.now(UTC)
     out = tmp_path / "report.json"
     done = cli("report", "--from", start, "--to", end.isoformat(), "--out", str(out), "--format", "json")
@@ -490,6 +570,12 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     want = {k: (a, b, p, sorted(w)) for k, (a, b, p, w) in
             _expected_rules(ledger["published"] + events, end).items()}
     assert got == want
+    assert got[("BANKING", "PHONE", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p6])  # under hold
+    assert got[("BANKING", "CHAT", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p2])  # too early
+    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "recording_deleted_lawfully")][:2] == (1, 0)
+    assert got[("BANKING", "PHONE", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [p6])
+    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "request_answered_in_time")] == (3, 1, 1, [p5])
+    assert got[("(no contact)", "-", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [""])
     # the report names the export it was computed from, and that export verifies
     evidence = tmp_path / "report.json.export"
     assert report["export_id"] == json.loads((evidence / "manifest.json").read_bytes())["export_id"]
@@ -501,10 +587,12 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
             for r in fastavro.reader(f):
                 if r["event_type"] == "ContactOpened":
                     opening[json.loads(r["event"])["meta"]["protocol_number"]] = (r["partition"], r["offset"])
+                elif r["event_type"] == "RetrievalRequested":
+                    opening[json.loads(r["event"])["request_id"]] = (r["partition"], r["offset"])
     for g in report["groups"]:
         for f in g["figures"]:
             for b in f["broken_by"]:
-                assert opening[b["protocol_number"]] == (b["partition"], b["offset"])
+                assert opening[b.get("request_id") or b["protocol_number"]] == (b["partition"], b["offset"])
 
     for fmt in ("html", "csv", "pdf"):
         target = tmp_path / f"report.{fmt}"
