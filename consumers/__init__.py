@@ -5,4 +5,4 @@ what the projector does with records PostgreSQL cannot store.
 Import the modules; this package re-exports nothing.
 """
 
-__all__ = ["batch", "batch_writer", "decoding", "errors", "kill_points", "projector", "row_isolation", "storable", "tracking"]
+__all__ = ["batch", "batch_writer", "decoding", "errors", "projector", "row_isolation", "storable", "tracking", "write_hooks"]

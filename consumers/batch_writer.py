@@ -25,8 +25,8 @@ import psycopg
 
 from protocolo.projections.journal import write_journal, write_quarantine
 
+from . import write_hooks
 from .batch import Batch
-from .kill_points import KillSwitch
 from .row_isolation import RowIsolatingWrite, refused_content
 from .tracking import TrackingStore
 
@@ -41,7 +41,7 @@ class BatchWriter:
         self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._kill = KillSwitch.from_env()
+        self._observer = write_hooks.installed()  # crash tests only: see write_hooks
         self._batches = 0  # batches this writer has started to write
         self._committed_records = 0
         self._committed_at: dict[int, int] = {}  # partition -> next offset, as this writer committed it
@@ -94,7 +94,8 @@ class BatchWriter:
                     continue
                 self._note_committed(written)
                 self._on_committed(written)
-                self._kill.reached("between-batches", self._batches, self._kill_facts())
+                if self._observer is not None:
+                    self._observer.reached("between-batches", self._batches, self._write_facts)
             finally:
                 self._queue.task_done()
 
@@ -103,8 +104,8 @@ class BatchWriter:
         for p in batch.progress:
             self._committed_at[p.partition] = p.next_offset
 
-    def _kill_facts(self, pending: Batch | None = None) -> dict[str, Any]:
-        """For the kill report (kill_points): what this writer committed, what is open."""
+    def _write_facts(self, pending: Batch | None = None) -> dict[str, Any]:
+        """For a write observer (write_hooks): what this writer committed, what is open."""
         facts: dict[str, Any] = {
             "committed_records": self._committed_records,
             "committed_offsets": {str(p): o for p, o in self._committed_at.items()},
@@ -129,10 +130,12 @@ class BatchWriter:
                 write_journal(cur, self._topic, batch.rows)
                 write_quarantine(cur, self._topic, batch.quarantined)
                 self._tracking.advance(cur, batch.progress, batch.nodes)
-                if self._kill.point is not None:
-                    facts = self._kill_facts(pending=batch)
-                    self._kill.reached("before-first-commit", self._batches, facts)
-                    self._kill.reached("in-transaction", self._batches, facts)
+                if self._observer is not None:
+                    def facts() -> dict[str, Any]:
+                        return self._write_facts(pending=batch)
+                    if self._batches == 1:
+                        self._observer.reached("before-first-commit", self._batches, facts)
+                    self._observer.reached("in-transaction", self._batches, facts)
         except psycopg.Error as exc:
             if not refused_content(exc):
                 raise

@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError, OffsetOutOfRangeError
+from kafka.errors import CorruptRecordError, KafkaError, OffsetOutOfRangeError
 
 from protocolo.core.topic_settings import UnsafeSetting, UnsafeTopic, admin_client, check_topic
 from protocolo.projections.journal import ensure_staging
@@ -45,6 +45,8 @@ from .batch import Batch, BatchProcessor, Positions
 from .batch_writer import BatchWriter
 from .decoding import RecordDecoder
 from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
+from .raw_fetch import fetch_raw
+from .raw_records import read_batches
 from .tracking import OffsetConflict, TrackingStore
 
 __all__ = [
@@ -129,6 +131,7 @@ class Projector:
         self._fatal: BaseException | None = None
         self._conflicts_in_a_row = 0
         self._committed: list[Batch] = []  # appended by the writer thread, drained here
+        self._bootstrap = bootstrap_servers
         self.unsafe_settings = self._check_topic(bootstrap_servers)
         # Whatever is opened here is closed again if a later step fails (a broker that
         # cannot be reached, a database that refuses the migrations).
@@ -316,11 +319,55 @@ class Projector:
             raise StoredOffsetBeyondLogEnd(
                 self.topic, tp.partition, at.next_offset if at else offset, self._log_end(tp)
             ) from exc
+        except CorruptRecordError as exc:
+            if "UnicodeDecodeError" not in str(exc) or self._fatal is not None:
+                raise
+            self._read_unparsable(exc)
+            return {}
         except KafkaError:
             if self._fatal is not None:  # raised in a rebalance callback: the real cause
                 raise self._fatal from None
             raise
         return polled
+
+    def _read_unparsable(self, error: CorruptRecordError) -> None:
+        """kafka-python could not parse a fetched record (a header key that is not UTF-8)
+        and would raise on every later poll. Read the stuck partition's batches with our own
+        parser, project its records up to the unparsable one (which the decoder
+        quarantines with its raw bytes, like any record it cannot read) and seek past it."""
+        admin = admin_client(self._bootstrap, self.options.kafka)
+        try:
+            for tp in sorted(self._consumer.assignment()):
+                position = self._consumer.position(tp)
+                data = fetch_raw(admin, self.topic, tp.partition, position, max(self.options.batch_size * 2048, 1 << 20))
+                records = list(read_batches(data, tp.partition))
+                unparsable = [r for r in records if not r.header_keys_are_text()]
+                # kafka-python parses a batch whole, records below the fetch position too:
+                # no record of a batch holding such a record is delivered after it.
+                end = unparsable[-1].batch_end if unparsable else position
+                taken = [r for r in records if position <= r.offset < end]
+                if not taken:
+                    continue
+                log.warning("%s[%d]@%d: kafka-python cannot parse it (%s); read with the projector's own "
+                            "record-batch parser", self.topic, tp.partition, taken[-1].offset, error)
+                self._project_now({tp.partition: taken})
+                self._consumer.seek(tp, taken[-1].offset + 1)
+                return
+        finally:
+            admin.close()
+        raise error  # no partition holds such a record: not the failure this handles
+
+    def _project_now(self, polled: dict[int, list[Any]]) -> None:
+        """Hand records read outside poll() to the writer, as :meth:`step` does."""
+        batch = self._processor.process(polled, self._positions)
+        if batch is None:
+            return
+        if self._take_write_failure():
+            self._seek_to_stored(self._consumer.assignment())
+            return
+        self._writer.submit(batch)
+        self._positions.advance(batch.progress)
+        self._acknowledge()
 
     def _on_committed(self, batch: Batch) -> None:
         """Called on the writer's thread once a batch is in PostgreSQL."""

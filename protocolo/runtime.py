@@ -41,6 +41,7 @@ from protocolo.producers import registry
 from protocolo.producers.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.producers.publisher import LedgerPublisher
 from protocolo.projections.schema import connect
+from protocolo.registry_binding import RegistryMismatch, RegistryRef, bind_ledger, check_ledger
 
 Log = Callable[[str], None]
 
@@ -131,18 +132,20 @@ class Runtime:
                 ensure_ledger_topic(endpoints.kafka_bootstrap, settings.topic, settings.partitions)
             if settings.database_url:
                 postgres = f"PostgreSQL at {redact_url(settings.database_url)} ({ENV_DATABASE_URL})"
-            connect(endpoints.database_url).close()
-            registry_url = settings.registry_url or (
-                settings.database_url or ensure_database(endpoints.database_url, EMBEDDED_REGISTRY_DATABASE))
-            if settings.registry_url:
-                postgres = f"the registry at {redact_url(settings.registry_url)} ({ENV_REGISTRY_URL})"
-            with registry.connect(registry_url, autocommit=True) as conn:
-                check_keys(conn, keys)
-        except (devstack.DevStackError, LedgerTopicError, KafkaError, KeyConfigError) as exc:
+            with connect(endpoints.database_url, autocommit=True) as ledger:
+                ref = registry_ref(settings, endpoints.database_url)
+                if settings.registry_url:
+                    postgres = f"the registry at {ref.shown} ({ENV_REGISTRY_URL})"
+                shown = redact_url(endpoints.database_url)
+                check_ledger(ledger, shown, ref)  # before the registry is migrated: refuse first
+                with registry.connect(ref.url, autocommit=True) as conn:
+                    check_keys(conn, keys)
+                    bind_ledger(ledger, shown, ref, conn)
+        except (devstack.DevStackError, LedgerTopicError, KafkaError, KeyConfigError, RegistryMismatch) as exc:
             raise RuntimeUnavailable(str(exc)) from exc
         except psycopg.OperationalError as exc:
             raise RuntimeUnavailable(f"{postgres} is unreachable: {exc}".strip()) from exc
-        return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, registry_url, keys)
+        return cls(settings, endpoints.kafka_bootstrap, endpoints.database_url, ref.url, keys)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(self.database_url, **kwargs)
@@ -188,6 +191,21 @@ class Runtime:
         )
 
 
+def registry_ref(settings: Settings, ledger_url: str) -> RegistryRef:
+    """The deployment's registry: ``PROTOCOLO_REGISTRY_URL``; else, with a configured ledger
+    database, that database; else (the embedded stack) the server's ``protocolo_registry``,
+    created if missing. ``protocolo dev up`` exports the last one as
+    ``PROTOCOLO_REGISTRY_URL``, so a shell with its exports and one without use the same
+    registry; the ledger's binding (registry_binding) refuses any other."""
+    if settings.registry_url:
+        return RegistryRef(settings.registry_url, ENV_REGISTRY_URL, redact_url(settings.registry_url))
+    if settings.database_url:
+        return RegistryRef(settings.database_url, f"the ledger database, as {ENV_REGISTRY_URL} is not set",
+                           redact_url(settings.database_url))
+    url = ensure_database(ledger_url, EMBEDDED_REGISTRY_DATABASE)
+    return RegistryRef(url, "the embedded server's registry", redact_url(url))
+
+
 @dataclass(frozen=True)
 class Ledger:
     """One ledger database a reader can search: ``name`` for messages, ``current`` when it
@@ -218,17 +236,20 @@ class LedgerReader:
         if settings.database_url:
             ledgers = [Ledger("configured ledger", settings.database_url, current=True)]
             kafka = settings.kafka_bootstrap
+            _probe_ledger(ledgers[0], ENV_DATABASE_URL)
         else:
             ledgers, kafka = embedded_ledgers(settings)
             kafka = settings.kafka_bootstrap or kafka
-        for ledger in ledgers:
-            _probe_ledger(ledger, ENV_DATABASE_URL if settings.database_url else None)
+            ledgers = _projected(ledgers, settings)
         registry_url = settings.registry_url or settings.database_url
         if registry_url is None and ledgers:
             registry_url = with_database(ledgers[0].url, EMBEDDED_REGISTRY_DATABASE)
+        if registry_url is not None:
+            _check_registry(ledgers, settings, registry_url)
         keys: DeploymentKeys | None = None
         try:
-            keys = load_keys(settings.home, may_invent=False)
+            # the same rule as every command: dev key files only where dev keys apply
+            keys = load_keys(settings.home, may_invent=False, may_read_files=settings.may_invent_keys)
             if registry_url is not None:
                 _verify_registry_keys(registry_url, keys, configured=settings.registry_url is not None)
         except KeyConfigError as exc:
@@ -294,6 +315,44 @@ def _verify_registry_keys(registry_url: str, keys: DeploymentKeys, *, configured
         if configured:
             raise LedgerUnreachable(f"the registry at {redact_url(registry_url)} ({ENV_REGISTRY_URL}) "
                                     f"is unreachable: {exc}".strip()) from exc
+
+
+def _projected(ledgers: list[Ledger], settings: Settings) -> list[Ledger]:
+    """The embedded server's ledger databases that hold a projection. One with no tables
+    yet (a broker incarnation nothing was projected from, e.g. right after a tansu
+    restart) is skipped; only when none holds one is that an error."""
+    found: list[Ledger] = []
+    empty: list[str] = []
+    for ledger in ledgers:
+        try:
+            _probe_ledger(ledger, None)
+        except LedgerUnreachable as exc:
+            if not isinstance(exc.__cause__, SchemaMissing):
+                raise
+            empty.append(ledger.name)
+            continue
+        found.append(ledger)
+    if not found:
+        raise LedgerUnreachable(
+            f"no ledger on the embedded PostgreSQL under {settings.home} holds a projection yet "
+            f"({', '.join(empty)}: nothing projected); run `protocolo demo` or `protocolo project`")
+    return found
+
+
+def _check_registry(ledgers: list[Ledger], settings: Settings, registry_url: str) -> None:
+    """Every ledger read must belong to the registry whose keys open its personal data."""
+    source = ENV_REGISTRY_URL if settings.registry_url else (
+        f"the ledger database, as {ENV_REGISTRY_URL} is not set" if settings.database_url
+        else "the embedded server's registry")
+    ref = RegistryRef(registry_url, source, redact_url(registry_url))
+    for ledger in ledgers:
+        try:
+            with psycopg.connect(ledger.url, autocommit=True, connect_timeout=5) as conn:
+                check_ledger(conn, redact_url(ledger.url), ref)
+        except RegistryMismatch as exc:
+            raise RuntimeUnavailable(str(exc)) from exc
+        except psycopg.OperationalError as exc:
+            raise LedgerUnreachable(f"the registry at {ref.shown} ({source}) is unreachable: {exc}".strip()) from exc
 
 
 def _probe_ledger(ledger: Ledger, variable: str | None) -> None:

@@ -10,7 +10,7 @@ scratch home, from the dev stack's code and jars (see stack.py); nothing of the 
 
 1. **projector**: ``protocolo project`` SIGKILLed ``--kills`` times, each time after new
    events were published (some sent twice): at instrumented points
-   (consumers/kill_points.py: before the first commit, inside the transaction of batch n,
+   (tests/integration/kill_switch.py: before the first commit, inside the transaction of batch n,
    between batches) or during a rebalance (a second projector joins the group while events
    are published; the first is killed at a random moment and the second takes over).
    After each kill a projector resumes until caught up, and the database must equal a
@@ -53,7 +53,6 @@ sys.path[:0] = [str(HERE), str(REPO / "tests"), str(REPO / "tests" / "integratio
 from ledger import Ledger, create_database, pick  # noqa: E402
 from stack import Cluster, SingleNode  # noqa: E402
 
-from protocolo.consumers.kill_points import ENV_POINT, ENV_REPORT  # noqa: E402
 from protocolo.core.topic_settings import admin_client, judge, read_topic_settings  # noqa: E402
 from protocolo.devstack import apache_kafka  # noqa: E402
 
@@ -141,8 +140,7 @@ class Campaign:
         batch = 1 if kind == "before-first-commit" else pick(self.rng, 1 if kind == "between-batches" else 2, 5)
         point = kind if kind == "before-first-commit" else f"{kind}:{batch}"
         before = ledger.progress()
-        proc = ledger.projection("--batch-size", BATCH, "--until-caught-up",
-                                 **{ENV_POINT: point, ENV_REPORT: str(report_path)})
+        proc = ledger.projection("--batch-size", BATCH, "--until-caught-up", kill_at=(point, report_path))
         rc = proc.wait(300)
         row = self.row(f"projector-{kind}", "")
         if rc != -signal.SIGKILL or not report_path.exists():

@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 from kafka import KafkaProducer
+from kill_switch import killed_projector_argv
 from psycopg import sql
 from view_snapshot import (
     PROTOCOLO,
@@ -66,11 +67,15 @@ def create_database(admin_url: str, label: str) -> str:
 class Projection:
     """A ``protocolo project`` subprocess on a ledger."""
 
-    def __init__(self, ledger: Ledger, name: str, *args: str, **env: str) -> None:
+    def __init__(self, ledger: Ledger, name: str, *args: str,
+                 kill_at: tuple[str, Path] | None = None, **env: str) -> None:
         self.log_path = ledger.work / f"{name}.log"
         self._log = self.log_path.open("wb")
+        argv = [PROTOCOLO, "project", "--quiet", *args]
+        if kill_at is not None:  # the test-only entry script (tests/integration/kill_switch.py)
+            argv = killed_projector_argv(kill_at[0], kill_at[1], *argv[1:])
         self.proc = subprocess.Popen(
-            [PROTOCOLO, "project", "--quiet", *args],
+            argv,
             env=cli_env(ledger.settings, PGAPPNAME=APP_NAME, **env),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
         )
@@ -167,9 +172,9 @@ class Ledger:
 
     # -- projecting ----------------------------------------------------------------------
 
-    def projection(self, *args: str, **env: str) -> Projection:
+    def projection(self, *args: str, kill_at: tuple[str, Path] | None = None, **env: str) -> Projection:
         self._runs += 1
-        return Projection(self, f"project-{self._runs}", *args, **env)
+        return Projection(self, f"project-{self._runs}", *args, kill_at=kill_at, **env)
 
     def progress(self) -> int:
         """Records projected (sum of the stored next offsets); -1 when PostgreSQL does not answer."""

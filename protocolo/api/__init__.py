@@ -1,4 +1,4 @@
-"""``protocolo serve``: the HTTP API over the read model and the publisher (issue 7).
+"""``protocolo serve``: the HTTP API over the read model and the publisher.
 
 Part of the composition root: it may import every layer. Reads go to the projections'
 typed read model (:mod:`protocolo.projections.history`); writes are events published

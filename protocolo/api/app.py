@@ -21,6 +21,16 @@ ROUTERS = (operations.router, sessions.router, contacts.router, holds.router, re
            approvals.router, access_log.router, events.router)
 
 
+async def _masked(request: Request, response: Response) -> Response:
+    """An error body with the personal data it might echo masked (problems.mask_personal_data)."""
+    chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
+    body = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks).decode("utf-8", "replace")
+    codes = [v for k, v in request.query_params.multi_items() if k == "customer_code"]
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Response(problems.mask_personal_data(body, codes), status_code=response.status_code, headers=headers,
+                    media_type="application/json")
+
+
 def create_app(services: ApiServices | None = None) -> FastAPI:
     """The API; ``services`` may be set later on ``app.state.services`` (for the OpenAPI
     document, which needs no backend)."""
@@ -57,6 +67,8 @@ def create_app(services: ApiServices | None = None) -> FastAPI:
             svc.metrics.observe(request.method, path, response.status_code, time.perf_counter() - started)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/json"):
+            return await _masked(request, response)
         return response
 
     return app

@@ -7,13 +7,19 @@ no request waits behind a probe except the very first.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
+import psycopg
+from kafka.errors import KafkaError
+
 from protocolo.core.watermark import ProjectionLag, projection_lag
 
 from .services import ApiServices
+
+log = logging.getLogger(__name__)
 
 CACHE_S = 2.0
 _lock = threading.Lock()
@@ -21,12 +27,26 @@ _cache: dict[int, tuple[float, ProjectionLag | None, str | None]] = {}
 _refreshing: set[int] = set()
 
 
+#: Why the lag could not be measured, as answers may say it (the exception itself goes to
+#: the server log only: its text can name hosts, databases or users).
+KAFKA_UNREACHABLE = "Kafka unreachable"
+POSTGRESQL_UNREACHABLE = "PostgreSQL unreachable"
+NOT_MEASURED = "lag not measured (see the server log)"
+
+
 def _probe(svc: ApiServices) -> tuple[ProjectionLag | None, str | None]:
     try:
         with svc.ledger.connection() as conn:
             return projection_lag(conn, svc.kafka_bootstrap, svc.topic, timeout_s=3), None
-    except Exception as exc:  # noqa: BLE001 - reported as "not measured", with the reason
-        return None, f"{type(exc).__name__}: {exc}"
+    except KafkaError as exc:
+        log.warning("projection lag: Kafka: %s", exc)
+        return None, KAFKA_UNREACHABLE
+    except psycopg.Error as exc:
+        log.warning("projection lag: PostgreSQL: %s", exc)
+        return None, POSTGRESQL_UNREACHABLE
+    except Exception:  # noqa: BLE001 - reported as "not measured", logged in full
+        log.exception("projection lag")
+        return None, NOT_MEASURED
 
 
 def current_lag(svc: ApiServices) -> tuple[ProjectionLag | None, str | None]:

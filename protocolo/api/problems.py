@@ -8,7 +8,8 @@ one, where ``type`` is the rule. A rejection by the contract (the publisher's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from protocolo.core.errors import EventRejected
+from protocolo.core.errors import EventRejected, shown_value
 from protocolo.core.personal_data import PersonalDataUnavailable
 from protocolo.core.watermark import ProjectionBehind
 from protocolo.producers.publisher import PublishFailed
@@ -35,6 +36,21 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: What looks like a CPF anywhere in an error body: 11 digits, bare or punctuated, not part
+#: of a longer number (a protocol number has 15 digits, an offset is not punctuated so).
+_CPF_LIKE = re.compile(r"(?<![\d.])\d{3}[.\s]?\d{3}[.\s]?\d{3}[-\s]?\d{2}(?![\d-])")
+
+
+def mask_personal_data(text: str, also: Iterable[str] = ()) -> str:
+    """``text`` (an error body) with every CPF-looking value and every value of ``also``
+    (the customer codes the request named) masked, wherever they appear: messages, field
+    names, echoed path ids. The last line of defence: messages already use
+    ``shown_value`` for what they quote."""
+    for value in sorted({v for v in also if len(v) >= 3}, key=len, reverse=True):
+        text = text.replace(value, "*" * len(value))
+    return _CPF_LIKE.sub(lambda m: re.sub(r"\d", "*", m.group(0)[:-2]) + m.group(0)[-2:], text)
+
+
 def rejection_body(field: str, rule: str, message: str, where: str = "") -> dict[str, Any]:
     loc = [where, *field.split(".")] if where else field.split(".")
     return {"detail": [{"loc": loc, "msg": message, "type": rule}], "field": field, "rule": rule}
@@ -46,10 +62,19 @@ def _field_of(loc: Sequence[Any]) -> str:
                     else parts)
 
 
+def _shown_loc(error: Any) -> list[Any]:
+    """An error's location; a name the caller made up (an unexpected field: it could be a
+    CPF or a customer code) is shown masked like any rejected value."""
+    loc = list(error.get("loc", ()))
+    if error.get("type") == "extra_forbidden" and loc and isinstance(loc[-1], str):
+        loc[-1] = shown_value(loc[-1]).strip("'")
+    return loc
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        errors = [{"loc": _shown_loc(e), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "type": "invalid"}
         return JSONResponse(status_code=422, content={

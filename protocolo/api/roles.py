@@ -1,7 +1,8 @@
 """Roles and what each may do.
 
-A route asks for one *permission* (an OAuth2-style scope: ``contacts:read``); a role is a
-fixed set of permissions. Users carry a role today; an OIDC deployment later maps a
+A route asks for *permissions* (OAuth2-style scopes: ``contacts:read``), all of them
+unless it says "any of" (``auth.principal_any_of``); a role is a fixed set of permissions,
+in ``ROLE_PERMISSIONS``, the one table (docs/api.md's role table is tested against it). Users carry a role today; an OIDC deployment later maps a
 token's role claim to the same names, so routes never change.
 """
 
@@ -41,7 +42,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SUPERVISOR: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK, P.RECORDINGS_ACCESS,
                                 P.REQUESTS_READ, P.REQUESTS_WRITE, P.HOLDS_WRITE, P.APPROVALS_REQUEST,
                                 P.APPROVALS_READ}),
-    Role.COMPLIANCE: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK, P.RECORDINGS_ACCESS,
+    # Compliance judges rules (retention, holds, approvals) on digests and timelines; it does
+    # not hand recordings over, so it never reaches their media (least privilege, DOMAIN.md).
+    Role.COMPLIANCE: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK,
                                 P.REQUESTS_READ, P.HOLDS_WRITE, P.APPROVALS_REQUEST, P.APPROVALS_DECIDE,
                                 P.APPROVALS_READ, P.ACCESS_LOG_READ}),
     Role.REGULATOR: frozenset({P.REQUESTS_READ, P.ACCESS_LOG_READ}),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -17,6 +17,9 @@ from protocolo.producers.publisher import LedgerPublisher
 
 from .metrics import Metrics
 from .rate_limit import Rate, TokenBuckets
+
+if TYPE_CHECKING:
+    from .projector_supervisor import ProjectorHealth
 
 
 class ConnectionPool:
@@ -77,12 +80,19 @@ class ApiServices:
     metrics: Metrics = field(default_factory=Metrics)
     login_limit: TokenBuckets = field(default_factory=lambda: TokenBuckets(LOGIN_RATE))
     customer_limit: TokenBuckets = field(default_factory=lambda: TokenBuckets(CUSTOMER_RATE))
+    #: The in-process projector's health for /readyz (None: it runs elsewhere).
+    projector_health: Callable[[], ProjectorHealth] | None = None
 
     @property
     def topic(self) -> str:
         return self.settings.topic
 
+    #: stopped first on close (background work on these services: the decision outbox sweep)
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+
     def close(self) -> None:
+        for stop in self.stoppers:
+            stop()
         self.publisher.close()
         self.ledger.close()
         self.registry.close()

@@ -28,6 +28,9 @@ from .services import ApiServices
 
 _CATALOGUE: list[SchemaCatalogue] = []
 
+#: The purpose an access recorded for a mismatching read states (the reader gave none).
+MISMATCH_PURPOSE = "contact read; the views differ from the signed log, the verified values were shown"
+
 
 class CheckpointRef(BaseModel):
     origin: str
@@ -96,3 +99,18 @@ def check_search_rows(svc: ApiServices, conn: psycopg.Connection[Any], rows: lis
             if column in row:
                 row[column] = value
         row["verified"] = result.as_dict()
+
+
+def finding_target(result: ContactVerification | None) -> str | None:
+    """What an audited read records of a verification that found the views altered (the
+    access's ``target``): which values differed, so the audit trail says the reader was
+    shown verified values in place of altered ones. None when nothing differed."""
+    if result is None or result.status != "MISMATCH":
+        return None
+    return finding_summary([d.as_dict() for d in result.differences])
+
+
+def finding_summary(differences: list[dict[str, Any]]) -> str:
+    altered = sorted({f"{d['table']}.{d['column']}" for d in differences})
+    text = "verification MISMATCH: " + ", ".join(altered or ["proof"])
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -96,8 +96,36 @@ class PayloadAudit:
         started = time.monotonic()
         for partition in partitions:
             self._partition(partition)
+        self._duplicate_marks(partitions)
         self.stats.seconds += time.monotonic() - started
         return self.stats
+
+    def _duplicate_marks(self, partitions: Sequence[int]) -> None:
+        """``is_duplicate`` decides what the views apply: exactly one row of each event id is
+        applied, and within a partition (read in offset order) it is the first. A row marked
+        the other way would hide an event from every view, or apply one twice, while the
+        views recomputed from the journal agree with it."""
+        cur = self.conn.cursor(name="verify_duplicates")
+        cur.itersize = FETCH_ROWS
+        cur.execute(
+            "SELECT kafka_partition, leaf_index, kafka_offset, event_id::text, is_duplicate, applied FROM ("
+            " SELECT kafka_partition, leaf_index, kafka_offset, event_id, is_duplicate,"
+            "  count(*) FILTER (WHERE NOT is_duplicate) OVER (PARTITION BY event_id) AS applied,"
+            "  row_number() OVER (PARTITION BY event_id, kafka_partition ORDER BY kafka_offset) AS n,"
+            "  bool_or(NOT is_duplicate) OVER (PARTITION BY event_id, kafka_partition) AS here"
+            " FROM journal WHERE topic = %s) j"
+            " WHERE kafka_partition = ANY(%s) AND (applied <> 1 OR (here AND (n = 1) = is_duplicate))"
+            " ORDER BY kafka_partition, leaf_index", (self.topic, list(partitions)))
+        try:
+            for partition, leaf_index, offset, event_id, duplicate, applied in cur:
+                detail = (f"column is_duplicate: event {event_id} has {applied} applied rows, the log "
+                          "gives exactly one" if applied != 1 else
+                          f"column is_duplicate: stored {str(duplicate).lower()}, the log gives "
+                          f"{str(not duplicate).lower()} (the first row of event {event_id} in this "
+                          "partition is the applied one)")
+                self.findings.add(Finding(PAYLOAD_MISMATCH, partition, leaf_index, offset, "journal", detail))
+        finally:
+            cur.close()
 
     def _partition(self, partition: int) -> None:
         cur = self.conn.cursor(name=f"verify_payload_{partition}")

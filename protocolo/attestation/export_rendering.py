@@ -68,7 +68,8 @@ def value_fingerprint(value: bytes) -> bytes | None:
     return bytes(value[2:HEADER_SIZE])
 
 
-def _plain(value: Any) -> Any:
+def _scalar(value: Any) -> Any:
+    """The JSON form of the values Avro decoding gives that JSON has no type for."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if isinstance(value, uuid.UUID):
@@ -77,15 +78,26 @@ def _plain(value: Any) -> Any:
         return bytes(value).hex()
     if isinstance(value, Decimal):
         return str(value)
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return _scalar(value)
+
+
+_ENCODE = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                           default=_scalar).encode
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(_plain(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """The JSON form (docs/export-format.md §4); the C encoder walks the structure once."""
+    return _ENCODE(value)
 
 
 def decode_event(value: bytes, parsed_schema: Any) -> dict[str, Any]:
@@ -113,18 +125,23 @@ def _text_or_hex(raw: bytes | None) -> Any:
     return text if "\x00" not in text else {"hex": raw.hex()}
 
 
-def json_line(record: dict[str, Any], event: dict[str, Any] | None) -> str:
-    """The JSON Lines rendering of one ``data.avro`` record (with its decoded event)."""
+def json_line(record: dict[str, Any], event: dict[str, Any] | None, event_text: str | None = None) -> str:
+    """The JSON Lines rendering of one ``data.avro`` record (with its decoded event).
+
+    ``event_text`` (``canonical_json(event)``, when the caller has it) is spliced in rather
+    than encoded again: ``"event"`` sorts first, so the bytes are those of the whole object."""
     value = bytes(record["value"])
-    line = {
+    rest = canonical_json({
         "partition": record["partition"], "offset": record["offset"],
         "leaf_index": record["leaf_index"], "kafka_timestamp": record["timestamp"],
         "key": _text_or_hex(record["key"]),
         "headers": [[_text_or_hex(h["key"]), _text_or_hex(h["value"])] for h in record["headers"]],
         "quarantined": record["quarantined"], "event_type": record["event_type"],
-        "value_sha256": _sha256(value), "event": event,
-    }
-    return canonical_json(line) + "\n"
+        "value_sha256": _sha256(value),
+    })
+    if event_text is None:
+        event_text = canonical_json(event)
+    return '{"event":' + event_text + "," + rest[1:] + "\n"
 
 
 def _sha256(data: bytes) -> str:
@@ -155,5 +172,5 @@ def _csv_row(cells: list[str]) -> str:
 
 
 def event_json(event: dict[str, Any] | None) -> Any:
-    """The decoded event as the plain JSON value the renderings carry."""
-    return None if event is None else _plain(event)
+    """The decoded event as the renderings carry it (serialised by :func:`canonical_json`)."""
+    return event

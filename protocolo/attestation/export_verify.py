@@ -179,6 +179,11 @@ def _policy(directory: Path, trust: ExportTrust, manifest: dict[str, Any]) -> tu
     if not pinned:
         vkeys = [_read(directory, f"keys/log-p{p['partition']}.vkey").decode().strip()
                  for p in manifest["partitions"]]
+    return policy_of_keys(tuple(vkeys))[0], pinned
+
+
+def policy_of_keys(vkeys: tuple[str, ...]) -> tuple[Policy, bool]:
+    """A policy of the given verifier keys: Ed25519 ones are logs, others witnesses; no quorum."""
     logs: list[PolicyLog] = []
     witnesses: dict[str, PolicyWitness] = {}
     for vkey in vkeys:
@@ -187,7 +192,7 @@ def _policy(directory: Path, trust: ExportTrust, manifest: dict[str, Any]) -> tu
             logs.append(PolicyLog(key, verifier_from_key(vkey)))
         else:
             witnesses[key.name] = PolicyWitness(key.name, key, verifier_from_key(vkey))
-    return Policy(tuple(logs), witnesses), pinned
+    return Policy(tuple(logs), witnesses), bool(vkeys)
 
 
 def _check_files(directory: Path, manifest: dict[str, Any]) -> None:
@@ -378,7 +383,7 @@ def _check_partition(directory: Path, manifest: dict[str, Any], entry: dict[str,
                        record["inclusion_proof"])
             event = _rederive(record, schemas, data_path, number)
             counts[_count_key(record)] += 1
-            _need(next(jl, None) == json_line(record, event), "rendering-mismatch", str(entry["jsonl"]),
+            _need(next(jl, None) == json_line(record, event, None if event is None else record["event"]), "rendering-mismatch", str(entry["jsonl"]),
                   f"line {number} differs from the line derived from data.avro record {number}")
             _need(next(cl, None) == csv_line(record, event), "rendering-mismatch", str(entry["csv"]),
                   f"line {number + 1} differs from the line derived from data.avro record {number}")

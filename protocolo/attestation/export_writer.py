@@ -222,7 +222,7 @@ class _PartitionWriter:
             record["inclusion_proof"] = inclusion_proof(
                 int(leaf_index), self.period.finish, node_reader(conn, self.context.topic, self.period.partition))
         self.avro.write(record)
-        self.jsonl.write(json_line(record, event))
+        self.jsonl.write(json_line(record, event, record["event"]))
         self.csv.write(csv_line(record, event))
         if error is not None:
             self.counts["(quarantined)"] += 1

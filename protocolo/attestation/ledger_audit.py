@@ -234,6 +234,8 @@ class PartitionWalk:
         self._stored_range: CompactRange | None = None
         self._recomputed_at_stored_size: CompactRange | None = None
         self._hasher = partition_leaf_hasher(topic, partition)
+        self._cps: Iterator[CheckpointRow] = iter(())
+        self._next_cp: CheckpointRow | None = None  # the next checkpoint to check, in size order
 
     # -- reading -----------------------------------------------------------------------
 
@@ -335,48 +337,71 @@ class PartitionWalk:
 
     def run(self) -> None:
         started = time.monotonic()
-        position = self.conn.execute(
-            "SELECT next_offset, next_leaf_index, tree_size, compact_range FROM projector_offsets"
-            " WHERE topic = %s AND kafka_partition = %s", (self.topic, self.partition)).fetchone()
+        stored = self._stored_position()
+        next_offset, next_leaf, tree_size = stored or (0, 0, 0)
         last_checkpoint = self.conn.execute(
             "SELECT max(tree_size) FROM checkpoints WHERE topic = %s AND kafka_partition = %s",
             (self.topic, self.partition)).fetchone()
-        next_offset = next_leaf = tree_size = 0
-        if position is not None:
-            next_offset, next_leaf, tree_size = int(position[0]), int(position[1]), int(position[2])
-            self.summary.tree_size = tree_size
-            try:
-                self._stored_range = CompactRange(tree_size, [bytes(h) for h in position[3] or ()])
-            except EvidenceError as exc:
-                self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets.compact_range is not a "
-                              f"compact range of size {tree_size}: {exc}")
-            if tree_size != next_leaf:
-                self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets says tree_size "
-                              f"{tree_size} but next_leaf_index {next_leaf}")
         end = max(tree_size, next_leaf, int(last_checkpoint[0] or 0) if last_checkpoint else 0)
-
         rows = self._rows()
         for raw in rows.below(0):
             row = LedgerRow.of(raw)
             self._read(row)
             self._hold_row(row, self._leaf_of(row), f"leaf index {row.leaf_index} is negative")
-
-        cps = self._checkpoint_rows()
-        next_cp = next(cps, None)
-        while next_cp is not None and next_cp.tree_size == 0:
-            self.checkpoints.check(next_cp, CompactRange(), True)
-            next_cp = next(cps, None)
+        self._cps = self._checkpoint_rows()
+        self._next_cp = next(self._cps, None)
+        while self._next_cp is not None and self._next_cp.tree_size == 0:
+            self.checkpoints.check(self._next_cp, CompactRange(), True)
+            self._next_cp = next(self._cps, None)
         if tree_size == 0 and self._stored_range is not None:
             self._recomputed_at_stored_size = CompactRange()
+        self._walk_chunks(rows, end, tree_size, started)
+        while self._next_cp is not None:  # only if `end` missed it; kept for safety
+            self.checkpoints.check(self._next_cp, None, False)
+            self._next_cp = next(self._cps, None)
+        for raw in rows.rest():  # rows beyond every size the ledger states
+            row = LedgerRow.of(raw)
+            self._read(row)
+            self._hold_row(row, self._leaf_of(row), f"leaf index {row.leaf_index} is beyond the tree (size {end})")
+        for bracket in self._held.awaiting:
+            bracket.after = (next_leaf, next_offset) if stored is not None else None
+        self._held.awaiting.clear()
+        self._classify_held()
+        self._surplus_nodes(end)
+        self._check_stored_state(tree_size, next_offset)
+        if self.progress is not None and time.monotonic() - started >= 2.0:
+            self.progress(self.partition, end, time.monotonic() - started)
 
-        last_report = started
+    def _stored_position(self) -> tuple[int, int, int] | None:
+        """(next offset, next leaf index, tree size) as ``projector_offsets`` states them,
+        with its compact range kept for the end; None when the partition has no row there."""
+        position = self.conn.execute(
+            "SELECT next_offset, next_leaf_index, tree_size, compact_range FROM projector_offsets"
+            " WHERE topic = %s AND kafka_partition = %s", (self.topic, self.partition)).fetchone()
+        if position is None:
+            return None
+        next_offset, next_leaf, tree_size = int(position[0]), int(position[1]), int(position[2])
+        self.summary.tree_size = tree_size
+        try:
+            self._stored_range = CompactRange(tree_size, [bytes(h) for h in position[3] or ()])
+        except EvidenceError as exc:
+            self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets.compact_range is not a "
+                          f"compact range of size {tree_size}: {exc}")
+        if tree_size != next_leaf:
+            self._finding(TREE_MISMATCH, None, None, "tree", f"projector_offsets says tree_size "
+                          f"{tree_size} but next_leaf_index {next_leaf}")
+        return next_offset, next_leaf, tree_size
+
+    def _walk_chunks(self, rows: _LeafOrderedRows, end: int, tree_size: int, started: float) -> None:
+        """Every chunk of ``[0, end)`` in order. The next chunk is read while this one is
+        hashed: PostgreSQL's share of the work (index scans, digests) runs meanwhile in its
+        own process. One reader thread, in chunk order; the connection serialises its use
+        (psycopg connections are thread-safe)."""
         def read_chunk(chunk_start: int) -> tuple[list[RawRow], dict[int, tuple[int, bytes]]]:
             chunk_end = min(chunk_start + self.chunk, end)
             return rows.below(chunk_end), self._stored_digests(chunk_start, chunk_end)
 
-        # The next chunk is read while this one is hashed: PostgreSQL's share of the work
-        # (index scans, digests) runs meanwhile in its own process. One reader thread, in
-        # chunk order; the connection serialises its use (psycopg connections are thread-safe).
+        last_report = started
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-read") if self.prefetch else None
         upcoming = reader.submit(read_chunk, 0) if reader is not None and end > 0 else None
         try:
@@ -387,17 +412,7 @@ class PartitionWalk:
                     upcoming = reader.submit(read_chunk, chunk_end) if chunk_end < end else None
                 else:
                     chunk_rows, digests = read_chunk(chunk_start)
-                levels = self._walk_chunk(chunk_start, chunk_end, chunk_rows, digests)
-                upper_before = self._upper.copy()
-                if chunk_end - chunk_start == self.chunk:
-                    self._append_upper(chunk_start >> self.chunk_level, levels[self.chunk_level][0])
-                while next_cp is not None and next_cp.tree_size <= chunk_end:
-                    at = self._range_at(next_cp.tree_size, chunk_start, levels, upper_before)
-                    self.checkpoints.check(next_cp, at, self._reproduced_below(next_cp.tree_size))
-                    next_cp = next(cps, None)
-                if chunk_start < tree_size <= chunk_end:
-                    self._recomputed_at_stored_size = self._range_at(tree_size, chunk_start, levels, upper_before)
-                self.summary.leaves = chunk_end
+                self._chunk(chunk_start, chunk_end, chunk_rows, digests, tree_size)
                 now = time.monotonic()
                 if self.progress is not None and now - last_report >= 2.0:
                     self.progress(self.partition, chunk_end, now - started)
@@ -405,22 +420,21 @@ class PartitionWalk:
         finally:
             if reader is not None:
                 reader.shutdown(wait=True)
-        while next_cp is not None:  # only if `end` missed it; kept for safety
-            self.checkpoints.check(next_cp, None, False)
-            next_cp = next(cps, None)
 
-        for raw in rows.rest():  # rows beyond every size the ledger states
-            row = LedgerRow.of(raw)
-            self._read(row)
-            self._hold_row(row, self._leaf_of(row), f"leaf index {row.leaf_index} is beyond the tree (size {end})")
-        for bracket in self._held.awaiting:
-            bracket.after = (next_leaf, next_offset) if position is not None else None
-        self._held.awaiting.clear()
-        self._classify_held()
-        self._surplus_nodes(end)
-        self._check_stored_state(tree_size, next_offset)
-        if self.progress is not None and time.monotonic() - started >= 2.0:
-            self.progress(self.partition, end, time.monotonic() - started)
+    def _chunk(self, chunk_start: int, chunk_end: int, chunk_rows: list[RawRow],
+               digests: dict[int, tuple[int, bytes]], tree_size: int) -> None:
+        """One chunk: its leaves and nodes, the tree above it, the checkpoints it ends."""
+        levels = self._walk_chunk(chunk_start, chunk_end, chunk_rows, digests)
+        upper_before = self._upper.copy()
+        if chunk_end - chunk_start == self.chunk:
+            self._append_upper(chunk_start >> self.chunk_level, levels[self.chunk_level][0])
+        while self._next_cp is not None and self._next_cp.tree_size <= chunk_end:
+            at = self._range_at(self._next_cp.tree_size, chunk_start, levels, upper_before)
+            self.checkpoints.check(self._next_cp, at, self._reproduced_below(self._next_cp.tree_size))
+            self._next_cp = next(self._cps, None)
+        if chunk_start < tree_size <= chunk_end:
+            self._recomputed_at_stored_size = self._range_at(tree_size, chunk_start, levels, upper_before)
+        self.summary.leaves = chunk_end
 
     def _read(self, row: LedgerRow) -> None:
         self.summary.rows += 1

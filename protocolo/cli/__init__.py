@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 #: Modules of this package that register a sub-command, in the order ``--help`` lists them.
 COMMAND_MODULES = ("demo", "dev", "project", "history", "erase", "protocol", "topic", "checkpoint",
-                   "keys", "witness", "verify", "evidence", "verify_evidence", "export", "verify_export",
+                   "keys", "witness", "verify", "evidence", "verify_evidence", "export", "verify_export", "report", "restore_topic",
                    "serve", "user")
 
 

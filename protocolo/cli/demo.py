@@ -24,7 +24,9 @@ from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.config import AttestationSettings
 from protocolo.attestation.log_key import load_log_key
+from protocolo.attestation.pinned_log_keys import configured_log_keys
 from protocolo.attestation.publication import KafkaCheckpointPublisher
+from protocolo.attestation.verified_read import VERIFIED, verify_contact
 from protocolo.cli import CommandError, bounded_int
 from protocolo.cli import history as history_cli
 from protocolo.cli.evidence import writer_context
@@ -36,7 +38,9 @@ from protocolo.evidence.note import VerifierKey
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
 from protocolo.producers.simulator import CallCentreDay, chunks
+from protocolo.projections.history import timelines
 from protocolo.runtime import Runtime, redact_url
+from protocolo.schemas.catalogue import SchemaCatalogue
 
 SUMMARY = (
     ("contacts in the ledger", "SELECT count(*) FROM interactions WHERE opened_at IS NOT NULL"),
@@ -82,6 +86,7 @@ def say(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
+    demo_started = datetime.now(UTC)
     say("Starting the stack ...")
     rt = Runtime.start()
     say(f"  Kafka {rt.kafka_bootstrap}  topic {rt.settings.topic}\n  PostgreSQL {redact_url(rt.database_url)}")
@@ -114,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     code = history_cli.run(argparse.Namespace(protocol=sample, cpf=None, customer=None,
                                               start=None, end=None, json=False))
     verdict = _proof_of_service(rt, sample)
+    verdict = _verified_read(rt, sample) or verdict
+    verdict = verdict or _audit_export(rt, demo_started)
     _print_console_users(rt, day.sample_cpf)
     hint = f"protocolo history --cpf {day.sample_cpf}" if day.sample_cpf else f"protocolo history --protocol {sample}"
     say(f"Done in {time.monotonic() - started:.1f} s. Try: {hint}")
@@ -152,6 +159,50 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
           f"--vkey '{vkeys[0]}' ...  (or the published verifier/protocolo_verify.py; README.txt "
           "says how by hand)")
     return 0 if report.ok else 1
+
+
+def _verified_read(rt: Runtime, protocol: str) -> int:
+    """The sample contact read as `history` reads it, now that checkpoints are signed: its
+    events proved into them with the pinned log key, its views compared with the state
+    folded from them. 0 when verified."""
+    with rt.connect() as conn:
+        [timeline] = timelines(conn, [protocol])
+        result = verify_contact(conn, rt.settings.topic, timeline, configured_log_keys(rt.settings),
+                                SchemaCatalogue.load())
+    print(f"\nVerified read of {protocol} (what `protocolo history --protocol {protocol}` checks):")
+    print(f"  {result.summary()}")
+    return 0 if result.status == VERIFIED else 1
+
+
+def _audit_export(rt: Runtime, since: datetime) -> int:
+    """The regulator's export of what this run put on the ledger, verified offline with the
+    log's verifier keys pinned (not the export's own copies); print where it is."""
+    from protocolo.attestation.export_verify import ExportTrust, verify_export
+    from protocolo.attestation.export_writer import ExportRequest
+    from protocolo.cli.export import make_export
+
+    now = datetime.now(UTC)
+    out = rt.settings.home / "exports" / f"demo-{now:%Y%m%dT%H%M%SZ}"
+    say("Writing the audit export of this run ...")
+    result = make_export(rt, ExportRequest(since, now, "demo-regulator", "protocolo-demo"), out)
+    attestation = AttestationSettings.from_env()
+    key = load_log_key(rt.settings, attestation.deployment)
+    vkeys = tuple(key.vkey(log_origin(attestation.deployment, rt.settings.topic, p))
+                  for p in range(rt.settings.partitions))
+    report = verify_export(out, ExportTrust(vkeys))
+    print(f"\nAudit export ({result.records:,} records, for 'demo-regulator'): {out}")
+    print(f"  offline verification with the log's verifier keys: {report.verdict}")
+    print(f"  check it yourself: protocolo verify-export {out} --vkey '{vkeys[0]}' ...")
+    if not report.ok:
+        return 1
+    from protocolo.attestation.compliance_report import compliance_report
+    from protocolo.attestation.report_render import render
+
+    figures = compliance_report(out)
+    for fmt in ("html", "pdf"):
+        (out.parent / f"{out.name}-report.{fmt}").write_bytes(render(figures, fmt))
+    print(f"  compliance report from its verified events: {out.parent / out.name}-report.html (and .pdf)")
+    return 0
 
 
 def _check_index(conn: Any, topic: str, vkeys: list[str], partitions: int) -> None:

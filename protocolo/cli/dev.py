@@ -10,18 +10,26 @@ import argparse
 import shlex
 import sys
 
+import psycopg
 from kafka.errors import KafkaError
 
 from protocolo import devstack
 from protocolo.cli import CommandError
 from protocolo.core.config import (
     ENV_DATABASE_URL,
+    ENV_DEV_KEYS,
     ENV_KAFKA_BOOTSTRAP,
+    ENV_REGISTRY_URL,
     ConfigError,
     Settings,
 )
 from protocolo.producers.ledger_topic import LedgerTopicError, ensure_ledger_topic
-from protocolo.runtime import LedgerUnreachable, embedded_ledgers
+from protocolo.runtime import (
+    EMBEDDED_REGISTRY_DATABASE,
+    LedgerUnreachable,
+    embedded_ledgers,
+    ensure_database,
+)
 
 #: ``dev status`` exit status when a service is not running (LSB: "program is not running").
 EXIT_NOT_RUNNING = 3
@@ -44,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="start what is not running and print the URLs",
         description=(
             "Start the broker and PostgreSQL if they are not running, wait until both answer, "
-            "and print export lines for PROTOCOLO_KAFKA_BOOTSTRAP and PROTOCOLO_DATABASE_URL."
+            "and print export lines for PROTOCOLO_KAFKA_BOOTSTRAP, PROTOCOLO_DATABASE_URL, "
+            "PROTOCOLO_REGISTRY_URL (the stack's one registry) and PROTOCOLO_DEV_KEYS=1 (the "
+            "shell stays the dev stack: its dev keys apply)."
         ),
     )
     up.add_argument(
@@ -89,14 +99,24 @@ def _up(args: argparse.Namespace) -> int:
     except (devstack.DevStackError, LedgerTopicError, KafkaError) as exc:
         raise CommandError(str(exc)) from None
     _progress(f"ledger topic {settings.topic}: {partitions} partitions, infinite retention")
+    try:
+        # the one registry of this stack, whatever the shell: the one the embedded default uses
+        registry_url = ensure_database(endpoints.database_url, EMBEDDED_REGISTRY_DATABASE)
+    except psycopg.Error as exc:
+        raise CommandError(f"postgres: cannot create the registry database: {exc}") from None
     kafka = devstack.status(settings)["kafka"]
     print(f"# kafka:    {endpoints.kafka_bootstrap} ({kafka['note']})")
     print(f"# postgres: {endpoints.database_url}")
+    print(f"# registry: {registry_url}")
     print(f"export {ENV_KAFKA_BOOTSTRAP}={shlex.quote(endpoints.kafka_bootstrap)}")
     print(f"export {ENV_DATABASE_URL}={shlex.quote(endpoints.database_url)}")
+    print(f"export {ENV_REGISTRY_URL}={shlex.quote(registry_url)}")
+    # This shell is still the dev stack: its dev keys apply to every command (README, "Keys").
+    print(f"export {ENV_DEV_KEYS}=1")
     for name, configured, embedded in (
         (ENV_KAFKA_BOOTSTRAP, settings.kafka_bootstrap, endpoints.kafka_bootstrap),
         (ENV_DATABASE_URL, settings.database_url, endpoints.database_url),
+        (ENV_REGISTRY_URL, settings.registry_url, registry_url),
     ):
         if configured and configured != embedded:
             # the value is not echoed: a database URL may hold a password

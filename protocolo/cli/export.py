@@ -123,8 +123,20 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise CommandError(f"--out {out} already exists: give a new directory")
-    attestation = AttestationSettings.from_env()
     rt = Runtime.start(need_kafka=request.reveal)
+    result = make_export(rt, request, out, _progress(args.quiet))
+    print(f"{out}: export {result.export_id}, {result.records:,} records in "
+          f"{len(result.partitions)} partitions; self-check with the log keys: VALID")
+    print(f"manifest SHA-256 {result.manifest_sha256}; previous "
+          f"{result.previous_sha256 or '(none: first export for ' + request.regulator + ')'}")
+    print(f"verify offline: protocolo verify-export {out} --vkey <published log key> ...", file=sys.stderr)
+    return 0
+
+
+def make_export(rt: Runtime, request: ExportRequest, out: Path, progress: Any = None) -> ExportResult:
+    """Write the export (checkpoints signed on the spot as needed), record it in the chain,
+    and check it with the log's own verifier keys before it is handed out (also the demo's)."""
+    attestation = AttestationSettings.from_env()
     try:
         key = load_log_key(rt.settings, attestation.deployment)
     except SigningKeyError as exc:
@@ -145,24 +157,20 @@ def run(args: argparse.Namespace) -> int:
             _record_access(rt, export_id, request)
             extra = revealed_customers(conn, rt.sealer(), context.topic, periods, request)
         try:
-            result = write_export(conn, out, context, request, periods, export_id, link,
-                                  _progress(args.quiet), extra)
+            result = write_export(conn, out, context, request, periods, export_id, link, progress, extra)
         except ExportNotPossible as exc:
             raise CommandError(str(exc)) from None
+        except OSError as exc:  # nothing is left behind: write_export removes its partial directory
+            raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
         token = _stamp(result, attestation, token)
-        _record(conn, result, request, token)
-    report = verify_export(out, ExportTrust(vkeys=tuple(key.vkey(p["origin"]) for p in result.partitions)))
-    if not report.ok:
-        import shutil
+        report = verify_export(out, ExportTrust(vkeys=tuple(key.vkey(p["origin"]) for p in result.partitions)))
+        if not report.ok:  # never handed out, never in the chain
+            import shutil
 
-        shutil.rmtree(out, ignore_errors=True)
-        raise CommandError(f"the export written does not verify ({report.reason}): {report.render()}")
-    print(f"{out}: export {result.export_id}, {result.records:,} records in "
-          f"{len(result.partitions)} partitions; self-check with the log keys: VALID")
-    print(f"manifest SHA-256 {result.manifest_sha256}; previous "
-          f"{result.previous_sha256 or '(none: first export for ' + request.regulator + ')'}")
-    print(f"verify offline: protocolo verify-export {out} --vkey <published log key> ...", file=sys.stderr)
-    return 0
+            shutil.rmtree(out, ignore_errors=True)
+            raise CommandError(f"the export written does not verify ({report.reason}): {report.render()}")
+        _record(conn, result, request, token)
+    return result
 
 
 def _stamp(result: ExportResult, attestation: AttestationSettings, token: bytes | None) -> bytes | None:

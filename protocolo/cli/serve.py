@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from protocolo.api.server import ProjectorThread, build_services
+    from protocolo.api.server import ProjectorThread, build_services, proxy_options
     from protocolo.app_assembly import create_app
     from protocolo.runtime import Runtime
 
@@ -44,11 +44,14 @@ def run(args: argparse.Namespace) -> int:
     rt = Runtime.start()
     services = build_services(rt, secure_cookies=not args.insecure_cookies)
     projector = None if args.no_projector else ProjectorThread.start(rt)
+    if projector is not None:
+        services.projector_health = projector.health
     host, port = args.listen
     print(f"protocolo: serving on http://{host}:{port} (console at /console, OpenAPI at /openapi.json)",
           file=sys.stderr, flush=True)
     try:
-        uvicorn.run(create_app(services), host=host, port=port, log_level="warning", lifespan="off")
+        uvicorn.run(create_app(services), host=host, port=port, log_level="warning", lifespan="off",
+                    **proxy_options())
     except OSError as exc:
         raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     finally:

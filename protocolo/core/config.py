@@ -51,12 +51,16 @@ class Settings:
     embedded dev stack under ``home`` provides them (see :func:`protocolo.devstack.resolve`).
     ``registry_url`` (the producers' registry: protocol-number sequence and key vault)
     defaults to the ledger database when that is configured, and to one registry database
-    per embedded PostgreSQL server otherwise.
+    per embedded PostgreSQL server otherwise (``protocolo dev up`` exports that one, so
+    every shell of the dev stack uses it; a ledger refuses any registry but its own, see
+    ``protocolo.registry_binding``).
 
-    ``dev_keys``: whether missing ``PROTOCOLO_INDEX_KEY`` / ``PROTOCOLO_MASTER_KEY`` may be
-    made up as key files under ``home``. True on the embedded stack; with a configured
-    Kafka or PostgreSQL only when ``PROTOCOLO_DEV_KEYS=1`` says so (tests, throw-away
-    setups): a deployment never runs on invented keys.
+    ``dev_keys``: whether the dev key files under ``home`` apply (read, and made when
+    missing) instead of ``PROTOCOLO_INDEX_KEY`` / ``PROTOCOLO_MASTER_KEY`` /
+    ``PROTOCOLO_SIGNING_KEY``. True on the embedded stack; with a configured Kafka or
+    PostgreSQL only when ``PROTOCOLO_DEV_KEYS=1`` says so (the exports of ``dev up``,
+    tests, throw-away setups): a deployment never runs on dev keys. Every command asks
+    :attr:`may_invent_keys`, nothing else.
     """
 
     home: Path

@@ -83,15 +83,18 @@ def _from_file(path: Path) -> bytes:
     return decode_key_variable(str(path), text)
 
 
-def load_keys(home: Path, environ: Mapping[str, str] = os.environ, *, may_invent: bool = True) -> DeploymentKeys:
-    """The keys from the environment, else (only if ``may_invent``) from dev key files."""
+def load_keys(home: Path, environ: Mapping[str, str] = os.environ, *, may_invent: bool = True,
+              may_read_files: bool = True) -> DeploymentKeys:
+    """The keys from the environment, else from dev key files: made if missing only when
+    ``may_invent``, read only when ``may_read_files`` (both: where dev keys apply,
+    :attr:`Settings.may_invent_keys`)."""
     keys: dict[str, bytes] = {}
     for name, var in _VARIABLES:
         if environ.get(var, "").strip():
             keys[name] = decode_key_variable(var, environ[var])
             continue
         path = home / "keys" / f"{name}.key"
-        if not may_invent and not path.exists():
+        if not may_read_files or (not may_invent and not path.exists()):
             raise KeyConfigError(
                 f"{var} is not set. With PROTOCOLO_KAFKA_BOOTSTRAP or PROTOCOLO_DATABASE_URL "
                 "configured, the deployment's keys must be given (32 random bytes in base64, "

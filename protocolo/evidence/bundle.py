@@ -246,7 +246,7 @@ class BundleReport:
     def as_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reasons": self.reasons, "pinned": self.pinned,
                 "format_version": self.format_version, "subject": self.subject,
-                "checkpoints": self.checkpoints,
+                "checkpoints": self.checkpoints, "proven": self.proven(),
                 "records": [r.as_json() for r in self.records],
                 "checks": [f.as_json() for f in self.findings], "warnings": self.warnings,
                 "summary": self.summary}
@@ -744,6 +744,13 @@ def _intact(report: BundleReport, *paths: str) -> bool:
 def _check_consistency(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
                        verified: dict[tuple[int, int], VerifiedCheckpoint]) -> None:
     newest = {(c.partition, c.size) for c in manifest.checkpoints if c.newest}
+    for partition in sorted({c.partition for c in manifest.checkpoints}):
+        sizes = [c.size for c in manifest.checkpoints if c.partition == partition]
+        marked = [size for p, size in newest if p == partition]
+        if marked != [max(sizes)]:
+            report.failed(f"checkpoints/p{partition}", "checkpoint-newest",
+                          f"exactly one checkpoint of partition {partition}, its largest "
+                          f"({max(sizes)}), must be marked newest; marked: {sorted(marked)}")
     for c in manifest.checkpoints:
         if c.newest:
             continue

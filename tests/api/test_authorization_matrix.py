@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
+from protocolo import permission_docs
+from protocolo.api.roles import Role
 from protocolo.app_assembly import ROUTERS, create_app
 
 ANALYST, SUPERVISOR, COMPLIANCE, REGULATOR, SERVICE, CUSTOMER = (
@@ -65,7 +68,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/contacts"): Case(STAFF_READERS, 200),
     ("GET", "/v1/contacts/{protocol_number}"): Case(STAFF_READERS, 200),
     ("GET", "/v1/contacts/{protocol_number}/recordings/{recording_id}"):
-        Case(STAFF_READERS, 422),  # no purpose given: refused before anything is recorded
+        Case(frozenset({ANALYST, SUPERVISOR}), 422),  # no purpose given: refused before anything is recorded
     ("GET", "/v1/contacts/{protocol_number}/proof"):
         Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
     ("POST", "/v1/contacts/{protocol_number}/holds"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
@@ -138,6 +141,25 @@ def test_every_route_is_in_the_table() -> None:
     routes = application_routes()
     assert routes - set(ROUTES) == set(), "routes without a row in the authorization matrix"
     assert set(ROUTES) - routes == set(), "rows of the matrix for routes that do not exist"
+
+
+def test_the_roles_reach_no_route_beyond_the_matrix() -> None:
+    """Computed from the code alone (each route's required permissions, the one role
+    table): a permission added to a role, or a route's rule loosened, changes some route's
+    roles and fails here, before any request is sent."""
+    rules = permission_docs.route_rules()
+    assert rules, "no route declares a permission"
+    computed = {(r.method, r.path): {role.value for role in Role if r.allows(role)} for r in rules}
+    specified = {key: set(ROUTES[key].allowed) & set(ROLES) for key in computed}
+    assert computed == specified
+
+
+def test_the_docs_permission_tables_are_the_codes() -> None:
+    """docs/api.md carries the role x permission and route x permission tables generated
+    from the code; regenerate with ``python -m protocolo.permission_docs``."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    assert permission_docs.markdown() in docs, (
+        "docs/api.md's permission tables differ from the code: run python -m protocolo.permission_docs")
 
 
 @pytest.fixture(scope="module")

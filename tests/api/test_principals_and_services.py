@@ -129,3 +129,16 @@ def test_a_customer_request_carries_only_their_own_cpf(api: RunningApi) -> None:
                                              "window_to": "2026-12-31T00:00:00Z"})
     assert api.query("SELECT customer_code_index FROM retrieval_requests WHERE request_id = %s::uuid",
                      staff.json()["request_id"]) == [(index.customer_code("C-a1"),)]
+
+
+def test_compliance_judges_recordings_by_digest_never_reaching_their_media(api: RunningApi) -> None:
+    number, rec = api.protocols["a1"], api.recordings["a1"]
+    with api.client("compliance") as c:
+        timeline = c.get(f"/v1/contacts/{number}")
+        media = c.get(f"/v1/contacts/{number}/recordings/{rec}", params={"purpose": "audit check"})
+    assert timeline.status_code == 200 and media.status_code == 403
+    assert "media_uri" not in timeline.text and f"{rec}.opus" not in timeline.text
+    assert sha256(rec) in {r["sha256"] for r in timeline.json()["recordings"]}
+    with api.client("analyst") as c:  # the dispute team hands recordings over: audited, by the route
+        assert c.get(f"/v1/contacts/{number}/recordings/{rec}", params={"purpose": "customer asked"}).json()[
+            "media_uri"].endswith(f"{rec}.opus")

@@ -45,7 +45,29 @@ def test_an_altered_view_is_answered_with_the_verified_value_and_named(api: Runn
         api.query("UPDATE interactions SET outcome = 'RESOLVED' WHERE protocol_number = %s RETURNING 1", number)
     assert got["interaction"]["outcome"] == "RESOLVED"
     assert got["verified"]["status"] == "MISMATCH"
+    # each read that showed verified values in place of altered ones is on the ledger
+    api.settle()
+    recorded = api.query("SELECT actor, action, target FROM access_log WHERE protocol_number = %s"
+                         " AND action = 'VERIFIED_READ_MISMATCH'", number)
+    assert recorded == [("analyst", "VERIFIED_READ_MISMATCH", "verification MISMATCH: interactions.outcome")] * 2
     assert {"table": "interactions", "key": f"protocol_number={number}", "column": "outcome",
             "view": "ABANDONED", "verified": "RESOLVED"} in got["verified"]["differences"]
     [item] = found["items"]
     assert item["outcome"] == "RESOLVED" and item["verified"]["status"] == "MISMATCH"
+
+
+def test_an_audited_read_of_an_altered_contact_records_the_finding(api: RunningApi) -> None:
+    number = api.protocols["b1"]
+    checkpoint(api)
+    api.query("UPDATE interactions SET outcome = 'ABANDONED' WHERE protocol_number = %s RETURNING 1", number)
+    try:
+        with api.client("supervisor") as c:
+            got = c.get(f"/v1/contacts/{number}", params={"unmask": "true", "purpose": "Procon 2026-55"})
+    finally:
+        api.query("UPDATE interactions SET outcome = 'RESOLVED' WHERE protocol_number = %s RETURNING 1", number)
+    assert got.status_code == 200, got.text
+    assert got.json()["verified"]["status"] == "MISMATCH"
+    api.settle()
+    rows = api.query("SELECT action, target FROM access_log WHERE protocol_number = %s AND purpose = %s",
+                     number, "Procon 2026-55")
+    assert rows == [("UNMASK", "verification MISMATCH: interactions.outcome")]

@@ -1,10 +1,12 @@
-"""Test instrumentation: the projector SIGKILLs its own process at a named point of a write.
+"""Crash-test instrumentation: a write observer that SIGKILLs the projector's own process
+at a named point of a batch write (``protocolo.consumers.write_hooks``).
 
-A crash test must know where the kill landed, not guess it with sleeps. With
-``PROTOCOLO_TEST_KILL_AT`` set to ``<point>[:<n>]``, the batch writer, on reaching that
-point for its ``n``-th batch (counted from 1 in this process), first writes a JSON report
-to ``PROTOCOLO_TEST_KILL_REPORT`` (where it died, what this process had committed, what
-the open transaction held), then sends itself SIGKILL: no handler, no cleanup, no commit.
+A crash test must know where the kill landed, not guess it with sleeps. Run the command
+line through :mod:`project_killed_at` (a test-only entry script) with ``<point>[:<n>]`` and a
+report path: on reaching that point for its ``n``-th batch (counted from 1 in this process)
+the batch writer's observer first writes a JSON report (where it died, what this process had
+committed, what the open transaction held), then sends itself SIGKILL: no handler, no
+cleanup, no commit. The shipped code has no way to do this: no setting, no variable.
 
 Points:
 
@@ -15,8 +17,6 @@ Points:
     the same place in batch ``n`` (default 2): batches 1..n-1 are committed;
 ``between-batches``
     right after batch ``n`` (default 1) committed, before the next transaction begins.
-
-Unset (always, outside tests) it costs one comparison per batch.
 """
 
 from __future__ import annotations
@@ -24,48 +24,61 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ProjectorError
+from protocolo.consumers.write_hooks import POINTS
 
-ENV_POINT = "PROTOCOLO_TEST_KILL_AT"
-ENV_REPORT = "PROTOCOLO_TEST_KILL_REPORT"
 DEFAULT_BATCH = {"before-first-commit": 1, "in-transaction": 2, "between-batches": 1}
-POINTS = tuple(DEFAULT_BATCH)
+ENTRY_SCRIPT = Path(__file__).resolve().with_name("project_killed_at.py")
+DEFAULT_FAULT_SEED = 6523  # Decreto 6.523/2008: any fixed value does; this one is memorable
+
+
+class KillSpecError(ValueError):
+    """A kill point that names no point or batch: a typo must not turn a kill test into one
+    that never kills."""
 
 
 @dataclass(frozen=True)
 class KillSwitch:
-    point: str | None = None
-    batch: int = 0
-    report: Path | None = None
+    point: str
+    batch: int
+    report: Path
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KillSwitch:
-        env = os.environ if env is None else env
-        spec = env.get(ENV_POINT, "").strip()
-        if not spec:
-            return cls()
-        point, _, n = spec.partition(":")
+    def parse(cls, spec: str, report: Path) -> KillSwitch:
+        point, _, n = spec.strip().partition(":")
         if point not in DEFAULT_BATCH:
-            raise ProjectorError(f"{ENV_POINT}={spec!r}: the point must be one of {', '.join(POINTS)}")
+            raise KillSpecError(f"kill point {spec!r}: the point must be one of {', '.join(POINTS)}")
         if point == "before-first-commit" and n not in ("", "1"):
-            raise ProjectorError(f"{ENV_POINT}={spec!r}: before-first-commit is batch 1 only")
+            raise KillSpecError(f"kill point {spec!r}: before-first-commit is batch 1 only")
         if n and not (n.isdigit() and int(n) >= 1):
-            raise ProjectorError(f"{ENV_POINT}={spec!r}: the batch number must be an integer from 1")
-        report = env.get(ENV_REPORT)
-        return cls(point, int(n) if n else DEFAULT_BATCH[point], Path(report) if report else None)
+            raise KillSpecError(f"kill point {spec!r}: the batch number must be an integer from 1")
+        return cls(point, int(n) if n else DEFAULT_BATCH[point], report)
 
-    def reached(self, point: str, batch: int, facts: Mapping[str, Any]) -> None:
+    def reached(self, point: str, batch: int, facts: Callable[[], Mapping[str, Any]]) -> None:
         """Die here if this is the configured point and batch (after writing the report)."""
         if point != self.point or batch != self.batch:
             return
-        if self.report is not None:
-            with self.report.open("w", encoding="utf-8") as f:
-                json.dump({"point": point, "batch": batch, **facts}, f)
-                f.flush()
-                os.fsync(f.fileno())
+        with self.report.open("w", encoding="utf-8") as f:
+            json.dump({"point": point, "batch": batch, **facts()}, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_projector_argv(spec: str, report: Path, *protocolo_args: str) -> list[str]:
+    """The command line running ``protocolo <protocolo_args>`` with the switch installed."""
+    return [sys.executable, str(ENTRY_SCRIPT), spec, str(report), *protocolo_args]
+
+
+def fault_seed() -> int:
+    """The fault tests' seed: fixed by default so a run is reproducible, ``PROTOCOLO_FAULT_SEED``
+    to try another (the seed is printed and named in every failure message)."""
+    value = os.environ.get("PROTOCOLO_FAULT_SEED", "").strip()
+    seed = int(value) if value else DEFAULT_FAULT_SEED
+    print(f"fault seed {seed} (PROTOCOLO_FAULT_SEED={seed} replays this run)")
+    return seed

@@ -158,6 +158,7 @@ def test_installed_command_exit_status(settings):
         "PROTOCOLO_DATABASE_URL": rt.database_url,
         "PROTOCOLO_KAFKA_BOOTSTRAP": rt.kafka_bootstrap,
         "PROTOCOLO_TOPIC": settings.topic,
+        "PROTOCOLO_DEV_KEYS": "1",  # the test's key files (dev keys, like every other command)
     }
     command = str(Path(sys.executable).with_name("protocolo"))
     typo = subprocess.run([command, "history", "--protocol", _mistyped(unknown)], env=env,

@@ -18,6 +18,7 @@ import shutil
 import struct
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "evidence"))  # the local TSA
-from helpers_flow import Cli, contact_opened, drain, now_s, project, start_runtime
+from helpers_flow import (
+    Cli,
+    contact_opened,
+    drain,
+    now_s,
+    project,
+    recording_captured,
+    start_runtime,
+)
 from local_tsa import LocalTsa  # noqa: E402
 
 from protocolo.attestation.export_verify import ExportTrust, verify_export
@@ -76,10 +85,10 @@ def ledger(settings, monkeypatch, capsys, tmp_path):
     with ProtocolIssuer(rt.database_url) as issuer:
         first = [issuer.issue() for _ in range(3)]
         second = [issuer.issue() for _ in range(2)]
+    published = (_contact(first[0], t0, "MOBILE", "PHONE") + _contact(first[1], t0, "BANKING", "CHAT")
+                 + _contact(first[2], t0, "MOBILE", "CHAT"))
     with rt.publisher("export-test") as publisher:
-        publisher.publish_many(_contact(first[0], t0, "MOBILE", "PHONE")
-                               + _contact(first[1], t0, "BANKING", "CHAT")
-                               + _contact(first[2], t0, "MOBILE", "CHAT"))
+        publisher.publish_many(published)
     producer = KafkaProducer(bootstrap_servers=rt.kafka_bootstrap)
     producer.send(settings.topic, key=b"poison", value=b"\xc3\x01not avro at all", partition=0,
                   headers=[("h", b"\xff\x00")]).get(timeout=20)
@@ -89,15 +98,16 @@ def ledger(settings, monkeypatch, capsys, tmp_path):
     time.sleep(1.1)
     middle = datetime.now(UTC)
     time.sleep(1.1)
+    later = _contact(second[0], t0, "BANKING", "PHONE") + _contact(second[1], t0, "MOBILE", "PHONE")
+    published += later
     with rt.publisher("export-test") as publisher:
-        publisher.publish_many(_contact(second[0], t0, "BANKING", "PHONE")
-                               + _contact(second[1], t0, "MOBILE", "PHONE"))
+        publisher.publish_many(later)
     project(rt)
     _checkpoint(cli)
     key = load_log_key(settings, DEPLOYMENT)
     vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
     yield {"rt": rt, "cli": cli, "key": key, "vkeys": vkeys, "middle": middle, "t0": t0,
-           "first": first, "second": second, "tsa": tsa, "settings": settings,
+           "first": first, "second": second, "tsa": tsa, "published": published, "settings": settings,
            "trust": ExportTrust(vkeys, (), (tsa.root_pem_path.read_bytes(),))}
     tsa.stop()
 
@@ -408,3 +418,200 @@ def test_reveal_needs_a_legal_basis_and_is_recorded_on_the_ledger(ledger, tmp_pa
         rows = conn.execute("SELECT action, role, purpose, target FROM access_log").fetchall()
     assert [(a, r, p) for a, r, p, _ in rows] == [("EXPORT_DOWNLOAD", "COMPLIANCE", "Anatel ofício 123/2026")]
     assert manifest["export_id"] in rows[0][3]
+
+
+def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str, ...], tuple[int, int, int, list[str]]]:
+    """The rule figures computed straight from the published events (DOMAIN.md's rules with
+    the policy data: 60 s to disclose at the start, 24 h to confirm in writing)."""
+    from protocolo.core.policy import profile_for_service, profile_named
+
+    figures: dict[tuple[str, ...], tuple[int, int, int, list[str]]] = {}
+
+    def count(group: tuple[str, ...], verdict: str, protocol: str) -> None:
+        a, b, p, who = figures.get(group, (0, 0, 0, []))
+        figures[group] = (a + 1, b + (verdict == "broken"), p + (verdict == "pending"),
+                          who + ([protocol] if verdict == "broken" else []))
+
+    opened: dict[str, Event] = {}
+    first: dict[tuple[str, str], datetime] = {}
+    kept_days: dict[str, int] = {}
+    deletions: list[Event] = []
+    holds: dict[str, list[Event]] = {}
+    answered: dict[str, datetime] = {}
+    for e in events:
+        if e.event_type == "ContactOpened":
+            opened.setdefault(e.protocol_number, e)
+        elif e.event_type == "DisclosureMade":
+            k = (e.protocol_number, e.fields["kind"])
+            first[k] = min(first.get(k, e.occurred_at), e.occurred_at)
+        elif e.event_type == "RecordingCaptured":
+            kept_days[e.fields["recording_id"]] = e.fields["retention_days"]
+        elif e.event_type == "RecordingDeleted":
+            deletions.append(e)
+        elif e.event_type == "LegalHoldPlaced":  # no releases in these tests
+            holds.setdefault(e.protocol_number, []).append(e)
+        elif e.event_type in ("RetrievalFulfilled", "RetrievalRejected"):
+            answered.setdefault(e.fields["request_id"], e.occurred_at)
+    for e in events:
+        if e.event_type != "RetrievalRequested":
+            continue
+        contact = opened.get(e.protocol_number or "")
+        service = contact.fields["service_type"] if contact else ""
+        profile = profile_named(profile_for_service(service))
+        group = ((service, contact.fields["channel"], profile.key) if contact else ("(no contact)", "-", profile.key))
+        due = e.occurred_at + (timedelta(hours=profile.history_delivery_hours) if e.fields["kind"] == "HISTORY"
+                               else timedelta(days=profile.recording_delivery_days))
+        done = answered.get(e.fields["request_id"])
+        verdict = ("kept" if done and done <= due else "broken" if done
+                   else "pending" if due > period_end else "broken")
+        count((*group, "request_answered_in_time"), verdict, e.protocol_number or "")
+
+    for protocol, e in opened.items():
+        profile = profile_named(profile_for_service(e.fields["service_type"]))
+        group = (e.fields["service_type"], e.fields["channel"], profile.key)
+        at = e.occurred_at
+        told = first.get((protocol, "PROTOCOL_NUMBER"))
+        count((*group, "protocol_told_at_start"),
+              "kept" if told and told <= at + timedelta(seconds=60) else "broken", protocol)
+        if e.fields["recorded"]:
+            notice = first.get((protocol, "RECORDING_NOTICE"))
+            count((*group, "recording_notice_at_start"),
+                  "kept" if notice and notice <= at + timedelta(seconds=60) else "broken", protocol)
+        confirmed = first.get((protocol, "PROTOCOL_CONFIRMATION"))
+        deadline = at + timedelta(hours=24)
+        count((*group, "protocol_confirmed_in_time"), "kept" if confirmed and confirmed <= deadline
+              else "pending" if deadline > period_end else "broken", protocol)
+        for d in (d for d in deletions if d.protocol_number == protocol):
+            early = d.occurred_at < at + timedelta(days=kept_days[d.fields["recording_id"]])
+            held = any(h.occurred_at <= d.occurred_at for h in holds.get(protocol, []))
+            count((*group, "recording_deleted_lawfully"), "broken" if early or held else "kept", protocol)
+    return figures
+
+
+def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_path) -> None:
+    import subprocess
+
+    from matplotlib.image import imread
+
+    rt, cli = ledger["rt"], ledger["cli"]
+    t1 = now_s() - timedelta(days=3)
+    recent = now_s() - timedelta(hours=1)
+    with ProtocolIssuer(rt.database_url) as issuer:
+        p1, p2, p3, p4, p5, p6 = (issuer.issue() for _ in range(6))
+
+    def said(p: str, kind: str, at: datetime) -> Event:
+        return Event("DisclosureMade", {"kind": kind, "medium": "IVR_PROMPT"}, protocol_number=p, occurred_at=at)
+
+    events = [
+        Event("ContactOpened", contact_opened(service_type="MOBILE", channel="PHONE"), protocol_number=p1, occurred_at=t1),
+        said(p1, "PROTOCOL_NUMBER", t1 + timedelta(seconds=10)), said(p1, "RECORDING_NOTICE", t1 + timedelta(seconds=5)),
+        said(p1, "PROTOCOL_CONFIRMATION", t1 + timedelta(hours=2)),
+        Event("ContactOpened", contact_opened(service_type="BANKING", channel="CHAT"), protocol_number=p2, occurred_at=t1),
+        said(p2, "PROTOCOL_NUMBER", t1 + timedelta(seconds=120)), said(p2, "PROTOCOL_CONFIRMATION", t1 + timedelta(hours=30)),
+        Event("ContactOpened", contact_opened(service_type="MOBILE", channel="CHAT", recorded=False),
+              protocol_number=p3, occurred_at=t1),
+        said(p3, "PROTOCOL_NUMBER", t1 + timedelta(seconds=30)), said(p3, "PROTOCOL_CONFIRMATION", t1 + timedelta(hours=1)),
+        Event("ContactOpened", contact_opened(service_type="MOBILE", channel="PHONE"), protocol_number=p4, occurred_at=recent),
+        said(p4, "RECORDING_NOTICE", recent + timedelta(seconds=1)),
+    ]
+
+    def captured(p: str, rec: str, days: int, at: datetime) -> list[Event]:
+        fields = recording_captured(rec, p, days=days)
+        return [Event("RecordingCaptured", fields, protocol_number=p, occurred_at=at)]
+
+    def deleted(p: str, rec: str, at: datetime) -> Event:
+        return Event("RecordingDeleted", {"recording_id": rec, "sha256": recording_captured(rec, p)["sha256"],
+                                          "reason": "RETENTION_EXPIRED", "authorised_by": "retention job"},
+                     protocol_number=p, occurred_at=at)
+
+    old = now_s() - timedelta(days=200)
+    events += [Event("ContactOpened", contact_opened(service_type="MOBILE", channel="PHONE"), protocol_number=p5,
+                     occurred_at=old),
+               said(p5, "PROTOCOL_NUMBER", old + timedelta(seconds=3)),
+               Event("ContactOpened", contact_opened(service_type="BANKING", channel="PHONE"), protocol_number=p6,
+                     occurred_at=old)]
+    events += captured(p5, "rec-kept", 180, old + timedelta(minutes=2)) + [deleted(p5, "rec-kept", old + timedelta(days=190))]
+    events += captured(p2, "rec-early", 180, t1 + timedelta(minutes=1)) + [deleted(p2, "rec-early", t1 + timedelta(hours=1))]
+    events += captured(p6, "rec-held", 180, old + timedelta(minutes=1)) + [
+        Event("LegalHoldPlaced", {"hold_id": "hold-report-1", "case_reference": "Procon 77", "placed_by": "legal"},
+              protocol_number=p6, occurred_at=old + timedelta(days=10)),
+        deleted(p6, "rec-held", old + timedelta(days=190))]
+
+    def asked(rid: str, kind: str, at: datetime, p: str | None) -> Event:
+        return Event("RetrievalRequested", {
+            "request_id": rid, "kind": kind, "requested_via": "WEB_FORM", "delivery_channel": "EMAIL",
+            "customer": {"cpf": "52998224725", "name": "Ana Export"},
+            "window_from": at - timedelta(days=2), "window_to": at}, protocol_number=p, occurred_at=at)
+
+    r_ok, r_late, r_open, r_new, r_no = (str(uuid.uuid4()) for _ in range(5))
+    events += [
+        asked(r_ok, "RECORDING", t1 + timedelta(hours=1), p1),
+        Event("RetrievalFulfilled", {"request_id": r_ok, "recording_id": "rec-x", "delivered_sha256": "0" * 64,
+                                     "delivered_via": "EMAIL"}, protocol_number=p1, occurred_at=t1 + timedelta(days=1)),
+        asked(r_late, "HISTORY", old + timedelta(days=1), p6),  # answered after 120 h
+        Event("RetrievalRejected", {"request_id": r_late, "reason": "NOT_FOUND", "detail": "late answer"},
+              protocol_number=p6, occurred_at=old + timedelta(days=9)),
+        asked(r_open, "HISTORY", old + timedelta(days=2), p5),  # never answered, long overdue
+        asked(r_new, "RECORDING", recent, p4),  # open, not due yet
+        asked(r_no, "HISTORY", old + timedelta(days=3), None),  # by CPF, no contact, overdue
+    ]
+    with rt.publisher("export-test") as publisher:
+        publisher.publish_many(events)
+    project(rt)
+    start = (old - timedelta(days=5)).isoformat()
+    end = datetime.now(UTC)
+    out = tmp_path / "report.json"
+    done = cli("report", "--from", start, "--to", end.isoformat(), "--out", str(out), "--format", "json")
+    assert done.code == 0, done.err
+    report = json.loads(out.read_bytes())
+    got = {(g["service_type"], g["channel"], g["policy_profile"], f["rule"]):
+           (f["applicable"], f["broken"], f["pending"], sorted(b["protocol_number"] for b in f["broken_by"]))
+           for g in report["groups"] for f in g["figures"] if f["applicable"]}
+    want = {k: (a, b, p, sorted(w)) for k, (a, b, p, w) in
+            _expected_rules(ledger["published"] + events, end).items()}
+    assert got == want
+    assert got[("BANKING", "PHONE", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p6])  # under hold
+    assert got[("BANKING", "CHAT", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p2])  # too early
+    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "recording_deleted_lawfully")][:2] == (1, 0)
+    assert got[("BANKING", "PHONE", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [p6])
+    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "request_answered_in_time")] == (3, 1, 1, [p5])
+    assert got[("(no contact)", "-", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [""])
+    # the report names the export it was computed from, and that export verifies
+    evidence = tmp_path / "report.json.export"
+    assert report["export_id"] == json.loads((evidence / "manifest.json").read_bytes())["export_id"]
+    assert verify_export(evidence, ledger["trust"]).verdict == "VALID"
+    # every broken figure points at the contact's opening record in the export
+    opening = {}
+    for entry in json.loads((evidence / "manifest.json").read_bytes())["partitions"]:
+        with open(evidence / entry["data"], "rb") as f:
+            for r in fastavro.reader(f):
+                if r["event_type"] == "ContactOpened":
+                    opening[json.loads(r["event"])["meta"]["protocol_number"]] = (r["partition"], r["offset"])
+                elif r["event_type"] == "RetrievalRequested":
+                    opening[json.loads(r["event"])["request_id"]] = (r["partition"], r["offset"])
+    for g in report["groups"]:
+        for f in g["figures"]:
+            for b in f["broken_by"]:
+                assert opening[b.get("request_id") or b["protocol_number"]] == (b["partition"], b["offset"])
+
+    for fmt in ("html", "csv", "pdf"):
+        target = tmp_path / f"report.{fmt}"
+        done = cli("report", "--from", start, "--to", end.isoformat(), "--out", str(target), "--format", fmt)
+        assert done.code == 0, done.err
+    page = (tmp_path / "report.html").read_text()
+    assert "<svg" in page and "<script" not in page.lower()
+    assert f'href="/v1/contacts/{p2}/proof"' in page
+    rows = (tmp_path / "report.csv").read_text().splitlines()
+    assert rows[0].startswith("service_type,channel,policy_profile,rule,applicable,broken")
+    assert any(row.startswith("BANKING,CHAT,br-sac-2022@1,protocol_told_at_start,") for row in rows)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(tmp_path / "report.pdf"), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) == 2
+    for png in pages:
+        pixels = imread(str(png))
+        assert pixels.std() > 0.01  # something is drawn, not a blank page
+    keep = Path("/tmp/h15-report-pages")
+    keep.mkdir(exist_ok=True)
+    for png in pages:
+        shutil.copy(png, keep / png.name)
+    shutil.copy(tmp_path / "report.html", keep / "report.html")

@@ -1,7 +1,8 @@
 """Kill the projector process anywhere: the result is as if it had never stopped.
 
 ``protocolo project`` runs as a real subprocess against the real broker and PostgreSQL. The
-kills are instrumented, not timed: with ``PROTOCOLO_TEST_KILL_AT`` (consumers/kill_points.py)
+kills are instrumented, not timed: run through the test-only entry script
+``project_killed_at.py`` (kill_switch.py, installed as the batch writer's write observer)
 the process SIGKILLs itself at a named point (inside its first transaction before the
 first commit, inside the transaction of batch n, between batch n's commit and the next
 transaction) after writing a report of where it died and what it had committed. The test
@@ -14,14 +15,14 @@ the same topic: nothing lost, nothing applied twice. The day also holds events s
 A clean stop (SIGTERM, SIGINT) must exit 0 promptly and leave no half batch: the stored
 offsets are exactly the journal's last offset + 1 per partition.
 
-The day and the batch numbers of the kills come from a seed printed in every failure
-message; set ``PROTOCOLO_FAULT_SEED`` to replay one.
+The day and the batch numbers of the kills come from a seed, fixed by default so that a run
+is reproducible, printed and named in every failure message; set ``PROTOCOLO_FAULT_SEED``
+to try another.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from kill_switch import fault_seed, killed_projector_argv
 from view_snapshot import (
     PROTOCOLO,
     cli_env,
@@ -44,17 +46,11 @@ from view_snapshot import (
     stored_offsets,
 )
 
-from protocolo.consumers.kill_points import ENV_POINT, ENV_REPORT
 from protocolo.core.config import Settings
 
 APP_NAME = "fault-test-projector"  # PGAPPNAME of the subprocess: finds its backend in pg_stat_activity
 START_TIMEOUT_S = 60.0  # process start + consumer-group join (~3 s, more after a SIGKILL)
 STOP_TIMEOUT_S = 15.0
-
-
-def fault_seed() -> int:
-    value = os.environ.get("PROTOCOLO_FAULT_SEED")
-    return int(value) if value else random.SystemRandom().randrange(2**31)
 
 
 class Watch:
@@ -82,11 +78,15 @@ class Watch:
 
 
 class ProjectorProcess:
-    def __init__(self, settings: Settings, log_dir: Path, n: int, *args: str, **env: str) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, n: int, *args: str,
+                 kill_at: tuple[str, Path] | None = None, **env: str) -> None:
         self.log_path = log_dir / f"project-{n}.log"
         self._log = self.log_path.open("wb")
+        argv = [PROTOCOLO, "project", "--quiet", *args]
+        if kill_at is not None:
+            argv = killed_projector_argv(kill_at[0], kill_at[1], *argv[1:])
         self.proc = subprocess.Popen(
-            [PROTOCOLO, "project", "--quiet", *args],
+            argv,
             env=cli_env(settings, PGAPPNAME=APP_NAME, **env),
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
         )
@@ -141,8 +141,7 @@ def killed_at(settings: Settings, tmp_path: Path, n: int, point: str, watch: Wat
     """Run a projector that SIGKILLs itself at ``point``; check its report against PostgreSQL."""
     report_path = tmp_path / f"kill-{n}.json"
     before = watch.progress()  # the previous process is dead: this is what it left
-    proc = ProjectorProcess(settings, tmp_path, n, "--batch-size", "25",
-                            **{ENV_POINT: point, ENV_REPORT: str(report_path)})
+    proc = ProjectorProcess(settings, tmp_path, n, "--batch-size", "25", kill_at=(point, report_path))
     rc = proc.finish()
     where = f"kill {n} at {point} {ctx}"
     assert rc == -signal.SIGKILL, f"{where}: exit status {rc}, not SIGKILL:\n{proc.output()}"
@@ -208,6 +207,18 @@ def test_sigkill_anywhere_equals_an_uninterrupted_run(backend, settings, tmp_pat
     assert stored_offsets(settings.database_url) == {p: (end, end) for p, end in ends.items()}, ctx
     # ... and row for row what an uninterrupted run gives.
     assert live == reference, f"killed run differs from the reference {ctx} {kills}:\n" + describe_difference(live, reference)
+
+
+def test_the_shipped_projector_ignores_the_old_kill_variable(settings, tmp_path):
+    """No variable makes the production projector kill itself: PROTOCOLO_TEST_KILL_AT is ignored."""
+    _, receipts = publish_day(settings, contacts=20, seed=fault_seed())
+    ends = log_ends(receipts)
+    proc = ProjectorProcess(settings, tmp_path, 1, "--batch-size", "25", "--until-caught-up",
+                            PROTOCOLO_TEST_KILL_AT="before-first-commit",
+                            PROTOCOLO_TEST_KILL_REPORT=str(tmp_path / "r.json"))
+    assert proc.finish() == 0, proc.output()
+    assert not (tmp_path / "r.json").exists()
+    assert stored_offsets(settings.database_url) == {p: (end, end) for p, end in ends.items()}
 
 
 def test_sigkill_before_the_first_commit_then_resume(backend, settings, tmp_path):

@@ -70,6 +70,12 @@ def world(backend, tmp_path_factory) -> Iterator[World]:
         publisher.publish_many([Event("CustomerDataErased", {
             "subject_ref": contacts[1].cpf_index, "key_refs": [contacts[1].cpf_index],
             "legal_basis": "LGPD art. 18 VI"}, occurred_at=now_s())])
+        # one event sent twice, byte for byte (a producer's retry): a duplicate row, not applied
+        retried = publisher.prepare(Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Carla",
+                                                        "text": "retried"}, protocol_number=contacts[1].protocol,
+                                          occurred_at=now_s()))
+        publisher.send_prepared([retried])
+        publisher.send_prepared([retried])
     project(rt)
     key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
     with rt.connect(autocommit=True) as conn:
@@ -137,7 +143,8 @@ def test_the_untampered_ledger_is_clean_with_every_check(world, copy_url, verify
     assert run.code == 0, run.out + run.err
     checks = run.report["checks"]
     journalled = execute(copy_url, "SELECT count(*) FROM journal")[0][0]
-    assert checks["payloads"]["rows"] == journalled == len(world.contacts[0].receipts) * 2 + 1
+    assert checks["payloads"]["rows"] == journalled == len(world.contacts[0].receipts) * 2 + 3
+    assert execute(copy_url, "SELECT count(*) FROM journal WHERE is_duplicate")[0][0] == 1
     views = checks["views"]
     assert views["journal_rows"] == journalled
     # every view table the contacts reach holds rows, so each was really compared
@@ -374,3 +381,20 @@ def test_an_event_after_the_newest_checkpoint_is_pending(world, copy_url, histor
     assert verified["status"] == "pending", verified
     assert verified["events_pending"] == [{"partition": receipt.partition, "offset": receipt.offset}]
     assert len(verified["events_verified"]) == len(c.receipts)
+
+
+def test_an_event_hidden_by_its_duplicate_mark_is_named(world, copy_url, verify) -> None:
+    p = world.contacts[0].protocol
+    partition, leaf, offset = journal_row(copy_url, p, "ContactClosed")
+    execute(copy_url, "UPDATE journal SET is_duplicate = true WHERE kafka_partition = %s AND leaf_index = %s",
+            (partition, leaf))
+    # ... and the views rebuilt to agree with it, as a careful forger would
+    with psycopg.connect(copy_url) as conn:
+        from protocolo.projections.rebuild import rebuild_views
+        rebuild_views(conn)
+    run = verify(copy_url, "--json")
+    assert run.code == 1, run.out
+    [found] = run.findings("payload-mismatch")
+    assert (found["partition"], found["leaf_index"], found["kafka_offset"]) == (partition, leaf, offset)
+    assert "is_duplicate" in found["detail"]
+    assert not run.findings("view-mismatch")  # the views agree with the journal: only this check sees it

@@ -1,6 +1,6 @@
 """Building and running the Java interop project (tests/interop/java) with Maven.
 
-Java 17 and Maven are part of the project's toolchain (issue 8): a missing ``java`` or
+Java 17 and Maven are part of the project's toolchain: a missing ``java`` or
 ``mvn`` fails these tests, it never skips them. The first build resolves the pinned
 artifacts into ``~/.m2``; every later build runs offline (``-o``) and takes seconds.
 """

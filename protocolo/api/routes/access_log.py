@@ -37,6 +37,12 @@ def access_log(request: Request, svc: Services,
 def my_access_log(svc: Services,
                   who: Annotated[Principal, Security(principal, scopes=[Permission.ACCESS_LOG_OWN])],
                   ) -> list[dict[str, Any]]:
+    """Each access to my data: when, by which role, what, why, about which contact; not the
+    staff member's login name or network address (staff see those in /v1/access-log)."""
     with svc.ledger.connection() as conn:
         rows = history.access_log(conn, subject_ref=who.subject_ref)
-    return [jsonable_encoder({k: v for k, v in r.items() if k != "subject_ref"}) for r in rows]
+    return [jsonable_encoder({k: v for k, v in r.items() if k not in _STAFF_ONLY}) for r in rows]
+
+
+#: What a customer's own access log leaves out: who the staff member is and where from.
+_STAFF_ONLY = frozenset({"subject_ref", "actor", "source_address"})

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict
 
+from protocolo.core.errors import shown_value
 from protocolo.projections import history
 
 from .. import access_audit, evidence_bundles, inputs, verified_reads
@@ -77,6 +78,12 @@ def search(
         rows, total = history.search_contacts(conn, filters, offset=(page - 1) * page_size, limit=page_size,
                                               sort=sort)
         verified_reads.check_search_rows(svc, conn, rows)
+    for r in rows:
+        if r["verified"]["status"] == "MISMATCH":
+            access_audit.record_access(svc, request, who, access_audit.VERIFIED_READ_MISMATCH,
+                                       purpose=verified_reads.MISMATCH_PURPOSE, protocol_number=r["protocol_number"],
+                                       subject_ref=r.get("cpf_index"),
+                                       target=verified_reads.finding_summary(r["verified"]["differences"]))
     return ContactPage(total=total, page=page, page_size=page_size,
                        items=[verified_reads.VerifiedContact.model_validate(jsonable_encoder(_masked(r)))
                               for r in rows])
@@ -121,12 +128,20 @@ def timeline(
         reason = inputs.need_purpose(purpose)
         subject = found.interaction.get("cpf_index") if found.interaction else None
         access_audit.record_access(svc, request, who, access_audit.UNMASK, purpose=reason,
-                                   protocol_number=number, subject_ref=subject)
+                                   protocol_number=number, subject_ref=subject,
+                                   target=verified_reads.finding_target(checked))
         opened = next((e for e in found.events if e["event_type"] == "ContactOpened"), None)
         if opened is not None:
             sealed = (opened["payload"].get("customer") or {}).get("sealed")
             customer = svc.sealer.open(sealed, str(opened["event_id"])) or {"erased": True}
-    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k != "customer"}}
+    elif checked.status == "MISMATCH":
+        access_audit.record_access(svc, request, who, access_audit.VERIFIED_READ_MISMATCH,
+                                   purpose=verified_reads.MISMATCH_PURPOSE, protocol_number=number,
+                                   subject_ref=found.interaction.get("cpf_index") if found.interaction else None,
+                                   target=verified_reads.finding_target(checked))
+    # The media reference is served by the audited recording route only (RECORDINGS_ACCESS);
+    # the digest stays: it is what proves a delivered or deleted recording is the captured one.
+    events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k not in ("customer", "media_uri")}}
               for e in found.events]
     return encoded({
         "protocol_number": number,
@@ -135,7 +150,7 @@ def timeline(
         "customer": customer,
         "masked": not unmask,
         "events": events,
-        "recordings": [_masked(r) for r in found.recordings],
+        "recordings": [{k: v for k, v in _masked(r).items() if k != "media_uri"} for r in found.recordings],
         "requests": [_masked(r) for r in found.requests],
         "holds": found.holds,
         "projection": lag_summary(svc),
@@ -156,7 +171,7 @@ def recording_reference(
         rec = history.recording(conn, recording_id)
         _known, subject = history.contact_owner(conn, number)
     if rec is None or rec["protocol_number"] != number:
-        raise HTTPException(404, f"no recording {recording_id!r} of contact {number}")
+        raise HTTPException(404, f"no recording {shown_value(recording_id)} of contact {number}")
     reason = inputs.need_purpose(purpose)
     access_audit.record_access(
         svc, request, who, access_audit.RECORDING_PLAYBACK if mode == "playback" else access_audit.RECORDING_DOWNLOAD,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Security
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocolo.core.errors import shown_value
 from protocolo.projections import history
 
 from .. import inputs
@@ -56,8 +57,8 @@ def release(protocol_number: str, hold_id: inputs.PathId, body: Release, svc: Se
     with svc.ledger.connection() as conn:
         found = history.hold(conn, hold_id)
     if found is None or found["protocol_number"] != number or found["placed_at"] is None:
-        raise HTTPException(404, f"no hold {hold_id!r} on contact {number}")
+        raise HTTPException(404, f"no hold {shown_value(hold_id)} on contact {number}")
     if found["released_at"] is not None:
-        raise HTTPException(409, f"hold {hold_id!r} was released already")
+        raise HTTPException(409, f"hold {shown_value(hold_id)} was released already")
     return decide(svc, who, Decision(f"hold:{hold_id}", "released", "RELEASED"), [event("LegalHoldReleased", {
         "hold_id": hold_id, "released_by": who.user_name, "reason": body.reason}, number)])

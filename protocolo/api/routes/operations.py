@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from protocolo.projections import history
 
 from ..auth import Services
-from ..lag import current_lag, lag_summary
+from ..lag import KAFKA_UNREACHABLE, POSTGRESQL_UNREACHABLE, current_lag, lag_summary
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -20,21 +24,32 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Kafka and PostgreSQL reachable; the projection lag",
-            responses={503: {"description": "Kafka or PostgreSQL unreachable"}})
+@router.get("/readyz", summary="Kafka, PostgreSQL and the in-process projector; the projection lag",
+            responses={503: {"description": "a dependency is down; `checks` says which, without "
+                                            "exception text (that goes to the server log)"}})
 def readyz(svc: Services) -> JSONResponse:
-    checks: dict[str, Any] = {}
+    checks: dict[str, Any] = {"postgresql": _postgresql(svc)}
+    lag = lag_summary(svc)
+    kafka_down = not lag["measured"] and lag["error"] == KAFKA_UNREACHABLE
+    checks["kafka"] = {"ok": False, "reason": KAFKA_UNREACHABLE} if kafka_down else {"ok": True}
+    checks["projection"] = lag
+    if svc.projector_health is not None:
+        checks["projector"] = svc.projector_health().as_check()
+    ready = all(check["ok"] for name, check in checks.items() if name != "projection")
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+
+
+def _postgresql(svc: Services) -> dict[str, Any]:
     try:
         with svc.ledger.connection() as conn:
             conn.execute("SELECT 1 FROM projector_offsets LIMIT 1")
-        checks["postgresql"] = {"ok": True}
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        checks["postgresql"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    lag = lag_summary(svc)
-    checks["kafka"] = {"ok": lag["measured"], **({"error": lag["error"]} if not lag["measured"] else {})}
-    checks["projection"] = lag
-    ready = checks["postgresql"]["ok"] and checks["kafka"]["ok"]
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+    except psycopg.OperationalError as exc:
+        log.warning("readyz: PostgreSQL: %s", exc)
+        return {"ok": False, "reason": POSTGRESQL_UNREACHABLE}
+    except psycopg.Error as exc:
+        log.warning("readyz: PostgreSQL: %s", exc)
+        return {"ok": False, "reason": "the ledger database is not ready (see the server log)"}
+    return {"ok": True}
 
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (text format)")

@@ -14,7 +14,7 @@ from protocolo.core.errors import EventRejected
 from protocolo.projections import history
 
 from .. import inputs
-from ..auth import Services, client_address, principal
+from ..auth import Services, client_address, principal, principal_any_of
 from ..decisions import Decision, decide, finish_pending
 from ..identities import Principal
 from ..inputs import encoded
@@ -82,9 +82,11 @@ def _limit_customer(svc: Any, request: Request, who: Principal) -> None:
 
 @router.post("", status_code=201, response_model=Created, summary="File a retrieval request")
 def create(body: NewRequest, request: Request, svc: Services,
-           who: Annotated[Principal, Security(principal, scopes=[Permission.REQUESTS_WRITE,
+           who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.REQUESTS_WRITE,
                                                                    Permission.REQUESTS_OWN])]) -> Created:
-    """A customer may file for their own contacts or CPF only; no justification is asked."""
+    """A customer may file for their own contacts or CPF only; no justification is asked.
+    A customer's ``customer_code`` and ``name`` are ignored: only the CPF they are
+    registered with is recorded."""
     _limit_customer(svc, request, who)
     fields: dict[str, Any] = {"request_id": str(uuid.uuid4()), "kind": body.kind,
                               "requested_via": body.requested_via, "delivery_channel": body.delivery_channel,
@@ -102,7 +104,11 @@ def create(body: NewRequest, request: Request, svc: Services,
         cpf = inputs.cpf(body.cpf) if body.cpf is not None else None
         if who.role is Role.CUSTOMER and (cpf is None or svc.sealer.index.cpf(cpf) != who.subject_ref):
             raise EventRejected("cpf", "own-cpf", "a customer files requests with their own CPF")
-        fields["customer"] = {"cpf": cpf, "customer_code": body.customer_code, "name": body.name}
+        # A customer is known by their CPF only: a customer code or name in their body is
+        # ignored (it could be another customer's), the CPF's blind index links the rest.
+        own = who.role is Role.CUSTOMER
+        fields["customer"] = {"cpf": cpf, "customer_code": None if own else body.customer_code,
+                              "name": None if own else body.name}
         if cpf is None and body.customer_code is None:
             raise EventRejected("customer", "required",
                                 "a request without protocol number names the customer by cpf or customer_code")
@@ -130,7 +136,8 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("", response_model=QueuePage, summary="The request queue, by deadline")
 def queue(svc: Services,
-          who: Annotated[Principal, Security(principal, scopes=[Permission.REQUESTS_READ, Permission.REQUESTS_OWN])],
+          who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.REQUESTS_READ,
+                                                                          Permission.REQUESTS_OWN])],
           open_only: bool = True, page: inputs.Page = 1, page_size: inputs.PageSize = 50) -> QueuePage:
     """Soonest deadline first; ``seconds_left`` counts down to the deadline (negative:
     overdue) and ``overdue`` flags it. A customer sees their own requests only."""
@@ -143,7 +150,8 @@ def queue(svc: Services,
 
 @router.get("/{request_id}", summary="One retrieval request")
 def one(request_id: str, svc: Services,
-        who: Annotated[Principal, Security(principal, scopes=[Permission.REQUESTS_READ, Permission.REQUESTS_OWN])],
+        who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.REQUESTS_READ,
+                                                                          Permission.REQUESTS_OWN])],
         ) -> dict[str, Any]:
     return _shown(_visible(svc, who, request_id))
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import identities, inputs
-from ..auth import SESSION_COOKIE, Services, client_address, principal
+from ..auth import SESSION_COOKIE, Services, check_same_origin, client_address, principal
 from ..identities import Principal
 from ..roles import ROLE_PERMISSIONS
 
@@ -38,7 +38,9 @@ class Me(BaseModel):
 @router.post("/auth/login", response_model=SessionOut, summary="Log in (sets the session cookie)")
 def login(body: Login, request: Request, response: Response, svc: Services) -> SessionOut:
     """Sets ``protocolo_session`` (Secure, HttpOnly, SameSite=Strict) and returns the CSRF
-    token the console sends in ``X-CSRF-Token`` with every unsafe request."""
+    token the console sends in ``X-CSRF-Token`` with every unsafe request. A browser's
+    cross-site POST is refused (login CSRF: ``auth.check_same_origin``)."""
+    check_same_origin(request)
     wait = svc.login_limit.take(client_address(request) or "?")
     if wait:
         raise HTTPException(429, f"too many login attempts; try again in {wait:.0f} s",

@@ -1,0 +1,206 @@
+"""Benchmark of ``protocolo export``: rate against a bare ``COPY ... TO``, and peak memory.
+
+    python bench/export_bench.py [--leaves N] [--factor F] [--repeat R] [--json FILE]
+
+1. Export rate as a RATIO against reading the same journal rows with a bare
+   ``COPY (SELECT ... ORDER BY leaf_index) TO STDOUT`` in the same run (psycopg's copy,
+   every block read and dropped): the export writer
+   (``protocolo.attestation.export_writer.write_export``) over one partition of ``N``
+   journalled DisclosureMade events (real Avro values) between the empty tree and a signed
+   checkpoint: server-side cursor, Avro decoding with the writer schema, ``data.avro``, both
+   renderings, the leaf hashes folded into the compact range and checked against the signed
+   root, the manifest hashed and signed. Interleaved (copy, export, export, copy, ...), best
+   of ``--repeat``. Target ratio >= 0.3.
+2. Peak memory (``tracemalloc``, Python allocations) of the export of ``N`` and of ``F x N``
+   leaves: bounded means the ratio stays near 1.
+
+On the embedded PostgreSQL under a temporary PROTOCOLO_HOME (stopped at the end) unless
+PROTOCOLO_DATABASE_URL is set; it creates its own database and drops it at the end. No Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from protocolo import devstack
+from protocolo.attestation.checkpointer import checkpoint_partition
+from protocolo.attestation.export_period import PartitionPeriod
+from protocolo.attestation.export_writer import (
+    ChainLink,
+    ExportContext,
+    ExportRequest,
+    write_export,
+)
+from protocolo.attestation.log_key import LogKey
+from protocolo.core.config import Settings
+from protocolo.evidence.leaf import record_leaf_hash
+from protocolo.evidence.merkle import CompactRange
+from protocolo.projections.schema import connect
+from protocolo.schemas.catalogue import SchemaCatalogue
+
+TOPIC = "bench.export"
+DEPLOYMENT = "bench"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str]:
+    configured = Settings.from_env()
+    home = Path(tempfile.mkdtemp(prefix="protocolo-xbench-"))
+    settings = dataclasses.replace(configured, home=home)
+    embedded = not configured.database_url
+    admin = configured.database_url or devstack.start_postgres(settings, log=lambda m: say(f"  {m}"))
+    name = f"bench_export_{uuid.uuid4().hex[:8]}"
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = urlunsplit(urlsplit(admin)._replace(path="/" + name))
+        connect(url).close()  # migrations
+        yield url
+    finally:
+        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if embedded:
+            with contextlib.suppress(Exception):
+                devstack.down(settings, log=lambda m: say(f"  {m}"))
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def build_partition(url: str, partition: int, leaves: int) -> None:
+    """``leaves`` journalled DisclosureMade events in one partition, their tree and offsets."""
+    catalogue = SchemaCatalogue.load()
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    tree = CompactRange()
+    leaves_hashes: list[bytes] = []
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY journal (topic, kafka_partition, kafka_offset, record_key, record_value,"
+                      " leaf_index, leaf_hash, fingerprint, event_type, schema_version, event_id,"
+                      " protocol_number, entity_key, occurred_at, payload, is_duplicate) FROM STDIN") as copy:
+            for offset in range(leaves):
+                protocol = f"2026{offset:010d}0"
+                event_id = uuid.uuid4()
+                when = start + timedelta(seconds=offset)
+                value = catalogue.encode("DisclosureMade", {
+                    "meta": {"event_id": str(event_id), "protocol_number": protocol, "occurred_at": when,
+                             "producer": "bench", "correlation_id": None},
+                    "kind": "PROTOCOL_NUMBER", "medium": "IVR_PROMPT"})
+                key = protocol.encode()
+                leaf = record_leaf_hash(TOPIC, partition, offset, key, value)
+                leaves_hashes.append(leaf)
+                copy.write_row((TOPIC, partition, offset, key, value, offset, leaf, value[2:10],
+                                "DisclosureMade", 1, event_id, protocol, protocol, when, "{}", False))
+        with cur.copy("COPY merkle_nodes (topic, kafka_partition, level, node_index, hash) FROM STDIN") as nodes:
+            for leaf in leaves_hashes:
+                for n in tree.append(leaf):
+                    nodes.write_row((TOPIC, partition, n.node.level, n.node.index, n.hash))
+        cur.execute("INSERT INTO projector_offsets (topic, kafka_partition, next_offset, next_leaf_index,"
+                    " tree_size, compact_range) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (TOPIC, partition, leaves, leaves, leaves, list(tree.hashes)))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def time_copy(url: str, partition: int, size: int) -> float:
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        started = time.perf_counter()
+        with cur.copy(sql.SQL(
+                "COPY (SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers"
+                " FROM journal WHERE topic = {} AND kafka_partition = {} AND leaf_index < {}"
+                " ORDER BY leaf_index) TO STDOUT").format(
+                    sql.Literal(TOPIC), sql.Literal(partition), sql.Literal(size))) as copy:
+            for _ in copy:
+                pass
+        return time.perf_counter() - started
+
+
+def time_export(url: str, key: LogKey, partition: int, out: Path) -> tuple[float, int]:
+    shutil.rmtree(out, ignore_errors=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        end = checkpoint_partition(conn, key, TOPIC, DEPLOYMENT, partition, force=True)
+        assert end is not None
+        request = ExportRequest(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC),
+                                "bench", "bench")
+        context = ExportContext(DEPLOYMENT, TOPIC, key, "protocolo bench")
+        started = time.perf_counter()
+        result = write_export(conn, out, context, request, [PartitionPeriod(partition, None, end)],
+                              f"exp-bench-{partition}", ChainLink(datetime.now(UTC), None, None))
+        return time.perf_counter() - started, result.records
+
+
+def peak_memory(url: str, key: LogKey, partition: int, out: Path) -> int:
+    tracemalloc.start()
+    try:
+        time_export(url, key, partition, out)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leaves", type=int, default=50_000)
+    parser.add_argument("--factor", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    key = LogKey.generate("protocolo/bench")
+    work = Path(tempfile.mkdtemp(prefix="protocolo-xbench-out-"))
+    try:
+        with database() as url:
+            say(f"building {args.leaves:,} + {args.leaves * args.factor:,} leaves ...")
+            build_partition(url, 0, args.leaves)
+            build_partition(url, 1, args.leaves * args.factor)
+            copies, exports = [], []
+            for i in range(args.repeat):
+                order = ("copy", "export") if i % 2 == 0 else ("export", "copy")
+                for what in order:
+                    if what == "copy":
+                        copies.append(time_copy(url, 0, args.leaves))
+                    else:
+                        elapsed, records = time_export(url, key, 0, work / "e")
+                        assert records == args.leaves
+                        exports.append(elapsed)
+            copy_rate, export_rate = args.leaves / min(copies), args.leaves / min(exports)
+            small = peak_memory(url, key, 0, work / "m0")
+            large = peak_memory(url, key, 1, work / "m1")
+            size = sum(p.stat().st_size for p in (work / "e").rglob("*") if p.is_file())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result: dict[str, Any] = {
+        "leaves": args.leaves, "copy_rows_per_s": round(copy_rate), "export_records_per_s": round(export_rate),
+        "ratio": round(export_rate / copy_rate, 3), "target": 0.3,
+        "peak_python_bytes": {"n": small, f"{args.factor}n": large},
+        "memory_ratio": round(large / small, 2), "export_bytes": size,
+    }
+    print(f"export: {export_rate:,.0f} records/s; bare COPY TO: {copy_rate:,.0f} rows/s; "
+          f"ratio {result['ratio']} (target >= 0.3)")
+    print(f"peak Python memory: {small / 1e6:.1f} MB at {args.leaves:,} leaves, {large / 1e6:.1f} MB at "
+          f"{args.leaves * args.factor:,} (x{result['memory_ratio']}); export size {size / 1e6:.1f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The compliance report of a period, computed from verified events only.
+
+The report is made from an audit export of the period (docs/export-format.md) that has
+just passed :func:`~protocolo.attestation.export_verify.verify_export` under the log's keys:
+every event it counts is one whose leaf hash folded into the signed roots and whose decoded
+form was re-derived from its bytes. No view is read. Each broken rule names the protocol
+numbers that broke it with the partition and offset of the contact's opening record (its
+evidence in the export), so any figure can be traced to signed bytes.
+
+Rules covered (DOMAIN.md; the policy profile in force when the contact opened, as the
+projector resolves it): the protocol number told at the start, the recording notice given
+at the start (recorded contacts), the protocol confirmed in writing in time (pending while
+its deadline is after the period's end), and each recording deletion: not before the
+retention the capture stated (counted from the contact's opening) and not while a legal
+hold placed on the contact was in force; each retrieval request answered (fulfilled or
+rejected) within its deadline (history hours or recording days of the profile), pending
+while the deadline is after the period's end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastavro import reader
+
+from protocolo.core.policy import PolicyError, profile_for_service, profile_in_force, profile_named
+
+RULES = (
+    ("protocol_told_at_start", "Protocol number told at the start", "Protocolo informado no início"),
+    ("recording_notice_at_start", "Recording notice at the start", "Aviso de gravação no início"),
+    ("protocol_confirmed_in_time", "Protocol confirmed in writing in time", "Protocolo confirmado por escrito no prazo"),
+    ("recording_deleted_lawfully", "Recording deleted only after its retention, never under a hold",
+     "Gravação apagada só após a retenção e nunca sob bloqueio judicial"),
+    ("request_answered_in_time", "Retrieval request delivered or rejected within the deadline",
+     "Pedido de gravação/histórico entregue ou recusado no prazo"),
+)
+
+
+@dataclass
+class Request:
+    request_id: str
+    kind: str
+    requested_at: datetime
+    protocol: str | None
+    partition: int = -1  # where the RetrievalRequested record is in the export
+    offset: int = -1
+    answered_at: datetime | None = None
+    answer: str | None = None  # FULFILLED or REJECTED: reason
+
+
+@dataclass
+class Contact:
+    protocol: str
+    partition: int
+    offset: int
+    opened_at: datetime
+    service_type: str
+    channel: str
+    recorded: bool
+    profile: str
+    start_seconds: int
+    confirmation_hours: int
+    disclosed: dict[str, datetime] = field(default_factory=dict)
+    retention: dict[str, int] = field(default_factory=dict)  # recording id -> retention days
+    deletions: dict[str, datetime] = field(default_factory=dict)  # recording id -> first deletion
+    holds: dict[str, list[datetime | None]] = field(default_factory=dict)  # hold id -> [placed, released]
+
+
+@dataclass
+class RuleFigure:
+    rule: str
+    applicable: int = 0
+    broken: int = 0
+    pending: int = 0
+    protocols: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float | None:
+        """Share of the applicable contacts that kept the rule."""
+        judged = self.applicable - self.pending
+        return None if judged == 0 else round((judged - self.broken) / judged, 4)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "applicable": self.applicable, "broken": self.broken,
+                "pending": self.pending, "rate": self.rate, "broken_by": self.protocols}
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _profile(payload: dict[str, Any], opened: datetime) -> tuple[str, int, int]:
+    name = payload.get("policy_profile") or profile_for_service(str(payload.get("service_type") or ""))
+    try:
+        profile = profile_in_force(str(name), opened)
+    except PolicyError:
+        profile = profile_named(str(name))
+    return profile.key, profile.start_disclosure_seconds, profile.protocol_confirmation_hours
+
+
+def verified_events(export: Path) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
+    """``(partition, offset, event type, decoded event)`` of every journalled record of a
+    verified export, in partition and leaf order."""
+    manifest = json.loads((export / "manifest.json").read_bytes())
+    for entry in manifest["partitions"]:
+        with open(export / entry["data"], "rb") as f:
+            for record in reader(f):
+                assert isinstance(record, dict)
+                if record["event"] is not None:
+                    yield record["partition"], record["offset"], record["event_type"], json.loads(record["event"])
+
+
+def fold_requests(export: Path) -> dict[str, Request]:
+    """Retrieval requests made in the export, with their first answer (fulfilled or rejected)."""
+    requests: dict[str, Request] = {}
+    answers: list[tuple[str, datetime, str]] = []
+    for partition, offset, event_type, event in verified_events(export):
+        when = _time(event["meta"]["occurred_at"])
+        if event_type == "RetrievalRequested":
+            requests.setdefault(str(event["request_id"]), Request(
+                str(event["request_id"]), str(event["kind"]), when, event["meta"].get("protocol_number"),
+                partition, offset))
+        elif event_type == "RetrievalFulfilled":
+            answers.append((str(event["request_id"]), when, "FULFILLED"))
+        elif event_type == "RetrievalRejected":
+            answers.append((str(event["request_id"]), when, f"REJECTED: {event.get('reason')}"))
+    for rid, when, answer in answers:
+        request = requests.get(rid)
+        if request is not None and (request.answered_at is None or when < request.answered_at):
+            request.answered_at, request.answer = when, answer
+    return requests
+
+
+def _request_verdict(request: Request, profile: str, period_end: datetime) -> str:
+    name, _, number = profile.partition("@")
+    policy = profile_named(name) if not number.isdigit() else _version(name, int(number))
+    due = request.requested_at + (timedelta(hours=policy.history_delivery_hours) if request.kind == "HISTORY"
+                                  else timedelta(days=policy.recording_delivery_days))
+    if request.answered_at is not None:
+        return "kept" if request.answered_at <= due else "broken"
+    return "pending" if due > period_end else "broken"
+
+
+def _version(name: str, number: int) -> Any:
+    from protocolo.core.policy import profile_version
+
+    return profile_version(name, number)
+
+
+def fold_contacts(export: Path) -> dict[str, Contact]:
+    contacts: dict[str, Contact] = {}
+    later: list[tuple[str, str, datetime, dict[str, Any]]] = []
+    for partition, offset, event_type, event in verified_events(export):
+        protocol = (event.get("meta") or {}).get("protocol_number")
+        if not protocol:
+            continue
+        when = _time(event["meta"]["occurred_at"])
+        if event_type == "ContactOpened" and protocol not in contacts:
+            key, seconds, hours = _profile(event, when)
+            contacts[protocol] = Contact(protocol, partition, offset, when, str(event.get("service_type")),
+                                         str(event.get("channel")), bool(event.get("recorded")), key,
+                                         seconds, hours)
+        else:
+            later.append((protocol, event_type, when, event))
+    for protocol, event_type, when, event in later:  # events may precede their contact's opening
+        contact = contacts.get(protocol)
+        if contact is not None:
+            _apply(contact, event_type, when, event)
+    return contacts
+
+
+def _apply(contact: Contact, event_type: str, when: datetime, event: dict[str, Any]) -> None:
+    if event_type == "DisclosureMade":
+        kind = str(event.get("kind"))
+        if kind not in contact.disclosed or when < contact.disclosed[kind]:
+            contact.disclosed[kind] = when
+    elif event_type == "RecordingCaptured":
+        contact.retention.setdefault(str(event["recording_id"]), int(event["retention_days"]))
+    elif event_type == "RecordingDeleted":
+        rid = str(event["recording_id"])
+        if rid not in contact.deletions or when < contact.deletions[rid]:
+            contact.deletions[rid] = when
+    elif event_type == "LegalHoldPlaced":
+        contact.holds.setdefault(str(event["hold_id"]), [None, None])[0] = when
+    elif event_type == "LegalHoldReleased":
+        contact.holds.setdefault(str(event["hold_id"]), [None, None])[1] = when
+
+
+def _deletion_verdicts(contact: Contact) -> list[str]:
+    """One verdict per deleted recording of the contact whose capture is known."""
+    verdicts = []
+    for rid, deleted in sorted(contact.deletions.items()):
+        if rid not in contact.retention:
+            continue
+        early = deleted < contact.opened_at + timedelta(days=contact.retention[rid])
+        held = any(placed is not None and placed <= deleted and (released is None or released > deleted)
+                   for placed, released in contact.holds.values())
+        verdicts.append("broken" if early or held else "kept")
+    return verdicts
+
+
+def _judge(contact: Contact, rule: str, period_end: datetime) -> str | None:
+    """``kept``, ``broken``, ``pending``, or None when the rule does not apply."""
+    start = timedelta(seconds=contact.start_seconds)
+    if rule == "protocol_told_at_start":
+        told = contact.disclosed.get("PROTOCOL_NUMBER")
+        return "kept" if told is not None and told <= contact.opened_at + start else "broken"
+    if rule == "recording_notice_at_start":
+        if not contact.recorded:
+            return None
+        notice = contact.disclosed.get("RECORDING_NOTICE")
+        return "kept" if notice is not None and notice <= contact.opened_at + start else "broken"
+    deadline = contact.opened_at + timedelta(hours=contact.confirmation_hours)
+    confirmed = contact.disclosed.get("PROTOCOL_CONFIRMATION")
+    if confirmed is not None and confirmed <= deadline:
+        return "kept"
+    return "pending" if deadline > period_end else "broken"
+
+
+def compliance_report(export: Path) -> dict[str, Any]:
+    """The report's figures (JSON-ready), from a verified export."""
+    manifest = json.loads((export / "manifest.json").read_bytes())
+    period_end = _time(manifest["period"]["to"])
+    groups: dict[tuple[str, str, str], dict[str, RuleFigure]] = defaultdict(
+        lambda: {rule: RuleFigure(rule) for rule, _, _ in RULES})
+    contacts = fold_contacts(export)
+    for contact in sorted(contacts.values(), key=lambda c: c.protocol):
+        figures = groups[(contact.service_type, contact.channel, contact.profile)]
+        judged = [(rule, _judge(contact, rule, period_end)) for rule, _, _ in RULES[:3]]
+        judged += [("recording_deleted_lawfully", v) for v in _deletion_verdicts(contact)]
+        evidence = {"protocol_number": contact.protocol, "partition": contact.partition, "offset": contact.offset}
+        for rule, verdict in judged:
+            _count(figures[rule], verdict, evidence)
+    for request in sorted(fold_requests(export).values(), key=lambda r: r.request_id):
+        owner = contacts.get(request.protocol or "")
+        if owner is None:  # a request by CPF or code, not located in this export: the default profile
+            key = profile_in_force(profile_for_service(""), request.requested_at).key
+            group = ("(no contact)", "-", key)
+        else:
+            group = (owner.service_type, owner.channel, owner.profile)
+        evidence = {"protocol_number": request.protocol or "", "request_id": request.request_id,
+                    "answer": request.answer,
+                    "partition": request.partition, "offset": request.offset}
+        _count(groups[group]["request_answered_in_time"], _request_verdict(request, group[2], period_end), evidence)
+    return {
+        "period": manifest["period"], "export_id": manifest["export_id"],
+        "export_manifest_sha256": _sha256(export / "manifest.json"),
+        "rules": [{"rule": r, "en": en, "pt": pt} for r, en, pt in RULES],
+        "groups": [{"service_type": s, "channel": c, "policy_profile": p,
+                    "figures": [f.as_json() for f in figures.values()]}
+                   for (s, c, p), figures in sorted(groups.items())],
+    }
+
+
+def _count(figure: RuleFigure, verdict: str | None, evidence: dict[str, Any]) -> None:
+    if verdict is None:
+        return
+    figure.applicable += 1
+    if verdict == "pending":
+        figure.pending += 1
+    elif verdict == "broken":
+        figure.broken += 1
+        figure.protocols.append(evidence)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

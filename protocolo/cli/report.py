@@ -1,0 +1,71 @@
+"""``protocolo report``: the compliance report of a period, from verified events."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from protocolo.attestation.compliance_report import compliance_report
+from protocolo.attestation.config import AttestationSettings
+from protocolo.attestation.export_verify import ExportTrust, verify_export
+from protocolo.attestation.export_writer import ExportRequest
+from protocolo.attestation.log_key import SigningKeyError, load_log_key
+from protocolo.attestation.report_render import FORMATS, render
+from protocolo.cli import CommandError
+from protocolo.cli.export import make_export, moment
+from protocolo.evidence.checkpoint import log_origin
+from protocolo.runtime import Runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "report", help="the compliance report of a period (from verified events, with evidence)",
+        description="Make the period's audit export (next to the report, FILE.export/), verify it "
+        "with the log's keys, and compute per service type, channel and policy profile each "
+        "rule's count, rate and the protocol numbers that broke it, from the verified events "
+        "only (never a view). HTML and PDF carry a chart drawn on the server.")
+    p.add_argument("--from", dest="period_from", type=moment, required=True, metavar="T1")
+    p.add_argument("--to", dest="period_to", type=moment, required=True, metavar="T2")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--format", choices=FORMATS, default="html")
+    p.add_argument("--regulator", default="compliance-report", metavar="NAME",
+                   help="for whom (the export it is computed from is made for them)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.period_to < args.period_from:
+        raise CommandError(f"--to {args.period_to.isoformat()} is before --from {args.period_from.isoformat()}")
+    if args.period_to > datetime.now(UTC):
+        raise CommandError(f"--to {args.period_to.isoformat()} is in the future: a period must have ended")
+    out = Path(args.out)
+    evidence = out.with_name(out.name + ".export")
+    if out.exists() or evidence.exists():
+        raise CommandError(f"--out {out} (or {evidence}) already exists: give a new name")
+    rt = Runtime.start(need_kafka=False)
+    import getpass
+
+    result = make_export(rt, ExportRequest(args.period_from, args.period_to, args.regulator,
+                                           getpass.getuser()), evidence)
+    attestation = AttestationSettings.from_env()
+    try:
+        key = load_log_key(rt.settings, attestation.deployment)
+    except SigningKeyError as exc:
+        raise CommandError(str(exc)) from None
+    vkeys = tuple(key.vkey(log_origin(attestation.deployment, rt.settings.topic, p["partition"]))
+                  for p in result.partitions)
+    report = verify_export(evidence, ExportTrust(vkeys))
+    if not report.ok:
+        raise CommandError(f"the period's export does not verify ({report.reason}); run `protocolo verify`")
+    data = render(compliance_report(evidence), args.format)
+    tmp = out.with_name(out.name + ".partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
+    print(f"{out}: compliance report ({args.format}) of {result.records:,} verified records; "
+          f"evidence: {evidence} (export {result.export_id})")
+    return 0
