@@ -615,3 +615,28 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     for png in pages:
         shutil.copy(png, keep / png.name)
     shutil.copy(tmp_path / "report.html", keep / "report.html")
+
+
+def test_the_demo_writes_the_runs_export_verified_with_pinned_keys_and_its_report(settings, monkeypatch,
+                                                                                   capsys) -> None:
+    from protocolo.cli import main
+
+    for name, value in (("PROTOCOLO_HOME", str(settings.home)), ("PROTOCOLO_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+                        ("PROTOCOLO_DATABASE_URL", settings.database_url), ("PROTOCOLO_TOPIC", settings.topic),
+                        ("PROTOCOLO_GROUP_ID", settings.group_id), ("PROTOCOLO_DEV_KEYS", "1"),
+                        ("PROTOCOLO_DEPLOYMENT", DEPLOYMENT)):
+        monkeypatch.setenv(name, value)
+    for name in ("PROTOCOLO_TSA_URL", "PROTOCOLO_TSA_CHAIN", "PROTOCOLO_WITNESSES"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["demo", "--contacts", "30", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("Audit export ("))
+    export = Path(line.rsplit(": ", 1)[1])
+    assert "offline verification with the log's verifier keys: VALID" in out
+    key = load_log_key(settings, DEPLOYMENT)
+    vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
+    assert verify_export(export, ExportTrust(vkeys)).verdict == "VALID"
+    manifest = json.loads((export / "manifest.json").read_bytes())
+    assert manifest["records"] > 0 and manifest["request"]["regulator"] == "demo-regulator"
+    for suffix in ("html", "pdf"):
+        assert (export.parent / f"{export.name}-report.{suffix}").stat().st_size > 0
