@@ -644,3 +644,19 @@ def test_the_demo_writes_the_runs_export_verified_with_pinned_keys_and_its_repor
     assert manifest["records"] > 0 and manifest["request"]["regulator"] == "demo-regulator"
     for suffix in ("html", "pdf"):
         assert (export.parent / f"{export.name}-report.{suffix}").stat().st_size > 0
+
+
+def test_a_ledger_that_differs_from_its_checkpoints_gets_no_export(ledger, tmp_path) -> None:
+    import psycopg
+
+    with psycopg.connect(ledger["settings"].database_url, autocommit=True) as conn:
+        (partition,) = conn.execute(
+            "UPDATE journal SET record_value = record_value || '\\x00'::bytea WHERE (topic, kafka_partition,"
+            " kafka_offset) = (SELECT topic, kafka_partition, kafka_offset FROM journal WHERE protocol_number = %s"
+            " ORDER BY kafka_offset LIMIT 1) RETURNING kafka_partition", (ledger["first"][0],)).fetchone()
+    out = tmp_path / "refused"
+    done = ledger["cli"]("export", "--from", (ledger["t0"] - timedelta(days=1)).isoformat(),
+                         "--to", datetime.now(UTC).isoformat(), "--out", str(out), "--regulator", "anatel")
+    assert done.code == 2, done.out + done.err
+    assert f"partition {partition}:" in done.err and "protocolo verify" in done.err
+    assert "Traceback" not in done.err and not out.exists() and not (tmp_path / "refused.partial").exists()
