@@ -244,6 +244,17 @@ SAMPLES: dict[tuple[str, int], dict[str, Any]] = {
         "purpose": "Procon complaint 2025-118",
         "source_address": "10.0.4.17",
     },
+    ("AccessRecorded", 2): {
+        "meta": _meta("AccessRecorded", _T0 + timedelta(days=30, hours=1), PROTOCOL, "protocolo-api"),
+        "access_id": _id("read of an altered contact"),
+        "actor": "analyst.bruno",
+        "role": "ANALYST",
+        "action": "VERIFIED_READ_MISMATCH",
+        "subject_ref": CPF_INDEX,
+        "target": "verification MISMATCH: interactions.outcome",
+        "purpose": "contact read; the views differ from the signed log",
+        "source_address": "10.0.4.18",
+    },
     ("ApprovalRequested", 1): {
         "meta": _meta("ApprovalRequested", _T0 + timedelta(days=31), PROTOCOL, "protocolo-api",
                       WORKFLOW),

@@ -124,6 +124,47 @@ def test_a_demo_with_the_exports_and_one_without_share_one_registry(new_shell: d
     assert {c["protocol_number"] for c in after} == {c["protocol_number"] for c in before}
     assert all(c["customer"]["erased"] for c in after)
 
+    # a ledger database nothing was projected into yet (what a tansu restart leaves) is
+    # skipped by history's search of every ledger, not fatal
+    admin = psycopg.conninfo.make_conninfo(ledger_url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ledger_99999999999999")
+    assert history_json(new_shell, "--protocol", opened[0])["interactions"]
+
+
+@pytest.mark.tansu_lane
+def test_on_tansu_a_restart_keeps_one_registry_and_history_skips_the_new_empty_ledger(
+        new_shell: dict[str, str]) -> None:
+    up = protocolo(new_shell, "dev", "up", "--broker", "tansu")
+    assert up.returncode == 0, up.stderr
+    with_exports = exported(new_shell, up.stdout)
+    first = protocolo(with_exports, "demo", "--contacts", "20", "--seed", "3")
+    assert first.returncode == 0, first.stderr
+    first_ledger = with_exports["PROTOCOLO_DATABASE_URL"]
+    before_restart = contacts_opened(first_ledger)
+
+    assert protocolo(new_shell, "dev", "down").returncode == 0
+    again = protocolo(new_shell, "dev", "up", "--broker", "tansu")  # an empty log, a new ledger database
+    assert again.returncode == 0, again.stderr
+    second_ledger = exported(new_shell, again.stdout)["PROTOCOLO_DATABASE_URL"]
+    assert second_ledger != first_ledger
+    # right after the restart the new ledger has no tables yet: history still searches the others
+    assert history_json(new_shell, "--protocol", before_restart[0])["interactions"]
+
+    second = protocolo(new_shell, "demo", "--contacts", "20", "--seed", "5")
+    assert second.returncode == 0, second.stderr
+    opened = before_restart + contacts_opened(second_ledger)
+    assert len(opened) == 40
+    assert len(set(opened)) == 40, "the sequence restarted with the broker"
+    for protocol in opened[::4]:
+        assert [c["protocol_number"] for c in history_json(new_shell, "--protocol", protocol)["interactions"]] \
+            == [protocol]
+    cpf = demo_cpf(first.stdout + first.stderr)  # a customer of the first incarnation's ledger
+    erased = protocolo(new_shell, "erase", "--cpf", cpf, "--legal-basis", "LGPD_ART_18_VI")
+    assert erased.returncode == 0, erased.stderr
+    after = history_json(new_shell, "--cpf", cpf)["interactions"]
+    assert after and all(c["customer"]["erased"] for c in after)
+
 
 def test_the_dev_stacks_exports_keep_its_dev_keys_for_every_command(new_shell: dict[str, str]) -> None:
     up = protocolo(new_shell, "dev", "up", "--broker", "kafka")

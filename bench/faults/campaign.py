@@ -10,7 +10,7 @@ scratch home, from the dev stack's code and jars (see stack.py); nothing of the 
 
 1. **projector**: ``protocolo project`` SIGKILLed ``--kills`` times, each time after new
    events were published (some sent twice): at instrumented points
-   (consumers/kill_points.py: before the first commit, inside the transaction of batch n,
+   (tests/integration/kill_switch.py: before the first commit, inside the transaction of batch n,
    between batches) or during a rebalance (a second projector joins the group while events
    are published; the first is killed at a random moment and the second takes over).
    After each kill a projector resumes until caught up, and the database must equal a

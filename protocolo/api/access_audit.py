@@ -22,6 +22,9 @@ RECORDING_DOWNLOAD = "RECORDING_DOWNLOAD"
 BUNDLE_DOWNLOAD = "BUNDLE_DOWNLOAD"
 SEARCH_BY_CPF = "SEARCH_BY_CPF"
 SEARCH_BY_CUSTOMER_CODE = "SEARCH_BY_CUSTOMER_CODE"
+#: A contact shown while its views differ from the signed log (the verified values were
+#: shown; ``target`` names what differed).
+VERIFIED_READ_MISMATCH = "VERIFIED_READ_MISMATCH"
 
 
 def record_access(svc: ApiServices, request: Request, who: Principal, action: str, *, purpose: str,

@@ -11,7 +11,8 @@ sent.
 
 Publication is completed, never re-decided: when the broker fails between the events of
 a decision, the decision stands with its unconfirmed events stored, the caller gets 503,
-and :func:`complete_pending` (run before every decision and when the server starts) sends
+and :func:`complete_pending` (run before every decision, when the server starts and every
+few seconds by :func:`start_sweeper`) sends
 them again with the same event ids; the projector applies an event id once. This is the
 transactional-outbox pattern; a Kafka transaction was not used because every reader of
 the ledger (projector, ``verify --against-kafka``, the lag probe, the tansu fallback
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,8 @@ from protocolo.producers.publisher import Event, PreparedEvent, PublishFailed, R
 from .identities import Principal
 from .ledger_writes import WriteResult, await_projection, receipt_out
 from .services import ApiServices
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,3 +171,26 @@ def finish_pending(svc: ApiServices) -> None:
     refusing leaves them pending for the next call."""
     with contextlib.suppress(PublishFailed):
         complete_pending(svc)
+
+
+def start_sweeper(svc: ApiServices, every_s: float = 5.0) -> None:
+    """Complete pending decision events every ``every_s`` seconds in a daemon thread, so a
+    publication a broker failure interrupted is finished once Kafka answers, even if no
+    one decides anything after; stopped by ``svc.close()``."""
+    stop = threading.Event()
+
+    def sweep() -> None:
+        while not stop.wait(every_s):
+            try:
+                complete_pending(svc)
+            except Exception as exc:  # noqa: BLE001 - a sweep that fails is retried, never fatal
+                log.warning("decision outbox sweep: %s: %s", type(exc).__name__, exc)
+
+    thread = threading.Thread(target=sweep, name="decision-outbox", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        thread.join(timeout=30)
+
+    svc.stoppers.append(halt)

@@ -2,8 +2,9 @@
 (``roles.ROLE_PERMISSIONS``) and which each route requires (its ``Security`` dependency:
 every listed permission, or "any of" for ``principal_any_of``).
 
-docs/api.md carries both tables between markers and a test compares them with
-:func:`markdown`; regenerate with ``python -m protocolo.api.permission_table``.
+docs/api.md carries both tables between markers and a test compares them with the
+served application's (``protocolo.permission_docs``, which adds the console's checkers);
+regenerate with ``python -m protocolo.permission_docs``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.routing import APIRoute
 
 from .roles import ROLE_PERMISSIONS, Permission, Role
 
-BEGIN = "<!-- permission-table:begin (python -m protocolo.api.permission_table) -->"
+BEGIN = "<!-- permission-table:begin (python -m protocolo.permission_docs) -->"
 END = "<!-- permission-table:end -->"
 
 
@@ -33,12 +34,10 @@ class RouteRule:
         return any(held) if self.any_of else all(held)
 
 
-def _checkers() -> dict[Callable[..., Any], bool]:
-    """The dependencies that check a caller -> whether they mean "any of"."""
-    from protocolo.console import session
-
+def api_checkers() -> dict[Callable[..., Any], bool]:
+    """The API's dependencies that check a caller -> whether they mean "any of"."""
     from .auth import principal, principal_any_of
-    return {principal: False, principal_any_of: True, session.reader: False, session.writer: False}
+    return {principal: False, principal_any_of: True}
 
 
 def _rule_of(dependant: Dependant, checkers: dict[Callable[..., Any], bool]) -> tuple[tuple[Permission, ...], bool] | None:
@@ -51,9 +50,10 @@ def _rule_of(dependant: Dependant, checkers: dict[Callable[..., Any], bool]) -> 
     return None
 
 
-def route_rules(routes: Iterable[Any]) -> list[RouteRule]:
-    """Every authenticated route's rule, sorted by path then method."""
-    checkers = _checkers()
+def route_rules(routes: Iterable[Any], checkers: dict[Callable[..., Any], bool] | None = None) -> list[RouteRule]:
+    """Every authenticated route's rule (``checkers``: the caller-checking dependencies,
+    the API's by default), sorted by path then method."""
+    checkers = checkers if checkers is not None else api_checkers()
     rules = []
     for route in routes:
         if not isinstance(route, APIRoute):
@@ -87,11 +87,6 @@ def routes_markdown(rules: Iterable[RouteRule]) -> str:
     return "\n".join(lines)
 
 
-def markdown() -> str:
-    from .app import ROUTERS
-    rules = route_rules(route for router in ROUTERS for route in router.routes)
+def markdown(routes: Iterable[Any], checkers: dict[Callable[..., Any], bool] | None = None) -> str:
+    rules = route_rules(routes, checkers)
     return "\n\n".join([BEGIN, roles_markdown(), routes_markdown(rules), END])
-
-
-if __name__ == "__main__":
-    print(markdown())

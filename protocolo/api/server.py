@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from protocolo.producers.publisher import PublishFailed
 from protocolo.runtime import Runtime
 
-from .decisions import complete_pending
+from .decisions import complete_pending, start_sweeper
 from .identities import migrate_identities
 from .projector_supervisor import ProjectorSupervisor
 from .services import ApiServices, ConnectionPool
@@ -23,7 +23,8 @@ from .services import ApiServices, ConnectionPool
 log = logging.getLogger(__name__)
 
 
-def build_services(rt: Runtime, *, secure_cookies: bool = True, pool_size: int = 16) -> ApiServices:
+def build_services(rt: Runtime, *, secure_cookies: bool = True, pool_size: int = 16,
+                   sweep_every_s: float = 5.0) -> ApiServices:
     registry = ConnectionPool(rt.registry_url, size=8)
     with registry.connection() as conn:
         migrate_identities(conn)
@@ -36,7 +37,8 @@ def build_services(rt: Runtime, *, secure_cookies: bool = True, pool_size: int =
         if sent:
             log.warning("published %d pending decision event(s) left by an interrupted publication", sent)
     except PublishFailed as exc:
-        log.warning("pending decision events not published yet (the next decision retries): %s", exc)
+        log.warning("pending decision events not published yet (the sweep retries): %s", exc)
+    start_sweeper(services, sweep_every_s)
     return services
 
 

@@ -87,7 +87,12 @@ class ApiServices:
     def topic(self) -> str:
         return self.settings.topic
 
+    #: stopped first on close (background work on these services: the decision outbox sweep)
+    stoppers: list[Callable[[], None]] = field(default_factory=list)
+
     def close(self) -> None:
+        for stop in self.stoppers:
+            stop()
         self.publisher.close()
         self.ledger.close()
         self.registry.close()

@@ -28,6 +28,9 @@ from .services import ApiServices
 
 _CATALOGUE: list[SchemaCatalogue] = []
 
+#: The purpose an access recorded for a mismatching read states (the reader gave none).
+MISMATCH_PURPOSE = "contact read; the views differ from the signed log, the verified values were shown"
+
 
 class CheckpointRef(BaseModel):
     origin: str
@@ -104,6 +107,10 @@ def finding_target(result: ContactVerification | None) -> str | None:
     shown verified values in place of altered ones. None when nothing differed."""
     if result is None or result.status != "MISMATCH":
         return None
-    altered = sorted({f"{d.table}.{d.column}" for d in result.differences})
+    return finding_summary([d.as_dict() for d in result.differences])
+
+
+def finding_summary(differences: list[dict[str, Any]]) -> str:
+    altered = sorted({f"{d['table']}.{d['column']}" for d in differences})
     text = "verification MISMATCH: " + ", ".join(altered or ["proof"])
     return text if len(text) <= 200 else text[:197] + "..."

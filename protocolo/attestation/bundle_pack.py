@@ -95,6 +95,28 @@ class PendingRecord:
 
 
 @dataclass(frozen=True)
+class BundleLookup:
+    """A lookup proof of the verifiable index for one key of the subject, with the index
+    checkpoint (the checkpoint plus its map-root line) it is verified against."""
+
+    partition: int
+    size: int
+    kind: str
+    value: str
+    proof: bytes  # canonical JSON of the lookup proof (docs/evidence-format.md §11.4)
+    index_checkpoint: bytes  # the signed note
+
+    @property
+    def path(self) -> str:
+        digest = hashlib.sha256(f"{self.kind}:{self.value}".encode()).hexdigest()[:16]
+        return f"index/p{self.partition}/{self.kind}-{digest}.proof"
+
+    @property
+    def checkpoint_path(self) -> str:
+        return f"index/p{self.partition}/{self.size}.index-checkpoint"
+
+
+@dataclass(frozen=True)
 class BundleContents:
     deployment: str
     request: dict[str, Any]  # what was asked: protocol_number, request_id, reveal, legal_basis
@@ -109,6 +131,7 @@ class BundleContents:
     declared: dict[str, Any] = field(default_factory=dict)  # stated by the maker, not proven
     pending: Sequence[PendingRecord] = field(default_factory=tuple)
     witness_vkeys: Sequence[str] = field(default_factory=tuple)
+    index: Sequence[BundleLookup] = field(default_factory=tuple)
 
 
 #: The ``rules`` fields (all present, null when unknown).
@@ -168,6 +191,9 @@ def bundle_files(contents: BundleContents) -> dict[str, bytes]:
             stem = f"timestamps/p{c.partition}/{c.size}-{_slug(t.authority)}"
             files[f"{stem}.tsr"] = t.token
             files[f"{stem}.chain.pem"] = t.chain_pem
+    for lookup in contents.index:
+        files[lookup.path] = lookup.proof
+        files[lookup.checkpoint_path] = lookup.index_checkpoint
     for x in contents.consistency:
         files[x.path] = "".join(encode_base64(h) + "\n" for h in x.proof).encode("ascii")
     for i, vkey in enumerate(contents.log_vkeys):
@@ -206,7 +232,8 @@ def manifest(contents: BundleContents, files: dict[str, bytes]) -> bytes:
         "declared": contents.declared,
         "pending": [{"topic": p.topic, **row} for p, row in zip(contents.pending, _pending(contents),
                                                                    strict=True)],
-        "index": [],
+        "index": [{"path": x.path, "checkpoint": x.checkpoint_path, "partition": x.partition,
+                   "size": x.size, "kind": x.kind, "value": x.value} for x in contents.index],
         "log": {"deployment": contents.deployment},
         "records": [{"dir": r.directory, "topic": r.topic, "partition": r.partition,
                      "offset": r.offset, "leaf_index": r.leaf_index, "key_null": r.key is None,

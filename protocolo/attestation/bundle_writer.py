@@ -19,6 +19,7 @@ pending (not proven), so proofs can be made while the ledger moves.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,21 +32,24 @@ from protocolo.attestation.bundle_pack import (
     BundleCheckpoint,
     BundleConsistency,
     BundleContents,
+    BundleLookup,
     BundleRecord,
     BundleTimestamp,
     PendingRecord,
     pack_bundle,
 )
 from protocolo.attestation.checkpointer import StoredCheckpoint, known_log_keys, stored_checkpoints
+from protocolo.attestation.index_store import StoredIndex, index_checkpoints
 from protocolo.attestation.log_key import LogKey
 from protocolo.core.personal_data import PersonalDataSealer, PersonalDataUnavailable
 from protocolo.core.policy import PolicyError, profile_in_force, profile_version
 from protocolo.evidence.bundle import BundleReport, BundleTrust, Expected, verify_bundle
+from protocolo.evidence.bundle_index import subject_keys
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.evidence.leaf import record_leaf_input
 from protocolo.evidence.merkle import consistency_proof, inclusion_proof
 from protocolo.evidence.note import VerifierKey
-from protocolo.evidence.readable import readable_record
+from protocolo.evidence.readable import canonical_json, readable_record
 from protocolo.evidence.tlog_proof import make_tlog_proof
 from protocolo.projections.history import Timeline, journal_records, timelines
 from protocolo.projections.history import request as request_row
@@ -270,8 +274,30 @@ def write_bundle(conn: psycopg.Connection[Any], request: BundleRequest, context:
         rules=_rules(opened, (timeline.interaction or {}).get("policy_profile")),
         declared=_declared(context.sealer, opened, request),
         pending=gathered.pending, witness_vkeys=list(context.witness_vkeys))
+    contents = dataclasses.replace(contents, index=lookups(conn, context.topic, gathered.stored,
+                                                            contents.subject))
     signer = context.log_key.signer(origins[gathered.records[0].partition])
     return pack_bundle(contents, signer)
+
+
+def lookups(conn: psycopg.Connection[Any], topic: str,
+            stored: dict[int, list[StoredCheckpoint]], subject: dict[str, Any]) -> list[BundleLookup]:
+    """The verifiable index's lookup proofs of the subject's keys in each partition the
+    bundle holds records of, at its newest checkpoint, when that checkpoint has an index
+    checkpoint (ledgers checkpointed before the index have none: no completeness proof)."""
+    found: list[BundleLookup] = []
+    for partition, checkpoints in sorted(stored.items()):
+        if not checkpoints:
+            continue
+        size = checkpoints[-1].size
+        notes = {c.size: c.note for c in index_checkpoints(conn, topic, partition)}
+        if size not in notes:
+            continue
+        index = StoredIndex(conn, topic, partition)
+        for key in subject_keys(subject):
+            proof = canonical_json(index.prove(key, size).to_json())
+            found.append(BundleLookup(partition, size, key.kind, key.value, proof, notes[size]))
+    return found
 
 
 class _Gathered:

@@ -16,7 +16,7 @@ import importlib.util
 MODULES = ("errors", "merkle", "proof", "note", "checkpoint", "cosignature", "keys", "policy",
            "tlog_proof", "leaf", "timestamp_errors", "timestamp_der", "tsa_trust",
            "timestamp_request", "timestamp_verify", "timestamp", "avro", "readable", "bundle_zip",
-           "bundle_derived", "bundle")
+           "bundle_derived", "vindex", "bundle_index", "bundle")
 
 #: Where the repository publishes the generated file (its SHA-256 is in README.md and
 #: docs/evidence-format.md; a test checks the file is what :func:`standalone_verifier` makes).

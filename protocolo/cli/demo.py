@@ -14,13 +14,19 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from protocolo.attestation.anchoring import anchor_checkpoints, anchorers_from
+from protocolo.attestation.audit_checkpoints import LogKeys
+from protocolo.attestation.audit_findings import FindingLog
+from protocolo.attestation.audit_index import audit_index
 from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest, write_bundle
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.config import AttestationSettings
 from protocolo.attestation.log_key import load_log_key
+from protocolo.attestation.pinned_log_keys import configured_log_keys
 from protocolo.attestation.publication import KafkaCheckpointPublisher
+from protocolo.attestation.verified_read import VERIFIED, verify_contact
 from protocolo.cli import CommandError, bounded_int
 from protocolo.cli import history as history_cli
 from protocolo.cli.evidence import writer_context
@@ -28,10 +34,13 @@ from protocolo.cli.project import ProgressPrinter
 from protocolo.consumers.projector import Projector
 from protocolo.evidence.bundle import BundleTrust, Expected, verify_bundle
 from protocolo.evidence.checkpoint import log_origin
+from protocolo.evidence.note import VerifierKey
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.retention import sweep
 from protocolo.producers.simulator import CallCentreDay, chunks
+from protocolo.projections.history import timelines
 from protocolo.runtime import Runtime, redact_url
+from protocolo.schemas.catalogue import SchemaCatalogue
 
 SUMMARY = (
     ("contacts in the ledger", "SELECT count(*) FROM interactions WHERE opened_at IS NOT NULL"),
@@ -110,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     code = history_cli.run(argparse.Namespace(protocol=sample, cpf=None, customer=None,
                                               start=None, end=None, json=False))
     verdict = _proof_of_service(rt, sample)
+    verdict = _verified_read(rt, sample) or verdict
     verdict = verdict or _audit_export(rt, demo_started)
     _print_console_users(rt, day.sample_cpf)
     hint = f"protocolo history --cpf {day.sample_cpf}" if day.sample_cpf else f"protocolo history --protocol {sample}"
@@ -129,6 +139,8 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
             made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=publisher)
         failed = [o for o in anchor_checkpoints(conn, made, anchorers_from(attestation)) if o.error]
         say(f"  {len(made)} checkpoints signed" + (f", {len(failed)} anchors failed" if failed else ""))
+        _check_index(conn, topic, [key.vkey(log_origin(attestation.deployment, topic, p))
+                                   for p in range(rt.settings.partitions)], rt.settings.partitions)
         try:
             data = write_bundle(conn, BundleRequest(protocol),
                                 writer_context(attestation, topic, key, rt.sealer()),
@@ -147,6 +159,19 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
           f"--vkey '{vkeys[0]}' ...  (or the published verifier/protocolo_verify.py; README.txt "
           "says how by hand)")
     return 0 if report.ok else 1
+
+
+def _verified_read(rt: Runtime, protocol: str) -> int:
+    """The sample contact read as `history` reads it, now that checkpoints are signed: its
+    events proved into them with the pinned log key, its views compared with the state
+    folded from them. 0 when verified."""
+    with rt.connect() as conn:
+        [timeline] = timelines(conn, [protocol])
+        result = verify_contact(conn, rt.settings.topic, timeline, configured_log_keys(rt.settings),
+                                SchemaCatalogue.load())
+    print(f"\nVerified read of {protocol} (what `protocolo history --protocol {protocol}` checks):")
+    print(f"  {result.summary()}")
+    return 0 if result.status == VERIFIED else 1
 
 
 def _audit_export(rt: Runtime, since: datetime) -> int:
@@ -178,6 +203,17 @@ def _audit_export(rt: Runtime, since: datetime) -> int:
         (out.parent / f"{out.name}-report.{fmt}").write_bytes(render(figures, fmt))
     print(f"  compliance report from its verified events: {out.parent / out.name}-report.html (and .pdf)")
     return 0
+
+
+def _check_index(conn: Any, topic: str, vkeys: list[str], partitions: int) -> None:
+    """What `protocolo verify` does for the verifiable index: rebuild each partition's map
+    from the journal and compare it with the signed map roots (pinned keys)."""
+    findings = FindingLog()
+    audit_index(conn, topic, LogKeys([VerifierKey.parse(v) for v in vkeys]), findings,
+                list(range(partitions)))
+    say("  verifiable index rebuilt from the journal: " + (
+        "every signed map root matches" if not findings.total else
+        f"{findings.total} differences (run protocolo verify)"))
 
 
 def _print_console_users(rt: Runtime, sample_cpf: str | None) -> None:

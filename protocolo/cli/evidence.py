@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     partitions = range(max(reader.settings.partitions, 1 + max(_partitions(data), default=0)))
     trust = deployment_trust(key, attestation.deployment, reader.settings.topic, partitions)
     try:  # never hand out a bundle that does not verify with the deployment's own keys
-        report = self_check(data, trust, None)
+        report = self_check(data, trust, protocol)
     except LedgerDamaged as exc:
         raise CommandError(str(exc)) from None
     tmp = out.with_name(out.name + ".partial")

@@ -25,7 +25,8 @@ from typing import Any
 
 from protocolo.evidence.errors import EvidenceError
 
-#: Bounds that keep a hostile schema or datum from exhausting memory or the stack.
+#: Bounds that keep a hostile schema or datum from exhausting memory or the stack (items:
+#: over the whole datum, nested arrays included).
 MAX_DEPTH = 64
 MAX_ITEMS = 1_000_000
 
@@ -53,6 +54,7 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
+        self.items = 0  # array and map items read so far, over the whole datum
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -189,8 +191,9 @@ def _blocks(r: _Reader, item: Any) -> list[tuple[Any, Any]]:
         if count < 0:
             count = -count
             r.long()  # the block's size in bytes, for skipping; not needed to decode
-        if len(out) + count > MAX_ITEMS:
-            raise AvroError(f"more than {MAX_ITEMS} items")
+        r.items += count
+        if r.items > MAX_ITEMS:  # zero-byte items (null) would otherwise cost nothing to send
+            raise AvroError(f"more than {MAX_ITEMS} array or map items in one datum")
         for _ in range(count):
             out.append(item())
 

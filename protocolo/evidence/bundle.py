@@ -36,6 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from protocolo.evidence.bundle_derived import DerivedError, check_derived, parse_subject
+from protocolo.evidence.bundle_index import HeldRecord, check_index
 from protocolo.evidence.bundle_zip import BundleFormatError, check_name, first_difference, read_zip
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.evidence.errors import EvidenceError, PolicyError, ProofError
@@ -245,7 +246,7 @@ class BundleReport:
     def as_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reasons": self.reasons, "pinned": self.pinned,
                 "format_version": self.format_version, "subject": self.subject,
-                "checkpoints": self.checkpoints,
+                "checkpoints": self.checkpoints, "proven": self.proven(),
                 "records": [r.as_json() for r in self.records],
                 "checks": [f.as_json() for f in self.findings], "warnings": self.warnings,
                 "summary": self.summary}
@@ -574,6 +575,7 @@ def _verify(data: bytes, trust: BundleTrust, expected: Expected, report: BundleR
         report.records.append(_check_record(files, manifest, record, policy, verified))
     if manifest.version >= 2:
         _check_readable(report, files, manifest)
+        _check_index(report, files, manifest, verified)
     else:
         report.warnings.append("format v1: record.json and summary.html are the maker's text, "
                                "not checked against the records (v2 bundles are)")
@@ -615,9 +617,26 @@ def _check_readable(report: BundleReport, files: dict[str, bytes], manifest: _Ma
         report.warnings.append("summary.html not compared: not every record verified")
     elif not found:
         report.passed("readable", "record.json and summary.html re-derived from the records' bytes")
+
+
+def _check_index(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
+                 verified: dict[tuple[int, int], VerifiedCheckpoint]) -> None:
+    """Completeness against the verifiable index (bundle_index)."""
     index = manifest.doc.get("index")
     if not index:
         report.warnings.append("completeness not proven: the bundle carries no index lookup proof")
+        return
+    if not isinstance(index, list):
+        report.failed("index", "index-malformed", "the manifest's index is not a list")
+        return
+    held = [HeldRecord(r.directory, r.partition, r.leaf_index,
+                       None if r.key_null else files.get(f"{r.directory}/key.bin"))
+            for r in manifest.records]
+    for result in check_index(files, index, report.subject, held, verified):
+        if result.ok:
+            report.passed(result.subject, result.detail)
+        else:
+            report.failed(result.subject, result.reason, result.detail)
 
 
 def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], manifest: bytes,
@@ -725,6 +744,13 @@ def _intact(report: BundleReport, *paths: str) -> bool:
 def _check_consistency(report: BundleReport, files: dict[str, bytes], manifest: _Manifest,
                        verified: dict[tuple[int, int], VerifiedCheckpoint]) -> None:
     newest = {(c.partition, c.size) for c in manifest.checkpoints if c.newest}
+    for partition in sorted({c.partition for c in manifest.checkpoints}):
+        sizes = [c.size for c in manifest.checkpoints if c.partition == partition]
+        marked = [size for p, size in newest if p == partition]
+        if marked != [max(sizes)]:
+            report.failed(f"checkpoints/p{partition}", "checkpoint-newest",
+                          f"exactly one checkpoint of partition {partition}, its largest "
+                          f"({max(sizes)}), must be marked newest; marked: {sorted(marked)}")
     for c in manifest.checkpoints:
         if c.newest:
             continue

@@ -49,6 +49,38 @@ def parse_subject(doc: Mapping[str, Any]) -> Subject:
     return Subject("contact", protocol, tuple(requests))
 
 
+def _nullable(value: Any, kind: type) -> bool:
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+def check_rules(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``rules``: every field present; names and sources text, parameters non-negative
+    integers, each or null."""
+    rules = _object(doc, "rules")
+    for name in ("profile", "source"):
+        if name not in rules or not _nullable(rules[name], str) or rules[name] == "":
+            raise DerivedError(f"rules.{name}: text or null")
+    for name in ("start_disclosure_seconds", "protocol_confirmation_hours", "recording_delivery_days"):
+        if name not in rules or not _nullable(rules[name], int) or not 0 <= (rules[name] or 0) < 10**6:
+            raise DerivedError(f"rules.{name}: an integer from 0 to 999,999, or null")
+    return rules
+
+
+def check_request(doc: Mapping[str, Any], subject: Subject) -> None:
+    """``request`` (what was asked) must agree with ``subject`` (what is proven)."""
+    request = _object(doc, "request")
+    if request.get("protocol_number") != subject.protocol_number:
+        raise DerivedError("request.protocol_number is not the subject's protocol number")
+    rid = request.get("request_id")
+    if rid is not None and rid not in subject.request_ids:
+        raise DerivedError("request.request_id is not one of the subject's request_ids")
+    reveal, basis = request.get("reveal"), request.get("legal_basis")
+    paired = bool(basis) if reveal else basis is None
+    if not isinstance(reveal, bool) or not _nullable(basis, str) or not paired:
+        raise DerivedError("request.reveal (boolean) goes with a legal_basis (text), and without "
+                           "reveal legal_basis is null")
+
+
 def parse_pending(doc: Mapping[str, Any]) -> list[dict[str, int]]:
     pending = doc.get("pending")
     if not isinstance(pending, list):
@@ -120,7 +152,8 @@ def check_derived(files: Mapping[str, bytes], doc: Mapping[str, Any],
     found: list[DerivedFinding] = []
     try:
         subject = parse_subject(doc)
-        rules, declared = _object(doc, "rules"), _object(doc, "declared")
+        check_request(doc, subject)
+        rules, declared = check_rules(doc), _object(doc, "declared")
         pending = parse_pending(doc)
         created = _object(doc, "created").get("at")
     except DerivedError as exc:

@@ -89,13 +89,14 @@ def test_a_customer_reads_who_accessed_their_data_and_only_theirs(api: RunningAp
         assert c.get(f"/v1/contacts/{api.protocols['a2']}",
                      params={"unmask": True, "purpose": PURPOSE}).status_code == 200
     api.settle()
-    mine = {(r["actor"], r["action"], r["protocol_number"]) for r in
+    # the customer sees the role and purpose of each access, never the staff login or address
+    mine = {(r["role"], r["action"], r["protocol_number"]) for r in
             api.client("customer").get("/v1/me/access-log").json()}
-    assert ("supervisor", "UNMASK", api.protocols["a2"]) in mine
-    assert ("analyst", "SEARCH_BY_CPF", None) in mine
+    assert ("SUPERVISOR", "UNMASK", api.protocols["a2"]) in mine
+    assert ("ANALYST", "SEARCH_BY_CPF", None) in mine
     theirs = api.client("other-customer").get("/v1/me/access-log").json()
-    assert ("analyst", "SEARCH_BY_CUSTOMER_CODE", None) in {
-        (r["actor"], r["action"], r["protocol_number"]) for r in theirs}  # their code was searched
+    assert ("ANALYST", "SEARCH_BY_CUSTOMER_CODE", None) in {
+        (r["role"], r["action"], r["protocol_number"]) for r in theirs}  # their code was searched
     assert all(r["protocol_number"] not in (api.protocols["a1"], api.protocols["a2"]) for r in theirs)
-    assert ("supervisor", "UNMASK", api.protocols["a2"]) not in {
-        (r["actor"], r["action"], r["protocol_number"]) for r in theirs}
+    assert ("SUPERVISOR", "UNMASK", api.protocols["a2"]) not in {
+        (r["role"], r["action"], r["protocol_number"]) for r in theirs}

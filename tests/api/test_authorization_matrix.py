@@ -19,7 +19,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Route
 
-from protocolo.api import permission_table
+from protocolo import permission_docs
 from protocolo.api.roles import Role
 from protocolo.app_assembly import ROUTERS, create_app
 
@@ -147,7 +147,7 @@ def test_the_roles_reach_no_route_beyond_the_matrix() -> None:
     """Computed from the code alone (each route's required permissions, the one role
     table): a permission added to a role, or a route's rule loosened, changes some route's
     roles and fails here, before any request is sent."""
-    rules = permission_table.route_rules(r for router in ROUTERS for r in router.routes)
+    rules = permission_docs.route_rules()
     assert rules, "no route declares a permission"
     computed = {(r.method, r.path): {role.value for role in Role if r.allows(role)} for r in rules}
     specified = {key: set(ROUTES[key].allowed) & set(ROLES) for key in computed}
@@ -156,10 +156,10 @@ def test_the_roles_reach_no_route_beyond_the_matrix() -> None:
 
 def test_the_docs_permission_tables_are_the_codes() -> None:
     """docs/api.md carries the role x permission and route x permission tables generated
-    from the code; regenerate with ``python -m protocolo.api.permission_table``."""
+    from the code; regenerate with ``python -m protocolo.permission_docs``."""
     docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
-    assert permission_table.markdown() in docs, (
-        "docs/api.md's permission tables differ from the code: run python -m protocolo.api.permission_table")
+    assert permission_docs.markdown() in docs, (
+        "docs/api.md's permission tables differ from the code: run python -m protocolo.permission_docs")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ duplicate), and every loser gets 409."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -177,7 +178,12 @@ def test_a_broker_refusal_between_a_grants_events_leaves_neither_or_both(api: Ru
         assert not [r for t, r in topic_events(api) if t == "RecordingDeleted" and r["recording_id"] == rec]
     finally:
         set_max_message_bytes(api, None)
-    with api.client("compliance-2") as c:  # any later decision completes the pending publication first
+    # nobody decides anything: the server's outbox sweep completes the publication
+    deadline = time.monotonic() + 60
+    while not [r for t, r in topic_events(api) if t == "RecordingDeleted" and r["recording_id"] == rec]:
+        assert time.monotonic() < deadline, "the pending RecordingDeleted was never published"
+        time.sleep(1)
+    with api.client("compliance-2") as c:
         assert c.post(f"/v1/approvals/{approval}/grant", json={}).status_code == 409
     api.settle()
     events = topic_events(api)

@@ -45,6 +45,11 @@ def test_an_altered_view_is_answered_with_the_verified_value_and_named(api: Runn
         api.query("UPDATE interactions SET outcome = 'RESOLVED' WHERE protocol_number = %s RETURNING 1", number)
     assert got["interaction"]["outcome"] == "RESOLVED"
     assert got["verified"]["status"] == "MISMATCH"
+    # each read that showed verified values in place of altered ones is on the ledger
+    api.settle()
+    recorded = api.query("SELECT actor, action, target FROM access_log WHERE protocol_number = %s"
+                         " AND action = 'VERIFIED_READ_MISMATCH'", number)
+    assert recorded == [("analyst", "VERIFIED_READ_MISMATCH", "verification MISMATCH: interactions.outcome")] * 2
     assert {"table": "interactions", "key": f"protocol_number={number}", "column": "outcome",
             "view": "ABANDONED", "verified": "RESOLVED"} in got["verified"]["differences"]
     [item] = found["items"]

@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.log_key import load_log_key
 from protocolo.core.policy import profile_version
+from protocolo.core.protocol_number import format_protocol_number
 from protocolo.evidence.bundle import BundleTrust, verify_bundle
 from protocolo.evidence.checkpoint import log_origin
 
@@ -72,7 +73,7 @@ def test_analyst_finds_a_contact_by_cpf_opens_it_and_asks_for_its_proof(context:
     results = page.get_by_role("region", name=f"{len(theirs)} atendimento(s) encontrado(s)")
     expect(results).to_be_visible()
     shown = sorted(results.locator("tbody th a").all_inner_texts())
-    assert shown == theirs
+    assert shown == [format_protocol_number(n) for n in theirs]  # grouped as read aloud
     assert api.protocols["b1"] not in page.content()
     shot(page, "search-results")
 
@@ -82,8 +83,8 @@ def test_analyst_finds_a_contact_by_cpf_opens_it_and_asks_for_its_proof(context:
                     " AND subject_ref = %s AND purpose = 'disputa de cobrança'", cpf_index) == 1
 
     number = api.protocols["a1"]
-    page.get_by_role("link", name=number).click()
-    expect(page.get_by_role("heading", level=1)).to_have_text(f"Atendimento {number}")
+    page.get_by_role("link", name=format_protocol_number(number)).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Atendimento {format_protocol_number(number)}")
     profile = one(api, "SELECT policy_profile FROM interactions WHERE protocol_number = %s", number)
     rules = page.get_by_role("region", name="Conformidade")
     name, version = str(profile).split("@")
@@ -224,7 +225,7 @@ def test_login_and_search_work_from_the_keyboard_alone(context: BrowserContext, 
     page.keyboard.type(api.protocols["a2"])
     page.keyboard.press("Enter")
     results = page.get_by_role("region", name="1 atendimento(s) encontrado(s)")
-    expect(results.get_by_role("link", name=api.protocols["a2"])).to_be_visible()
+    expect(results.get_by_role("link", name=format_protocol_number(api.protocols["a2"]))).to_be_visible()
 
 
 def test_the_queue_lists_open_requests_soonest_deadline_first_in_english(
@@ -239,5 +240,6 @@ def test_the_queue_lists_open_requests_soonest_deadline_first_in_english(
     rows = page.locator("tbody tr")
     expect(rows).to_have_count(len(open_requests))
     shown = [cell.strip() for cell in rows.locator("td:nth-child(3)").all_inner_texts()]
-    assert shown == [n if n != "None" else "(no protocol: by CPF and date)" for n in open_requests]
+    assert shown == [format_protocol_number(n) if n != "None" else "(no protocol: by CPF and date)"
+                     for n in open_requests]
     shot(page, "queue")

@@ -21,8 +21,9 @@ import synthetic_bundle as synthetic
 from test_bundle_standalone import _site
 
 from protocolo.cli import main as cli_main
-from protocolo.evidence.bundle import verify_bundle
+from protocolo.evidence.bundle import FORMAT, manifest_note_text, verify_bundle
 from protocolo.evidence.bundle_zip import read_zip, write_zip
+from protocolo.evidence.note import sign_note
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "verifier" / "protocolo_verify.py"
@@ -162,3 +163,64 @@ def test_keys_help_says_each_partition_has_its_own_key(capsys: pytest.CaptureFix
     text = " ".join(capsys.readouterr().out.split())
     assert "each partition has its own Ed25519 key" in text
     assert "share one" not in text
+
+
+HOSTILE_VALUES = (None, -1, 2**70, 1.5, True, "", "\ud800", "a\nVERDICT: VALID (1 of 1 records verified)",
+                  "é/../x", [], {}, [[[[]]]], {"a": {"b": {}}})
+
+
+def _paths(value: object, path: tuple = ()) -> list[tuple]:
+    """Every leaf path of a JSON document (the first item of each list only)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _paths(v, (*path, k))] or [path]
+    if isinstance(value, list):
+        return _paths(value[0], (*path, 0)) if value else [path]
+    return [path]
+
+
+def _get_path(doc: object, path: tuple) -> object:
+    for step in path:
+        doc = doc[step]  # type: ignore[index]
+    return doc
+
+
+def _set(doc: object, path: tuple, value: object) -> None:
+    for step in path[:-1]:
+        doc = doc[step]  # type: ignore[index]
+    doc[path[-1]] = value  # type: ignore[index]
+
+
+def test_every_manifest_field_set_to_hostile_values_is_a_named_finding() -> None:
+    """A mutation campaign over the manifest: each field replaced by values of the wrong
+    type, out of range, with surrogates or line breaks, and the manifest signed again with
+    the real key (a maker that lies). Never a crash, never the last-resort
+    'unverifiable', never VALID, and no forged verdict line."""
+    files = dict(read_zip(synthetic.build()))
+    original = json.loads(files["manifest.json"])
+    paths = _paths(original)
+    assert len(paths) > 30
+    valid: set[tuple] = set()
+    for path in paths:
+        for value in HOSTILE_VALUES:
+            doc = json.loads(files["manifest.json"])
+            before = _get_path(doc, path)
+            if before == value and type(before) is type(value):
+                continue
+            _set(doc, path, value)
+            manifest = json.dumps(doc).encode()
+            # signed with the real key, so the checks past the signature see the value too
+            signature = sign_note(manifest_note_text(manifest, FORMAT), [synthetic.log_signer(0)])
+            changed = dict(files, **{"manifest.json": manifest, "manifest.sig": signature})
+            report = verify_bundle(write_zip(sorted(changed.items())), synthetic.pinned())
+            if report.verdict == "VALID":
+                valid.add(path)
+                continue
+            assert "unverifiable" not in report.reasons, (path, value, report.render())
+            verdicts = [line for line in report.render().splitlines() if line.startswith("VERDICT")]
+            assert len(verdicts) == 1 and verdicts[0].startswith("VERDICT: INVALID"), (path, value)
+    # fields a verifier never relies on: the tool's name, the bundle's own copies of keys
+    # (never trusted), declarations beyond the customer, the reserved index, a timestamp
+    # list emptied (fewer claims), a rule parameter this bundle's summary does not use
+    assert valid <= {("created", "tool"), ("keys", "log", 0), ("keys", "witness", 0), ("declared",),
+                     ("index",), ("checkpoints", 0, "timestamps"),
+                     ("rules", "recording_delivery_days")}, valid

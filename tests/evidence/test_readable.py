@@ -83,6 +83,11 @@ def test_hostile_schemas_are_named_errors() -> None:
             decode(schema, body)
     with pytest.raises(AvroError):
         parse_schema("[" * 100_000)
+    # nested arrays of nulls: a few bytes per inner array, a million items each
+    nested = {"type": "array", "items": {"type": "array", "items": "null"}}
+    inner = b"\x80\x89\x7a\x00"  # 1,000,000 nulls (zig-zag varint), end of array
+    with pytest.raises(AvroError, match="items"):
+        decode(nested, b"\x08" + inner * 4 + b"\x00")
 
 
 def _files(data: bytes) -> dict[str, bytes]:

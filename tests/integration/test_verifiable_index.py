@@ -71,6 +71,7 @@ class Ledger:
     key: LogKey
     records: dict[int, list[Any]]
     cpf_indexes: list[str]
+    settings: Settings
 
     def origin(self, partition: int) -> str:
         return f"protocolo/{DEPLOYMENT}/{self.topic}/{partition}"
@@ -141,7 +142,7 @@ def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
                      " AND pid <> pg_backend_pid()", (name,))
     yield Ledger(name, backend.database_url, topic, backend.kafka_bootstrap, home, key, records,
-                 cpf_indexes)
+                 cpf_indexes, settings)
     with psycopg.connect(backend.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -277,3 +278,149 @@ def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url:
     found = _index_findings(report)
     assert code == 1 and found and {f["kind"] for f in found} == {"index-forged"}
     assert {f["partition"] for f in found} == {partition}
+
+
+# -- bundles carry the lookup proofs of their subject --------------------------------------
+
+
+def _busiest_contact(ledger: Ledger) -> tuple[int, str]:
+    """The partition and protocol number of a contact with several records, and another
+    contact in that partition."""
+    best: tuple[int, int, str] = (0, -1, "")
+    for partition, records in ledger.records.items():
+        counts: dict[str, int] = {}
+        for r in records:
+            if r.key and len(r.key) == 15 and r.key.isdigit():
+                counts[r.key.decode()] = counts.get(r.key.decode(), 0) + 1
+        others = [k for k in counts if counts[k] >= 3]
+        if len(others) >= 2 and counts[others[0]] > best[0]:
+            best = (counts[others[0]], partition, others[0])
+    assert best[1] >= 0
+    return best[1], best[2]
+
+
+def _write(ledger: Ledger, url: str, protocol: str) -> bytes:
+    from datetime import UTC, datetime
+
+    from protocolo.attestation.bundle_writer import BundleRequest, WriterContext, write_bundle
+
+    settings = Settings(home=ledger.home, kafka_bootstrap=ledger.bootstrap, database_url=url,
+                        topic=ledger.topic, partitions=PARTITIONS, group_id="unused", dev_keys=True)
+    sealer = start_runtime(settings).sealer()
+    context = WriterContext(DEPLOYMENT, ledger.topic, ledger.key, sealer, "test")
+    with psycopg.connect(url, autocommit=True) as conn:
+        return write_bundle(conn, BundleRequest(protocol), context, datetime.now(UTC))
+
+
+def _check(ledger: Ledger, data: bytes, protocol: str) -> Any:
+    from protocolo.attestation.bundle_writer import deployment_trust
+    from protocolo.evidence.bundle import Expected, verify_bundle
+
+    trust = deployment_trust(ledger.key, DEPLOYMENT, ledger.topic, range(PARTITIONS))
+    return verify_bundle(data, trust, Expected(protocol_number=protocol))
+
+
+def _failures(report: Any) -> dict[str, str]:
+    return {f.reason: f.detail for f in report.findings if not f.ok}
+
+
+def test_a_contact_bundle_proves_it_holds_every_record(ledger: Ledger, copy_url: str) -> None:
+    partition, protocol = _busiest_contact(ledger)
+    report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
+    assert report.checks_passed, _failures(report)
+    assert not [w for w in report.warnings if "completeness" in w]
+    complete = [f for f in report.findings if f.ok and "every record of its subject" in f.detail]
+    assert [f.subject for f in complete] == [f"index/p{partition}"]
+    held = sorted(v.leaf_index for v in report.records)
+    expected = ledger.oracle_map(partition, 10**9)[oracle.key_hash("protocol", protocol)]
+    assert held == expected  # the oracle: every record of that key on the topic
+
+
+def test_a_record_left_out_is_named(ledger: Ledger, copy_url: str, monkeypatch) -> None:
+    from protocolo.attestation import bundle_writer
+
+    partition, protocol = _busiest_contact(ledger)
+    original = bundle_writer.journal_records
+    monkeypatch.setattr(bundle_writer, "journal_records",
+                        lambda *a, **k: original(*a, **k)[:-1])  # the maker drops the last one
+    report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
+    assert "record-missing" in _failures(report), _failures(report)
+    assert f"partition {partition}" in _failures(report)["record-missing"]
+
+
+def test_a_record_of_another_contact_is_named(ledger: Ledger, copy_url: str, monkeypatch) -> None:
+    from protocolo.attestation import bundle_writer
+
+    partition, protocol = _busiest_contact(ledger)
+    other = next(r for r in ledger.records[partition]
+                 if r.key and r.key.isdigit() and len(r.key) == 15 and r.key.decode() != protocol)
+    original = bundle_writer.journal_records
+    monkeypatch.setattr(bundle_writer, "journal_records", lambda conn, topic, positions: original(
+        conn, topic, [*positions, (partition, other.offset)]))
+    report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
+    assert "record-not-in-index" in _failures(report), _failures(report)
+
+
+def _with_lookups(monkeypatch, change) -> None:
+    from protocolo.attestation import bundle_writer
+
+    original = bundle_writer.lookups
+    monkeypatch.setattr(bundle_writer, "lookups", lambda *a: change(original(*a), *a))
+
+
+def test_a_lookup_proof_for_another_key_is_named(ledger: Ledger, copy_url: str, monkeypatch) -> None:
+    import dataclasses as dc
+
+    from protocolo.attestation.index_store import StoredIndex
+
+    partition, protocol = _busiest_contact(ledger)
+    other = next(r.key.decode() for r in ledger.records[partition]
+                 if r.key and r.key.isdigit() and len(r.key) == 15 and r.key.decode() != protocol)
+
+    def swap(found, conn, topic, stored, subject):
+        proof = StoredIndex(conn, topic, found[0].partition).prove(MapKey("protocol", other),
+                                                                   found[0].size)
+        body = (json.dumps(proof.to_json(), sort_keys=True, indent=2) + "\n").encode()
+        return [dc.replace(found[0], proof=body), *found[1:]]
+
+    _with_lookups(monkeypatch, swap)
+    report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
+    assert "index-proof-missing" in _failures(report), _failures(report)
+
+
+def test_a_lookup_proof_for_another_checkpoint_is_named(ledger: Ledger, copy_url: str,
+                                                        monkeypatch) -> None:
+    import dataclasses as dc
+
+    from protocolo.attestation.index_store import StoredIndex, index_checkpoints
+
+    with psycopg.connect(copy_url) as conn:
+        grown = [p for p in ledger.records if len(index_checkpoints(conn, ledger.topic, p)) >= 2]
+    assert grown, "the second round grew a partition"
+    protocol = next(r.key.decode() for r in ledger.records[grown[0]]
+                    if r.key and r.key.isdigit() and len(r.key) == 15)
+
+    def older(found, conn, topic, stored, subject):
+        first = index_checkpoints(conn, topic, found[0].partition)[0]
+        proof = StoredIndex(conn, topic, first.partition).prove(MapKey("protocol", protocol),
+                                                                first.size)
+        body = (json.dumps(proof.to_json(), sort_keys=True, indent=2) + "\n").encode()
+        return [dc.replace(found[0], proof=body), *found[1:]]
+
+    _with_lookups(monkeypatch, older)
+    report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
+    assert "lookup-other-checkpoint" in _failures(report), _failures(report)
+
+
+def test_a_map_root_not_signed_is_named(ledger: Ledger, copy_url: str, monkeypatch) -> None:
+    import dataclasses as dc
+
+    _, protocol = _busiest_contact(ledger)
+
+    def unsigned(found, *_):
+        note = found[0].index_checkpoint.replace(b"protocolo-vindex/v1 ", b"protocolo-vindex/v1 A")
+        return [dc.replace(f, index_checkpoint=note) for f in found]
+
+    _with_lookups(monkeypatch, unsigned)
+    report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
+    assert "index-not-signed" in _failures(report), _failures(report)

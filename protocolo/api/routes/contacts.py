@@ -78,6 +78,12 @@ def search(
         rows, total = history.search_contacts(conn, filters, offset=(page - 1) * page_size, limit=page_size,
                                               sort=sort)
         verified_reads.check_search_rows(svc, conn, rows)
+    for r in rows:
+        if r["verified"]["status"] == "MISMATCH":
+            access_audit.record_access(svc, request, who, access_audit.VERIFIED_READ_MISMATCH,
+                                       purpose=verified_reads.MISMATCH_PURPOSE, protocol_number=r["protocol_number"],
+                                       subject_ref=r.get("cpf_index"),
+                                       target=verified_reads.finding_summary(r["verified"]["differences"]))
     return ContactPage(total=total, page=page, page_size=page_size,
                        items=[verified_reads.VerifiedContact.model_validate(jsonable_encoder(_masked(r)))
                               for r in rows])
@@ -128,6 +134,11 @@ def timeline(
         if opened is not None:
             sealed = (opened["payload"].get("customer") or {}).get("sealed")
             customer = svc.sealer.open(sealed, str(opened["event_id"])) or {"erased": True}
+    elif checked.status == "MISMATCH":
+        access_audit.record_access(svc, request, who, access_audit.VERIFIED_READ_MISMATCH,
+                                   purpose=verified_reads.MISMATCH_PURPOSE, protocol_number=number,
+                                   subject_ref=found.interaction.get("cpf_index") if found.interaction else None,
+                                   target=verified_reads.finding_target(checked))
     # The media reference is served by the audited recording route only (RECORDINGS_ACCESS);
     # the digest stays: it is what proves a delivered or deleted recording is the captured one.
     events = [{**e, "payload": {k: v for k, v in e["payload"].items() if k not in ("customer", "media_uri")}}
