@@ -131,6 +131,19 @@ def test_two_fulfilments_and_two_rejections_at_once_close_a_request_once(api: Ru
     assert {rid: closing[rid] for rid in requests} == {rid: 1 for rid in requests}
 
 
+def test_two_locations_at_once_locate_a_request_once(api: RunningApi) -> None:
+    with api.client("analyst") as c:
+        made = c.post("/v1/requests", json={"protocol_number": api.protocols["a1"]})
+    rid = made.json()["request_id"]
+    body = {"protocol_numbers": [api.protocols["a1"]]}
+    answers = race(api, [("analyst", f"/v1/requests/{rid}/locate", body),
+                         ("supervisor", f"/v1/requests/{rid}/locate", body)])
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    api.settle()
+    assert [t for t, r in topic_events(api) if t == "RetrievalLocated" and str(r["request_id"]) == rid] == [
+        "RetrievalLocated"]
+
+
 def test_two_releases_of_one_hold_at_once_release_it_once(api: RunningApi) -> None:
     number = api.protocols["a2"]
     with api.client("supervisor") as c:
