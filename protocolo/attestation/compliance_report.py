@@ -137,11 +137,15 @@ def fold_requests(export: Path) -> dict[str, Request]:
     return requests
 
 
-def _request_verdict(request: Request, profile: str, period_end: datetime) -> str:
+def _due(request: Request, profile: str) -> datetime:
     name, _, number = profile.partition("@")
     policy = profile_named(name) if not number.isdigit() else _version(name, int(number))
-    due = request.requested_at + (timedelta(hours=policy.history_delivery_hours) if request.kind == "HISTORY"
-                                  else timedelta(days=policy.recording_delivery_days))
+    return request.requested_at + (timedelta(hours=policy.history_delivery_hours) if request.kind == "HISTORY"
+                                   else timedelta(days=policy.recording_delivery_days))
+
+
+def _request_verdict(request: Request, profile: str, period_end: datetime) -> str:
+    due = _due(request, profile)
     if request.answered_at is not None:
         return "kept" if request.answered_at <= due else "broken"
     return "pending" if due > period_end else "broken"
@@ -243,6 +247,7 @@ def compliance_report(export: Path) -> dict[str, Any]:
                 tally = daily[day].setdefault(rule, [0, 0])
                 tally[0] += verdict == "kept"
                 tally[1] += 1
+    sla: list[dict[str, Any]] = []
     for request in sorted(fold_requests(export).values(), key=lambda r: r.request_id):
         owner = contacts.get(request.protocol or "")
         if owner is None:  # a request by CPF or code, not located in this export: the default profile
@@ -254,10 +259,16 @@ def compliance_report(export: Path) -> dict[str, Any]:
                     "answer": request.answer,
                     "partition": request.partition, "offset": request.offset}
         _count(groups[group]["request_answered_in_time"], _request_verdict(request, group[2], period_end), evidence)
+        if request.answered_at is not None:  # how much of its deadline the answer used (1.0 = on the day)
+            allowed = (_due(request, group[2]) - request.requested_at).total_seconds()
+            sla.append({"request_id": request.request_id, "kind": request.kind,
+                        "share_of_deadline": round((request.answered_at - request.requested_at).total_seconds()
+                                                   / allowed, 4)})
     return {
         "period": manifest["period"], "export_id": manifest["export_id"],
         "export_manifest_sha256": _sha256(export / "manifest.json"),
         "rules": [{"rule": r, "en": en, "pt": pt} for r, en, pt in RULES],
+        "request_sla": sla,
         "daily": {day: {rule: {"kept": k, "judged": n} for rule, (k, n) in sorted(rules.items())}
                   for day, rules in sorted(daily.items())},
         "groups": [{"service_type": s, "channel": c, "policy_profile": p,

@@ -103,6 +103,22 @@ def _daily_chart(report: dict[str, Any]) -> Figure:
     return figure
 
 
+def _sla_chart(report: dict[str, Any]) -> Figure:
+    """How much of their deadline answered retrieval requests used (1 = the deadline)."""
+    shares = [r["share_of_deadline"] for r in report.get("request_sla", [])]
+    figure = plt.figure(figsize=(8, 3))
+    axes = figure.add_subplot(1, 1, 1)
+    if shares:
+        axes.hist(shares, bins=20, range=(0, max(2.0, max(shares))), color="#4477aa")
+    axes.axvline(1.0, color="#cc3311", linestyle="--", label="deadline / prazo")
+    axes.set_xlabel("share of the deadline used / fração do prazo usada")
+    axes.set_ylabel("requests / pedidos")
+    axes.set_title(f"Retrieval requests answered: SLA distribution ({len(shares)})")
+    axes.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure
+
+
 def _svg(figure: Figure) -> str:
     out = io.StringIO()
     figure.savefig(out, format="svg")
@@ -142,6 +158,7 @@ export <code>{html.escape(report['export_id'])}</code> (manifest SHA-256
 <code>{html.escape(report['export_manifest_sha256'])}</code>).</p>
 <figure>{_svg(_chart(report))}</figure>
 <figure>{_svg(_daily_chart(report))}</figure>
+<figure>{_svg(_sla_chart(report))}</figure>
 <table><thead><tr><th>Serviço / service</th><th>Canal / channel</th><th>Perfil / profile</th>
 <th>Regra / rule</th><th>Aplicável / applicable</th><th>Descumprida / broken</th><th>Pendente / pending</th>
 <th>Taxa / rate</th><th>Protocolos (evidência) / protocols (evidence)</th></tr></thead>
@@ -174,7 +191,7 @@ def as_pdf(report: dict[str, Any]) -> bytes:
         page.text(0.05, 0.97, "\n".join(lines[:70]), va="top", family="monospace", fontsize=7)
         pdf.savefig(page)
         plt.close(page)
-        for chart in (_chart(report), _daily_chart(report)):
+        for chart in (_chart(report), _daily_chart(report), _sla_chart(report)):
             pdf.savefig(chart)
             plt.close(chart)
     return out.getvalue()

@@ -570,6 +570,9 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     want = {k: (a, b, p, sorted(w)) for k, (a, b, p, w) in
             _expected_rules(ledger["published"] + events, end).items()}
     assert got == want
+    # the SLA distribution: the two answered requests, as shares of their deadlines
+    sla = {r["request_id"]: r["share_of_deadline"] for r in report["request_sla"]}
+    assert sla == {r_ok: round(23 / 240, 4), r_late: round(8 * 24 / 120, 4)}
     # the daily series add up to the same judged contacts as the figures (deletions included)
     per_day = sum(v["judged"] for rules in report["daily"].values() for v in rules.values())
     assert per_day == sum(a - p for (_, _, _, rule), (a, _, p, _) in got.items()
@@ -610,7 +613,7 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     assert any(row.startswith("BANKING,CHAT,br-sac-2022@1,protocol_told_at_start,") for row in rows)
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(tmp_path / "report.pdf"), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
-    assert len(pages) == 3
+    assert len(pages) == 4
     for png in pages:
         pixels = imread(str(png))
         assert pixels.std() > 0.01  # something is drawn, not a blank page
