@@ -13,6 +13,8 @@ import psycopg
 from . import identities
 from .roles import Role
 
+DEMO_REGULATOR = "demo-regulator"  # whom the demo's export and report are made for
+
 DEMO_USERS: tuple[tuple[str, Role], ...] = (
     ("ana", Role.ANALYST),
     ("sofia", Role.SUPERVISOR),
@@ -41,6 +43,7 @@ def create_demo_users(conn: psycopg.Connection[Any], customer_subject: str | Non
             continue
         password = secrets.token_urlsafe(12)
         identities.add_user(conn, name, role, password=password,
-                            subject_ref=customer_subject if role is Role.CUSTOMER else None)
+                            subject_ref=customer_subject if role is Role.CUSTOMER else None,
+                            regulator=DEMO_REGULATOR if role is Role.REGULATOR else None)
         made.append(DemoUser(name, role, password))
     return made

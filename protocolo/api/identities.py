@@ -30,6 +30,7 @@ SESSION_PREFIX = "ps_"
 DEFAULT_TOKEN_DAYS = 90
 SESSION_HOURS = 8
 _USER_NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
+_REGULATOR = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Principal:
     credential_id: str | None = None
     via_session: bool = False
     csrf_hash: str | None = None
+    regulator: str | None = None  # regulator users: whose exports and reports they see
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,31 @@ def check_user_name(name: str) -> str:
     return name
 
 
+def check_regulator_name(name: str) -> str:
+    """The name exports and reports are made for (``protocolo export --regulator``)."""
+    if not _REGULATOR.fullmatch(name):
+        raise EventRejected("regulator", "regulator-name",
+                            "1 to 64 characters: lowercase letters, digits, '.', '_', '-'")
+    return name
+
+
 def add_user(conn: psycopg.Connection[Any], name: str, role: Role, *, password: str | None,
-             subject_ref: str | None = None) -> None:
+             subject_ref: str | None = None, regulator: str | None = None) -> None:
     check_user_name(name)
     if (role is Role.CUSTOMER) != (subject_ref is not None):
         raise EventRejected("cpf", "required" if role is Role.CUSTOMER else "customer-only",
                             "a customer user is tied to their CPF, and only a customer user")
+    if (role is Role.REGULATOR) != (regulator is not None):
+        raise EventRejected("regulator", "required" if role is Role.REGULATOR else "regulator-only",
+                            "a regulator user belongs to one regulator, and only a regulator user")
+    if regulator is not None:
+        check_regulator_name(regulator)
     try:
         conn.execute(
-            "INSERT INTO api_users (user_name, role, password_hash, subject_ref) VALUES (%s, %s, %s, %s)",
-            (name, role.value, hash_secret(password, PASSWORD_COST) if password else None, subject_ref))
+            "INSERT INTO api_users (user_name, role, password_hash, subject_ref, regulator)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (name, role.value, hash_secret(password, PASSWORD_COST) if password else None, subject_ref,
+             regulator))
     except psycopg.errors.UniqueViolation:
         raise EventRejected("name", "unique", f"user {name!r} exists") from None
 
@@ -103,13 +120,13 @@ def authenticate(conn: psycopg.Connection[Any], credential: str, kind: str) -> P
     if not secret or len(credential) > 200:
         return None
     row = conn.execute(
-        "SELECT c.secret_hash, c.csrf_hash, u.user_name, u.role, u.subject_ref FROM api_credentials c"
+        "SELECT c.secret_hash, c.csrf_hash, u.user_name, u.role, u.subject_ref, u.regulator FROM api_credentials c"
         "  JOIN api_users u USING (user_name)"
         " WHERE c.credential_id = %s AND c.kind = %s AND c.revoked_at IS NULL AND c.expires_at > now()"
         "   AND u.disabled_at IS NULL", (credential_id, kind)).fetchone()
     if row is None or not check_secret(secret, row[0]):
         return None
-    return Principal(row[2], Role(row[3]), row[4], credential_id, kind == "session", row[1])
+    return Principal(row[2], Role(row[3]), row[4], credential_id, kind == "session", row[1], row[5])
 
 
 @functools.cache

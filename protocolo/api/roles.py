@@ -34,6 +34,8 @@ class Permission(StrEnum):
     ACCESS_LOG_READ = "access-log:read"        # anyone's access log (reports)
     ACCESS_LOG_OWN = "access-log:own"          # a customer's own
     EVENTS_PUBLISH = "events:publish"
+    REGULATOR_DOCUMENTS_OWN = "regulator-documents:own"  # a regulator's own exports and reports
+    PROOFS_REPORTED = "proofs:reported"        # bundles of contacts named in a report given to them
 
 
 P = Permission
@@ -47,7 +49,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.COMPLIANCE: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK,
                                 P.REQUESTS_READ, P.HOLDS_WRITE, P.APPROVALS_REQUEST, P.APPROVALS_DECIDE,
                                 P.APPROVALS_READ, P.ACCESS_LOG_READ}),
-    Role.REGULATOR: frozenset({P.REQUESTS_READ, P.ACCESS_LOG_READ}),
+    # A regulator is scoped to what was made for it (its user's regulator): its exports and
+    # reports, and the proof bundles of the contacts those reports name; never the queue,
+    # the access log or arbitrary contacts.
+    Role.REGULATOR: frozenset({P.REGULATOR_DOCUMENTS_OWN, P.PROOFS_REPORTED}),
     Role.SERVICE: frozenset({P.EVENTS_PUBLISH}),
     Role.CUSTOMER: frozenset({P.REQUESTS_OWN, P.ACCESS_LOG_OWN}),
 }

@@ -198,9 +198,15 @@ def _audit_export(rt: Runtime, since: datetime) -> int:
     from protocolo.attestation.compliance_report import compliance_report
     from protocolo.attestation.report_render import render
 
+    from protocolo.attestation.regulator_documents import record_report, reported_protocols
+
     figures = compliance_report(out)
     for fmt in ("html", "pdf"):
-        (out.parent / f"{out.name}-report.{fmt}").write_bytes(render(figures, fmt))
+        report_file = out.parent / f"{out.name}-report.{fmt}"
+        report_file.write_bytes(render(figures, fmt))
+        with rt.connect(autocommit=True) as conn:  # the demo's regulator user finds both in the console
+            record_report(conn, report_file, fmt, result.export_id, "demo-regulator", "protocolo-demo",
+                          reported_protocols(figures))
     print(f"  compliance report from its verified events: {out.parent / out.name}-report.html (and .pdf)")
     return 0
 

@@ -28,6 +28,7 @@ from protocolo.attestation.export_writer import (
     write_export,
 )
 from protocolo.attestation.log_key import SigningKeyError, load_log_key
+from protocolo.attestation.regulator_documents import record_export
 from protocolo.cli import CommandError
 from protocolo.cli.evidence import tool_name
 from protocolo.core.errors import EventRejected
@@ -80,8 +81,7 @@ def _request(args: argparse.Namespace) -> ExportRequest:
         raise CommandError("--reveal needs --legal-basis TEXT (recorded in the manifest and on the ledger)")
     if args.legal_basis and not args.reveal:
         raise CommandError("--legal-basis goes with --reveal (without it personal data stays sealed)")
-    if not args.regulator.strip() or any(not ch.isprintable() for ch in args.regulator):
-        raise CommandError("--regulator must be a printable name")
+    check_regulator(args.regulator)
     try:
         protocol = normalise_protocol_number(args.protocol, "--protocol") if args.protocol else None
     except EventRejected as exc:
@@ -92,6 +92,16 @@ def _request(args: argparse.Namespace) -> ExportRequest:
                          (args.requested_by or getpass.getuser()).strip(),
                          args.legal_basis.strip() if args.reveal else None, bool(args.reveal),
                          ExportFilters(args.service_type, args.channel, protocol))
+
+
+def check_regulator(name: str) -> None:
+    """The name regulator users are tied to (``protocolo user add --regulator``)."""
+    from protocolo.api.identities import check_regulator_name
+
+    try:
+        check_regulator_name(name)
+    except EventRejected as exc:
+        raise CommandError(f"--regulator {name!r}: {exc.detail}") from None
 
 
 def _link(conn: psycopg.Connection[Any], export_id: str, regulator: str) -> tuple[ChainLink, bytes | None]:
@@ -170,6 +180,7 @@ def make_export(rt: Runtime, request: ExportRequest, out: Path, progress: Any = 
             shutil.rmtree(out, ignore_errors=True)
             raise CommandError(f"the export written does not verify ({report.reason}): {report.render()}")
         _record(conn, result, request, token)
+        record_export(conn, result.export_id, request.regulator, out, request.requested_by)
     return result
 
 

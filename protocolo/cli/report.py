@@ -10,11 +10,12 @@ from pathlib import Path
 from protocolo.attestation.compliance_report import compliance_report
 from protocolo.attestation.config import AttestationSettings
 from protocolo.attestation.export_verify import ExportTrust, verify_export
-from protocolo.attestation.export_writer import ExportRequest
+from protocolo.attestation.export_writer import ExportRequest, ExportResult
 from protocolo.attestation.log_key import SigningKeyError, load_log_key
+from protocolo.attestation.regulator_documents import record_report, reported_protocols
 from protocolo.attestation.report_render import FORMATS, render
 from protocolo.cli import CommandError
-from protocolo.cli.export import make_export, moment
+from protocolo.cli.export import check_regulator, make_export, moment
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.runtime import Runtime
 
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--to {args.period_to.isoformat()} is before --from {args.period_from.isoformat()}")
     if args.period_to > datetime.now(UTC):
         raise CommandError(f"--to {args.period_to.isoformat()} is in the future: a period must have ended")
+    check_regulator(args.regulator)
     out = Path(args.out)
     evidence = out.with_name(out.name + ".export")
     if out.exists() or evidence.exists():
@@ -47,8 +49,21 @@ def run(args: argparse.Namespace) -> int:
     rt = Runtime.start(need_kafka=False)
     import getpass
 
-    result = make_export(rt, ExportRequest(args.period_from, args.period_to, args.regulator,
-                                           getpass.getuser()), evidence)
+    result, _document = make_report(rt, args.period_from, args.period_to, out, args.format, args.regulator,
+                                    getpass.getuser())
+    print(f"{out}: compliance report ({args.format}) of {result.records:,} verified records; "
+          f"evidence: {evidence} (export {result.export_id})")
+    return 0
+
+
+def make_report(rt: Runtime, period_from: datetime, period_to: datetime, out: Path, report_format: str,
+                regulator: str, made_by: str) -> tuple[ExportResult, str]:
+    """Make the period's export beside ``out``, verify it with the log's keys, write the
+    report from its verified records only, and record both for the regulator (so its users
+    find them, and may pull the proof bundles of the contacts the report names).
+    Returns the export and the report's document id."""
+    evidence = out.with_name(out.name + ".export")
+    result = make_export(rt, ExportRequest(period_from, period_to, regulator, made_by), evidence)
     attestation = AttestationSettings.from_env()
     try:
         key = load_log_key(rt.settings, attestation.deployment)
@@ -59,13 +74,15 @@ def run(args: argparse.Namespace) -> int:
     report = verify_export(evidence, ExportTrust(vkeys))
     if not report.ok:
         raise CommandError(f"the period's export does not verify ({report.reason}); run `protocolo verify`")
-    data = render(compliance_report(evidence), args.format)
+    figures = compliance_report(evidence)
+    data = render(figures, report_format)
     tmp = out.with_name(out.name + ".partial")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, out)
     except OSError as exc:
         raise CommandError(f"--out {out}: {exc.strerror or exc}") from None
-    print(f"{out}: compliance report ({args.format}) of {result.records:,} verified records; "
-          f"evidence: {evidence} (export {result.export_id})")
-    return 0
+    with rt.connect(autocommit=True) as conn:  # findable by the regulator's users
+        document = record_report(conn, out, report_format, result.export_id, regulator, made_by,
+                                 reported_protocols(figures))
+    return result, document

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--name", required=True, help="user name (lowercase letters, digits, . _ @ -)")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--cpf", help="customer users: their CPF (only its blind index is stored)")
+    add.add_argument("--regulator", help="regulator users: the regulator they belong to (e.g. anatel); "
+                     "they see only the exports and reports made for it")
     add.add_argument("--token-days", type=bounded_int(1, 3650), default=90, help="token lifetime (default 90)")
     add.set_defaults(func=run_add)
     token = actions.add_parser("token", help="issue another API token for a user")
@@ -61,11 +63,12 @@ def run_add(args: argparse.Namespace) -> int:
         try:
             subject = rt.sealer().index.cpf(normalise_cpf(args.cpf, "--cpf")) if args.cpf else None
             password = secrets.token_urlsafe(12)
-            identities.add_user(conn, args.name, role, password=password, subject_ref=subject)
+            identities.add_user(conn, args.name, role, password=password, subject_ref=subject,
+                                regulator=args.regulator)
         except EventRejected as exc:
             raise CommandError(f"--{exc.field.lstrip('-')}: {exc.detail}") from None
         issued = identities.issue(conn, args.name, "token", timedelta(days=args.token_days))
-    print(f"user:     {args.name} ({role.value})")
+    print(f"user:     {args.name} ({role.value}{', ' + args.regulator if args.regulator else ''})")
     print(f"password: {password}")
     print(f"token:    {issued.credential}")
     print(f"          (expires {issued.expires_at:%Y-%m-%d}; shown once, stored hashed)")

@@ -15,6 +15,7 @@ from protocolo.core.errors import EventRejected
 
 from . import catalogue
 from .render import language, page
+from .session import Refused
 
 #: Refusals the console turns into a page; anything else (503: Kafka or PostgreSQL down)
 #: goes to the API's own handlers.
@@ -35,12 +36,32 @@ def message(exc: Exception, t: Callable[..., str]) -> tuple[int, str]:
         return 422, t("error.field", field=field, message=first.get("msg", ""))
     if isinstance(exc, HTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 403 and "[rule: self-approval]" in detail:
-            detail = t("approvals.self")
-        elif exc.status_code == 403 and "[rule: role]" in detail:
-            detail = f"{t('error.forbidden')} ({detail})"
-        return exc.status_code, detail
+        return exc.status_code, _status_text(exc.status_code, detail, t)
     raise exc
+
+
+def _status_text(status: int, detail: str, t: Callable[..., str]) -> str:
+    """A refusal in the page's language; the API's own (English) wording follows only where
+    it names something the reader needs (which contact, which state)."""
+    if status == 403 and "[rule: self-approval]" in detail:
+        return t("approvals.self")
+    if status == 403 and "[rule: csrf]" in detail:
+        return t("error.csrf")
+    if status == 403:
+        return t("error.forbidden")
+    if status == 404:
+        return t("error.not_found")
+    if status == 409:
+        return f"{t('error.conflict')} ({detail})"
+    return detail
+
+
+def refusal_text(exc: Refused, t: Callable[..., str]) -> str:
+    """A page refused by its rule, before any of it ran: which role, which permission."""
+    if exc.status == 403 and "[rule: role]" in exc.message and exc.who is not None:
+        return t("error.forbidden_role", role=t("role." + exc.who.role.value),
+                 needs=", ".join(p.value for p in exc.needed))
+    return _status_text(exc.status, exc.message, t)
 
 
 def refused(request: Request, who: Principal | None, exc: Exception, back: str | None = None) -> HTMLResponse:

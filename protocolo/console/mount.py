@@ -9,11 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from . import catalogue, customer, entry, staff
+from . import catalogue, customer, entry, regulator, staff
+from .answers import refusal_text
 from .render import language, page
 from .session import LoginRequired, Refused
 
-ROUTERS = (entry.router, staff.router, customer.router)
+ROUTERS = (entry.router, staff.router, regulator.router, customer.router)
 
 
 def install(app: FastAPI) -> None:
@@ -38,4 +39,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refusal(request: Request, exc: Refused) -> Response:
-        return page(request, "refused.html", None, status=exc.status, problem=exc.message, back="/console")
+        t = catalogue.translator(language(request))
+        return page(request, "refused.html", exc.who, status=exc.status, problem=refusal_text(exc, t),
+                    back="/console")

@@ -15,12 +15,12 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from protocolo.api.identities import Principal
-from protocolo.api.roles import Permission, allows
 from protocolo.core.cpf import format_cpf
 from protocolo.core.protocol_number import LENGTH as PROTOCOL_LENGTH
 from protocolo.core.protocol_number import format_protocol_number
 
 from . import catalogue
+from .links import may_follow, may_open_page
 from .session import CSRF_COOKIE, LANGUAGE_COOKIE
 
 #: Customers and staff in Brazil read local time; the zone is shown next to it.
@@ -31,15 +31,17 @@ SHOWN_ZONE = ZoneInfo("America/Sao_Paulo")
 class NavItem:
     key: str
     href: str
-    permission: Permission
 
 
+#: Shown to a reader only where the page's own rule lets them in (:mod:`.links`).
 NAVIGATION = (
-    NavItem("nav.search", "/console/search", Permission.CONTACTS_READ),
-    NavItem("nav.queue", "/console/queue", Permission.REQUESTS_READ),
-    NavItem("nav.approvals", "/console/approvals", Permission.APPROVALS_READ),
-    NavItem("nav.new_request", "/console/my/requests/new", Permission.REQUESTS_OWN),
-    NavItem("nav.my_requests", "/console/my/requests", Permission.REQUESTS_OWN),
+    NavItem("nav.search", "/console/search"),
+    NavItem("nav.queue", "/console/queue"),
+    NavItem("nav.approvals", "/console/approvals"),
+    NavItem("nav.exports", "/console/exports"),
+    NavItem("nav.documents", "/console/regulator"),
+    NavItem("nav.new_request", "/console/my/requests/new"),
+    NavItem("nav.my_requests", "/console/my/requests"),
 )
 
 
@@ -82,7 +84,7 @@ def seconds_left(due: Any) -> int | None:
 
 
 def navigation(who: Principal | None) -> list[NavItem]:
-    return [n for n in NAVIGATION if who is not None and allows(who.role, n.permission)]
+    return [n for n in NAVIGATION if may_open_page(who, n.href)]
 
 
 def page(request: Request, template: str, who: Principal | None, *, status: int = 200,
@@ -91,7 +93,7 @@ def page(request: Request, template: str, who: Principal | None, *, status: int 
     t = catalogue.translator(lang)
     html = environment().get_template(template).render(
         t=t, lang=lang, languages=catalogue.LANGUAGE_NAMES, who=who, nav=navigation(who),
-        here=request.url.path, csrf=request.cookies.get(CSRF_COOKIE, ""),
+        here=request.url.path, may=lambda href: may_follow(who, href), csrf=request.cookies.get(CSRF_COOKIE, ""),
         when=lambda v: when(v, lang), span=lambda s: catalogue.span(int(s), t), left=seconds_left, cpf=format_cpf, **values)
     return HTMLResponse(html, status_code=status,
                         headers={"Content-Language": "pt-BR" if lang == "pt" else "en",

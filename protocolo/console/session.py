@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Form, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 
+from protocolo.api import identities
 from protocolo.api.auth import Services, authorize, bearer_scheme, session_scheme
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission
@@ -35,23 +36,37 @@ class LoginRequired(Exception):
 
 
 class Refused(Exception):
-    """A 4xx the console shows as a page (403: role or CSRF; 404)."""
+    """A 4xx the console shows as a page (403: role or CSRF; 404), in the reader's language
+    and inside the normal layout: ``who`` is the signed-in reader (their navigation)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, who: Principal | None = None,
+                 needed: tuple[Permission, ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.who = who
+        self.needed = needed
 
 
 def _checked(request: Request, svc: Services, scopes: SecurityScopes,
              bearer: HTTPAuthorizationCredentials | None, session: str | None, csrf: str | None) -> Principal:
+    needed = [Permission(s) for s in scopes.scopes]
+    credential = bearer.credentials if bearer is not None else None
     try:
-        return authorize(svc, request, bearer.credentials if bearer is not None else None, session, csrf,
-                         [Permission(s) for s in scopes.scopes])
+        return authorize(svc, request, credential, session, csrf, needed)
     except HTTPException as exc:
         if exc.status_code == 401:
             raise LoginRequired(request.url.path) from None
-        raise Refused(exc.status_code, str(exc.detail)) from None
+        raise Refused(exc.status_code, str(exc.detail), _signed_in(svc, credential, session),
+                      tuple(needed)) from None
+
+
+def _signed_in(svc: Services, token: str | None, session: str | None) -> Principal | None:
+    """Who was refused (they are signed in: only their role or CSRF token fell short)."""
+    with svc.registry.connection() as conn:
+        if token is not None:
+            return identities.authenticate(conn, token, "token")
+        return identities.authenticate(conn, session, "session") if session is not None else None
 
 
 def reader(

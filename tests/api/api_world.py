@@ -97,12 +97,16 @@ def seed(api: RunningApi) -> None:
         publisher.close()
 
 
+REGULATOR_NAME = "anatel"  # the "regulator" user's regulator
+
+
 def users(api: RunningApi) -> None:
     index = api.runtime.sealer().index
     with psycopg.connect(api.runtime.registry_url, autocommit=True) as conn:
         for role in Role:
             subject = index.cpf(CPF_A) if role is Role.CUSTOMER else None
-            identities.add_user(conn, role.value, role, password=f"pw-{role.value}", subject_ref=subject)
+            identities.add_user(conn, role.value, role, password=f"pw-{role.value}", subject_ref=subject,
+                                regulator=REGULATOR_NAME if role is Role.REGULATOR else None)
             api.tokens[role.value] = identities.issue(conn, role.value, "token", timedelta(days=1)).credential
         identities.add_user(conn, "customer-b", Role.CUSTOMER, password="pw-b", subject_ref=index.cpf(CPF_B))
         api.tokens["other-customer"] = identities.issue(conn, "customer-b", "token", timedelta(days=1)).credential

@@ -70,13 +70,14 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/contacts/{protocol_number}/recordings/{recording_id}"):
         Case(frozenset({ANALYST, SUPERVISOR}), 422),  # no purpose given: refused before anything is recorded
     ("GET", "/v1/contacts/{protocol_number}/proof"):
-        Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
+        # a regulator only for contacts a report made for it names (tests/api/test_regulator_scope.py)
+        Case(frozenset({*STAFF_READERS, REGULATOR}), 422),  # no purpose given: refused before anything is written
     ("POST", "/v1/contacts/{protocol_number}/holds"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
     ("POST", "/v1/contacts/{protocol_number}/holds/{hold_id}/release"):
         Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
-    ("GET", "/v1/requests"): Case(frozenset({*STAFF_READERS, REGULATOR, *CUSTOMERS}), 200),
+    ("GET", "/v1/requests"): Case(frozenset({*STAFF_READERS, *CUSTOMERS}), 200),
     ("POST", "/v1/requests"): Case(frozenset({ANALYST, SUPERVISOR, *CUSTOMERS}), 422, INVALID),
-    ("GET", "/v1/requests/{request_id}"): Case(frozenset({*STAFF_READERS, REGULATOR, *CUSTOMERS}), 200,
+    ("GET", "/v1/requests/{request_id}"): Case(frozenset({*STAFF_READERS, *CUSTOMERS}), 200,
                                                exceptions={OTHER_CUSTOMER: 404}),
     ("POST", "/v1/requests/{request_id}/locate"): Case(frozenset({ANALYST, SUPERVISOR}), 422, INVALID),
     ("POST", "/v1/requests/{request_id}/fulfil"): Case(frozenset({ANALYST, SUPERVISOR}), 422, INVALID),
@@ -86,7 +87,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/approvals/{approval_id}"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 404),
     ("POST", "/v1/approvals/{approval_id}/grant"): Case(frozenset({COMPLIANCE}), 404, body={}),
     ("POST", "/v1/approvals/{approval_id}/deny"): Case(frozenset({COMPLIANCE}), 422, INVALID),
-    ("GET", "/v1/access-log"): Case(frozenset({COMPLIANCE, REGULATOR}), 200),
+    ("GET", "/v1/access-log"): Case(frozenset({COMPLIANCE}), 200),
+    ("GET", "/v1/regulator/documents"): Case(frozenset({REGULATOR}), 200),
+    ("GET", "/v1/regulator/documents/{document_id}"): Case(frozenset({REGULATOR}), 404),  # none made
     ("GET", "/v1/me/access-log"): Case(CUSTOMERS, 200),
     ("POST", "/v1/events"): Case(frozenset({SERVICE}), 422, INVALID),
     # The console (protocolo/console): the same rule, answered as pages. Without a valid
@@ -102,7 +105,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/console/contacts/{protocol_number}/proof"): console(STAFF_READERS, 422),  # no purpose: refused
     ("POST", "/console/contacts/{protocol_number}/recordings/{recording_id}/early-deletion"):
         console(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
-    ("GET", "/console/queue"): console(frozenset({*STAFF_READERS, REGULATOR}), 200),
+    ("GET", "/console/queue"): console(STAFF_READERS, 200),
+    ("GET", "/console/regulator"): console(frozenset({REGULATOR}), 200),
+    ("GET", "/console/regulator/documents/{document_id}"): console(frozenset({REGULATOR}), 404),
     ("GET", "/console/approvals"): console(frozenset({SUPERVISOR, COMPLIANCE}), 200),
     ("POST", "/console/approvals/{approval_id}/grant"): console(frozenset({COMPLIANCE}), 404, INVALID),
     ("POST", "/console/approvals/{approval_id}/deny"): console(frozenset({COMPLIANCE}), 422, INVALID),
@@ -169,7 +174,7 @@ def path_values(api) -> dict[str, str]:  # type: ignore[no-untyped-def]
         assert created.status_code == 201, created.text
     return {"protocol_number": api.protocols["a1"], "recording_id": api.recordings["a1"],
             "request_id": created.json()["request_id"], "hold_id": "hold-none",
-            "approval_id": str(uuid.uuid4())}
+            "approval_id": str(uuid.uuid4()), "document_id": "export-none"}
 
 
 CELLS = [(method, path, who) for (method, path) in ROUTES for who in PRINCIPALS]

@@ -21,6 +21,7 @@ COMPOSED = {
     "approvals.action.": ["EARLY_DELETION", "CUSTOMER_ERASURE"],
     "customer.delivery.": ["EMAIL", "APP", "WEB"],
     "recording.status.": ["retained", "deleted"],
+    "regulator.kind.": ["export", "report"],
     "flag.": list(rules.FLAGS),
     "rule.": list(rules.FLAGS),
 }

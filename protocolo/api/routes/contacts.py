@@ -9,15 +9,16 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict
 
+from protocolo.attestation.regulator_documents import reported_contact
 from protocolo.core.errors import shown_value
 from protocolo.projections import history
 
 from .. import access_audit, evidence_bundles, inputs, verified_reads
-from ..auth import Services, principal
+from ..auth import Services, principal, principal_any_of
 from ..identities import Principal
 from ..inputs import encoded
 from ..lag import lag_summary
-from ..roles import ROLE_PERMISSIONS, Permission
+from ..roles import ROLE_PERMISSIONS, Permission, allows
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
@@ -188,14 +189,22 @@ def recording_reference(
                        409: {"description": "not every record is covered by a signed checkpoint yet"}})
 def proof_bundle(
     protocol_number: str, request: Request, svc: Services,
-    who: Annotated[Principal, Security(principal, scopes=[Permission.CONTACTS_READ])],
+    who: Annotated[Principal, Security(principal_any_of, scopes=[Permission.CONTACTS_READ,
+                                                                 Permission.PROOFS_REPORTED])],
     purpose: inputs.Purpose = None,
 ) -> Response:
     """Every record of the contact and of its retrieval requests, with inclusion proofs,
     signed checkpoints and a standalone verifier (personal data sealed): recorded on the
-    ledger as a ``BUNDLE_DOWNLOAD``. The same bundle ``protocolo evidence`` writes."""
+    ledger as a ``BUNDLE_DOWNLOAD``. The same bundle ``protocolo evidence`` writes. A
+    regulator (``proofs:reported``) gets only contacts a report made for it names; any
+    other is answered as unknown."""
     number = inputs.protocol(protocol_number)
     reason = inputs.need_purpose(purpose)
+    if not allows(who.role, Permission.CONTACTS_READ):
+        with svc.ledger.connection() as conn:
+            named = who.regulator is not None and reported_contact(conn, who.regulator, number)
+        if not named:
+            raise HTTPException(404, f"no contact {number} in a report made for you")
     data, subject = evidence_bundles.bundle_for(svc, number)
     access_audit.record_access(svc, request, who, access_audit.BUNDLE_DOWNLOAD, purpose=reason,
                                protocol_number=number, subject_ref=subject, target=f"{number}.zip")
