@@ -36,6 +36,7 @@ class Permission(StrEnum):
     EVENTS_PUBLISH = "events:publish"
     REGULATOR_DOCUMENTS_OWN = "regulator-documents:own"  # a regulator's own exports and reports
     PROOFS_REPORTED = "proofs:reported"        # bundles of contacts named in a report given to them
+    EXPORTS_MAKE = "exports:make"              # make exports and reports for regulators, see the chain
 
 
 P = Permission
@@ -48,7 +49,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # not hand recordings over, so it never reaches their media (least privilege, DOMAIN.md).
     Role.COMPLIANCE: frozenset({P.CONTACTS_READ, P.PERSONAL_DATA_UNMASK,
                                 P.REQUESTS_READ, P.HOLDS_WRITE, P.APPROVALS_REQUEST, P.APPROVALS_DECIDE,
-                                P.APPROVALS_READ, P.ACCESS_LOG_READ}),
+                                P.APPROVALS_READ, P.ACCESS_LOG_READ, P.EXPORTS_MAKE}),
     # A regulator is scoped to what was made for it (its user's regulator): its exports and
     # reports, and the proof bundles of the contacts those reports name; never the queue,
     # the access log or arbitrary contacts.

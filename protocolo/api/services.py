@@ -15,6 +15,7 @@ from protocolo.core.config import Settings
 from protocolo.core.personal_data import PersonalDataSealer
 from protocolo.producers.publisher import LedgerPublisher
 
+from .document_jobs import DocumentJobs
 from .metrics import Metrics
 from .rate_limit import Rate, TokenBuckets
 
@@ -82,6 +83,8 @@ class ApiServices:
     customer_limit: TokenBuckets = field(default_factory=lambda: TokenBuckets(CUSTOMER_RATE))
     #: The in-process projector's health for /readyz (None: it runs elsewhere).
     projector_health: Callable[[], ProjectorHealth] | None = None
+    #: exports and reports ordered from the console (the maker is set by ``protocolo serve``)
+    documents: DocumentJobs = field(default_factory=DocumentJobs)
 
     @property
     def topic(self) -> str:

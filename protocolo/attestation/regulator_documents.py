@@ -141,3 +141,26 @@ def export_archive(directory: Path) -> Iterator[bytes]:
             yield from sink.chunks
             sink.chunks.clear()
     yield from sink.chunks
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One export in its regulator's chain (the ``exports`` table, as signed)."""
+    export_id: str
+    regulator: str
+    period_from: datetime
+    period_to: datetime
+    created_at: datetime
+    records: int
+    manifest_sha256: str
+    previous_sha256: str | None
+    requested_by: str
+
+
+def export_chain(conn: psycopg.Connection[Any], limit: int = 200) -> list[ChainLink]:
+    """Every regulator's exports, newest first within each regulator."""
+    rows = conn.execute(
+        "SELECT export_id, regulator, period_from, period_to, created_at, records, manifest_sha256,"
+        " previous_sha256, requested_by FROM exports ORDER BY regulator, created_at DESC, recorded_at DESC"
+        " LIMIT %s", (limit,)).fetchall()
+    return [ChainLink(*row) for row in rows]

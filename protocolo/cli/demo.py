@@ -196,9 +196,8 @@ def _audit_export(rt: Runtime, since: datetime) -> int:
     if not report.ok:
         return 1
     from protocolo.attestation.compliance_report import compliance_report
-    from protocolo.attestation.report_render import render
-
     from protocolo.attestation.regulator_documents import record_report, reported_protocols
+    from protocolo.attestation.report_render import render
 
     figures = compliance_report(out)
     for fmt in ("html", "pdf"):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from protocolo.api.document_jobs import DocumentOrder, Maker, OrderRefused
 from protocolo.attestation.compliance_report import compliance_report
 from protocolo.attestation.config import AttestationSettings
 from protocolo.attestation.export_verify import ExportTrust, verify_export
@@ -57,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def make_report(rt: Runtime, period_from: datetime, period_to: datetime, out: Path, report_format: str,
-                regulator: str, made_by: str) -> tuple[ExportResult, str]:
+                regulator: str, made_by: str, progress: Any = None) -> tuple[ExportResult, str]:
     """Make the period's export beside ``out``, verify it with the log's keys, write the
     report from its verified records only, and record both for the regulator (so its users
     find them, and may pull the proof bundles of the contacts the report names).
     Returns the export and the report's document id."""
     evidence = out.with_name(out.name + ".export")
-    result = make_export(rt, ExportRequest(period_from, period_to, regulator, made_by), evidence)
+    result = make_export(rt, ExportRequest(period_from, period_to, regulator, made_by), evidence, progress)
     attestation = AttestationSettings.from_env()
     try:
         key = load_log_key(rt.settings, attestation.deployment)
@@ -86,3 +90,32 @@ def make_report(rt: Runtime, period_from: datetime, period_to: datetime, out: Pa
         document = record_report(conn, out, report_format, result.export_id, regulator, made_by,
                                  reported_protocols(figures))
     return result, document
+
+
+def document_maker(rt: Runtime) -> Maker:
+    """What the console's "make an export / a report" runs: the same code as the commands,
+    written under ``$PROTOCOLO_HOME/exports/``; a refusal is worded, never a traceback."""
+
+    def make(order: DocumentOrder, say: Callable[[str], None]) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        folder = rt.settings.home / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+
+        def progress(partition: int, done: int, total: int) -> None:
+            say(f"partition {partition}: {done:,} / {total:,}")
+
+        request = ExportRequest(order.period_from, order.period_to, order.regulator, order.requested_by)
+        try:
+            if order.kind == "export":
+                out = folder / f"{order.regulator}-{stamp}-{secrets.token_hex(3)}"
+                result = make_export(rt, request, out, progress)
+            else:
+                out = folder / f"{order.regulator}-{stamp}-{secrets.token_hex(3)}-report.html"
+                result, _document = make_report(rt, order.period_from, order.period_to, out, "html",
+                                                order.regulator, order.requested_by, progress)
+        except CommandError as exc:
+            raise OrderRefused(str(exc)) from None
+        say(f"verified: {result.records:,} records, manifest SHA-256 {result.manifest_sha256}")
+        return f"{order.kind} for {order.regulator}: export {result.export_id}, {result.records:,} records"
+
+    return make

@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rt = Runtime.start()
     services = build_services(rt, secure_cookies=not args.insecure_cookies)
+    from protocolo.cli.report import document_maker
+
+    services.documents.maker = document_maker(rt)  # the console's exports and reports
     projector = None if args.no_projector else ProjectorThread.start(rt)
     if projector is not None:
         services.projector_health = projector.health

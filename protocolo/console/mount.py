@@ -9,12 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from . import catalogue, customer, entry, regulator, staff
+from . import catalogue, customer, entry, exports, regulator, staff
 from .answers import refusal_text
 from .render import language, page
 from .session import LoginRequired, Refused
 
-ROUTERS = (entry.router, staff.router, regulator.router, customer.router)
+ROUTERS = (entry.router, staff.router, exports.router, regulator.router, customer.router)
 
 
 def install(app: FastAPI) -> None:

@@ -106,6 +106,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/console/contacts/{protocol_number}/recordings/{recording_id}/early-deletion"):
         console(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
     ("GET", "/console/queue"): console(STAFF_READERS, 200),
+    ("GET", "/console/exports"): console(frozenset({COMPLIANCE}), 200),
+    ("POST", "/console/exports"): console(frozenset({COMPLIANCE}), 422, INVALID),
+    ("GET", "/console/exports/jobs/{job_id}"): console(frozenset({COMPLIANCE}), 404),
     ("GET", "/console/regulator"): console(frozenset({REGULATOR}), 200),
     ("GET", "/console/regulator/documents/{document_id}"): console(frozenset({REGULATOR}), 404),
     ("GET", "/console/approvals"): console(frozenset({SUPERVISOR, COMPLIANCE}), 200),
@@ -174,7 +177,7 @@ def path_values(api) -> dict[str, str]:  # type: ignore[no-untyped-def]
         assert created.status_code == 201, created.text
     return {"protocol_number": api.protocols["a1"], "recording_id": api.recordings["a1"],
             "request_id": created.json()["request_id"], "hold_id": "hold-none",
-            "approval_id": str(uuid.uuid4()), "document_id": "export-none"}
+            "approval_id": str(uuid.uuid4()), "document_id": "export-none", "job_id": "job-none"}
 
 
 CELLS = [(method, path, who) for (method, path) in ROUTES for who in PRINCIPALS]

@@ -22,6 +22,7 @@ COMPOSED = {
     "customer.delivery.": ["EMAIL", "APP", "WEB"],
     "recording.status.": ["retained", "deleted"],
     "regulator.kind.": ["export", "report"],
+    "exports.state.": ["running", "done", "failed"],
     "flag.": list(rules.FLAGS),
     "rule.": list(rules.FLAGS),
 }
