@@ -39,6 +39,8 @@ RULES = (
      "Gravação apagada só após a retenção e nunca sob bloqueio judicial"),
     ("request_answered_in_time", "Retrieval request delivered or rejected within the deadline",
      "Pedido de gravação/histórico entregue ou recusado no prazo"),
+    ("demand_answered_in_time", "Demand answered (contact closed) within the deadline",
+     "Demanda respondida (atendimento encerrado) no prazo"),
 )
 
 
@@ -66,6 +68,8 @@ class Contact:
     profile: str
     start_seconds: int
     confirmation_hours: int
+    answer_days: int = 7  # the profile's demand_answer_days
+    closed_at: datetime | None = None  # the first ContactClosed: the demand's answer
     disclosed: dict[str, datetime] = field(default_factory=dict)
     retention: dict[str, int] = field(default_factory=dict)  # recording id -> retention days
     deletions: dict[str, datetime] = field(default_factory=dict)  # recording id -> first deletion
@@ -95,13 +99,14 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _profile(payload: dict[str, Any], opened: datetime) -> tuple[str, int, int]:
+def _profile(payload: dict[str, Any], opened: datetime) -> tuple[str, int, int, int]:
     name = payload.get("policy_profile") or profile_for_service(str(payload.get("service_type") or ""))
     try:
         profile = profile_in_force(str(name), opened)
     except PolicyError:
         profile = profile_named(str(name))
-    return profile.key, profile.start_disclosure_seconds, profile.protocol_confirmation_hours
+    return (profile.key, profile.start_disclosure_seconds, profile.protocol_confirmation_hours,
+            profile.demand_answer_days)
 
 
 def verified_events(export: Path) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
@@ -166,10 +171,10 @@ def fold_contacts(export: Path) -> dict[str, Contact]:
             continue
         when = _time(event["meta"]["occurred_at"])
         if event_type == "ContactOpened" and protocol not in contacts:
-            key, seconds, hours = _profile(event, when)
+            key, seconds, hours, days = _profile(event, when)
             contacts[protocol] = Contact(protocol, partition, offset, when, str(event.get("service_type")),
                                          str(event.get("channel")), bool(event.get("recorded")), key,
-                                         seconds, hours)
+                                         seconds, hours, days)
         else:
             later.append((protocol, event_type, when, event))
     for protocol, event_type, when, event in later:  # events may precede their contact's opening
@@ -190,6 +195,9 @@ def _apply(contact: Contact, event_type: str, when: datetime, event: dict[str, A
         rid = str(event["recording_id"])
         if rid not in contact.deletions or when < contact.deletions[rid]:
             contact.deletions[rid] = when
+    elif event_type == "ContactClosed":
+        if contact.closed_at is None or when < contact.closed_at:
+            contact.closed_at = when
     elif event_type == "LegalHoldPlaced":
         contact.holds.setdefault(str(event["hold_id"]), [None, None])[0] = when
     elif event_type == "LegalHoldReleased":
@@ -207,6 +215,16 @@ def _deletion_verdicts(contact: Contact) -> list[str]:
                    for placed, released in contact.holds.values())
         verdicts.append("broken" if early or held else "kept")
     return verdicts
+
+
+def _answer_verdict(contact: Contact, period_end: datetime) -> str:
+    """A demand is answered when its contact is closed (the company's answer, DOMAIN.md:
+    7 calendar days under the 2022 decree, the profile's ``demand_answer_days``); still open
+    is pending until the deadline, broken after it."""
+    deadline = contact.opened_at + timedelta(days=contact.answer_days)
+    if contact.closed_at is not None:
+        return "kept" if contact.closed_at <= deadline else "broken"
+    return "pending" if deadline > period_end else "broken"
 
 
 def _judge(contact: Contact, rule: str, period_end: datetime) -> str | None:
@@ -239,6 +257,7 @@ def compliance_report(export: Path) -> dict[str, Any]:
         figures = groups[(contact.service_type, contact.channel, contact.profile)]
         judged = [(rule, _judge(contact, rule, period_end)) for rule, _, _ in RULES[:3]]
         judged += [("recording_deleted_lawfully", v) for v in _deletion_verdicts(contact)]
+        judged.append(("demand_answered_in_time", _answer_verdict(contact, period_end)))
         evidence = {"protocol_number": contact.protocol, "partition": contact.partition, "offset": contact.offset}
         day = contact.opened_at.astimezone(UTC).date().isoformat()
         for rule, verdict in judged:

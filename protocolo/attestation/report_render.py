@@ -74,7 +74,7 @@ def _chart(report: dict[str, Any]) -> Figure:
         axes.bar_label(bars, labels=[f"{r:.0f}%" if n else "n/a" for r, (_, n) in
                                      zip(rates, (counts[x] for x in labels), strict=True)], fontsize="x-small")
     axes.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))])
-    axes.set_xticklabels(["told at start", "recording notice", "confirmed in time", "deletions", "requests"])
+    axes.set_xticklabels(["told at start", "recording notice", "confirmed in time", "deletions", "requests", "demands answered"])
     axes.set_ylabel("% kept / cumprido")
     axes.set_ylim(0, 110)
     axes.set_title("Rules kept per service type / Regras cumpridas por tipo de serviço")

@@ -438,6 +438,7 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
     deletions: list[Event] = []
     holds: dict[str, list[Event]] = {}
     answered: dict[str, datetime] = {}
+    closed: dict[str, datetime] = {}
     for e in events:
         if e.event_type == "ContactOpened":
             opened.setdefault(e.protocol_number, e)
@@ -452,6 +453,8 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
             holds.setdefault(e.protocol_number, []).append(e)
         elif e.event_type in ("RetrievalFulfilled", "RetrievalRejected"):
             answered.setdefault(e.fields["request_id"], e.occurred_at)
+        elif e.event_type == "ContactClosed":
+            closed[e.protocol_number] = min(closed.get(e.protocol_number, e.occurred_at), e.occurred_at)
     for e in events:
         if e.event_type != "RetrievalRequested":
             continue
@@ -485,7 +488,15 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
             early = d.occurred_at < at + timedelta(days=kept_days[d.fields["recording_id"]])
             held = any(h.occurred_at <= d.occurred_at for h in holds.get(protocol, []))
             count((*group, "recording_deleted_lawfully"), "broken" if early or held else "kept", protocol)
+        answer_due = at + timedelta(days=profile.demand_answer_days)  # 7 calendar days (2022 decree)
+        answer = closed.get(protocol)
+        count((*group, "demand_answered_in_time"), "kept" if answer and answer <= answer_due
+              else "broken" if answer else "pending" if answer_due > period_end else "broken", protocol)
     return figures
+
+
+def _closed(p: str, at: datetime) -> Event:
+    return Event("ContactClosed", {"outcome": "RESOLVED", "summary": "ok"}, protocol_number=p, occurred_at=at)
 
 
 def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_path) -> None:
@@ -543,6 +554,8 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
             "customer": {"cpf": "52998224725", "name": "Ana Export"},
             "window_from": at - timedelta(days=2), "window_to": at}, protocol_number=p, occurred_at=at)
 
+    # demands: p1 answered within 7 days, p5 answered after 10, p6 never (overdue); p2-p4 open, not due
+    events += [_closed(p1, t1 + timedelta(hours=2)), _closed(p5, old + timedelta(days=10))]
     r_ok, r_late, r_open, r_new, r_no = (str(uuid.uuid4()) for _ in range(5))
     events += [
         asked(r_ok, "RECORDING", t1 + timedelta(hours=1), p1),
@@ -583,6 +596,10 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     assert got[("BANKING", "PHONE", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [p6])
     assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "request_answered_in_time")] == (3, 1, 1, [p5])
     assert got[("(no contact)", "-", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [""])
+    assert got[("BANKING", "PHONE", "br-sac-2022@1", "demand_answered_in_time")][1:] == (1, 0, [p6])  # never
+    demands = [got[k] for k in got if k[3] == "demand_answered_in_time"]
+    late = {p for _, _, _, broken in demands for p in broken}
+    assert p5 in late and p6 in late and not late & {p1, p2, p3, p4}  # answered late / never; in time / not due
     # the report names the export it was computed from, and that export verifies
     evidence = tmp_path / "report.json.export"
     assert report["export_id"] == json.loads((evidence / "manifest.json").read_bytes())["export_id"]
