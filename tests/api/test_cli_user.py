@@ -103,3 +103,22 @@ def test_the_customer_channel_is_rate_limited(api: RunningApi) -> None:
     with api.client("other-customer") as c:  # per customer: the other one is not held back
         assert c.post("/v1/requests", json={"cpf": "123.456.789-09", "window_from": "2024-01-01T00:00:00Z",
                                             "window_to": "2031-01-01T00:00:00Z"}).status_code == 201
+
+
+def test_a_regulator_user_is_added_with_its_regulator(api: RunningApi, cli_env: None,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["user", "add", "--name", "fiscal.sem", "--role", "regulator"]) == 2
+    assert main(["user", "add", "--name", "ana.reg", "--role", "analyst", "--regulator", "anatel"]) == 2
+    assert main(["user", "add", "--name", "fiscal.maiusc", "--role", "regulator", "--regulator", "Anatel"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("--regulator") == 3, err
+    assert main(["user", "add", "--name", "fiscal.1", "--role", "regulator", "--regulator", "senacon"]) == 0
+    out = capsys.readouterr().out
+    assert "(regulator, senacon)" in out
+    token = next(line.split()[1] for line in out.splitlines() if line.startswith("token:"))
+    assert api.query("SELECT regulator FROM api_users WHERE user_name = 'fiscal.1'") == [("senacon",)]
+    assert api.query("SELECT count(*) FROM api_users WHERE user_name IN ('fiscal.sem', 'ana.reg', 'fiscal.maiusc')"
+                     ) == [(0,)]
+    with api.client() as c:
+        listed = c.get("/v1/regulator/documents", headers={"Authorization": f"Bearer {token}"})
+    assert listed.status_code == 200 and listed.json() == []  # nothing made for senacon here
