@@ -110,6 +110,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/console/exports"): console(frozenset({COMPLIANCE}), 422, INVALID),
     ("GET", "/console/exports/jobs/{job_id}"): console(frozenset({COMPLIANCE}), 404),
     ("GET", "/console/regulator"): console(frozenset({REGULATOR}), 200),
+    ("GET", "/console/regulator/proof"): console(frozenset({REGULATOR}), 422),  # no protocol, no purpose
     ("GET", "/console/regulator/documents/{document_id}"): console(frozenset({REGULATOR}), 404),
     ("GET", "/console/approvals"): console(frozenset({SUPERVISOR, COMPLIANCE}), 200),
     ("POST", "/console/approvals/{approval_id}/grant"): console(frozenset({COMPLIANCE}), 404, INVALID),

@@ -153,3 +153,14 @@ def test_a_regulator_user_needs_its_regulator_and_only_regulators_have_one(api) 
     assert (wrong_role.value.field, wrong_role.value.rule) == ("regulator", "regulator-only")
     assert (bad_name.value.field, bad_name.value.rule) == ("regulator", "regulator-name")
     assert made == (0,)
+
+
+def test_the_regulators_console_gives_the_same_proofs_and_refuses_the_rest_as_a_page(api, made) -> None:  # type: ignore[no-untyped-def]
+    with api.client("regulator") as c:
+        page = c.get("/console/regulator")
+        named = c.get("/console/regulator/proof", params={"protocol_number": api.protocols["a1"],
+                                                            "purpose": "auditoria"})
+        other = c.get("/console/regulator/proof", params={"protocol_number": made["later"], "purpose": "auditoria"})
+    assert page.status_code == 200 and 'action="/console/regulator/proof"' in page.text
+    assert named.status_code == 200 and named.headers["content-type"] == "application/zip", named.text[:300]
+    assert other.status_code == 404 and "Navegação principal" in other.text and "Não encontrado" in other.text
