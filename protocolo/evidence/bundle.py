@@ -583,6 +583,7 @@ def _verify(data: bytes, trust: BundleTrust, expected: Expected, report: BundleR
     if manifest.version >= 2:
         _check_readable(report, files, manifest)
         _check_index(report, files, manifest, verified)
+        _check_partitions(report, trust, verified)
     else:
         report.warnings.append("format v1: record.json and summary.html are the maker's text, "
                                "not checked against the records (v2 bundles are)")
@@ -649,6 +650,26 @@ def _check_index(report: BundleReport, files: dict[str, bytes], manifest: _Manif
             report.passed(result.subject, result.detail)
         else:
             report.failed(result.subject, result.reason, result.detail)
+
+
+def _check_partitions(report: BundleReport, trust: BundleTrust,
+                      verified: dict[tuple[int, int], VerifiedCheckpoint]) -> None:
+    """A customer's bundle proves absence only in the partitions its subject states: every
+    log the person verifying pinned (``--vkey``) for the same topic must be one of them, so a
+    maker cannot leave a partition out by stating a smaller count (``partitions-mismatch``)."""
+    stated = report.subject.get("partitions")
+    if report.subject.get("kind") != "customer" or not isinstance(stated, int):
+        return
+    topics = {c.signed.checkpoint.origin.rpartition("/")[0] for c in verified.values()}
+    for vkey in trust.vkeys:
+        try:
+            name = VerifierKey.parse(vkey).name
+        except EvidenceError:
+            continue
+        base, _, number = name.rpartition("/")
+        if base in topics and number.isdigit() and int(number) >= stated:
+            report.failed("subject", "partitions-mismatch", f"the bundle states {stated} "
+                          f"partitions; a pinned key names partition {number} ({name})")
 
 
 def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], manifest: bytes,

@@ -246,3 +246,21 @@ def test_the_cli_refuses_a_cpf_with_wrong_check_digits_before_any_io(monkeypatch
     assert "--cpf" in err and "Traceback" not in err and "123.456.789-00" not in err
     assert not out.exists()
     assert cli_main(["evidence", "--cpf", "-", "--protocol", "202600000000016", "--out", str(out)]) == 2
+
+
+def test_a_bundle_stating_fewer_partitions_than_the_pinned_keys_is_named(ledger: Ledger,
+                                                                       monkeypatch) -> None:
+    """A maker cannot hide a partition by stating a smaller count: the recipient pinned one key
+    per partition, and a pinned key beyond the stated count fails the bundle."""
+    def fewer(conn, gathered, subject):
+        subject["partitions"] = PARTITIONS - 1
+        gathered.records[:] = [r for r in gathered.records if r.partition < PARTITIONS - 1]
+        gathered.pending[:] = [r for r in gathered.pending if r.partition < PARTITIONS - 1]
+        for key in [k for k in gathered.used if k[0] == PARTITIONS - 1]:
+            del gathered.used[key]
+        gathered.stored.pop(PARTITIONS - 1, None)
+
+    _maker(monkeypatch, fewer)
+    report = _check(ledger, _write(ledger, ledger.cpf_index))
+    assert "partitions-mismatch" in _failures(report), _failures(report)
+    assert f"partition {PARTITIONS - 1}" in _failures(report)["partitions-mismatch"]
