@@ -7,7 +7,9 @@ those keys' lists name every other record of them. The bundle holds exactly the 
 those lists below each partition's newest checkpoint, with the lookup proofs of every key in
 **every** partition (a partition without the customer's records proves the key absent), so
 the verifier can check that nothing is missing up to the checkpoints
-(docs/evidence-format.md §11.6). Records newer than the checkpoints, found in the read
+(docs/evidence-format.md §11.6); a partition with no signed checkpoint at all is stated in
+``subject.without_checkpoint`` and the verifier warns that absence there is not proven.
+Records newer than the checkpoints, found in the read
 model, are listed as pending, as for a contact.
 """
 
@@ -78,11 +80,17 @@ class _Partitions:
     def __init__(self, conn: psycopg.Connection[Any], topic: str, count: int) -> None:
         self.conn, self.topic = conn, topic
         self.sizes: dict[int, int] = {}
+        self.without_checkpoint: list[int] = []  # nothing signed yet: nothing to prove against
+        self.without_index: list[int] = []
         for p in range(count):
             stored = stored_checkpoints(conn, topic, p)
             indexed = {c.size for c in index_checkpoints(conn, topic, p)}
-            if stored and stored[-1].size in indexed:
+            if not stored:
+                self.without_checkpoint.append(p)
+            elif stored[-1].size in indexed:
                 self.sizes[p] = stored[-1].size
+            else:
+                self.without_index.append(p)
 
     def leaves(self, key: MapKey) -> dict[int, set[int]]:
         found = {}
@@ -109,7 +117,7 @@ def _subject(conn: psycopg.Connection[Any], customer: CustomerRef, parts: _Parti
         requests |= {str(r["request_id"]) for r in timeline.requests}
     return {"kind": "customer", customer.field: customer.value,
             "protocol_numbers": sorted(protocols), "request_ids": sorted(requests),
-            "partitions": partitions}
+            "partitions": partitions, "without_checkpoint": parts.without_checkpoint}
 
 
 def write_customer_bundle(conn: psycopg.Connection[Any], customer: CustomerRef,
@@ -118,8 +126,8 @@ def write_customer_bundle(conn: psycopg.Connection[Any], customer: CustomerRef,
     """The customer's bundle; raises :class:`BundleNotPossible` with the reason."""
     topic = context.topic
     parts = _Partitions(conn, topic, partitions)
-    if len(parts.sizes) != partitions:
-        missing = sorted(set(range(partitions)) - set(parts.sizes))
+    if parts.without_index or not parts.sizes:
+        missing = parts.without_index or parts.without_checkpoint
         raise BundleNotPossible(f"partitions {missing} have no signed checkpoint with an index "
                                 "checkpoint yet: run `protocolo checkpoint`, then ask again")
     subject = _subject(conn, customer, parts, topic, partitions)

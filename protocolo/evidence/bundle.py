@@ -660,6 +660,10 @@ def _check_partitions(report: BundleReport, trust: BundleTrust,
     stated = report.subject.get("partitions")
     if report.subject.get("kind") != "customer" or not isinstance(stated, int):
         return
+    without = report.subject.get("without_checkpoint") or []
+    if without:
+        report.warnings.append(f"absence not proven in partitions {without}: the maker states they "
+                               "have no signed checkpoint yet (no record of them is proven either)")
     topics = {c.signed.checkpoint.origin.rpartition("/")[0] for c in verified.values()}
     for vkey in trust.vkeys:
         try:

@@ -33,12 +33,15 @@ class Subject:
     customer: tuple[str, str] | None = None
     protocol_numbers: tuple[str, ...] = ()
     partitions: int = 0
+    #: partitions the maker states have no signed checkpoint at all (nothing to prove against)
+    without_checkpoint: tuple[int, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         if self.customer is not None:
             return {"kind": self.kind, self.customer[0]: self.customer[1],
                     "protocol_numbers": list(self.protocol_numbers),
-                    "request_ids": list(self.request_ids), "partitions": self.partitions}
+                    "request_ids": list(self.request_ids), "partitions": self.partitions,
+                    "without_checkpoint": list(self.without_checkpoint)}
         return {"kind": self.kind, "protocol_number": self.protocol_number,
                 "request_ids": list(self.request_ids)}
 
@@ -74,7 +77,12 @@ def _customer_subject(subject: Mapping[str, Any]) -> Subject:
             and not isinstance(partitions, bool) and 0 < partitions <= 100_000):
         raise DerivedError("subject: protocol_numbers and request_ids (strings), partitions (a "
                            "positive integer)")
-    return Subject("customer", None, tuple(requests), (named[0], value), tuple(protocols), partitions)
+    without = subject.get("without_checkpoint")
+    if not isinstance(without, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p < partitions for p in without):
+        raise DerivedError("subject: without_checkpoint (partition numbers below partitions)")
+    return Subject("customer", None, tuple(requests), (named[0], value), tuple(protocols), partitions,
+                   tuple(without))
 
 
 def parse_subject(doc: Mapping[str, Any]) -> Subject:

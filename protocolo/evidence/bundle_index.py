@@ -155,7 +155,8 @@ def _completeness(subject: Mapping[str, Any], records: Sequence[HeldRecord],
     partitions = {r.partition for r in records}
     customer = _customer_key(subject)
     if customer is not None:  # a customer's records may be in any partition: every one proven
-        partitions |= set(range(int(subject.get("partitions") or 0)))
+        partitions |= set(range(int(subject.get("partitions") or 0))) - set(
+            subject.get("without_checkpoint") or ())
     for partition in sorted(partitions):
         before = len(results)
         size, lists = proved.get(partition, (0, {}))

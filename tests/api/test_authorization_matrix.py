@@ -71,6 +71,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         Case(frozenset({ANALYST, SUPERVISOR}), 422),  # no purpose given: refused before anything is recorded
     ("GET", "/v1/contacts/{protocol_number}/proof"):
         Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
+    ("GET", "/v1/customers/me/proof"): Case(CUSTOMERS, 409),  # this world has no checkpoint yet
+    ("GET", "/v1/customers/proof"):
+        Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
     ("POST", "/v1/contacts/{protocol_number}/holds"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
     ("POST", "/v1/contacts/{protocol_number}/holds/{hold_id}/release"):
         Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
