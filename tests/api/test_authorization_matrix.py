@@ -112,6 +112,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/console/my/requests/new"): console(CUSTOMERS, 200),
     ("POST", "/console/my/requests"): console(CUSTOMERS, 422, INVALID),
     ("GET", "/console/my/requests"): console(CUSTOMERS, 200),
+    ("GET", "/console/my/proof"): console(CUSTOMERS, 409),  # this world has no checkpoint yet
     ("GET", "/console/my/requests/{request_id}"): console(CUSTOMERS, 200, exceptions={OTHER_CUSTOMER: 404}),
 }
 
