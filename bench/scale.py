@@ -151,6 +151,10 @@ def build(rt: Any, target: int, day_contacts: int, seed: int) -> dict[str, Any]:
             say(f"  projected {done:,} ({counts['projected'] / max(spent['project'], 1e-9):,.0f}/s this run), "
                 f"{len(made)} checkpoints signed ({spent['checkpoint']:.0f} s with the index so far); "
                 f"{elapsed:,.0f} s so far")
+            state.setdefault("log", []).append({"at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                                "on_topic": max(have, done), "projected": done,
+                                                "seconds": dict(spent), "counts": dict(counts)})
+            _save_state(home, state)  # what each pass cost survives an interruption
             if have >= target and done >= have:
                 break
     rates = {
@@ -440,7 +444,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
+    try:
+        return run(_arguments(argv))
+    except KeyboardInterrupt:
+        say("interrupted: nothing is lost; run the same command again to continue")
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
     os.environ["PROTOCOLO_HOME"] = str(args.dir.resolve())
     from protocolo import devstack
@@ -484,7 +495,7 @@ def report(res: dict[str, Any]) -> None:
     st = res["storage"]
     lines = ["", f"Protocolo scale bench {res['date']}: {st['events']:,} events, {res['machine']['cpus']} cores, "
              f"load {res['machine']['loadavg_start'][0]:.1f}->{res['machine'].get('loadavg_end', [0])[0]:.1f}"]
-    if "build" in res:
+    if "build" in res and res["build"]["counts"]["published"] + res["build"]["counts"]["projected"]:
         b = res["build"]
         lines.append(f"build this run: publish {b['publish_per_s'] or 0:,.0f} ev/s, project {b['project_per_s'] or 0:,.0f} ev/s, "
                      f"checkpoints+index {b['checkpoint_index_s']:.1f} s, wall {b['wall_s']:,.0f} s")

@@ -1,0 +1,8 @@
+-- The API's contact search by CPF or customer code filters interactions on the blind index
+-- and sorts by opening time (projections/history.py, search_contacts). Without these it
+-- scanned every contact: bench/scale.py's EXPLAIN showed a sequential scan whose cost grows
+-- with the ledger. customer_index serves `history --cpf/--customer`; these serve the search,
+-- which also filters and pages on interactions' own columns.
+CREATE INDEX interactions_cpf ON interactions (cpf_index, opened_at) WHERE cpf_index IS NOT NULL;
+CREATE INDEX interactions_customer_code ON interactions (customer_code_index, opened_at)
+    WHERE customer_code_index IS NOT NULL;
