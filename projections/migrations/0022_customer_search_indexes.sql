@@ -6,3 +6,7 @@
 CREATE INDEX interactions_cpf ON interactions (cpf_index, opened_at) WHERE cpf_index IS NOT NULL;
 CREATE INDEX interactions_customer_code ON interactions (customer_code_index, opened_at)
     WHERE customer_code_index IS NOT NULL;
+-- A contact's timeline reads the retrieval requests that name it or were located to it;
+-- `p = ANY(located_protocols)` cannot use an index, so every request was read for every
+-- timeline (a scan growing with the ledger). The query now probes this index with `&&`.
+CREATE INDEX retrieval_requests_located ON retrieval_requests USING gin (located_protocols);
