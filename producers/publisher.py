@@ -51,6 +51,8 @@ class Event:
     correlation_id: str | None = None
     event_id: str | None = None  # any UUID spelling; published canonical. None: a new one
     schema_version: int | None = None  # None: the current version
+    producer: str | None = None  # meta.producer; None: the publisher's own name (an API
+    # relaying a caller's event names the caller: "protocolo-api/<user>")
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ class LedgerPublisher:
                 "event_id": event_id,
                 "protocol_number": event.protocol_number,
                 "occurred_at": event.occurred_at or self._clock(),
-                "producer": self.producer_name,
+                "producer": event.producer or self.producer_name,
                 "correlation_id": event.correlation_id,
             },
             **event.fields,

@@ -41,7 +41,13 @@ from protocolo.producers import registry
 from protocolo.producers.ledger_topic import LedgerTopicError, ensure_ledger_topic
 from protocolo.producers.publisher import LedgerPublisher
 from protocolo.projections.schema import connect
-from protocolo.registry_binding import RegistryMismatch, RegistryRef, bind_ledger, check_ledger
+from protocolo.registry_binding import (
+    RegistryMismatch,
+    RegistryRef,
+    bind_ledger,
+    bound_registry,
+    check_ledger,
+)
 
 Log = Callable[[str], None]
 
@@ -151,22 +157,37 @@ class Runtime:
         return psycopg.connect(self.database_url, **kwargs)
 
     def earlier_ledger_urls(self) -> list[str]:
-        """On the embedded stack, the ledger databases of earlier broker incarnations that
-        hold a projection (what ``erase`` must also search); none when the ledger database
-        is configured."""
-        if self.settings.database_url:
+        """On the embedded stack (nothing configured, or the URLs ``dev up`` exported), the
+        other ledger databases of the server that hold a projection and belong to this
+        registry: earlier broker incarnations, what ``erase`` must also search. None for a
+        ledger database of another server."""
+        if self.settings.database_url and not self._on_embedded_server():
             return []
         with self.connect(autocommit=True) as conn:  # pg_database is shared by the server
             names = [r[0] for r in conn.execute(
                 "SELECT datname FROM pg_database WHERE (datname = 'ledger' OR datname LIKE 'ledger\\_%')"
                 " AND datname <> current_database() ORDER BY datname DESC")]
+            ours = bound_registry(conn)
         urls = []
         for name in names:
             url = with_database(self.database_url, name)
             with psycopg.connect(url, autocommit=True) as conn:
-                if conn.execute("SELECT to_regclass('customer_index') IS NOT NULL").fetchone() == (True,):
+                projected = conn.execute("SELECT to_regclass('customer_index') IS NOT NULL").fetchone() == (True,)
+                if projected and bound_registry(conn) in (ours, None):
                     urls.append(url)
         return urls
+
+    def _on_embedded_server(self) -> bool:
+        """The configured ledger database is on the embedded PostgreSQL of this home."""
+        admin = devstack.status(self.settings)["postgres"]["admin_url"]
+        if admin is None:
+            return False
+
+        def where(url: str) -> tuple[str, str]:
+            params = conninfo.conninfo_to_dict(url)
+            return str(params.get("host") or ""), str(params.get("port") or "5432")
+
+        return where(admin) == where(self.database_url)
 
     def sealer(self) -> PersonalDataSealer:
         if self._sealer is None:

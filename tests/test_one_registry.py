@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from protocolo import devstack
+from protocolo.cli import main as cli_main
 from protocolo.core.config import Settings
 
 try:
@@ -81,7 +82,8 @@ def history_json(env: dict[str, str], *argv: str) -> dict:  # type: ignore[type-
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
-def test_a_demo_with_the_exports_and_one_without_share_one_registry(new_shell: dict[str, str]) -> None:
+def test_a_demo_with_the_exports_and_one_without_share_one_registry(
+        new_shell: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     up = protocolo(new_shell, "dev", "up", "--broker", "kafka")
     assert up.returncode == 0, up.stderr
     with_exports = exported(new_shell, up.stdout)
@@ -98,10 +100,18 @@ def test_a_demo_with_the_exports_and_one_without_share_one_registry(new_shell: d
     assert len(opened) == 40
     assert len(set(opened)) == 40, "a protocol number was opened twice (two registries issued it)"
 
-    # every contact is found, as one contact (from the new shell; a sample from the other)
-    for env, protocols in ((new_shell, opened), (with_exports, opened[::8])):
-        for protocol in protocols:
-            found = history_json(env, "--protocol", protocol)
+    # every contact is found, as one contact, from either shell (the same command, run in
+    # this process with each shell's variables: 80 process starts would dominate the test)
+    for env in (new_shell, with_exports):
+        for name in _OURS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            if name.startswith("PROTOCOLO_"):
+                monkeypatch.setenv(name, value)
+        for protocol in opened:
+            capsys.readouterr()
+            assert cli_main(["history", "--protocol", protocol, "--json"]) == 0
+            found = json.loads(capsys.readouterr().out)
             assert [c["protocol_number"] for c in found["interactions"]] == [protocol]
 
     # an older shell's exports (no PROTOCOLO_REGISTRY_URL: the ledger database would be its
@@ -123,6 +133,21 @@ def test_a_demo_with_the_exports_and_one_without_share_one_registry(new_shell: d
     after = history_json(with_exports, "--cpf", cpf)["interactions"]
     assert {c["protocol_number"] for c in after} == {c["protocol_number"] for c in before}
     assert all(c["customer"]["erased"] for c in after)
+
+    # the exports keep the dev stack's dev keys for every command; the same URLs without
+    # PROTOCOLO_DEV_KEYS are a deployment, whose keys must be given, for every command alike
+    commands = [("keys", "show"), ("verify", "--quiet"), ("history", "--protocol", opened[0])]
+    for argv in commands:
+        done = protocolo(with_exports, *argv, timeout=120)
+        assert done.returncode == 0, (argv, done.stderr)
+    deployment = {k: v for k, v in with_exports.items() if k != "PROTOCOLO_DEV_KEYS"}
+    for argv in commands:
+        done = protocolo(deployment, *argv, timeout=120)
+        assert done.returncode != 0, argv
+        # keys show and history: the key variable; verify: the verifier keys to pin
+        assert re.search(r"PROTOCOLO_(SIGNING|INDEX)_KEY is not set|no log verifier key is pinned",
+                         done.stderr), (argv, done.stderr)
+        assert "Traceback" not in done.stderr
 
     # a ledger database nothing was projected into yet (what a tansu restart leaves) is
     # skipped by history's search of every ledger, not fatal
@@ -146,7 +171,8 @@ def test_on_tansu_a_restart_keeps_one_registry_and_history_skips_the_new_empty_l
     assert protocolo(new_shell, "dev", "down").returncode == 0
     again = protocolo(new_shell, "dev", "up", "--broker", "tansu")  # an empty log, a new ledger database
     assert again.returncode == 0, again.stderr
-    second_ledger = exported(new_shell, again.stdout)["PROTOCOLO_DATABASE_URL"]
+    second_exports = exported(new_shell, again.stdout)
+    second_ledger = second_exports["PROTOCOLO_DATABASE_URL"]
     assert second_ledger != first_ledger
     # right after the restart the new ledger has no tables yet: history still searches the others
     assert history_json(new_shell, "--protocol", before_restart[0])["interactions"]
@@ -160,29 +186,10 @@ def test_on_tansu_a_restart_keeps_one_registry_and_history_skips_the_new_empty_l
         assert [c["protocol_number"] for c in history_json(new_shell, "--protocol", protocol)["interactions"]] \
             == [protocol]
     cpf = demo_cpf(first.stdout + first.stderr)  # a customer of the first incarnation's ledger
-    erased = protocolo(new_shell, "erase", "--cpf", cpf, "--legal-basis", "LGPD_ART_18_VI")
+    # erased from the shell of the second incarnation's exports (its ledger: the new one)
+    erased = protocolo(second_exports, "erase", "--cpf", cpf, "--legal-basis", "LGPD_ART_18_VI")
     assert erased.returncode == 0, erased.stderr
     after = history_json(new_shell, "--cpf", cpf)["interactions"]
     assert after and all(c["customer"]["erased"] for c in after)
 
 
-def test_the_dev_stacks_exports_keep_its_dev_keys_for_every_command(new_shell: dict[str, str]) -> None:
-    up = protocolo(new_shell, "dev", "up", "--broker", "kafka")
-    assert up.returncode == 0, up.stderr
-    with_exports = exported(new_shell, up.stdout)
-    made = protocolo(with_exports, "demo", "--contacts", "3", "--seed", "1")
-    assert made.returncode == 0, made.stderr
-    protocol = contacts_opened(with_exports["PROTOCOLO_DATABASE_URL"])[0]
-    commands = [("keys", "show"), ("verify", "--quiet"), ("history", "--protocol", protocol)]
-    for argv in commands:
-        done = protocolo(with_exports, *argv, timeout=120)
-        assert done.returncode == 0, (argv, done.stderr)
-    # the same URLs without the dev stack's word for it: a deployment, whose keys must be given
-    deployment = {k: v for k, v in with_exports.items() if k != "PROTOCOLO_DEV_KEYS"}
-    for argv in commands:
-        done = protocolo(deployment, *argv, timeout=120)
-        assert done.returncode != 0, argv
-        # keys show and history: the key variable; verify: the verifier keys to pin
-        assert re.search(r"PROTOCOLO_(SIGNING|INDEX)_KEY is not set|no log verifier key is pinned",
-                         done.stderr), (argv, done.stderr)
-        assert "Traceback" not in done.stderr

@@ -34,6 +34,7 @@ from fastapi import HTTPException
 
 from protocolo.producers.publisher import Event, PreparedEvent, PublishFailed, Receipt
 
+from . import erasure_follow_up
 from .identities import Principal
 from .ledger_writes import WriteResult, await_projection, receipt_out
 from .services import ApiServices
@@ -68,7 +69,7 @@ def _prepared(row: tuple[Any, ...]) -> PreparedEvent:
 
 
 def _record(conn: psycopg.Connection[Any], decision: Decision, who: Principal, topic: str,
-            prepared: Sequence[PreparedEvent]) -> None:
+            prepared: Sequence[PreparedEvent], follow_up: str | None = None) -> None:
     """The decision and its events, in one transaction under the subject's lock; 409 when a
     step it conflicts with (or itself) was taken already."""
     with conn.transaction():
@@ -82,6 +83,9 @@ def _record(conn: psycopg.Connection[Any], decision: Decision, who: Principal, t
         conn.execute("INSERT INTO api_decisions (subject, step, outcome, decided_by, topic)"
                      " VALUES (%s, %s, %s, %s, %s)",
                      (decision.subject, decision.step, decision.outcome, who.user_name, topic))
+        if follow_up is not None:  # work the decision entails beyond its events (erasure_follow_up)
+            conn.execute("INSERT INTO api_decisions (subject, step, outcome, decided_by, topic)"
+                         " VALUES (%s, 'follow-up', %s, %s, %s)", (decision.subject, follow_up, who.user_name, topic))
         for seq, p in enumerate(prepared):
             conn.execute(
                 "INSERT INTO api_decision_events (subject, step, seq, event_id, event_type, record_key,"
@@ -140,14 +144,15 @@ def _publish(svc: ApiServices, subject: str, step: str | None) -> list[Receipt]:
     return receipts
 
 
-def decide(svc: ApiServices, who: Principal, decision: Decision, events: Sequence[Event]) -> WriteResult:
+def decide(svc: ApiServices, who: Principal, decision: Decision, events: Sequence[Event],
+           follow_up: str | None = None) -> WriteResult:
     """Take ``decision`` once and publish ``events`` for it; 409 if it (or a step excluding
     it) was taken, 422 if an event is refused (nothing recorded), 503 if the broker did not
     confirm every event (the decision stands; its publication is completed later)."""
     finish_pending(svc)
     prepared = [svc.publisher.prepare(e) for e in events]  # refused input records nothing
     with svc.registry.connection() as conn:
-        _record(conn, decision, who, svc.topic, prepared)
+        _record(conn, decision, who, svc.topic, prepared, follow_up)
     try:
         receipts = _publish(svc, decision.subject, decision.step)
     except PublishFailed as exc:
@@ -183,6 +188,7 @@ def start_sweeper(svc: ApiServices, every_s: float = 5.0) -> None:
         while not stop.wait(every_s):
             try:
                 complete_pending(svc)
+                erasure_follow_up.carry_out_pending(svc)
             except Exception as exc:  # noqa: BLE001 - a sweep that fails is retried, never fatal
                 log.warning("decision outbox sweep: %s: %s", type(exc).__name__, exc)
 

@@ -22,5 +22,14 @@ Modules, one job each:
 ``ledger_audit``  ``protocolo verify``: every leaf and tree recomputed from the rows
                   (with ``audit_checkpoints``, ``audit_kafka``, ``audit_findings``).
 
-Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §9.
+``export_period`` / ``export_writer`` / ``export_rendering`` / ``export_readme`` / ``export_personal``
+                  a regulator's audit export of a period (bounding checkpoints, streamed files,
+                  the renderings rule, README.txt, revealed personal data).
+``export_verify`` ``protocolo verify-export``: reads the container (fastavro), re-derives the
+                  renderings; the cryptographic checks are ``protocolo.evidence.export``.
+``compliance_report`` / ``report_render``  the compliance report from a verified export.
+``topic_restore`` republish the journal to a lost topic, and prove it against the roots.
+
+Formats and configuration: ``docs/checkpoints.md``, ``docs/evidence-format.md`` §9,
+``docs/export-format.md``.
 """

@@ -11,6 +11,7 @@ rebuilt map is held in memory (about 2 nodes and one list per key).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -32,14 +33,22 @@ from protocolo.schemas.catalogue import SchemaCatalogue
 
 
 def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
-                partitions: list[int]) -> None:
-    """Check the index of each partition (those with index checkpoints) in one snapshot."""
+                partitions: list[int]) -> dict[str, Any]:
+    """Check the index of each partition (those with index checkpoints) in one snapshot;
+    what was checked: index checkpoints, keys, nodes, seconds."""
     catalogue = published_catalogue()
+    started = time.monotonic()
+    totals = {"index_checkpoints": 0, "keys": 0, "nodes": 0}
     with conn.transaction():
         if conn.execute("SELECT to_regclass('vindex_checkpoints')").fetchone() == (None,):
-            return  # a ledger from before the index: nothing to check
+            return totals | {"seconds": 0.0}  # a ledger from before the index
         for partition in partitions:
-            IndexAudit(conn, topic, partition, keys, findings, catalogue).run()
+            audit = IndexAudit(conn, topic, partition, keys, findings, catalogue)
+            audit.run()
+            totals["index_checkpoints"] += audit.checkpoints
+            totals["keys"] += len(audit.rebuilt.lists)
+            totals["nodes"] += len(audit.rebuilt.tree.nodes())
+    return totals | {"seconds": round(time.monotonic() - started, 3)}
 
 
 def signed_map_root(cp: IndexCheckpoint, keys: LogKeys) -> bytes:
@@ -62,6 +71,7 @@ class IndexAudit:
         self.conn, self.topic, self.partition = conn, topic, partition
         self.keys, self.findings, self.catalogue = keys, findings, catalogue
         self.rebuilt = IndexMap()
+        self.checkpoints = 0
 
     def _add(self, kind: str, size: int | None, detail: str) -> None:
         self.findings.add(Finding(kind, self.partition, None, None, "index", detail,
@@ -71,6 +81,7 @@ class IndexAudit:
         checkpoints = index_checkpoints(self.conn, self.topic, self.partition)
         if not checkpoints:
             return
+        self.checkpoints = len(checkpoints)
         for cp in checkpoints:
             if not self._grow(cp.size):
                 self._add(INDEX_MISMATCH, cp.size, "the rows do not reach this index "

@@ -23,7 +23,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,15 @@ def fold_requests(export: Path) -> dict[str, Request]:
     return requests
 
 
-def _request_verdict(request: Request, profile: str, period_end: datetime) -> str:
+def _due(request: Request, profile: str) -> datetime:
     name, _, number = profile.partition("@")
     policy = profile_named(name) if not number.isdigit() else _version(name, int(number))
-    due = request.requested_at + (timedelta(hours=policy.history_delivery_hours) if request.kind == "HISTORY"
-                                  else timedelta(days=policy.recording_delivery_days))
+    return request.requested_at + (timedelta(hours=policy.history_delivery_hours) if request.kind == "HISTORY"
+                                   else timedelta(days=policy.recording_delivery_days))
+
+
+def _request_verdict(request: Request, profile: str, period_end: datetime) -> str:
+    due = _due(request, profile)
     if request.answered_at is not None:
         return "kept" if request.answered_at <= due else "broken"
     return "pending" if due > period_end else "broken"
@@ -229,14 +233,21 @@ def compliance_report(export: Path) -> dict[str, Any]:
     period_end = _time(manifest["period"]["to"])
     groups: dict[tuple[str, str, str], dict[str, RuleFigure]] = defaultdict(
         lambda: {rule: RuleFigure(rule) for rule, _, _ in RULES})
+    daily: dict[str, dict[str, list[int]]] = defaultdict(dict)  # day -> rule -> [kept, judged]
     contacts = fold_contacts(export)
     for contact in sorted(contacts.values(), key=lambda c: c.protocol):
         figures = groups[(contact.service_type, contact.channel, contact.profile)]
         judged = [(rule, _judge(contact, rule, period_end)) for rule, _, _ in RULES[:3]]
         judged += [("recording_deleted_lawfully", v) for v in _deletion_verdicts(contact)]
         evidence = {"protocol_number": contact.protocol, "partition": contact.partition, "offset": contact.offset}
+        day = contact.opened_at.astimezone(UTC).date().isoformat()
         for rule, verdict in judged:
             _count(figures[rule], verdict, evidence)
+            if verdict in ("kept", "broken"):
+                tally = daily[day].setdefault(rule, [0, 0])
+                tally[0] += verdict == "kept"
+                tally[1] += 1
+    sla: list[dict[str, Any]] = []
     for request in sorted(fold_requests(export).values(), key=lambda r: r.request_id):
         owner = contacts.get(request.protocol or "")
         if owner is None:  # a request by CPF or code, not located in this export: the default profile
@@ -248,10 +259,18 @@ def compliance_report(export: Path) -> dict[str, Any]:
                     "answer": request.answer,
                     "partition": request.partition, "offset": request.offset}
         _count(groups[group]["request_answered_in_time"], _request_verdict(request, group[2], period_end), evidence)
+        if request.answered_at is not None:  # how much of its deadline the answer used (1.0 = on the day)
+            allowed = (_due(request, group[2]) - request.requested_at).total_seconds()
+            sla.append({"request_id": request.request_id, "kind": request.kind,
+                        "share_of_deadline": round((request.answered_at - request.requested_at).total_seconds()
+                                                   / allowed, 4)})
     return {
         "period": manifest["period"], "export_id": manifest["export_id"],
         "export_manifest_sha256": _sha256(export / "manifest.json"),
         "rules": [{"rule": r, "en": en, "pt": pt} for r, en, pt in RULES],
+        "request_sla": sla,
+        "daily": {day: {rule: {"kept": k, "judged": n} for rule, (k, n) in sorted(rules.items())}
+                  for day, rules in sorted(daily.items())},
         "groups": [{"service_type": s, "channel": c, "policy_profile": p,
                     "figures": [f.as_json() for f in figures.values()]}
                    for (s, c, p), figures in sorted(groups.items())],

@@ -96,12 +96,11 @@ class ExportReport:
                 "summary": self.summary}
 
     def render(self) -> str:
-        lines = [f"export {self.summary.get('export_id', '?')}: period "
-                 f"{self.summary.get('from', '?')} .. {self.summary.get('to', '?')}, "
-                 f"{self.summary.get('records', 0)} records"]
-        for p in self.summary.get("partitions", []):
+        said = {k: _printable(str(self.summary.get(k, "?"))) for k in ("export_id", "from", "to", "records")}
+        lines = [f"export {said['export_id']}: period {said['from']} .. {said['to']}, {said['records']} records"]
+        for p in self.summary.get("partitions", []):  # only partitions that verified are listed
             lines.append(f"  partition {p['partition']}: leaves [{p['leaves'][0]}, {p['leaves'][1]}), "
-                         f"{p['records']} records, checkpoints {p['leaves'][0]} -> {p['leaves'][1]}")
+                         f"{p['records']} records")
         lines += [f"WARNING  {_printable(w)}" for w in self.warnings]
         if self.failure is not None:
             lines.append(f"FAILED   {_printable(self.failure.subject)}: {_printable(self.failure.detail)}")

@@ -36,6 +36,7 @@ from protocolo.attestation.export_period import PartitionPeriod
 from protocolo.attestation.export_readme import export_readme
 from protocolo.attestation.export_rendering import (
     PARSED_RECORD_SCHEMA,
+    UndecodableValue,
     canonical_json,
     csv_header,
     csv_line,
@@ -203,8 +204,12 @@ class _PartitionWriter:
             version = self.catalogue.by_fingerprint(fp)
         except UnknownFingerprint:
             return None, None
+        try:
+            event = event_json(decode_event(value, version.schema))
+        except UndecodableValue:  # altered bytes: the root check after the partition refuses it
+            return None, None
         self.schemas[fp] = version
-        return version.event_type, event_json(decode_event(value, version.schema))
+        return version.event_type, event
 
     def add(self, conn: psycopg.Connection[Any], row: tuple[Any, ...]) -> None:
         offset, leaf_index, timestamp, key, value, headers, error = row

@@ -83,8 +83,43 @@ def _chart(report: dict[str, Any]) -> Figure:
     return figure
 
 
-def _svg(report: dict[str, Any]) -> str:
-    figure = _chart(report)
+def _daily_chart(report: dict[str, Any]) -> Figure:
+    """Daily rate per contact rule (by the contact's opening day, UTC)."""
+    days = sorted(report.get("daily", {}))
+    figure = plt.figure(figsize=(8, 3.5))
+    axes = figure.add_subplot(1, 1, 1)
+    for rule in [r["rule"] for r in report["rules"]][:4]:
+        points = [(i, 100 * d[rule]["kept"] / d[rule]["judged"]) for i, day in enumerate(days)
+                  if (d := report["daily"][day]).get(rule) and d[rule]["judged"]]
+        if points:
+            axes.plot([x for x, _ in points], [y for _, y in points], marker="o", label=rule)
+    axes.set_xticks(range(len(days)))
+    axes.set_xticklabels(days, rotation=30, ha="right", fontsize="x-small")
+    axes.set_ylim(0, 105)
+    axes.set_ylabel("% kept / cumprido")
+    axes.set_title("Daily rate per rule / Taxa diária por regra")
+    axes.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure
+
+
+def _sla_chart(report: dict[str, Any]) -> Figure:
+    """How much of their deadline answered retrieval requests used (1 = the deadline)."""
+    shares = [r["share_of_deadline"] for r in report.get("request_sla", [])]
+    figure = plt.figure(figsize=(8, 3))
+    axes = figure.add_subplot(1, 1, 1)
+    if shares:
+        axes.hist(shares, bins=20, range=(0, max(2.0, max(shares))), color="#4477aa")
+    axes.axvline(1.0, color="#cc3311", linestyle="--", label="deadline / prazo")
+    axes.set_xlabel("share of the deadline used / fração do prazo usada")
+    axes.set_ylabel("requests / pedidos")
+    axes.set_title(f"Retrieval requests answered: SLA distribution ({len(shares)})")
+    axes.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure
+
+
+def _svg(figure: Figure) -> str:
     out = io.StringIO()
     figure.savefig(out, format="svg")
     plt.close(figure)
@@ -121,7 +156,9 @@ td,th{{border:1px solid #999;padding:.3em .5em;text-align:left}}</style></head><
 Calculado a partir dos eventos verificados da exportação / computed from the verified events of
 export <code>{html.escape(report['export_id'])}</code> (manifest SHA-256
 <code>{html.escape(report['export_manifest_sha256'])}</code>).</p>
-<figure>{_svg(report)}</figure>
+<figure>{_svg(_chart(report))}</figure>
+<figure>{_svg(_daily_chart(report))}</figure>
+<figure>{_svg(_sla_chart(report))}</figure>
 <table><thead><tr><th>Serviço / service</th><th>Canal / channel</th><th>Perfil / profile</th>
 <th>Regra / rule</th><th>Aplicável / applicable</th><th>Descumprida / broken</th><th>Pendente / pending</th>
 <th>Taxa / rate</th><th>Protocolos (evidência) / protocols (evidence)</th></tr></thead>
@@ -154,9 +191,9 @@ def as_pdf(report: dict[str, Any]) -> bytes:
         page.text(0.05, 0.97, "\n".join(lines[:70]), va="top", family="monospace", fontsize=7)
         pdf.savefig(page)
         plt.close(page)
-        chart = _chart(report)
-        pdf.savefig(chart)
-        plt.close(chart)
+        for chart in (_chart(report), _daily_chart(report), _sla_chart(report)):
+            pdf.savefig(chart)
+            plt.close(chart)
     return out.getvalue()
 
 

@@ -157,7 +157,9 @@ def _ledger_checks(conn: psycopg.Connection[Any], reader: LedgerReader, args: ar
         partitions = ledger_partitions(conn, topic)
         conn.rollback()
     audit_ledger(conn, topic, keys, findings, partitions, progress=None if args.quiet else _progress)
-    audit_index(conn, topic, keys, findings, partitions)
+    index = audit_index(conn, topic, keys, findings, partitions)
+    if index["index_checkpoints"]:  # ledgers checkpointed before the index have none
+        checks["index"] = index
     if args.against_kafka:
         if not reader.kafka_bootstrap:
             raise LedgerUnreachable("--against-kafka: no Kafka broker is configured "
@@ -229,6 +231,11 @@ def _print_checks(checks: dict[str, Any]) -> None:
     if payloads is not None:
         out.write(f"  decoded copies: {payloads['rows']:,} journal rows decoded again and compared "
                   f"({payloads['rows_per_s'] or 0:,} rows/s)\n")
+    index = checks.get("index")
+    if index and index["index_checkpoints"]:
+        out.write(f"  verifiable index: {index['keys']:,} keys, {index['nodes']:,} nodes rebuilt from "
+                  f"the rows, {index['index_checkpoints']} signed map roots compared "
+                  f"({index['seconds']:.1f}s)\n")
     views = checks.get("views")
     if views is not None:
         out.write(f"  views: {views['rows']:,} rows in {len(views['tables'])} tables recomputed from "
@@ -239,6 +246,8 @@ def _what_was_checked(report: dict[str, Any]) -> str:
     parts = []
     if report["partitions"]:
         parts.append(f"every leaf, tree node and checkpoint verified ({report['leaves']:,} leaves)")
+    if (report["checks"].get("index") or {}).get("index_checkpoints"):
+        parts.append("the verifiable index rebuilt and its signed roots verified")
     if "payloads" in report["checks"]:
         parts.append("every decoded copy verified")
     if "views" in report["checks"]:

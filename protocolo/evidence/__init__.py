@@ -23,5 +23,8 @@ Modules, one job each:
                  (that pinned chain), ``timestamp_errors`` (reasons), ``timestamp_der`` (the
                  few DER structures read without rfc3161-client).
 
+``export``       an audit export's checks: signed manifest, bounding checkpoints, streaming
+                 completeness of each partition's leaves (``docs/export-format.md``).
+
 The formats are documented byte by byte in ``docs/evidence-format.md``.
 """

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
-from api_world import RunningApi, sha256
+from api_world import CPF_B, RunningApi, sha256
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType
 
@@ -131,6 +131,19 @@ def test_two_fulfilments_and_two_rejections_at_once_close_a_request_once(api: Ru
     assert {rid: closing[rid] for rid in requests} == {rid: 1 for rid in requests}
 
 
+def test_two_locations_at_once_locate_a_request_once(api: RunningApi) -> None:
+    with api.client("analyst") as c:
+        made = c.post("/v1/requests", json={"protocol_number": api.protocols["a1"]})
+    rid = made.json()["request_id"]
+    body = {"protocol_numbers": [api.protocols["a1"]]}
+    answers = race(api, [("analyst", f"/v1/requests/{rid}/locate", body),
+                         ("supervisor", f"/v1/requests/{rid}/locate", body)])
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    api.settle()
+    assert [t for t, r in topic_events(api) if t == "RetrievalLocated" and str(r["request_id"]) == rid] == [
+        "RetrievalLocated"]
+
+
 def test_two_releases_of_one_hold_at_once_release_it_once(api: RunningApi) -> None:
     number = api.protocols["a2"]
     with api.client("supervisor") as c:
@@ -192,3 +205,43 @@ def test_a_broker_refusal_between_a_grants_events_leaves_neither_or_both(api: Ru
     assert len([r for t, r in events if t == "RecordingDeleted" and r["recording_id"] == rec]) == 1
     assert api.query("SELECT a.decision, r.status FROM approvals a, recordings r WHERE a.approval_id = %s::uuid"
                      " AND r.recording_id = %s", approval, rec) == [("GRANTED", "deleted")]
+
+
+def test_a_granted_erasure_interrupted_by_the_broker_is_carried_out_later(api: RunningApi) -> None:
+    """The grant of a customer erasure is published, then the broker (really) refuses the
+    CustomerDataErased (its legal basis is larger than the topic allows for a while). The
+    grant stands (a second decision gets 409), the keys are not destroyed without their
+    record, and once the broker takes records again the server carries the erasure out,
+    once, with nobody deciding again."""
+    reason = f"LGPD art. 18 VI, case {uuid.uuid4()} " + "x" * 900
+    with api.client("supervisor") as c:
+        asked = c.post("/v1/approvals", json={"action": "CUSTOMER_ERASURE", "cpf": CPF_B, "reason": reason})
+    assert asked.status_code == 201, asked.text
+    approval = asked.json()["approval_id"]
+
+    def erasures() -> list[dict[str, Any]]:
+        return [r for t, r in topic_events(api) if t == "CustomerDataErased" and r["legal_basis"] == reason]
+
+    set_max_message_bytes(api, "700")
+    try:
+        with api.client("compliance") as c:
+            failed = c.post(f"/v1/approvals/{approval}/grant", json={})
+        assert failed.status_code == 503, failed.text
+        assert "erasure did not complete" in failed.json()["detail"]
+        with api.client("compliance-2") as c:
+            assert c.post(f"/v1/approvals/{approval}/deny", json={"reason": "no"}).status_code == 409
+        assert erasures() == []
+        with api.client("supervisor") as c:  # the keys stand until the erasure is on record
+            opened = c.get(f"/v1/contacts/{api.protocols['b1']}", params={"unmask": "true", "purpose": "check"})
+        assert opened.json()["customer"]["cpf"] == "".join(d for d in CPF_B if d.isdigit())
+    finally:
+        set_max_message_bytes(api, None)
+    deadline = time.monotonic() + 60
+    while not erasures():
+        assert time.monotonic() < deadline, "the granted erasure was never carried out"
+        time.sleep(1)
+    api.settle()
+    assert len(erasures()) == 1
+    with api.client("supervisor") as c:
+        opened = c.get(f"/v1/contacts/{api.protocols['b1']}", params={"unmask": "true", "purpose": "check"})
+    assert opened.json()["customer"] == {"erased": True}

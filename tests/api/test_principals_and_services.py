@@ -56,6 +56,10 @@ def test_a_service_still_publishes_what_a_contact_centre_reports(api: RunningApi
         r = c.post("/v1/events", json={"event_type": "NoteAdded", "protocol_number": api.protocols["a2"],
                                        "fields": {"agent_id": "agent-007", "agent_name": None, "text": "called back"}})
     assert r.status_code == 201, r.text
+    # the record names the service user that published it, not just the API
+    [(producer,)] = api.query("SELECT payload->'meta'->>'producer' FROM journal WHERE event_id = %s::uuid",
+                              r.json()["receipts"][0]["event_id"])
+    assert producer == "protocolo-api/service"
 
 
 @pytest.mark.parametrize(("who", "path", "body"), [

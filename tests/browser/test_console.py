@@ -148,7 +148,7 @@ def _ask_early_deletion(page: Page, api: RunningApi, label: str, reason: str) ->
     page.goto(f"{api.base_url}/console/contacts/{api.protocols[label]}")
     page.get_by_label("Motivo da exclusão").fill(reason)
     page.get_by_role("button", name="Pedir exclusão antecipada").click()
-    expect(page.get_by_role("status")).to_contain_text("aguarda a aprovação de outra pessoa")
+    expect(page.locator("p.notice[role=status]")).to_contain_text("aguarda a aprovação de outra pessoa")
     return str(one(api, "SELECT approval_id FROM approvals WHERE recording_id = %s AND decision IS NULL",
                    api.recordings[label]))
 

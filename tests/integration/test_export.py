@@ -570,6 +570,13 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     want = {k: (a, b, p, sorted(w)) for k, (a, b, p, w) in
             _expected_rules(ledger["published"] + events, end).items()}
     assert got == want
+    # the SLA distribution: the two answered requests, as shares of their deadlines
+    sla = {r["request_id"]: r["share_of_deadline"] for r in report["request_sla"]}
+    assert sla == {r_ok: round(23 / 240, 4), r_late: round(8 * 24 / 120, 4)}
+    # the daily series add up to the same judged contacts as the figures (deletions included)
+    per_day = sum(v["judged"] for rules in report["daily"].values() for v in rules.values())
+    assert per_day == sum(a - p for (_, _, _, rule), (a, _, p, _) in got.items()
+                          if rule != "request_answered_in_time")
     assert got[("BANKING", "PHONE", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p6])  # under hold
     assert got[("BANKING", "CHAT", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p2])  # too early
     assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "recording_deleted_lawfully")][:2] == (1, 0)
@@ -606,7 +613,7 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     assert any(row.startswith("BANKING,CHAT,br-sac-2022@1,protocol_told_at_start,") for row in rows)
     subprocess.run(["pdftoppm", "-png", "-r", "60", str(tmp_path / "report.pdf"), str(tmp_path / "page")], check=True)
     pages = sorted(tmp_path.glob("page-*.png"))
-    assert len(pages) == 2
+    assert len(pages) == 4
     for png in pages:
         pixels = imread(str(png))
         assert pixels.std() > 0.01  # something is drawn, not a blank page
@@ -615,3 +622,44 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
     for png in pages:
         shutil.copy(png, keep / png.name)
     shutil.copy(tmp_path / "report.html", keep / "report.html")
+
+
+def test_the_demo_writes_the_runs_export_verified_with_pinned_keys_and_its_report(settings, monkeypatch,
+                                                                                   capsys) -> None:
+    from protocolo.cli import main
+
+    for name, value in (("PROTOCOLO_HOME", str(settings.home)), ("PROTOCOLO_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+                        ("PROTOCOLO_DATABASE_URL", settings.database_url), ("PROTOCOLO_TOPIC", settings.topic),
+                        ("PROTOCOLO_GROUP_ID", settings.group_id), ("PROTOCOLO_DEV_KEYS", "1"),
+                        ("PROTOCOLO_DEPLOYMENT", DEPLOYMENT)):
+        monkeypatch.setenv(name, value)
+    for name in ("PROTOCOLO_TSA_URL", "PROTOCOLO_TSA_CHAIN", "PROTOCOLO_WITNESSES"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["demo", "--contacts", "30", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("Audit export ("))
+    export = Path(line.rsplit(": ", 1)[1])
+    assert "offline verification with the log's verifier keys: VALID" in out
+    key = load_log_key(settings, DEPLOYMENT)
+    vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
+    assert verify_export(export, ExportTrust(vkeys)).verdict == "VALID"
+    manifest = json.loads((export / "manifest.json").read_bytes())
+    assert manifest["records"] > 0 and manifest["request"]["regulator"] == "demo-regulator"
+    for suffix in ("html", "pdf"):
+        assert (export.parent / f"{export.name}-report.{suffix}").stat().st_size > 0
+
+
+def test_a_ledger_that_differs_from_its_checkpoints_gets_no_export(ledger, tmp_path) -> None:
+    import psycopg
+
+    with psycopg.connect(ledger["settings"].database_url, autocommit=True) as conn:
+        (partition,) = conn.execute(
+            "UPDATE journal SET record_value = record_value || '\\x00'::bytea WHERE (topic, kafka_partition,"
+            " kafka_offset) = (SELECT topic, kafka_partition, kafka_offset FROM journal WHERE protocol_number = %s"
+            " ORDER BY kafka_offset LIMIT 1) RETURNING kafka_partition", (ledger["first"][0],)).fetchone()
+    out = tmp_path / "refused"
+    done = ledger["cli"]("export", "--from", (ledger["t0"] - timedelta(days=1)).isoformat(),
+                         "--to", datetime.now(UTC).isoformat(), "--out", str(out), "--regulator", "anatel")
+    assert done.code == 2, done.out + done.err
+    assert f"partition {partition}:" in done.err and "protocolo verify" in done.err
+    assert "Traceback" not in done.err and not out.exists() and not (tmp_path / "refused.partial").exists()

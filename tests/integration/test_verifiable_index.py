@@ -424,3 +424,54 @@ def test_a_map_root_not_signed_is_named(ledger: Ledger, copy_url: str, monkeypat
     _with_lookups(monkeypatch, unsigned)
     report = _check(ledger, _write(ledger, copy_url, protocol), protocol)
     assert "index-not-signed" in _failures(report), _failures(report)
+
+
+def _undo_last_checkpoint(ledger: Ledger, url: str) -> tuple[int, int, int, bytes]:
+    """Take a partition with two index checkpoints back to before the second one (rows of
+    the checkpoint, its anchors and its index removed); (partition, old size, size, map root)."""
+    from protocolo.attestation.index_store import index_checkpoints
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        partition = next(p for p in sorted(ledger.records)
+                         if len(index_checkpoints(conn, ledger.topic, p)) >= 2)
+        first, last = index_checkpoints(conn, ledger.topic, partition)[-2:]
+        where = "WHERE topic = %s AND kafka_partition = %s"
+        args = (ledger.topic, partition)
+        conn.execute(f"DELETE FROM checkpoint_anchors {where} AND tree_size = %s", (*args, last.size))
+        conn.execute(f"DELETE FROM checkpoints {where} AND tree_size = %s", (*args, last.size))
+        conn.execute(f"DELETE FROM vindex_checkpoints {where} AND tree_size = %s", (*args, last.size))
+        conn.execute(f"DELETE FROM vindex_nodes {where} AND map_size = %s", (*args, last.size))
+        conn.execute(f"DELETE FROM vindex_entries {where} AND leaf_index >= %s", (*args, first.size))
+    return partition, first.size, last.size, last.map_root
+
+
+def test_the_map_root_is_reproduced_when_the_checkpoint_is_signed_again(ledger: Ledger,
+                                                                       copy_url: str) -> None:
+    from protocolo.attestation.checkpointer import checkpoint_partition
+    from protocolo.attestation.index_store import index_checkpoints
+
+    partition, _, size, map_root = _undo_last_checkpoint(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        made = checkpoint_partition(conn, ledger.key, ledger.topic, DEPLOYMENT, partition)
+        assert made is not None and made.size == size
+        assert index_checkpoints(conn, ledger.topic, partition)[-1].map_root == map_root
+
+
+def test_a_leaf_without_its_row_refuses_the_checkpoint_and_signs_nothing(ledger: Ledger,
+                                                                         copy_url: str) -> None:
+    from protocolo.attestation.checkpointer import CheckpointRefused, checkpoint_partition
+
+    partition, old, size, _ = _undo_last_checkpoint(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        deleted = conn.execute(
+            "DELETE FROM journal WHERE topic = %s AND kafka_partition = %s AND leaf_index = %s",
+            (ledger.topic, partition, size - 1)).rowcount
+        assert deleted == 1
+        with pytest.raises(CheckpointRefused) as refused:
+            checkpoint_partition(conn, ledger.key, ledger.topic, DEPLOYMENT, partition)
+        assert refused.value.reason == "index-leaves-missing"
+        assert f"leaf {size - 1}" in str(refused.value)
+        for table in ("checkpoints", "vindex_checkpoints"):
+            (newest,) = conn.execute(f"SELECT max(tree_size) FROM {table} WHERE topic = %s AND"
+                                     " kafka_partition = %s", (ledger.topic, partition)).fetchone()
+            assert newest == old, table

@@ -16,17 +16,17 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocolo.core.errors import EventRejected
-from protocolo.producers.erasure import NothingToErase, erase_subject
-from protocolo.producers.publisher import Receipt
+from protocolo.core.watermark import ProjectionBehind
+from protocolo.producers.publisher import PublishFailed
 from protocolo.projections import history
 
-from .. import inputs
+from .. import erasure_follow_up, inputs
 from ..auth import Services, principal
 from ..decisions import Decision as Taken
-from ..decisions import decide, finish_pending
+from ..decisions import DecisionPending, decide, finish_pending
 from ..identities import Principal
 from ..inputs import encoded
-from ..ledger_writes import ReceiptOut, WriteResult, await_projection, event, publish_and_wait
+from ..ledger_writes import WriteResult, await_projection, event, publish_and_wait, receipt_out
 from ..roles import Permission
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -141,19 +141,15 @@ def grant(approval_id: str, body: Decision, svc: Services,
         return decide(svc, who, taken, [granted, event("RecordingDeleted", {
             "recording_id": row["recording_id"], "sha256": rec["sha256"], "reason": "COURT_ORDER",
             "authorised_by": authorised[:500]}, number, correlation_id=aid)])
-    result = decide(svc, who, taken, [granted])
-    receipts: list[Receipt] = []
-    with svc.ledger.connection() as ledger, svc.registry.connection() as registry:
-        try:
-            erased = erase_subject(ledger, registry, svc.publisher, svc.sealer, index_refs=[row["subject_ref"]],
-                                   legal_basis=row["reason"], correlation_id=aid,
-                                   projection_timeout_s=svc.projection_timeout_s)
-            receipts.append(erased.receipt)
-        except NothingToErase:
-            pass  # nothing left to erase: the grant stands on record
+    result = decide(svc, who, taken, [granted], follow_up=erasure_follow_up.ERASE)
+    try:
+        receipts = erasure_follow_up.carry_out(svc, aid)
+    except (PublishFailed, ProjectionBehind) as exc:
+        raise DecisionPending("the grant is recorded and published; the erasure did not complete "
+                              f"({type(exc).__name__}) and is run again by the server until it does "
+                              "(do not decide again)") from exc
     projected = await_projection(svc, receipts) if receipts else True
-    return WriteResult(receipts=[*result.receipts, *(ReceiptOut(topic=r.topic, partition=r.partition,
-                       offset=r.offset, event_id=r.event_id, event_type=r.event_type) for r in receipts)],
+    return WriteResult(receipts=[*result.receipts, *(receipt_out(r) for r in receipts)],
                        projected=result.projected and projected)
 
 

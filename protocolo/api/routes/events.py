@@ -68,4 +68,4 @@ def publish(body: NewEvent, svc: Services,
               if body.event_type in CATALOGUE.event_types() else body.fields)
     return publish_and_wait(svc, [Event(body.event_type, fields, protocol_number=body.protocol_number,
                                         occurred_at=body.occurred_at, correlation_id=body.correlation_id,
-                                        event_id=body.event_id)])
+                                        event_id=body.event_id, producer=f"{svc.publisher.producer_name}/{who.user_name}")])
