@@ -15,6 +15,7 @@ from .routes import (
     access_log,
     approvals,
     contacts,
+    customer_proof,
     events,
     holds,
     operations,
@@ -28,7 +29,7 @@ API_VERSION = "1.0.0"
 
 #: Every router of the API (the served app adds the console's: protocolo.app_assembly).
 ROUTERS = (operations.router, sessions.router, contacts.router, holds.router, requests.router,
-           approvals.router, access_log.router, events.router, regulator.router)
+           approvals.router, access_log.router, events.router, customer_proof.router, regulator.router)
 
 
 async def _masked(request: Request, response: Response) -> Response:

@@ -34,6 +34,7 @@ class Permission(StrEnum):
     ACCESS_LOG_READ = "access-log:read"        # anyone's access log (reports)
     ACCESS_LOG_OWN = "access-log:own"          # a customer's own
     EVENTS_PUBLISH = "events:publish"
+    PROOF_OWN = "proof:own"                    # a customer's own bundle of every contact (LGPD)
     REGULATOR_DOCUMENTS_OWN = "regulator-documents:own"  # a regulator's own exports and reports
     PROOFS_REPORTED = "proofs:reported"        # bundles of contacts named in a report given to them
     EXPORTS_MAKE = "exports:make"              # make exports and reports for regulators, see the chain
@@ -55,7 +56,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # the access log or arbitrary contacts.
     Role.REGULATOR: frozenset({P.REGULATOR_DOCUMENTS_OWN, P.PROOFS_REPORTED}),
     Role.SERVICE: frozenset({P.EVENTS_PUBLISH}),
-    Role.CUSTOMER: frozenset({P.REQUESTS_OWN, P.ACCESS_LOG_OWN}),
+    Role.CUSTOMER: frozenset({P.REQUESTS_OWN, P.ACCESS_LOG_OWN, P.PROOF_OWN}),
 }
 
 
