@@ -11,14 +11,24 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from . import problems
-from .routes import access_log, approvals, contacts, events, holds, operations, requests, sessions
+from .routes import (
+    access_log,
+    approvals,
+    contacts,
+    customer_proof,
+    events,
+    holds,
+    operations,
+    requests,
+    sessions,
+)
 from .services import ApiServices
 
 API_VERSION = "1.0.0"
 
 #: Every router of the API (the served app adds the console's: protocolo.app_assembly).
 ROUTERS = (operations.router, sessions.router, contacts.router, holds.router, requests.router,
-           approvals.router, access_log.router, events.router)
+           approvals.router, access_log.router, events.router, customer_proof.router)
 
 
 async def _masked(request: Request, response: Response) -> Response:

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import HTTPException
 
+from protocolo.attestation.bundle_customer import CustomerRef, write_customer_bundle
 from protocolo.attestation.bundle_writer import (
     BundleNotPossible,
     BundleRequest,
@@ -25,7 +26,7 @@ from protocolo.attestation.bundle_writer import (
     write_bundle,
 )
 from protocolo.attestation.config import AttestationSettings
-from protocolo.attestation.log_key import SigningKeyError, load_log_key
+from protocolo.attestation.log_key import LogKey, SigningKeyError, load_log_key
 from protocolo.projections import history
 
 from .services import ApiServices
@@ -38,8 +39,7 @@ def _tool() -> str:
         return "protocolo (api)"
 
 
-def bundle_for(svc: ApiServices, protocol_number: str) -> tuple[bytes, str | None]:
-    """The contact's bundle and its customer's blind index (for the access record)."""
+def _context(svc: ApiServices) -> tuple[AttestationSettings, LogKey, WriterContext]:
     try:
         attestation = AttestationSettings.from_env()
         key = load_log_key(svc.settings, attestation.deployment)
@@ -49,6 +49,34 @@ def bundle_for(svc: ApiServices, protocol_number: str) -> tuple[bytes, str | Non
         deployment=attestation.deployment, topic=svc.topic, log_key=key, sealer=svc.sealer, tool=_tool(),
         tsa_chain_pem=attestation.tsa_chain.read_bytes() if attestation.tsa_chain else None,
         witness_vkeys=tuple(str(w.key) for w in attestation.witnesses))
+    return attestation, key, context
+
+
+def customer_bundle_for(svc: ApiServices, cpf_index: str) -> bytes:
+    """The customer's bundle (every contact and request, every partition), self-checked with
+    the deployment's pinned keys like a contact's."""
+    attestation, key, context = _context(svc)
+    partitions = max(svc.settings.partitions, 1)
+    with svc.ledger.connection() as conn:
+        try:
+            data = write_customer_bundle(conn, CustomerRef("cpf_index", cpf_index),
+                                         BundleRequest(None), context, partitions,
+                                         datetime.now(UTC).replace(microsecond=0))
+        except LedgerDamaged as exc:
+            raise HTTPException(503, str(exc)) from None
+        except BundleNotPossible as exc:
+            raise HTTPException(409, str(exc)) from None
+    trust = deployment_trust(key, attestation.deployment, svc.topic, range(partitions))
+    try:
+        self_check(data, trust, None)
+    except LedgerDamaged as exc:
+        raise HTTPException(503, str(exc)) from None
+    return data
+
+
+def bundle_for(svc: ApiServices, protocol_number: str) -> tuple[bytes, str | None]:
+    """The contact's bundle and its customer's blind index (for the access record)."""
+    attestation, key, context = _context(svc)
     with svc.ledger.connection() as conn:
         known, subject = history.contact_owner(conn, protocol_number)
         if not known:

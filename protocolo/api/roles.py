@@ -34,6 +34,7 @@ class Permission(StrEnum):
     ACCESS_LOG_READ = "access-log:read"        # anyone's access log (reports)
     ACCESS_LOG_OWN = "access-log:own"          # a customer's own
     EVENTS_PUBLISH = "events:publish"
+    PROOF_OWN = "proof:own"                    # a customer's own bundle of every contact (LGPD)
 
 
 P = Permission
@@ -49,7 +50,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
                                 P.APPROVALS_READ, P.ACCESS_LOG_READ}),
     Role.REGULATOR: frozenset({P.REQUESTS_READ, P.ACCESS_LOG_READ}),
     Role.SERVICE: frozenset({P.EVENTS_PUBLISH}),
-    Role.CUSTOMER: frozenset({P.REQUESTS_OWN, P.ACCESS_LOG_OWN}),
+    Role.CUSTOMER: frozenset({P.REQUESTS_OWN, P.ACCESS_LOG_OWN, P.PROOF_OWN}),
 }
 
 

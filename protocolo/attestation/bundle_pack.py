@@ -262,6 +262,10 @@ def readme(contents: BundleContents) -> str:
     vkeys = " ".join(f"--vkey '{v}'" for v in contents.log_vkeys)
     verifier_sha256 = hashlib.sha256(standalone_verifier()).hexdigest()
     protocol = contents.subject.get("protocol_number") or "N"
+    about = f"--protocol {protocol}"
+    for blind in ("cpf_index", "customer_code_index"):
+        if isinstance(contents.subject.get(blind), str):
+            about = f"--customer-index {contents.subject[blind]}"
     return f"""PACOTE DE PROVA DE ATENDIMENTO / PROOF-OF-SERVICE BUNDLE  ({FORMAT})
 
 O que é / What this is
@@ -286,7 +290,7 @@ Verificação automática / Automatic verification (offline)
   is the published one (Protocolo's README, "Checking a proof-of-service bundle"):
     sha256sum verify.py          # deve ser / must be {verifier_sha256}
   pip install cryptography rfc3161-client
-  python3 protocolo_verify.py BUNDLE.zip {vkeys} --protocol {protocol} [--tsa-root RAIZ_DA_ACT.pem]
+  python3 protocolo_verify.py BUNDLE.zip {vkeys} {about} [--tsa-root RAIZ_DA_ACT.pem]
   Compare a chave (--vkey) com a publicada pela empresa; não confie na cópia deste pacote.
   Compare the key with the one the company publishes; do not trust the copy in this bundle.
   Sem --vkey/--policy o veredito é UNPINNED (código 3), nunca VALID.

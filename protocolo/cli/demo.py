@@ -20,6 +20,7 @@ from protocolo.attestation.anchoring import anchor_checkpoints, anchorers_from
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import FindingLog
 from protocolo.attestation.audit_index import audit_index
+from protocolo.attestation.bundle_customer import write_customer_bundle
 from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest, write_bundle
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.config import AttestationSettings
@@ -29,7 +30,7 @@ from protocolo.attestation.publication import KafkaCheckpointPublisher
 from protocolo.attestation.verified_read import VERIFIED, verify_contact
 from protocolo.cli import CommandError, bounded_int
 from protocolo.cli import history as history_cli
-from protocolo.cli.evidence import writer_context
+from protocolo.cli.evidence import customer_ref, writer_context
 from protocolo.cli.project import ProgressPrinter
 from protocolo.consumers.projector import Projector
 from protocolo.evidence.bundle import BundleTrust, Expected, verify_bundle
@@ -119,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     code = history_cli.run(argparse.Namespace(protocol=sample, cpf=None, customer=None,
                                               start=None, end=None, json=False))
     verdict = _proof_of_service(rt, sample)
+    verdict = (_customer_proof(rt, day.sample_cpf) if day.sample_cpf else 0) or verdict
     verdict = _verified_read(rt, sample) or verdict
     verdict = verdict or _audit_export(rt, demo_started)
     _print_console_users(rt, day.sample_cpf)
@@ -158,6 +160,33 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
     print(f"  check it yourself: protocolo verify-evidence {path} --protocol {protocol} "
           f"--vkey '{vkeys[0]}' ...  (or the published verifier/protocolo_verify.py; README.txt "
           "says how by hand)")
+    return 0 if report.ok else 1
+
+
+def _customer_proof(rt: Runtime, cpf: str) -> int:
+    """The sample customer's bundle (every contact and request, every partition; what
+    `protocolo evidence --cpf` writes), verified offline with the log keys pinned and the
+    customer's blind index expected. 0 when it verifies."""
+    attestation = AttestationSettings.from_env()
+    key = load_log_key(rt.settings, attestation.deployment)
+    topic, partitions = rt.settings.topic, max(rt.settings.partitions, 1)
+    customer = customer_ref(rt.sealer().index, "cpf", cpf)
+    with rt.connect(autocommit=True) as conn:
+        try:
+            data = write_customer_bundle(conn, customer, BundleRequest(None),
+                                         writer_context(attestation, topic, key, rt.sealer()),
+                                         partitions, datetime.now(UTC).replace(microsecond=0))
+        except BundleNotPossible as exc:
+            raise CommandError(f"the customer's bundle: {exc}") from exc
+    path = rt.settings.home / "evidence" / "customer.zip"
+    path.write_bytes(data)
+    vkeys = tuple(key.vkey(log_origin(attestation.deployment, topic, p)) for p in range(partitions))
+    report = verify_bundle(data, BundleTrust(vkeys), Expected(customer_index=customer.value))
+    print(f"\nThe sample customer's bundle (all their contacts, LGPD access): {path}")
+    print(f"  offline verification pinned to the deployment's log keys: {report.verdict} "
+          f"({len(report.records)} records; {report.proven()})")
+    print(f"  check it yourself: protocolo verify-evidence {path} --customer-index {customer.value} "
+          f"--vkey '{vkeys[0]}' ...")
     return 0 if report.ok else 1
 
 

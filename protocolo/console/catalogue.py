@@ -220,6 +220,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
                         "Give the protocol number, or the CPF and the date."),
     "customer.created": ("Pedido recebido. O prazo de entrega começou agora.",
                          "Request received. The delivery clock starts now."),
+    "customer.proof_title": ("Todos os meus atendimentos (LGPD)", "All my contacts (LGPD)"),
+    "customer.proof": ("Baixar a prova de todos os meus atendimentos",
+                       "Download the proof of all my contacts"),
+    "customer.proof_hint": ("Um pacote com cada atendimento e pedido seu, com a prova criptográfica de que "
+                            "nenhum falta (verificável sem a empresa); o download é registrado.",
+                            "One bundle with every contact and request of yours, with the cryptographic "
+                            "proof that none is missing (verifiable without the company); the download is recorded."),
     "customer.list_title": ("Meus pedidos", "My requests"),
     "customer.none": ("Você ainda não fez pedidos.", "You have not asked for anything yet."),
     "customer.follow_title": ("Acompanhar pedido", "Follow a request"),

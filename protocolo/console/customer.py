@@ -17,7 +17,7 @@ from protocolo.api import inputs
 from protocolo.api.auth import Services
 from protocolo.api.identities import Principal
 from protocolo.api.roles import Permission
-from protocolo.api.routes import requests
+from protocolo.api.routes import customer_proof, requests
 from protocolo.core.errors import EventRejected
 
 from . import catalogue
@@ -75,6 +75,18 @@ def my_requests(request: Request, svc: Services,
                 who: Annotated[Principal, Security(reader, scopes=[Permission.REQUESTS_OWN])]) -> Response:
     found = requests.queue(svc, who, open_only=False, page=1, page_size=200)
     return page(request, "customer_list.html", who, found=found)
+
+
+@router.get("/proof", response_class=HTMLResponse)
+def my_proof(request: Request, svc: Services,
+             who: Annotated[Principal, Security(reader, scopes=[Permission.PROOF_OWN])]) -> Response:
+    """The customer's bundle of every contact (their LGPD access), through the API's route:
+    the zip, its download recorded on the ledger; refused as a page while a partition is not
+    checkpointed."""
+    try:
+        return customer_proof.my_proof(request, svc, who)
+    except REFUSALS as exc:
+        return refused(request, who, exc, back="/console/my/requests")
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)

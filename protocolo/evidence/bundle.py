@@ -150,6 +150,9 @@ class Expected:
 
     protocol_number: str | None = None
     request_id: str | None = None
+    #: ``--cpf-index HEX`` / ``--customer-code-index HEX``: the customer's blind index, which
+    #: the recipient gets from the maker (it cannot be computed offline: keyed HMAC)
+    customer_index: str | None = None
 
 
 @dataclass
@@ -222,6 +225,10 @@ class BundleReport:
         kind = self.subject.get("kind") or "contact"
         who = self.subject.get("protocol_number")
         name = f"{kind} {who}" if who else kind
+        for blind in ("cpf_index", "customer_code_index"):
+            if isinstance(self.subject.get(blind), str):
+                name += f" {blind} {self.subject[blind]}, contacts " + (
+                    ", ".join(str(p) for p in self.subject.get("protocol_numbers") or []) or "none")
         requests = self.subject.get("request_ids") or []
         if requests:
             name += f" (requests {', '.join(str(r) for r in requests)})"
@@ -576,6 +583,7 @@ def _verify(data: bytes, trust: BundleTrust, expected: Expected, report: BundleR
     if manifest.version >= 2:
         _check_readable(report, files, manifest)
         _check_index(report, files, manifest, verified)
+        _check_partitions(report, trust, verified)
     else:
         report.warnings.append("format v1: record.json and summary.html are the maker's text, "
                                "not checked against the records (v2 bundles are)")
@@ -595,6 +603,11 @@ def _subject_of(manifest: _Manifest) -> dict[str, Any]:
 
 
 def _check_expected(report: BundleReport, expected: Expected) -> None:
+    if expected.customer_index is not None:
+        indexes = {report.subject.get(f) for f in ("cpf_index", "customer_code_index")}
+        if expected.customer_index not in indexes:
+            report.failed("subject", "subject-mismatch", "the bundle is not about the customer of "
+                          f"blind index {expected.customer_index} (--customer-index)")
     have = report.subject.get("protocol_number")
     if expected.protocol_number is not None and expected.protocol_number != have:
         report.failed("subject", "subject-mismatch", f"the bundle is about protocol {have}, not "
@@ -637,6 +650,30 @@ def _check_index(report: BundleReport, files: dict[str, bytes], manifest: _Manif
             report.passed(result.subject, result.detail)
         else:
             report.failed(result.subject, result.reason, result.detail)
+
+
+def _check_partitions(report: BundleReport, trust: BundleTrust,
+                      verified: dict[tuple[int, int], VerifiedCheckpoint]) -> None:
+    """A customer's bundle proves absence only in the partitions its subject states: every
+    log the person verifying pinned (``--vkey``) for the same topic must be one of them, so a
+    maker cannot leave a partition out by stating a smaller count (``partitions-mismatch``)."""
+    stated = report.subject.get("partitions")
+    if report.subject.get("kind") != "customer" or not isinstance(stated, int):
+        return
+    without = report.subject.get("without_checkpoint") or []
+    if without:
+        report.warnings.append(f"absence not proven in partitions {without}: the maker states they "
+                               "have no signed checkpoint yet (no record of them is proven either)")
+    topics = {c.signed.checkpoint.origin.rpartition("/")[0] for c in verified.values()}
+    for vkey in trust.vkeys:
+        try:
+            name = VerifierKey.parse(vkey).name
+        except EvidenceError:
+            continue
+        base, _, number = name.rpartition("/")
+        if base in topics and number.isdigit() and int(number) >= stated:
+            report.failed("subject", "partitions-mismatch", f"the bundle states {stated} "
+                          f"partitions; a pinned key names partition {number} ({name})")
 
 
 def _check_manifest_signature(report: BundleReport, files: dict[str, bytes], manifest: bytes,
@@ -850,6 +887,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", metavar="N", help="the contact the bundle must be about: "
                         "a genuine bundle of another contact is INVALID")
     parser.add_argument("--request", metavar="ID", help="a retrieval request the bundle must cover")
+    parser.add_argument("--customer-index", metavar="HEX", help="the customer a customer's bundle "
+                        "must be about: their blind index (cpf_index or customer_code_index, 64 "
+                        "hex digits) as the company states it; a bundle of another customer is "
+                        "INVALID")
     parser.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -893,7 +934,13 @@ def options(args: argparse.Namespace) -> tuple[BundleTrust, Expected]:
         raise TrustInputError(f"--request {printable(request)!r}: a request id is a UUID")
     if request is not None:
         request = request.strip().lower()
-    return load_trust(args.vkey, args.policy, args.tsa_root), Expected(protocol, request)
+    customer = getattr(args, "customer_index", None)
+    if customer is not None:
+        customer = customer.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", customer):
+            raise TrustInputError(f"--customer-index {printable(args.customer_index)!r}: a blind "
+                                  "index is 64 hex digits")
+    return load_trust(args.vkey, args.policy, args.tsa_root), Expected(protocol, request, customer)
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)

@@ -11,6 +11,7 @@ A difference is named by file and by the first field (JSON path) or line that di
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,20 +28,69 @@ class Subject:
     kind: str
     protocol_number: str | None
     request_ids: tuple[str, ...]
+    #: a customer bundle: the blind-index field (``cpf_index`` / ``customer_code_index``) and
+    #: its value, every contact's protocol number, and the partitions the proofs cover
+    customer: tuple[str, str] | None = None
+    protocol_numbers: tuple[str, ...] = ()
+    partitions: int = 0
+    #: partitions the maker states have no signed checkpoint at all (nothing to prove against)
+    without_checkpoint: tuple[int, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
+        if self.customer is not None:
+            return {"kind": self.kind, self.customer[0]: self.customer[1],
+                    "protocol_numbers": list(self.protocol_numbers),
+                    "request_ids": list(self.request_ids), "partitions": self.partitions,
+                    "without_checkpoint": list(self.without_checkpoint)}
         return {"kind": self.kind, "protocol_number": self.protocol_number,
                 "request_ids": list(self.request_ids)}
+
+    def owns(self, protocol: Any, request: Any) -> bool:
+        """Whether a record of ``protocol`` (its meta) / ``request`` (its request_id) is the
+        subject's."""
+        if protocol is not None:
+            return protocol == self.protocol_number or protocol in self.protocol_numbers
+        return isinstance(request, str) and request in self.request_ids
 
 
 class DerivedError(ValueError):
     """A v2 manifest field the checks below need is malformed."""
 
 
+CUSTOMER_FIELDS = ("cpf_index", "customer_code_index")
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _customer_subject(subject: Mapping[str, Any]) -> Subject:
+    named = [f for f in CUSTOMER_FIELDS if f in subject]
+    value = subject.get(named[0]) if len(named) == 1 else None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise DerivedError("subject: a customer is named by one of cpf_index / "
+                           "customer_code_index (64 lowercase hex digits)")
+    protocols, requests = subject.get("protocol_numbers"), subject.get("request_ids")
+    partitions = subject.get("partitions")
+    if not (isinstance(protocols, list) and _strings(protocols) and isinstance(requests, list)
+            and _strings(requests) and isinstance(partitions, int)
+            and not isinstance(partitions, bool) and 0 < partitions <= 100_000):
+        raise DerivedError("subject: protocol_numbers and request_ids (strings), partitions (a "
+                           "positive integer)")
+    without = subject.get("without_checkpoint")
+    if not isinstance(without, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p < partitions for p in without):
+        raise DerivedError("subject: without_checkpoint (partition numbers below partitions)")
+    return Subject("customer", None, tuple(requests), (named[0], value), tuple(protocols), partitions,
+                   tuple(without))
+
+
 def parse_subject(doc: Mapping[str, Any]) -> Subject:
     subject = doc.get("subject")
+    if isinstance(subject, dict) and subject.get("kind") == "customer":
+        return _customer_subject(subject)
     if not isinstance(subject, dict) or subject.get("kind") != "contact":
-        raise DerivedError("subject: an object with kind \"contact\"")
+        raise DerivedError("subject: an object with kind \"contact\" or \"customer\"")
     protocol = subject.get("protocol_number")
     requests = subject.get("request_ids")
     if not isinstance(protocol, str) or not isinstance(requests, list) or not all(
@@ -198,13 +248,30 @@ def _belongs(directory: str, derived: Mapping[str, Any], subject: Subject) -> li
     meta = fields.get("meta")
     protocol = meta.get("protocol_number") if isinstance(meta, dict) else None
     request = fields.get("request_id")
-    if protocol is not None and protocol == subject.protocol_number:
+    if subject.owns(protocol, request):
         return []
-    if protocol is None and isinstance(request, str) and request in subject.request_ids:
-        return []
+    if subject.customer is not None and subject.customer[1] in _blind_indexes(fields):
+        return []  # a record of the customer's own (it carries their blind index)
+    about = (f"protocol {subject.protocol_number!r}" if subject.customer is None
+             else f"customer {subject.customer[0]} {subject.customer[1][:16]}…")
     return [DerivedFinding(directory, "record-outside-subject",
                            f"record of protocol {protocol!r} / request {request!r}, the bundle is "
-                           f"about protocol {subject.protocol_number!r}")]
+                           f"about {about}")]
+
+
+def _blind_indexes(value: Any) -> set[str]:
+    """Every ``cpf_index`` / ``customer_code_index`` text anywhere in a decoded record."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in CUSTOMER_FIELDS and isinstance(v, str):
+                found.add(v)
+            else:
+                found |= _blind_indexes(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= _blind_indexes(v)
+    return found
 
 
 def _rules_match(proven: Sequence[ProvenRecord], rules: Mapping[str, Any]) -> list[DerivedFinding]:

@@ -31,6 +31,9 @@ from protocolo.evidence.vindex import (
     verify_lookup,
 )
 
+#: the manifest's subject field naming a customer -> the map key kind of its blind index
+CUSTOMER_KEY_KINDS = {"cpf_index": "cpf-index", "customer_code_index": "customer-code-index"}
+
 
 @dataclass(frozen=True)
 class HeldRecord:
@@ -53,9 +56,13 @@ class IndexResult:
 def subject_keys(subject: Mapping[str, Any]) -> list[MapKey]:
     """The keys whose lists a bundle of ``subject`` must prove."""
     keys = []
-    protocol = subject.get("protocol_number")
-    if isinstance(protocol, str):
-        keys.append(MapKey("protocol", protocol))
+    for field, kind in CUSTOMER_KEY_KINDS.items():
+        if isinstance(subject.get(field), str):
+            keys.append(MapKey(kind, subject[field]))
+    protocols = [subject.get("protocol_number")] + list(subject.get("protocol_numbers") or [])
+    for protocol in protocols:
+        if isinstance(protocol, str):
+            keys.append(MapKey("protocol", protocol))
     for rid in subject.get("request_ids") or []:
         if isinstance(rid, str):
             keys.append(MapKey("id", rid))
@@ -145,7 +152,12 @@ def _completeness(subject: Mapping[str, Any], records: Sequence[HeldRecord],
                   proved: dict[int, tuple[int, dict[MapKey, set[int]]]]) -> list[IndexResult]:
     results: list[IndexResult] = []
     wanted = subject_keys(subject)
-    for partition in sorted({r.partition for r in records}):
+    partitions = {r.partition for r in records}
+    customer = _customer_key(subject)
+    if customer is not None:  # a customer's records may be in any partition: every one proven
+        partitions |= set(range(int(subject.get("partitions") or 0))) - set(
+            subject.get("without_checkpoint") or ())
+    for partition in sorted(partitions):
         before = len(results)
         size, lists = proved.get(partition, (0, {}))
         missing_keys = [k for k in wanted if k not in lists]
@@ -164,7 +176,32 @@ def _completeness(subject: Mapping[str, Any], records: Sequence[HeldRecord],
             results.append(IndexResult(held[leaf].directory, False, "record-not-in-index",
                                        f"leaf {leaf} (key {key}) is in no proved list of the "
                                        "subject's keys"))
+        if customer is not None:
+            results += _contacts_named(partition, lists.get(customer, set()), held, wanted)
         if len(results) == before:
             results.append(IndexResult(f"index/p{partition}", True, detail=f"the bundle holds "
                                        f"every record of its subject below size {size}"))
+    return results
+
+
+def _customer_key(subject: Mapping[str, Any]) -> MapKey | None:
+    if subject.get("kind") != "customer":
+        return None
+    return next((MapKey(kind, subject[field]) for field, kind in CUSTOMER_KEY_KINDS.items()
+                 if isinstance(subject.get(field), str)), None)
+
+
+def _contacts_named(partition: int, leaves: set[int], held: Mapping[int, HeldRecord],
+                    wanted: Sequence[MapKey]) -> list[IndexResult]:
+    """Each record carrying the customer's blind index names its contact (or request) by its
+    Kafka key: that key must be one of the subject's, so the contact's other records are
+    proven too. A contact left out of the subject is ``contact-missing``."""
+    results = []
+    for leaf in sorted(leaves & set(held)):
+        key = kafka_key_entry(held[leaf].key)
+        if key is not None and key.kind in ("protocol", "id") and key not in wanted:
+            results.append(IndexResult(held[leaf].directory, False, "contact-missing",
+                                       f"leaf {leaf} of partition {partition} carries the "
+                                       f"customer's blind index; its key {key} is not in the "
+                                       "bundle's subject (its other records are not proven)"))
     return results

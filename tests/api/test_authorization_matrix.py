@@ -71,6 +71,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         Case(frozenset({ANALYST, SUPERVISOR}), 422),  # no purpose given: refused before anything is recorded
     ("GET", "/v1/contacts/{protocol_number}/proof"):
         Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
+    ("GET", "/v1/customers/me/proof"): Case(CUSTOMERS, 409),  # this world has no checkpoint yet
+    ("GET", "/v1/customers/proof"):
+        Case(STAFF_READERS, 422),  # no purpose given: refused before anything is written
     ("POST", "/v1/contacts/{protocol_number}/holds"): Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
     ("POST", "/v1/contacts/{protocol_number}/holds/{hold_id}/release"):
         Case(frozenset({SUPERVISOR, COMPLIANCE}), 422, INVALID),
@@ -109,6 +112,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/console/my/requests/new"): console(CUSTOMERS, 200),
     ("POST", "/console/my/requests"): console(CUSTOMERS, 422, INVALID),
     ("GET", "/console/my/requests"): console(CUSTOMERS, 200),
+    ("GET", "/console/my/proof"): console(CUSTOMERS, 409),  # this world has no checkpoint yet
     ("GET", "/console/my/requests/{request_id}"): console(CUSTOMERS, 200, exceptions={OTHER_CUSTOMER: 404}),
 }
 

@@ -20,7 +20,7 @@ from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.log_key import load_log_key
 from protocolo.core.policy import profile_version
 from protocolo.core.protocol_number import format_protocol_number
-from protocolo.evidence.bundle import BundleTrust, verify_bundle
+from protocolo.evidence.bundle import BundleTrust, Expected, verify_bundle
 from protocolo.evidence.checkpoint import log_origin
 
 CPF_A = "111.444.777-35"
@@ -243,3 +243,32 @@ def test_the_queue_lists_open_requests_soonest_deadline_first_in_english(
     assert shown == [format_protocol_number(n) if n != "None" else "(no protocol: by CPF and date)"
                      for n in open_requests]
     shot(page, "queue")
+
+
+def test_a_customer_downloads_the_proof_of_all_their_contacts(context: BrowserContext,
+                                                            api: RunningApi) -> None:
+    """The customer's LGPD access: one bundle of every contact of theirs, from their own
+    page; it verifies offline with the deployment's keys pinned, names them by blind index
+    only, holds exactly their contacts (the views' list), and the download is recorded."""
+    key = load_log_key(api.runtime.settings, "dev")
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        checkpoint_partitions(conn, key, api.topic, "dev")
+    page = log_in(context, api, "customer", "pw-customer")
+    page.goto(f"{api.base_url}/console/my/requests")
+    expect(page.get_by_role("heading", name="Todos os meus atendimentos (LGPD)")).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Baixar a prova de todos os meus atendimentos").click()
+    assert download.value.suggested_filename == "customer.zip"
+    bundle = Path(download.value.path()).read_bytes()
+    cpf_index = api.runtime.sealer().index.cpf(CPF_A)
+    pinned = BundleTrust(tuple(key.vkey(log_origin("dev", api.topic, p))
+                               for p in range(api.runtime.settings.partitions)))
+    report = verify_bundle(bundle, pinned, Expected(customer_index=cpf_index))
+    assert report.verdict == "VALID", report.reasons
+    theirs = {r[0] for r in api.query("SELECT protocol_number FROM interactions WHERE cpf_index = %s",
+                                      cpf_index)}
+    assert set(report.subject["protocol_numbers"]) == theirs and api.protocols["b1"] not in theirs
+    assert CPF_A.encode() not in bundle
+    api.settle()
+    assert one(api, "SELECT count(*) FROM access_log WHERE action = 'BUNDLE_DOWNLOAD' AND actor = 'customer'"
+               " AND subject_ref = %s AND target = 'customer.zip'", cpf_index) == 1

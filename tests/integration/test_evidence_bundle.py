@@ -247,6 +247,11 @@ def test_the_demo_ends_with_a_bundle_verified_offline(settings, monkeypatch, cap
     vkeys = tuple(key.vkey(log_origin(DEPLOYMENT, settings.topic, p)) for p in range(settings.partitions))
     report = verify_bundle(path.read_bytes(), BundleTrust(vkeys))
     assert report.ok and report.records, report.render()
+    # ... and with the sample customer's bundle (all their contacts), pinned to the same keys
+    line = next(x for x in out.splitlines() if x.startswith("The sample customer's bundle"))
+    customer = verify_bundle(Path(line.rsplit(": ", 1)[1]).read_bytes(), BundleTrust(vkeys))
+    assert customer.ok and customer.subject["kind"] == "customer", customer.render()
+    assert len(customer.subject["protocol_numbers"]) >= 1 and customer.records
 
 
 def test_witness_cosignatures_travel_in_the_bundle_and_a_required_witness_is_enforced(

@@ -312,13 +312,20 @@ def _subcommands() -> list[list[str]]:
         ["witness", "serve", "--key", "/nonexistent/witness.key", "--state", "/nonexistent",
          "--listen", "127.0.0.1:1", "--log-vkey", "x"],
         ["verify-evidence", "/nonexistent/bundle.zip"],
+        ["verify-export", "/nonexistent/export"],
+        ["verify-restore", "--mapping", "/nonexistent/mapping.json", "--vkey", "x"],
+        ["export", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z",
+         "--out", "/tmp/protocolo-never-written-export"],
+        ["report", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z",
+         "--out", "/tmp/protocolo-never-written-report.json", "--format", "json"],
+        ["restore-topic", "--to", "protocolo-never-restored"],
         ["serve", "--listen", "127.0.0.1:1"],
         ["user", "add", "--name", "ana", "--role", "analyst"],
     ]
 
 
 #: Sub-commands that read no PROTOCOLO_* setting, or need Kafka alone.
-_SETTINGS_FREE = {"witness", "verify-evidence"}
+_SETTINGS_FREE = {"witness", "verify-evidence", "verify-export", "verify-restore"}
 
 
 def _listed(help_text: str) -> set[str]:

@@ -51,7 +51,9 @@ def history(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.
                         ("PROTOCOLO_KAFKA_BOOTSTRAP", settings.kafka_bootstrap or ""),
                         ("PROTOCOLO_DATABASE_URL", settings.database_url or ""),
                         ("PROTOCOLO_TOPIC", settings.topic),
-                        ("PROTOCOLO_GROUP_ID", settings.group_id)):
+                        ("PROTOCOLO_GROUP_ID", settings.group_id),
+                        # the deployment's keys are the dev keys only when said (docs: "Dev keys")
+                        ("PROTOCOLO_DEV_KEYS", "1")):
         monkeypatch.setenv(name, value)
     for name in ("PROTOCOLO_POLICY", "PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY"):
         monkeypatch.delenv(name, raising=False)
