@@ -5,11 +5,13 @@
 1. verify rate as a RATIO against hashing the same leaf inputs with ``hashlib`` in the same
    run: the audit (``protocolo.attestation.ledger_audit.audit_ledger``: PostgreSQL reads
    through a server-side cursor, leaf recomputation with ``protocolo.evidence.leaf``, the
-   tree rebuilt and every stored node compared) over one partition of ``N`` leaves (default
+   tree rebuilt and every stored node compared) over ``N`` leaves (default
    200,000; 90% journal rows, 10% quarantine rows, values of 150..600 random bytes, about
    the size of the demo's Avro events), against ``sha256(0x00 || leaf input)`` over the
-   same prebuilt leaf inputs. Interleaved (hash, verify, verify, hash, ...), best of
-   ``--repeat``: the machine is shared. Target ratio >= 0.3.
+   same prebuilt leaf inputs. The leaves are dealt over ``--partitions`` partitions
+   (default 6, the ledger's), and the audit runs twice: in one process, and with
+   ``--workers`` processes (one partition per job, default one per core). Interleaved,
+   best of ``--repeat``: the machine is shared. Target ratio >= 0.3.
 2. inclusion-proof latency, p50/p99 over ``K`` random leaves, of
    ``evidence.merkle.inclusion_proof(i, size, projections.merkle_store.node_reader(...))``
    (one SQL query per proof) at the demo's size (one partition of ``protocolo demo``'s
@@ -58,7 +60,7 @@ from protocolo.projections.schema import connect
 
 TOPIC = "bench.verify"
 DEMO_LEAVES = 11_154 // 6
-VERIFY_PARTITION, DEMO_PARTITION, BIG_PARTITION = 0, 1, 2
+DEMO_PARTITION, BIG_PARTITION = 100, 101  # the verified ledger uses partitions 0..P-1
 
 
 def say(message: str) -> None:
@@ -109,17 +111,21 @@ def write_tree(cur: psycopg.Cursor[Any], partition: int, leaves: Iterator[bytes]
     return tree
 
 
-def build_ledger(url: str, leaves: int, seed: int) -> list[bytes]:
-    """Journal and quarantine rows of one partition, their tree; returns the leaf inputs."""
+def build_ledger(url: str, leaves: int, seed: int, partitions: int = 1) -> list[bytes]:
+    """Journal and quarantine rows of ``partitions`` partitions (leaves dealt round-robin),
+    their trees; returns the leaf inputs."""
     rng = random.Random(seed)
     inputs: list[bytes] = []
+    per_partition: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
     journal: list[tuple[Any, ...]] = []
     quarantine: list[tuple[Any, ...]] = []
-    for offset in range(leaves):
+    for n in range(leaves):
+        partition, offset = n % partitions, n // partitions
         key = f"{rng.randrange(10**19):020d}".encode()
         value = rng.randbytes(rng.randrange(150, 601))
-        inputs.append(record_leaf_input(TOPIC, VERIFY_PARTITION, offset, key, value))
-        row = (TOPIC, VERIFY_PARTITION, offset, key, value, offset, leaf_hash(inputs[-1]))
+        inputs.append(record_leaf_input(TOPIC, partition, offset, key, value))
+        per_partition[partition].append(inputs[-1])
+        row = (TOPIC, partition, offset, key, value, offset, leaf_hash(inputs[-1]))
         (quarantine if rng.random() < 0.1 else journal).append(row)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy("COPY journal (topic, kafka_partition, kafka_offset, record_key, record_value, leaf_index,"
@@ -132,7 +138,8 @@ def build_ledger(url: str, leaves: int, seed: int) -> list[bytes]:
                       " leaf_index, leaf_hash, error) FROM STDIN") as copy:
             for row in quarantine:
                 copy.write_row((*row, "bench"))
-        write_tree(cur, VERIFY_PARTITION, (leaf_hash(x) for x in inputs))
+        for partition, mine in per_partition.items():
+            write_tree(cur, partition, (leaf_hash(x) for x in mine))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return inputs
@@ -146,11 +153,11 @@ def time_hashing(inputs: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def time_verify(url: str) -> float:
+def time_verify(url: str, partitions: int, workers: int | None) -> float:
     findings = FindingLog()
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
-        audit_ledger(conn, TOPIC, LogKeys([]), findings, [VERIFY_PARTITION])
+        audit_ledger(conn, TOPIC, LogKeys([]), findings, list(range(partitions)), workers=workers)
         elapsed = time.perf_counter() - started
     if findings.total:
         raise SystemExit(f"the bench ledger did not verify clean: {findings.sorted()[:3]}")
@@ -190,33 +197,41 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=1_000_000, help="leaves of the large proof tree")
     parser.add_argument("--proofs", type=int, default=2000, help="inclusion proofs timed per tree")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of the verified ledger (default 6)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes of the parallel verify (default: one per core)")
     parser.add_argument("--seed", type=int, default=6523)
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     with database() as url:
-        say(f"building a ledger of {args.leaves:,} leaves ...")
-        inputs = build_ledger(url, args.leaves, args.seed)
+        say(f"building a ledger of {args.leaves:,} leaves over {args.partitions} partitions ...")
+        inputs = build_ledger(url, args.leaves, args.seed, args.partitions)
         hashing: list[float] = []
-        verifying: list[float] = []
+        serial: list[float] = []
+        parallel: list[float] = []
+        steps = [("hashlib", hashing, lambda: time_hashing(inputs)),
+                 ("verify, one process", serial, lambda: time_verify(url, args.partitions, 1)),
+                 (f"verify, {args.workers} processes", parallel, lambda: time_verify(url, args.partitions, args.workers))]
         for round_ in range(args.repeat):
-            order = (time_hashing, time_verify) if round_ % 2 == 0 else (time_verify, time_hashing)
-            for step in order:
-                if step is time_hashing:
-                    hashing.append(time_hashing(inputs))
-                else:
-                    verifying.append(time_verify(url))
-            say(f"  round {round_ + 1}: hashlib {hashing[-1]:.3f}s, verify {verifying[-1]:.3f}s")
-        hash_rate, verify_rate = args.leaves / min(hashing), args.leaves / min(verifying)
+            for name, times, step in (steps if round_ % 2 == 0 else steps[::-1]):
+                times.append(step())
+                say(f"  round {round_ + 1}: {name} {times[-1]:.3f}s")
+        hash_rate = args.leaves / min(hashing)
+        verify_rate, parallel_rate = args.leaves / min(serial), args.leaves / min(parallel)
         demo = proof_latency(url, DEMO_PARTITION, DEMO_LEAVES, args.proofs, args.seed)
         big = proof_latency(url, BIG_PARTITION, args.big, args.proofs, args.seed)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "verify": {"leaves": args.leaves, "leaves_per_s": round(verify_rate), "hashlib_leaves_per_s": round(hash_rate),
-                   "ratio": round(verify_rate / hash_rate, 3), "target": 0.3},
+        "verify": {"leaves": args.leaves, "partitions": args.partitions, "leaves_per_s": round(verify_rate),
+                   "hashlib_leaves_per_s": round(hash_rate), "ratio": round(verify_rate / hash_rate, 3),
+                   "workers": args.workers, "parallel_leaves_per_s": round(parallel_rate),
+                   "parallel_ratio": round(parallel_rate / hash_rate, 3), "target": 0.3,
+                   "loadavg": os.getloadavg()},
         "inclusion_proof": {"demo": demo, "big": big},
     }
     print(f"verify    {verify_rate:>12,.0f} leaves/s   hashlib {hash_rate:,.0f} leaves/s   "
-          f"ratio {verify_rate / hash_rate:.3f} (target >= 0.3)")
+          f"ratio {verify_rate / hash_rate:.3f} (target >= 0.3), one process")
+    print(f"verify    {parallel_rate:>12,.0f} leaves/s   {args.workers} processes, ratio {parallel_rate / hash_rate:.3f}")
     for label, figures in (("demo", demo), ("big", big)):
         print(f"proof     {label:<5} {figures['leaves']:>10,} leaves   p50 {figures['p50_ms']:.3f} ms"
               f"   p99 {figures['p99_ms']:.3f} ms   ({figures['proofs']:,} proofs)")

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from protocolo.core.errors import EventRejected
@@ -57,10 +60,40 @@ def string_problem(text: str) -> tuple[str, str] | None:
     return None
 
 
+def _fits(value: Any) -> bool:
+    """True when ``value`` is certainly storable, checked without building field paths:
+    every record the publisher and the projector handle goes through here, and nearly all
+    of them fit. False means "look closer" (:func:`unstorable` then names the place), not
+    "unstorable": a type this fast path does not know is left to the full walk."""
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value and (value.isascii() or _SURROGATE.search(value) is None)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _fits(key) or not _fits(item):
+                return False
+        return True
+    if kind is list:
+        return all(_fits(item) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind in _PLAIN
+
+
+#: Types with nothing inside that PostgreSQL could refuse.
+_PLAIN = frozenset({int, bool, type(None), bytes, datetime, date, uuid.UUID, Decimal})
+
+
 def unstorable(record: Any, path: str = "") -> EventRejected | None:
     """The first place in ``record`` (a decoded or about-to-be-encoded event: mappings,
     lists, strings, numbers, bytes, datetimes, UUIDs) that PostgreSQL cannot store, as an
     :class:`EventRejected` naming the field path and the rule; None when all of it fits."""
+    if _fits(record):
+        return None
+    return _first_unstorable(record, path)
+
+
+def _first_unstorable(record: Any, path: str) -> EventRejected | None:
     if isinstance(record, str):
         problem = string_problem(record)
         return EventRejected(path or "event", *problem) if problem else None
@@ -75,13 +108,13 @@ def unstorable(record: Any, path: str = "") -> EventRejected | None:
             sub = f"{path}.{name}" if path else name
             if isinstance(key, str) and (problem := string_problem(key)):
                 return EventRejected(f"{path or 'event'} (a field name)", problem[0], problem[1])
-            found = unstorable(value, sub)
+            found = _first_unstorable(value, sub)
             if found is not None:
                 return found
         return None
     if isinstance(record, list | tuple):
         for i, item in enumerate(record):
-            found = unstorable(item, f"{path or 'event'}[{i}]")
+            found = _first_unstorable(item, f"{path or 'event'}[{i}]")
             if found is not None:
                 return found
     return None

@@ -36,13 +36,17 @@ import bisect
 import contextlib
 import gc
 import hashlib
+import multiprocessing
+import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import conninfo, sql
 
 from protocolo.attestation.audit_checkpoints import (
     CHECKPOINT_COLUMNS,
@@ -732,15 +736,92 @@ def ledger_partitions(conn: psycopg.Connection[Any], topic: str) -> list[int]:
 
 def audit_ledger(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
                  partitions: Sequence[int] | None = None, progress: Progress | None = None,
-                 chunk_level: int = CHUNK_LEVEL) -> None:
-    """Audit every partition of ``topic`` (or those given) in one read-only snapshot."""
+                 chunk_level: int = CHUNK_LEVEL, workers: int | None = 1) -> None:
+    """Audit every partition of ``topic`` (or those given) in one read-only snapshot.
+
+    ``workers``: processes auditing partitions side by side (each partition's walk is
+    serial; partitions are independent). ``None`` chooses: one per core, up to one per
+    partition, when the ledger holds at least :data:`PARALLEL_MIN_LEAVES` leaves. The
+    default is 1, the walk in this process: on a machine whose cores are busy anyway the
+    processes only add their start-up (bench/README.md measures both). The findings are
+    the same either way, in the same order."""
     conn.read_only = True
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     with conn.transaction(), _collector_paused():
         chosen = ledger_partitions(conn, topic) if partitions is None else list(partitions)
+        count = _worker_count(conn, topic, chosen, workers)
+        if count > 1:
+            _audit_in_processes(conn, topic, keys, findings, chosen, progress, chunk_level, count)
+            return
         for partition in chosen:
             audit = CheckpointAudit(topic, partition, keys, findings)
             PartitionWalk(conn, topic, partition, findings, audit, progress, chunk_level).run()
+
+
+#: Leaves (all partitions) from which ``audit_ledger`` spreads partitions over processes by
+#: default: starting a process (a fresh interpreter importing the package) costs about a
+#: second, the walk of 200,000 leaves several.
+PARALLEL_MIN_LEAVES = 200_000
+
+
+def _worker_count(conn: psycopg.Connection[Any], topic: str, chosen: Sequence[int], workers: int | None) -> int:
+    if workers is not None:
+        return max(1, min(workers, len(chosen)))
+    if len(chosen) < 2:
+        return 1
+    row = conn.execute("SELECT coalesce(sum(tree_size), 0) FROM projector_offsets WHERE topic = %s"
+                       " AND kafka_partition = ANY(%s)", (topic, list(chosen))).fetchone()
+    if row is None or int(row[0]) < PARALLEL_MIN_LEAVES:
+        return 1
+    return max(1, min(len(chosen), os.cpu_count() or 1))
+
+
+def _audit_in_processes(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
+                        chosen: Sequence[int], progress: Progress | None, chunk_level: int, count: int) -> None:
+    """One partition per job, ``count`` processes, every one in this transaction's snapshot
+    (``pg_export_snapshot``: the ledger they read is the one this connection sees, whatever a
+    projector commits meanwhile). Rows are fetched and hashed in parallel, which is where the
+    walk spends its time (bench/README.md). Findings are merged in partition order, so the
+    kept ones and the counts are those a serial walk gives."""
+    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    snapshot = str(row[0]) if row else ""
+    info = conn.info
+    dsn = conninfo.make_conninfo(info.dsn, password=info.password) if info.password else info.dsn
+    started = time.monotonic()
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding a connection and threads
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        jobs = [(partition, pool.submit(audit_partition_in_snapshot, dsn, snapshot, topic, keys, partition,
+                                        chunk_level, findings.limit)) for partition in chosen]
+        for partition, job in jobs:
+            _merge(findings, job.result())
+            if progress is not None:
+                progress(partition, findings.summary(partition).leaves, time.monotonic() - started)
+
+
+def audit_partition_in_snapshot(dsn: str, snapshot: str, topic: str, keys: LogKeys, partition: int,
+                                chunk_level: int, limit: int) -> FindingLog:
+    """One partition's walk in another process, in the snapshot ``snapshot`` exported by
+    the connection that started the audit."""
+    findings = FindingLog(limit=limit)
+    with psycopg.connect(dsn) as conn:
+        conn.read_only = True
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction(), _collector_paused():
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            audit = CheckpointAudit(topic, partition, keys, findings)
+            PartitionWalk(conn, topic, partition, findings, audit, None, chunk_level).run()
+    return findings
+
+
+def _merge(into: FindingLog, part: FindingLog) -> None:
+    """Add one partition's findings as if they had been found here, after the earlier ones."""
+    kept: Counter[str] = Counter()
+    for finding in part.kept:
+        kept[finding.kind] += 1
+        into.add(finding)
+    for kind, total in part.counts.items():
+        into.counts[kind] += total - kept[kind]
+    into.partitions.update(part.partitions)
 
 
 @contextlib.contextmanager

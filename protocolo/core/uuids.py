@@ -25,6 +25,7 @@ __all__ = ["canonical_uuid", "is_uuid_spelling"]
 _HEX32 = r"[0-9a-fA-F]{32}"
 _HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _BARE = rf"(?:{_HYPHENATED}|{_HEX32})"
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SPELLING = re.compile(rf"(?:urn:uuid:)?(?:(?P<bare>{_BARE})|\{{(?P<braced>{_BARE})\}})", re.IGNORECASE)
 
 
@@ -46,6 +47,8 @@ def canonical_uuid(value: object, field: str) -> str:
     """
     if isinstance(value, uuid.UUID):
         return str(value)
+    if type(value) is str and _CANONICAL.fullmatch(value) is not None:
+        return value  # already canonical, the usual case: no UUID object to build and print
     match = _SPELLING.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         what = f"a string of {len(value)} characters" if isinstance(value, str) else type(value).__name__

@@ -503,3 +503,31 @@ def test_chunks_of_any_size_find_the_same_differences(ledger, copy_url, tamperin
     answers = {level: audit_at_chunk_level(ledger, copy_url, level) for level in (1, 2, 12)}
     assert answers[1] == answers[2] == answers[12]
     assert bool(answers[12]) == (tampering != "none"), answers[12]
+
+
+@pytest.mark.parametrize("tampering", ["none", "value"])
+def test_partitions_audited_in_processes_find_what_one_process_finds(ledger, copy_url, tampering) -> None:
+    """The parallel audit (one process per partition, in the snapshot of the connection
+    that started it) keeps the same findings, counts and partition summaries as the walk in
+    one process."""
+    from protocolo.attestation.audit_checkpoints import LogKeys
+    from protocolo.attestation.audit_findings import FindingLog
+    from protocolo.attestation.ledger_audit import audit_ledger
+
+    if tampering == "value":
+        p = busiest(ledger)
+        execute(copy_url, "UPDATE journal SET record_value = '\\x01'::bytea WHERE topic = %s AND"
+                " kafka_partition = %s AND leaf_index = 1", (ledger.topic, p))
+    logs = []
+    for workers in (1, 2):
+        findings = FindingLog()
+        with psycopg.connect(copy_url) as conn:
+            audit_ledger(conn, ledger.topic, LogKeys([VerifierKey.parse(v) for v in ledger.vkeys]), findings,
+                         workers=workers)
+        logs.append(findings)
+    serial, parallel = logs
+    assert parallel.sorted() == serial.sorted()
+    assert parallel.counts == serial.counts
+    assert parallel.partitions == serial.partitions
+    assert sum(s.leaves for s in parallel.partitions.values()) == sum(len(r) for r in ledger.records.values())
+    assert bool(parallel.total) == (tampering == "value")
