@@ -49,7 +49,7 @@ except ImportError:  # tests/ turned into a package
 DEPLOYMENT = "acme-customer"
 PARTITIONS = 4
 REPO = Path(__file__).resolve().parents[2]
-CUSTOMER, OTHER = valid_cpf("222333444"), valid_cpf("555666777")
+CUSTOMER, OTHER, SINGLE = valid_cpf("222333444"), valid_cpf("555666777"), valid_cpf("888999000")
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Ledger:
     records: list[Any]
     cpf_index: str
     other_index: str
+    single_index: str  # a customer with one contact: the other partitions prove absence
     sealer: Any
 
 
@@ -102,8 +103,10 @@ def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
     with ProtocolIssuer(rt.registry_url) as issuer:
         mine = _protocols_in_every_partition(issuer, 2)
         theirs = _protocols_in_every_partition(issuer, 1)
+        single = issuer.issue()
     events = [e for n, p in enumerate(mine) for e in _contact(p, CUSTOMER, n)]
     events += [e for n, p in enumerate(theirs) for e in _contact(p, OTHER, n)]
+    events += _contact(single, SINGLE, 0)
     events.append(Event("RetrievalRequested", {
         "request_id": str(uuid.uuid4()), "kind": "RECORDING", "requested_via": "WEB_FORM",
         "delivery_channel": "EMAIL", "customer": {"cpf": CUSTOMER, "name": "Cliente"},
@@ -114,9 +117,9 @@ def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
     with rt.connect(autocommit=True) as conn:
         checkpoint_partitions(conn, key, topic, DEPLOYMENT)
     records = drain(backend.kafka_bootstrap, topic)
-    indexes = {cpf: rt.sealer().index.cpf(cpf) for cpf in (CUSTOMER, OTHER)}
+    indexes = {cpf: rt.sealer().index.cpf(cpf) for cpf in (CUSTOMER, OTHER, SINGLE)}
     yield Ledger(topic, url, home, backend.kafka_bootstrap, key, records, indexes[CUSTOMER],
-                 indexes[OTHER], rt.sealer())
+                 indexes[OTHER], indexes[SINGLE], rt.sealer())
     with psycopg.connect(backend.database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -127,14 +130,13 @@ def _oracle_positions(ledger: Ledger, cpf_index: str) -> set[tuple[int, int]]:
     pairs = {(r.partition, r.offset): oracle.leaf_pairs(r.key, r.value or b"", SCHEMAS)
              for r in ledger.records}
     keys = {r.key for r in ledger.records if ("cpf-index", cpf_index) in pairs[(r.partition, r.offset)]}
-    assert {r.partition for r in ledger.records if r.key in keys} == set(range(PARTITIONS))
     return {(r.partition, r.offset) for r in ledger.records if r.key in keys}
 
 
-def _write(ledger: Ledger, cpf_index: str) -> bytes:
+def _write(ledger: Ledger, cpf_index: str, field: str = "cpf_index") -> bytes:
     context = WriterContext(DEPLOYMENT, ledger.topic, ledger.key, ledger.sealer, "test")
     with psycopg.connect(ledger.url, autocommit=True) as conn:
-        return write_customer_bundle(conn, CustomerRef("cpf_index", cpf_index), BundleRequest(None),
+        return write_customer_bundle(conn, CustomerRef(field, cpf_index), BundleRequest(None),
                                      context, PARTITIONS, datetime.now(UTC))
 
 
@@ -159,7 +161,9 @@ def test_the_customer_bundle_holds_every_record_in_every_partition(ledger: Ledge
     data = _write(ledger, ledger.cpf_index)
     report = _check(ledger, data, ledger.cpf_index)
     assert report.verdict == "VALID", _failures(report)
-    assert {(r.partition, r.offset) for r in report.records} == _oracle_positions(ledger, ledger.cpf_index)
+    expected = _oracle_positions(ledger, ledger.cpf_index)
+    assert {p for p, _ in expected} == set(range(PARTITIONS))  # the customer is in every partition
+    assert {(r.partition, r.offset) for r in report.records} == expected
     complete = sorted(f.subject for f in report.findings if f.ok and "every record of its subject" in f.detail)
     assert complete == [f"index/p{p}" for p in range(PARTITIONS)]
     assert f"cpf_index {ledger.cpf_index}" in report.proven()
@@ -172,6 +176,34 @@ def test_the_customer_bundle_holds_every_record_in_every_partition(ledger: Ledge
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VERDICT: VALID" in done.stdout and ledger.cpf_index in done.stdout
+
+
+def test_a_customer_in_one_partition_is_proven_absent_from_the_others(ledger: Ledger,
+                                                                     tmp_path: Path) -> None:
+    data = _write(ledger, ledger.single_index)
+    report = _check(ledger, data, ledger.single_index)
+    assert report.verdict == "VALID", _failures(report)
+    expected = _oracle_positions(ledger, ledger.single_index)
+    assert len({p for p, _ in expected}) == 1 and len(expected) == 3
+    assert {(r.partition, r.offset) for r in report.records} == expected
+    complete = sorted(f.subject for f in report.findings if f.ok and "every record of its subject" in f.detail)
+    assert complete == [f"index/p{p}" for p in range(PARTITIONS)]  # absence proven in the other three
+    bundle = tmp_path / "single.zip"
+    bundle.write_bytes(data)
+    bad = subprocess.run([sys.executable, str(REPO / "verifier" / "protocolo_verify.py"), str(bundle),
+                          *_vkeys(ledger), "--customer-index", "not-hex"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--customer-index" in bad.stderr, bad.stderr
+
+
+def test_by_customer_code_the_same_contacts_are_proven(ledger: Ledger) -> None:
+    code_index = ledger.sealer.index.customer_code(f"C-{CUSTOMER[:4]}")
+    report = _check(ledger, _write(ledger, code_index, "customer_code_index"), code_index)
+    assert report.verdict == "VALID", _failures(report)
+    contacts = {(r.partition, r.offset) for r in report.records if r.event_type.startswith("Contact")}
+    by_cpf = {(p, o) for p, o in _oracle_positions(ledger, ledger.cpf_index)}
+    assert contacts and contacts <= by_cpf
+    assert report.subject["customer_code_index"] == code_index
 
 
 def test_another_customers_bundle_is_not_this_one(ledger: Ledger) -> None:
@@ -210,6 +242,15 @@ def test_a_whole_contact_left_out_is_named(ledger: Ledger, monkeypatch) -> None:
     _maker(monkeypatch, drop)
     report = _check(ledger, _write(ledger, ledger.cpf_index))
     assert "record-missing" in _failures(report), _failures(report)
+
+
+def test_a_contact_held_but_left_out_of_the_subject_is_named(ledger: Ledger, monkeypatch) -> None:
+    def unnamed(conn, gathered, subject):
+        subject["protocol_numbers"].pop()
+
+    _maker(monkeypatch, unnamed)
+    failures = _failures(_check(ledger, _write(ledger, ledger.cpf_index)))
+    assert "contact-missing" in failures, failures
 
 
 def test_a_record_of_another_customer_is_named(ledger: Ledger, monkeypatch) -> None:
