@@ -11,8 +11,10 @@ Rules covered (DOMAIN.md; the policy profile in force when the contact opened, a
 projector resolves it): the protocol number told at the start, the recording notice given
 at the start (recorded contacts), the protocol confirmed in writing in time (pending while
 its deadline is after the period's end), and each recording deletion: not before the
-retention the capture stated (counted from the contact's opening) and not while a legal
-hold placed on the contact was in force; each retrieval request answered (fulfilled or
+retention the capture stated (counted from the contact's opening), unless an
+EARLY_DELETION approval for that recording was granted before the deletion by someone other
+than the one who asked for it (the two-person rule, judged on the log whoever published the
+deletion), and never while a legal hold placed on the contact was in force; each retrieval request answered (fulfilled or
 rejected) within its deadline (history hours or recording days of the profile), pending
 while the deadline is after the period's end.
 """
@@ -74,6 +76,25 @@ class Contact:
     retention: dict[str, int] = field(default_factory=dict)  # recording id -> retention days
     deletions: dict[str, datetime] = field(default_factory=dict)  # recording id -> first deletion
     holds: dict[str, list[datetime | None]] = field(default_factory=dict)  # hold id -> [placed, released]
+    #: recording id -> when an EARLY_DELETION approval of two different people was granted
+    two_person_grants: dict[str, list[datetime]] = field(default_factory=dict)
+
+
+@dataclass
+class Approval:
+    """An approval as the log tells it: its request and its first decision (as the
+    ``approvals`` view keeps it)."""
+
+    action: str | None = None
+    recording_id: str | None = None
+    requested_by: str | None = None
+    decided_at: datetime | None = None
+    decision: str | None = None
+    decided_by: str | None = None
+
+    def grants_early_deletion(self) -> bool:
+        return (self.action == "EARLY_DELETION" and self.decision == "GRANTED" and self.recording_id is not None
+                and bool(self.requested_by) and bool(self.decided_by) and self.requested_by != self.decided_by)
 
 
 @dataclass
@@ -165,7 +186,11 @@ def _version(name: str, number: int) -> Any:
 def fold_contacts(export: Path) -> dict[str, Contact]:
     contacts: dict[str, Contact] = {}
     later: list[tuple[str, str, datetime, dict[str, Any]]] = []
+    approvals: dict[str, Approval] = {}
     for partition, offset, event_type, event in verified_events(export):
+        if event_type in _APPROVAL_EVENTS:
+            _note_approval(approvals, event_type, event)
+            continue
         protocol = (event.get("meta") or {}).get("protocol_number")
         if not protocol:
             continue
@@ -181,7 +206,31 @@ def fold_contacts(export: Path) -> dict[str, Contact]:
         contact = contacts.get(protocol)
         if contact is not None:
             _apply(contact, event_type, when, event)
+    grants: dict[str, list[datetime]] = {}
+    for approval in approvals.values():
+        if approval.grants_early_deletion() and approval.decided_at is not None:
+            grants.setdefault(str(approval.recording_id), []).append(approval.decided_at)
+    for contact in contacts.values():
+        contact.two_person_grants = {rid: grants[rid] for rid in contact.deletions if rid in grants}
     return contacts
+
+
+_APPROVAL_EVENTS = frozenset({"ApprovalRequested", "ApprovalGranted", "ApprovalDenied"})
+
+
+def _note_approval(approvals: dict[str, Approval], event_type: str, event: dict[str, Any]) -> None:
+    """The request as first logged; the decision taken first (by its time), as the view does."""
+    approval = approvals.setdefault(str(event["approval_id"]), Approval())
+    if event_type == "ApprovalRequested":
+        if approval.action is None:
+            approval.action, approval.requested_by = str(event["action"]), str(event["requested_by"])
+            approval.recording_id = event.get("recording_id")
+        return
+    when = _time(event["meta"]["occurred_at"])
+    if approval.decided_at is None or when < approval.decided_at:
+        approval.decided_at = when
+        approval.decision = "GRANTED" if event_type == "ApprovalGranted" else "DENIED"
+        approval.decided_by = str(event.get("approved_by") or event.get("denied_by") or "")
 
 
 def _apply(contact: Contact, event_type: str, when: datetime, event: dict[str, Any]) -> None:
@@ -210,7 +259,8 @@ def _deletion_verdicts(contact: Contact) -> list[str]:
     for rid, deleted in sorted(contact.deletions.items()):
         if rid not in contact.retention:
             continue
-        early = deleted < contact.opened_at + timedelta(days=contact.retention[rid])
+        early = (deleted < contact.opened_at + timedelta(days=contact.retention[rid])
+                 and not any(granted <= deleted for granted in contact.two_person_grants.get(rid, ())))
         held = any(placed is not None and placed <= deleted and (released is None or released > deleted)
                    for placed, released in contact.holds.values())
         verdicts.append("broken" if early or held else "kept")

@@ -420,6 +420,30 @@ def test_reveal_needs_a_legal_basis_and_is_recorded_on_the_ledger(ledger, tmp_pa
     assert manifest["export_id"] in rows[0][3]
 
 
+def _two_person_grants(events: list[Event]) -> dict[str, list[datetime]]:
+    """Recording id -> when an EARLY_DELETION approval was granted by someone other than its
+    requester (DOMAIN.md's two-person rule; no denials in these tests)."""
+    asked = {e.fields["approval_id"]: (e.fields["requested_by"], e.fields["recording_id"]) for e in events
+             if e.event_type == "ApprovalRequested" and e.fields["action"] == "EARLY_DELETION"}
+    grants: dict[str, list[datetime]] = {}
+    for e in (e for e in events if e.event_type == "ApprovalGranted" and e.fields["approval_id"] in asked):
+        requester, recording = asked[e.fields["approval_id"]]
+        if e.fields["approved_by"] != requester:
+            grants.setdefault(recording, []).append(e.occurred_at)
+    return grants
+
+
+def _early_deletion_approval(p: str, rec: str, asker: str, granter: str, at: datetime) -> list[Event]:
+    approval_id = str(uuid.uuid4())
+    return [Event("ApprovalRequested", {"approval_id": approval_id, "action": "EARLY_DELETION",
+                                        "requested_by": asker, "requester_role": "SUPERVISOR",
+                                        "recording_id": rec, "subject_ref": None, "reason": "court order"},
+                  protocol_number=p, occurred_at=at),
+            Event("ApprovalGranted", {"approval_id": approval_id, "approved_by": granter,
+                                      "approver_role": "COMPLIANCE", "comment": None},
+                  occurred_at=at + timedelta(minutes=5))]
+
+
 def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str, ...], tuple[int, int, int, list[str]]]:
     """The rule figures computed straight from the published events (DOMAIN.md's rules with
     the policy data: 60 s to disclose at the start, 24 h to confirm in writing)."""
@@ -439,6 +463,7 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
     holds: dict[str, list[Event]] = {}
     answered: dict[str, datetime] = {}
     closed: dict[str, datetime] = {}
+    grants = _two_person_grants(events)
     for e in events:
         if e.event_type == "ContactOpened":
             opened.setdefault(e.protocol_number, e)
@@ -485,7 +510,8 @@ def _expected_rules(events: list[Event], period_end: datetime) -> dict[tuple[str
         count((*group, "protocol_confirmed_in_time"), "kept" if confirmed and confirmed <= deadline
               else "pending" if deadline > period_end else "broken", protocol)
         for d in (d for d in deletions if d.protocol_number == protocol):
-            early = d.occurred_at < at + timedelta(days=kept_days[d.fields["recording_id"]])
+            two_people = any(t <= d.occurred_at for t in grants.get(d.fields["recording_id"], ()))
+            early = d.occurred_at < at + timedelta(days=kept_days[d.fields["recording_id"]]) and not two_people
             held = any(h.occurred_at <= d.occurred_at for h in holds.get(protocol, []))
             count((*group, "recording_deleted_lawfully"), "broken" if early or held else "kept", protocol)
         answer_due = at + timedelta(days=profile.demand_answer_days)  # 7 calendar days (2022 decree)
@@ -548,6 +574,15 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
               protocol_number=p6, occurred_at=old + timedelta(days=10)),
         deleted(p6, "rec-held", old + timedelta(days=190))]
 
+    # early deletions: p1's granted by a second person before it (kept), p4's approved by the
+    # one who asked (broken: the two-person rule is judged on the log, whoever published it)
+    events += captured(p1, "rec-approved", 180, t1 + timedelta(minutes=1)) + _early_deletion_approval(
+        p1, "rec-approved", "supervisora", "conformidade", t1 + timedelta(minutes=30)) + [
+        deleted(p1, "rec-approved", t1 + timedelta(hours=1))]
+    events += captured(p4, "rec-self", 180, recent + timedelta(minutes=1)) + _early_deletion_approval(
+        p4, "rec-self", "supervisora", "supervisora", recent + timedelta(minutes=2)) + [
+        deleted(p4, "rec-self", recent + timedelta(minutes=10))]
+
     def asked(rid: str, kind: str, at: datetime, p: str | None) -> Event:
         return Event("RetrievalRequested", {
             "request_id": rid, "kind": kind, "requested_via": "WEB_FORM", "delivery_channel": "EMAIL",
@@ -592,7 +627,8 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
                           if rule != "request_answered_in_time")
     assert got[("BANKING", "PHONE", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p6])  # under hold
     assert got[("BANKING", "CHAT", "br-sac-2022@1", "recording_deleted_lawfully")] == (1, 1, 0, [p2])  # too early
-    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "recording_deleted_lawfully")][:2] == (1, 0)
+    # p5's after its retention, p1's early with a two-person approval: kept; p4's self-approved: broken
+    assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "recording_deleted_lawfully")] == (3, 1, 0, [p4])
     assert got[("BANKING", "PHONE", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [p6])
     assert got[("MOBILE", "PHONE", "br-anatel-rgc@1", "request_answered_in_time")] == (3, 1, 1, [p5])
     assert got[("(no contact)", "-", "br-sac-2022@1", "request_answered_in_time")] == (1, 1, 0, [""])
