@@ -14,16 +14,18 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from protocolo.attestation.anchoring import anchor_checkpoints, anchorers_from
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import FindingLog
 from protocolo.attestation.audit_index import audit_index
+from protocolo.attestation.audit_payloads import audit_payloads
+from protocolo.attestation.audit_views import audit_views
 from protocolo.attestation.bundle_customer import write_customer_bundle
 from protocolo.attestation.bundle_writer import BundleNotPossible, BundleRequest, write_bundle
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.config import AttestationSettings
+from protocolo.attestation.ledger_audit import audit_ledger, ledger_partitions
 from protocolo.attestation.log_key import load_log_key
 from protocolo.attestation.pinned_log_keys import configured_log_keys
 from protocolo.attestation.publication import KafkaCheckpointPublisher
@@ -141,8 +143,9 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
             made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=publisher)
         failed = [o for o in anchor_checkpoints(conn, made, anchorers_from(attestation)) if o.error]
         say(f"  {len(made)} checkpoints signed" + (f", {len(failed)} anchors failed" if failed else ""))
-        _check_index(conn, topic, [key.vkey(log_origin(attestation.deployment, topic, p))
-                                   for p in range(rt.settings.partitions)], rt.settings.partitions)
+    differences = _verify_ledger(rt, [key.vkey(log_origin(attestation.deployment, topic, p))
+                                      for p in range(rt.settings.partitions)])
+    with rt.connect(autocommit=True) as conn:
         try:
             data = write_bundle(conn, BundleRequest(protocol),
                                 writer_context(attestation, topic, key, rt.sealer()),
@@ -160,7 +163,7 @@ def _proof_of_service(rt: Runtime, protocol: str) -> int:
     print(f"  check it yourself: protocolo verify-evidence {path} --protocol {protocol} "
           f"--vkey '{vkeys[0]}' ...  (or the published verifier/protocolo_verify.py; README.txt "
           "says how by hand)")
-    return 0 if report.ok else 1
+    return 0 if report.ok and not differences else 1
 
 
 def _customer_proof(rt: Runtime, cpf: str) -> int:
@@ -239,15 +242,26 @@ def _audit_export(rt: Runtime, since: datetime) -> int:
     return 0
 
 
-def _check_index(conn: Any, topic: str, vkeys: list[str], partitions: int) -> None:
-    """What `protocolo verify` does for the verifiable index: rebuild each partition's map
-    from the journal and compare it with the signed map roots (pinned keys)."""
+def _verify_ledger(rt: Runtime, vkeys: list[str]) -> int:
+    """What `protocolo verify` checks, with the deployment's log keys pinned: every leaf, tree
+    node and signed checkpoint, the verifiable index rebuilt from the journal, every decoded
+    copy and every view recomputed from the journal. The number of differences."""
+    import psycopg
+
     findings = FindingLog()
-    audit_index(conn, topic, LogKeys([VerifierKey.parse(v) for v in vkeys]), findings,
-                list(range(partitions)))
-    say("  verifiable index rebuilt from the journal: " + (
-        "every signed map root matches" if not findings.total else
-        f"{findings.total} differences (run protocolo verify)"))
+    keys = LogKeys([VerifierKey.parse(v) for v in vkeys])
+    topic = rt.settings.topic
+    with psycopg.connect(rt.database_url) as conn:
+        partitions = ledger_partitions(conn, topic)
+        conn.rollback()
+        audit_ledger(conn, topic, keys, findings, partitions)
+        audit_index(conn, topic, keys, findings, partitions)
+        payloads = audit_payloads(conn, topic, partitions, findings)
+        views = audit_views(conn, findings)
+    say(f"  protocolo verify, keys pinned: leaves, tree nodes, signed checkpoints, the verifiable index, "
+        f"{payloads.rows:,} decoded copies, {len(views.tables)} views: " + (
+            "no difference" if not findings.total else f"{findings.total} differences (run protocolo verify)"))
+    return findings.total
 
 
 def _print_console_users(rt: Runtime, sample_cpf: str | None) -> None:

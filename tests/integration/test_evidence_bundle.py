@@ -236,10 +236,14 @@ def test_the_demo_ends_with_a_bundle_verified_offline(settings, monkeypatch, cap
                         ("PROTOCOLO_DEPLOYMENT", DEPLOYMENT)):
         monkeypatch.setenv(name, value)
     assert main(["demo", "--contacts", "40", "--seed", "7"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     line = next(x for x in out.splitlines() if x.startswith("Proof-of-service bundle of "))
     path = Path(line.rsplit(": ", 1)[1])
     assert "offline verification pinned to the deployment's log keys: VALID (contact " in out
+    # ... after `protocolo verify`'s checks (leaves, nodes, checkpoints, index, decoded copies, views)
+    audit = next(x for x in captured.err.splitlines() if "protocolo verify, keys pinned:" in x)
+    assert "decoded copies" in audit and "views" in audit and audit.endswith(": no difference"), audit
     # ... and with a verified read of the sample contact, proven into the signed checkpoints
     verified = out.split("Verified read of ", 1)[1].splitlines()[1].strip()
     assert verified.startswith(f"verified: checkpoint protocolo/{DEPLOYMENT}/{settings.topic}/"), verified
