@@ -78,7 +78,7 @@ class ProjectorOptions:
     #: How long the projector keeps polling through errors Kafka marks retriable (a broker
     #: of the cluster went away, a leader moved) before it gives up and stops: nothing is
     #: lost either way (positions live in PostgreSQL), but one broker's death in a cluster
-    #: must not stop projection (bench/faults found it did).
+    #: must not stop projection.
     broker_retry_s: float = 120.0
     kafka: dict[str, Any] = field(default_factory=dict)
 

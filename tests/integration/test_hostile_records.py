@@ -1,4 +1,4 @@
-"""No single record, whatever its bytes, can stop projection (issue 5 §1b).
+"""No single record, whatever its bytes, can stop projection.
 
 Between the valid events of a simulated day, on the same partitions (same keys), a raw
 ``KafkaProducer`` (not the publisher, which refuses such events) writes records whose

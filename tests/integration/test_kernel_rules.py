@@ -1,4 +1,4 @@
-"""Adversarial tests of the kernel's rules (issue 5): registry-wide protocol numbers, keys
+"""Adversarial tests of the kernel's rules: registry-wide protocol numbers, keys
 that are never invented nor swapped, reproducible deadlines, a read-only ``history``, the
 projection watermark in front of the sweeper and ``erase``, and a CLI that never shows a
 traceback nor a password.
