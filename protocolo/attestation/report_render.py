@@ -127,7 +127,7 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg"):]
 
 
-def as_html(report: dict[str, Any], proof_url: str = "/v1/contacts/{protocol}/proof") -> bytes:
+def as_html(report: dict[str, Any], proof_url: str = "/v1/contacts/{protocol}/proof?purpose=compliance-report") -> bytes:
     def protocols(f: dict[str, Any]) -> str:
         return ", ".join(
             (f'<a href="{html.escape(proof_url.format(protocol=b["protocol_number"]))}">'

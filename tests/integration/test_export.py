@@ -660,7 +660,7 @@ def test_the_compliance_report_counts_verified_events_and_renders(ledger, tmp_pa
         assert done.code == 0, done.err
     page = (tmp_path / "report.html").read_text()
     assert "<svg" in page and "<script" not in page.lower()
-    assert f'href="/v1/contacts/{p2}/proof"' in page
+    assert f'href="/v1/contacts/{p2}/proof?purpose=compliance-report"' in page  # the API's route asks why
     rows = (tmp_path / "report.csv").read_text().splitlines()
     assert rows[0].startswith("service_type,channel,policy_profile,rule,applicable,broken")
     assert any(row.startswith("BANKING,CHAT,br-sac-2022@1,protocol_told_at_start,") for row in rows)
