@@ -29,7 +29,7 @@ from kafka.partitioner.default import murmur2
 from psycopg import sql
 from test_verifiable_index import SCHEMAS, oracle, valid_cpf
 
-from protocolo.attestation import bundle_customer
+from protocolo.attestation import bundle_customer, bundle_writer
 from protocolo.attestation.bundle_customer import CustomerRef, write_customer_bundle
 from protocolo.attestation.bundle_writer import BundleRequest, WriterContext, deployment_trust
 from protocolo.attestation.checkpointer import checkpoint_partitions
@@ -270,8 +270,8 @@ def test_a_record_of_another_customer_is_named(ledger: Ledger, monkeypatch) -> N
 
 
 def test_a_partition_without_its_lookup_proof_is_named(ledger: Ledger, monkeypatch) -> None:
-    original = bundle_customer.lookups
-    monkeypatch.setattr(bundle_customer, "lookups",
+    original = bundle_writer.lookups  # the packing shared with contact bundles asks for them
+    monkeypatch.setattr(bundle_writer, "lookups",
                         lambda *a: [f for f in original(*a) if f.partition != 3])
     failures = _failures(_check(ledger, _write(ledger, ledger.cpf_index)))
     assert "cpf-index:" in failures["index-proof-missing"], failures
