@@ -52,30 +52,34 @@ def unauthenticated(detail: str = "authentication required: a Bearer token or a 
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def principal(
-    security_scopes: SecurityScopes,
-    request: Request,
-    svc: Services,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    session: Annotated[str | None, Depends(session_scheme)],
-) -> Principal:
+#: The two credentials a route's caller may present (the OpenAPI document's security schemes).
+BearerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+SessionCookie = Annotated[str | None, Depends(session_scheme)]
+
+
+def principal(security_scopes: SecurityScopes, request: Request, svc: Services, bearer: BearerToken,
+              session: SessionCookie) -> Principal:
     """The caller, whose role holds every permission the route lists."""
-    return authorize(svc, request, bearer.credentials if bearer is not None else None, session,
-                     request.headers.get(CSRF_HEADER), [Permission(s) for s in security_scopes.scopes])
+    return _authorize_route(security_scopes, request, svc, bearer, session, any_of=False)
 
 
-def principal_any_of(
-    security_scopes: SecurityScopes,
-    request: Request,
-    svc: Services,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    session: Annotated[str | None, Depends(session_scheme)],
-) -> Principal:
+def principal_any_of(security_scopes: SecurityScopes, request: Request, svc: Services, bearer: BearerToken,
+                     session: SessionCookie) -> Principal:
     """The caller, whose role holds at least one of the permissions the route lists (the
     route then narrows what each permission sees)."""
+    return _authorize_route(security_scopes, request, svc, bearer, session, any_of=True)
+
+
+def _authorize_route(security_scopes: SecurityScopes, request: Request, svc: ApiServices,
+                     bearer: HTTPAuthorizationCredentials | None, session: str | None, *,
+                     any_of: bool) -> Principal:
+    """:func:`authorize` with what a route's dependency receives: the permissions it lists,
+    the bearer token, the session cookie and the CSRF header. The two dependencies differ
+    only in ``any_of``; they stay two functions because the routes name their rule by
+    which one they depend on (``permission_table``)."""
     return authorize(svc, request, bearer.credentials if bearer is not None else None, session,
                      request.headers.get(CSRF_HEADER), [Permission(s) for s in security_scopes.scopes],
-                     any_of=True)
+                     any_of=any_of)
 
 
 def authorize(svc: ApiServices, request: Request, token: str | None, session: str | None, csrf: str | None,

@@ -15,7 +15,6 @@ model, are listed as pending, as for a contact.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,24 +22,17 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from protocolo.attestation.bundle_pack import BundleContents, pack_bundle
 from protocolo.attestation.bundle_writer import (
     BundleNotPossible,
     BundleRequest,
     WriterContext,
     _check_rows,
-    _declared,
     _Gathered,
-    _policy,
-    _rules,
-    lookups,
+    pack_gathered,
 )
-from protocolo.attestation.checkpointer import known_log_keys, stored_checkpoints
+from protocolo.attestation.checkpointer import stored_checkpoints
 from protocolo.attestation.index_store import StoredIndex, index_checkpoints
 from protocolo.evidence.bundle_index import CUSTOMER_KEY_KINDS, subject_keys
-from protocolo.evidence.checkpoint import log_origin
-from protocolo.evidence.note import VerifierKey
-from protocolo.evidence.readable import readable_record
 from protocolo.evidence.vindex import MapKey, kafka_key_entry
 from protocolo.projections.history import journal_records, protocols_for_customer, timelines
 
@@ -161,24 +153,5 @@ def write_customer_bundle(conn: psycopg.Connection[Any], customer: CustomerRef,
 
 def pack_customer(conn: psycopg.Connection[Any], gathered: _Gathered, subject: dict[str, Any],
           request: BundleRequest, context: WriterContext, now: datetime) -> bytes:
-    checkpoints, consistency = gathered.checkpoints_and_consistency()
-    origins = {p: log_origin(context.deployment, context.topic, p) for p in sorted(gathered.stored)}
-    vkeys = [v for v in known_log_keys(conn) if VerifierKey.parse(v).name in origins.values()]
-    schemas = {r.schema_fingerprint.hex(): r.schema_canonical.encode("utf-8")
-               for r in gathered.records if r.schema_fingerprint and r.schema_canonical}
-    opened = next((d for d in (readable_record(r.topic, r.partition, r.offset, r.leaf_index, r.key,
-                                               r.value, schemas) for r in gathered.records)
-                   if d.get("event_type") == "ContactOpened"), None)
-    contents = BundleContents(
-        deployment=context.deployment,
-        request={"protocol_number": None, "request_id": None, "reveal": request.reveal,
-                 "legal_basis": request.legal_basis if request.reveal else None},
-        created={"at": now.isoformat(), "tool": context.tool},
-        records=gathered.records, checkpoints=checkpoints, consistency=consistency, log_vkeys=vkeys,
-        policy=_policy(vkeys, context.witness_vkeys), subject=subject,
-        rules=_rules(opened, None), declared=_declared(context.sealer, opened, request),
-        pending=gathered.pending, witness_vkeys=list(context.witness_vkeys))
-    contents = dataclasses.replace(contents, index=lookups(conn, context.topic, gathered.stored,
-                                                            subject))
-    signer = context.log_key.signer(origins[gathered.records[0].partition])
-    return pack_bundle(contents, signer)
+    return pack_gathered(conn, gathered, context, request, now, subject=subject,
+                         named=(None, None), view_profile=None)

@@ -253,29 +253,40 @@ def write_bundle(conn: psycopg.Connection[Any], request: BundleRequest, context:
     for p, stored in sorted(gathered.stored.items()):
         if stored:
             _check_rows(conn, context.topic, p, stored[-1].size)
+    subject = {"kind": "contact", "protocol_number": timeline.protocol_number,
+               "request_ids": sorted(str(r["request_id"]) for r in timeline.requests)}
+    return pack_gathered(conn, gathered, context, request, now, subject=subject,
+                         named=(timeline.protocol_number, request.request_id),
+                         view_profile=(timeline.interaction or {}).get("policy_profile"))
+
+
+def pack_gathered(conn: psycopg.Connection[Any], gathered: _Gathered, context: WriterContext,
+                  request: BundleRequest, now: datetime, *, subject: dict[str, Any],
+                  named: tuple[str | None, str | None], view_profile: Any) -> bytes:
+    """The signed bundle of what was gathered, for ``subject``: one packing for a
+    contact's bundle and a customer's, so both pin the same log keys, state the policy,
+    rules and declared personal data the same way, and carry the same lookup proofs.
+    ``named`` is the protocol number and request id the request named (none for a
+    customer); ``view_profile`` the read model's policy profile, if it has one."""
     checkpoints, consistency = gathered.checkpoints_and_consistency()
-    partitions = sorted(gathered.stored)
-    origins = {p: log_origin(context.deployment, context.topic, p) for p in partitions}
+    origins = {p: log_origin(context.deployment, context.topic, p) for p in sorted(gathered.stored)}
     vkeys = [v for v in known_log_keys(conn) if VerifierKey.parse(v).name in origins.values()]
     schemas = {r.schema_fingerprint.hex(): r.schema_canonical.encode("utf-8")
                for r in gathered.records if r.schema_fingerprint and r.schema_canonical}
     opened = next((d for d in (readable_record(r.topic, r.partition, r.offset, r.leaf_index, r.key,
                                                r.value, schemas) for r in gathered.records)
                    if d.get("event_type") == "ContactOpened"), None)
+    protocol_number, request_id = named
     contents = BundleContents(
         deployment=context.deployment,
-        request={"protocol_number": timeline.protocol_number, "request_id": request.request_id,
+        request={"protocol_number": protocol_number, "request_id": request_id,
                  "reveal": request.reveal, "legal_basis": request.legal_basis if request.reveal else None},
         created={"at": now.isoformat(), "tool": context.tool},
         records=gathered.records, checkpoints=checkpoints, consistency=consistency, log_vkeys=vkeys,
-        policy=_policy(vkeys, context.witness_vkeys),
-        subject={"kind": "contact", "protocol_number": timeline.protocol_number,
-                 "request_ids": sorted(str(r["request_id"]) for r in timeline.requests)},
-        rules=_rules(opened, (timeline.interaction or {}).get("policy_profile")),
-        declared=_declared(context.sealer, opened, request),
+        policy=_policy(vkeys, context.witness_vkeys), subject=subject,
+        rules=_rules(opened, view_profile), declared=_declared(context.sealer, opened, request),
         pending=gathered.pending, witness_vkeys=list(context.witness_vkeys))
-    contents = dataclasses.replace(contents, index=lookups(conn, context.topic, gathered.stored,
-                                                            contents.subject))
+    contents = dataclasses.replace(contents, index=lookups(conn, context.topic, gathered.stored, subject))
     signer = context.log_key.signer(origins[gathered.records[0].partition])
     return pack_bundle(contents, signer)
 

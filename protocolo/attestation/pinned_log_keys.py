@@ -11,7 +11,7 @@ are never trusted.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.log_key import DEV_KEY_FILE, LogKey, SigningKeyError
@@ -43,19 +43,34 @@ class PinnedLogKeys:
         return LogKeys([VerifierKey.parse(self.dev_key.vkey(origin))]).for_origin(origin)
 
 
-def configured_log_keys(settings: Settings, environ: Mapping[str, str] = os.environ) -> PinnedLogKeys:
-    """The pinned keys of this deployment; a malformed one is a :class:`ConfigError`."""
-    texts = environ.get(ENV_LOG_VKEYS, "").replace(",", " ").split()
+def env_vkeys(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The vkey texts of ``PROTOCOLO_LOG_VKEYS`` (space or comma separated)."""
+    return environ.get(ENV_LOG_VKEYS, "").replace(",", " ").split()
+
+
+def parse_log_keys(texts: Sequence[str], source: str) -> LogKeys:
+    """The :class:`LogKeys` of the vkey ``texts``, read from ``source`` (an option or
+    variable name). A malformed key, or a set :class:`LogKeys` refuses, is a
+    :class:`ValueError` naming ``source`` and the key, so each caller can raise it as its
+    own kind of bad input (configuration, command line) with the same words."""
     keys = []
     for text in texts:
         try:
             keys.append(VerifierKey.parse(text))
         except EvidenceError as exc:
-            raise ConfigError(f"{ENV_LOG_VKEYS}: {text[:60]!r} is not a verifier key: {exc.detail}") from None
+            raise ValueError(f"{source}: {text[:60]!r} is not a verifier key: {exc.detail}") from None
     try:
-        pinned = LogKeys(keys)
+        return LogKeys(keys)
     except ValueError as exc:
-        raise ConfigError(f"{ENV_LOG_VKEYS}: {exc}") from None
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def configured_log_keys(settings: Settings, environ: Mapping[str, str] = os.environ) -> PinnedLogKeys:
+    """The pinned keys of this deployment; a malformed one is a :class:`ConfigError`."""
+    try:
+        pinned = parse_log_keys(env_vkeys(environ), ENV_LOG_VKEYS)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if pinned.keys:
         return PinnedLogKeys(pinned)
     path = settings.home / DEV_KEY_FILE

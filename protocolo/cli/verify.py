@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -24,6 +23,7 @@ from protocolo.attestation.audit_payloads import audit_payloads
 from protocolo.attestation.audit_views import ViewStats, audit_views
 from protocolo.attestation.ledger_audit import audit_ledger, ledger_partitions
 from protocolo.attestation.log_key import DEV_KEY_FILE, LogKey, SigningKeyError
+from protocolo.attestation.pinned_log_keys import ENV_LOG_VKEYS, env_vkeys, parse_log_keys
 from protocolo.cli import CommandError, bounded_int
 from protocolo.core.config import Settings
 from protocolo.core.database import require_schema
@@ -31,7 +31,6 @@ from protocolo.evidence.errors import EvidenceError
 from protocolo.evidence.note import VerifierKey
 from protocolo.runtime import Ledger, LedgerReader, LedgerUnreachable, redact_url
 
-ENV_LOG_VKEYS = "PROTOCOLO_LOG_VKEYS"
 EXIT_DIFFERENCES = 1
 
 
@@ -72,18 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def pinned_keys(given: list[str]) -> LogKeys:
     """The log keys from --vkey, else $PROTOCOLO_LOG_VKEYS; a bad one is bad input."""
-    texts = given or os.environ.get(ENV_LOG_VKEYS, "").replace(",", " ").split()
-    origin = "--vkey" if given else ENV_LOG_VKEYS
-    keys = []
-    for text in texts:
-        try:
-            keys.append(VerifierKey.parse(text))
-        except EvidenceError as exc:
-            raise CommandError(f"{origin}: {text[:60]!r} is not a verifier key: {exc.detail}") from None
     try:
-        return LogKeys(keys)
+        return parse_log_keys(given, "--vkey") if given else parse_log_keys(env_vkeys(), ENV_LOG_VKEYS)
     except ValueError as exc:
-        raise CommandError(f"{origin}: {exc}") from None
+        raise CommandError(str(exc)) from None
 
 
 def dev_log_keys(settings: Settings, origins: list[str]) -> LogKeys:

@@ -26,25 +26,18 @@ import psycopg
 import pytest
 from helpers_flow import contact_opened, drain, now_s, project, start_runtime
 from kafka.partitioner.default import murmur2
-from psycopg import sql
+from ledger_copies import ledger_database, ledger_settings
 from test_verifiable_index import SCHEMAS, oracle, valid_cpf
 
-from protocolo.attestation import bundle_customer
+from protocolo.attestation import bundle_customer, bundle_writer
 from protocolo.attestation.bundle_customer import CustomerRef, write_customer_bundle
 from protocolo.attestation.bundle_writer import BundleRequest, WriterContext, deployment_trust
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.log_key import LogKey
 from protocolo.cli import main as cli_main
-from protocolo.core.config import Settings
 from protocolo.evidence.bundle import Expected, verify_bundle
-from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
-
-try:
-    import backends
-except ImportError:  # tests/ turned into a package
-    from tests import backends
 
 DEPLOYMENT = "acme-customer"
 PARTITIONS = 4
@@ -88,40 +81,30 @@ def _contact(protocol: str, cpf: str, n: int) -> list[Event]:
 
 @pytest.fixture(scope="module")
 def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
-    name = f"custb_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    topic = f"t-custb-{uuid.uuid4().hex[:8]}"
-    ensure_ledger_topic(backend.kafka_bootstrap, topic, PARTITIONS)
-    home = tmp_path_factory.mktemp("custb-home")
-    url = backends.with_database(backend.database_url, name)
-    settings = Settings(home=home, kafka_bootstrap=backend.kafka_bootstrap, database_url=url,
-                        topic=topic, partitions=PARTITIONS, group_id=f"custb-{uuid.uuid4().hex[:8]}",
-                        dev_keys=True)
-    rt = start_runtime(settings)
-    key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
-    with ProtocolIssuer(rt.registry_url) as issuer:
-        mine = _protocols_in_every_partition(issuer, 2)
-        theirs = _protocols_in_every_partition(issuer, 1)
-        single = issuer.issue()
-    events = [e for n, p in enumerate(mine) for e in _contact(p, CUSTOMER, n)]
-    events += [e for n, p in enumerate(theirs) for e in _contact(p, OTHER, n)]
-    events += _contact(single, SINGLE, 0)
-    events.append(Event("RetrievalRequested", {
-        "request_id": str(uuid.uuid4()), "kind": "RECORDING", "requested_via": "WEB_FORM",
-        "delivery_channel": "EMAIL", "customer": {"cpf": CUSTOMER, "name": "Cliente"},
-        "window_from": now_s(), "window_to": now_s()}, occurred_at=now_s()))
-    with rt.publisher("customer-bundle-test") as publisher:
-        publisher.publish_many(events)
-    project(rt)
-    with rt.connect(autocommit=True) as conn:
-        checkpoint_partitions(conn, key, topic, DEPLOYMENT)
-    records = drain(backend.kafka_bootstrap, topic)
-    indexes = {cpf: rt.sealer().index.cpf(cpf) for cpf in (CUSTOMER, OTHER, SINGLE)}
-    yield Ledger(topic, url, home, backend.kafka_bootstrap, key, records, indexes[CUSTOMER],
-                 indexes[OTHER], indexes[SINGLE], rt.sealer())
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with ledger_database(backend.database_url, "custb") as name:
+        settings = ledger_settings(backend, name, "custb", tmp_path_factory.mktemp("custb-home"), PARTITIONS)
+        rt = start_runtime(settings)
+        key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
+        with ProtocolIssuer(rt.registry_url) as issuer:
+            mine = _protocols_in_every_partition(issuer, 2)
+            theirs = _protocols_in_every_partition(issuer, 1)
+            single = issuer.issue()
+        events = [e for n, p in enumerate(mine) for e in _contact(p, CUSTOMER, n)]
+        events += [e for n, p in enumerate(theirs) for e in _contact(p, OTHER, n)]
+        events += _contact(single, SINGLE, 0)
+        events.append(Event("RetrievalRequested", {
+            "request_id": str(uuid.uuid4()), "kind": "RECORDING", "requested_via": "WEB_FORM",
+            "delivery_channel": "EMAIL", "customer": {"cpf": CUSTOMER, "name": "Cliente"},
+            "window_from": now_s(), "window_to": now_s()}, occurred_at=now_s()))
+        with rt.publisher("customer-bundle-test") as publisher:
+            publisher.publish_many(events)
+        project(rt)
+        with rt.connect(autocommit=True) as conn:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        records = drain(backend.kafka_bootstrap, settings.topic)
+        indexes = {cpf: rt.sealer().index.cpf(cpf) for cpf in (CUSTOMER, OTHER, SINGLE)}
+        yield Ledger(settings.topic, settings.database_url, settings.home, backend.kafka_bootstrap, key, records,
+                     indexes[CUSTOMER], indexes[OTHER], indexes[SINGLE], rt.sealer())
 
 
 def _oracle_positions(ledger: Ledger, cpf_index: str) -> set[tuple[int, int]]:
@@ -270,8 +253,8 @@ def test_a_record_of_another_customer_is_named(ledger: Ledger, monkeypatch) -> N
 
 
 def test_a_partition_without_its_lookup_proof_is_named(ledger: Ledger, monkeypatch) -> None:
-    original = bundle_customer.lookups
-    monkeypatch.setattr(bundle_customer, "lookups",
+    original = bundle_writer.lookups  # the packing shared with contact bundles asks for them
+    monkeypatch.setattr(bundle_writer, "lookups",
                         lambda *a: [f for f in original(*a) if f.partition != 3])
     failures = _failures(_check(ledger, _write(ledger, ledger.cpf_index)))
     assert "cpf-index:" in failures["index-proof-missing"], failures

@@ -21,28 +21,21 @@ from typing import Any
 import psycopg
 import pytest
 from helpers_flow import contact_opened, drain, now_s, project, start_runtime
-from psycopg import sql
+from ledger_copies import database_copy, ledger_database, ledger_settings, run_verify
 from test_merkle_tree import publish_mixed
 
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.index_store import StoredIndex, index_checkpoints
 from protocolo.attestation.log_key import LogKey
-from protocolo.cli import main as cli_main
 from protocolo.core.config import Settings
 from protocolo.evidence.checkpoint import open_checkpoint
 from protocolo.evidence.note import Ed25519NoteVerifier, VerifierKey
 from protocolo.evidence.vindex import MapKey
-from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evidence"))
 import vindex_oracle as oracle  # noqa: E402
-
-try:
-    import backends
-except ImportError:  # tests/ turned into a package
-    from tests import backends
 
 DEPLOYMENT = "acme-index"
 PARTITIONS = 4
@@ -102,60 +95,47 @@ def _contacts(rt: Any, issuer: ProtocolIssuer, cpfs: list[str], per_customer: in
 
 @pytest.fixture(scope="module")
 def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
-    name = f"vindex_tpl_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    topic = f"t-vindex-{uuid.uuid4().hex[:8]}"
-    ensure_ledger_topic(backend.kafka_bootstrap, topic, PARTITIONS)
-    home = tmp_path_factory.mktemp("vindex-home")
-    settings = Settings(home=home, kafka_bootstrap=backend.kafka_bootstrap,
-                        database_url=backends.with_database(backend.database_url, name), topic=topic,
-                        partitions=PARTITIONS, group_id=f"vindex-{uuid.uuid4().hex[:8]}", dev_keys=True)
-    rt = start_runtime(settings)
-    key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
-    with ProtocolIssuer(rt.registry_url) as issuer:
-        _contacts(rt, issuer, CPFS, 3)
-        publish_mixed(rt, 12)
-        project(rt)
-        with rt.connect(autocommit=True) as conn:
-            checkpoint_partitions(conn, key, topic, DEPLOYMENT)
-        _contacts(rt, issuer, CPFS[:1], 2)
-        with rt.publisher("index-test") as publisher:
-            publisher.publish_many([Event("RetrievalRequested", {
-                "request_id": str(uuid.uuid4()), "kind": "RECORDING", "requested_via": "WEB_FORM",
-                "delivery_channel": "EMAIL", "customer": {"cpf": CPFS[0], "name": "Cliente 0"},
-                "window_from": now_s(), "window_to": now_s()}, occurred_at=now_s())])
-        project(rt)
-        with rt.connect(autocommit=True) as conn:
-            checkpoint_partitions(conn, key, topic, DEPLOYMENT)
-    records: dict[int, list[Any]] = {}
-    for r in drain(backend.kafka_bootstrap, topic):
-        records.setdefault(r.partition, []).append(r)
-    for p in records:
-        records[p].sort(key=lambda r: r.offset)
-    cpf_indexes = sorted({value for rs in records.values() for r in rs
-                          for kind, value in oracle.leaf_pairs(r.key, r.value or b"", SCHEMAS)
-                          if kind == "cpf-index"})
-    assert len(cpf_indexes) == len(CPFS)
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        # the publisher's key vault keeps a connection to the template; copies need none
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
-                     " AND pid <> pg_backend_pid()", (name,))
-    yield Ledger(name, backend.database_url, topic, backend.kafka_bootstrap, home, key, records,
-                 cpf_indexes, settings)
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with ledger_database(backend.database_url, "vindex_tpl") as name:
+        settings = ledger_settings(backend, name, "vindex", tmp_path_factory.mktemp("vindex-home"), PARTITIONS)
+        topic = settings.topic
+        rt = start_runtime(settings)
+        key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
+        with ProtocolIssuer(rt.registry_url) as issuer:
+            _contacts(rt, issuer, CPFS, 3)
+            publish_mixed(rt, 12)
+            project(rt)
+            with rt.connect(autocommit=True) as conn:
+                checkpoint_partitions(conn, key, topic, DEPLOYMENT)
+            _contacts(rt, issuer, CPFS[:1], 2)
+            with rt.publisher("index-test") as publisher:
+                publisher.publish_many([Event("RetrievalRequested", {
+                    "request_id": str(uuid.uuid4()), "kind": "RECORDING", "requested_via": "WEB_FORM",
+                    "delivery_channel": "EMAIL", "customer": {"cpf": CPFS[0], "name": "Cliente 0"},
+                    "window_from": now_s(), "window_to": now_s()}, occurred_at=now_s())])
+            project(rt)
+            with rt.connect(autocommit=True) as conn:
+                checkpoint_partitions(conn, key, topic, DEPLOYMENT)
+        records: dict[int, list[Any]] = {}
+        for r in drain(backend.kafka_bootstrap, topic):
+            records.setdefault(r.partition, []).append(r)
+        for p in records:
+            records[p].sort(key=lambda r: r.offset)
+        cpf_indexes = sorted({value for rs in records.values() for r in rs
+                              for kind, value in oracle.leaf_pairs(r.key, r.value or b"", SCHEMAS)
+                              if kind == "cpf-index"})
+        assert len(cpf_indexes) == len(CPFS)
+        with psycopg.connect(backend.database_url, autocommit=True) as conn:
+            # the publisher's key vault keeps a connection to the template; copies need none
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                         " AND pid <> pg_backend_pid()", (name,))
+        yield Ledger(name, backend.database_url, topic, backend.kafka_bootstrap, settings.home, key, records,
+                     cpf_indexes, settings)
 
 
 @pytest.fixture
 def copy_url(ledger: Ledger) -> Iterator[str]:
-    name = f"vindex_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ledger.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(ledger.template)))
-    yield backends.with_database(ledger.admin_url, name)
-    with psycopg.connect(ledger.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with database_copy(ledger.admin_url, ledger.template, "vindex") as url:
+        yield url
 
 
 def _pinned(ledger: Ledger, partition: int) -> Ed25519NoteVerifier:
@@ -202,18 +182,10 @@ def test_lookup_proofs_give_every_leaf_of_a_key_or_its_absence(ledger: Ledger, c
 
 def _verify(ledger: Ledger, url: str, monkeypatch: pytest.MonkeyPatch,
             capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
-    for var, value in (("PROTOCOLO_HOME", str(ledger.home)), ("PROTOCOLO_DATABASE_URL", url),
-                       ("PROTOCOLO_KAFKA_BOOTSTRAP", ledger.bootstrap),
-                       ("PROTOCOLO_TOPIC", ledger.topic), ("PROTOCOLO_PARTITIONS", str(PARTITIONS))):
-        monkeypatch.setenv(var, value)
-    for var in ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY", "PROTOCOLO_DEV_KEYS",
-                "PROTOCOLO_LOG_VKEYS", "PROTOCOLO_SIGNING_KEY"):
-        monkeypatch.delenv(var, raising=False)
-    capsys.readouterr()
     vkeys = [a for p in range(PARTITIONS) for a in ("--vkey", ledger.key.vkey(ledger.origin(p)))]
-    code = cli_main(["verify", "--json", "--quiet", *vkeys])
-    out = capsys.readouterr().out
-    return code, json.loads(out)
+    run = run_verify(monkeypatch, capsys, home=ledger.home, database_url=url, bootstrap=ledger.bootstrap,
+                     topic=ledger.topic, partitions=PARTITIONS, argv=["--json", "--quiet", *vkeys])
+    return run.code, run.report
 
 
 def _index_findings(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -12,8 +12,6 @@ not from the code under test.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,22 +20,14 @@ from typing import Any
 import psycopg
 import pytest
 from helpers_flow import drain, project, start_runtime
-from psycopg import sql
+from ledger_copies import Run, database_copy, execute, ledger_database, ledger_settings, run_verify
 from test_merkle_tree import publish_mixed, spec_leaf
 
 from protocolo.attestation.checkpointer import checkpoint_partitions, stored_checkpoints
 from protocolo.attestation.log_key import LogKey
-from protocolo.cli import main as cli_main
-from protocolo.core.config import Settings
 from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
 from protocolo.evidence.merkle import CompactRange
 from protocolo.evidence.note import Ed25519NoteSigner, VerifierKey
-from protocolo.producers.ledger_topic import ensure_ledger_topic
-
-try:
-    import backends
-except ImportError:  # tests/ turned into a package
-    from tests import backends
 
 DEPLOYMENT = "acme-verify"
 PARTITIONS = 4
@@ -66,88 +56,41 @@ class Ledger:
 
 @pytest.fixture(scope="module")
 def ledger(backend, tmp_path_factory) -> Iterator[Ledger]:
-    name = f"verify_tpl_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    topic = f"t-verify-{uuid.uuid4().hex[:8]}"
-    ensure_ledger_topic(backend.kafka_bootstrap, topic, PARTITIONS)
-    home = tmp_path_factory.mktemp("verify-home")
-    settings = Settings(home=home, kafka_bootstrap=backend.kafka_bootstrap,
-                        database_url=backends.with_database(backend.database_url, name), topic=topic,
-                        partitions=PARTITIONS, group_id=f"verify-{uuid.uuid4().hex[:8]}", dev_keys=True)
-    rt = start_runtime(settings)
-    key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
-    publish_mixed(rt, 24)  # 4 quarantined records among them
-    project(rt)
-    with rt.connect(autocommit=True) as conn:
-        checkpoint_partitions(conn, key, topic, DEPLOYMENT)
-    publish_mixed(rt, 24)
-    project(rt)
-    with rt.connect(autocommit=True) as conn:
-        checkpoint_partitions(conn, key, topic, DEPLOYMENT)
-    records: dict[int, list[Any]] = {}
-    for r in drain(backend.kafka_bootstrap, topic):
-        records.setdefault(r.partition, []).append(r)
-    yield Ledger(name, backend.database_url, topic, backend.kafka_bootstrap, home, key, records)
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with ledger_database(backend.database_url, "verify_tpl") as name:
+        settings = ledger_settings(backend, name, "verify", tmp_path_factory.mktemp("verify-home"), PARTITIONS)
+        rt = start_runtime(settings)
+        key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
+        publish_mixed(rt, 24)  # 4 quarantined records among them
+        project(rt)
+        with rt.connect(autocommit=True) as conn:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        publish_mixed(rt, 24)
+        project(rt)
+        with rt.connect(autocommit=True) as conn:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        records: dict[int, list[Any]] = {}
+        for r in drain(backend.kafka_bootstrap, settings.topic):
+            records.setdefault(r.partition, []).append(r)
+        yield Ledger(name, backend.database_url, settings.topic, backend.kafka_bootstrap, settings.home, key,
+                     records)
 
 
 @pytest.fixture
 def copy_url(ledger: Ledger) -> Iterator[str]:
     """A fresh copy of the module's ledger database, for one test to tamper with."""
-    name = f"verify_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ledger.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(ledger.template)))
-    yield backends.with_database(ledger.admin_url, name)
-    with psycopg.connect(ledger.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.out)
-
-    def findings(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [f for f in self.report["findings"] if kind is None or f["kind"] == kind]
-
-    def first(self, partition: int) -> dict[str, Any] | None:
-        summary = next(p for p in self.report["partitions"] if p["partition"] == partition)
-        return summary["first_difference"]
+    with database_copy(ledger.admin_url, ledger.template, "verify") as url:
+        yield url
 
 
 @pytest.fixture
 def verify(ledger: Ledger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     def run(database_url: str, *argv: str, vkey: bool = True, env: dict[str, str] | None = None) -> Run:
-        for var, value in (("PROTOCOLO_HOME", str(ledger.home)), ("PROTOCOLO_DATABASE_URL", database_url),
-                           ("PROTOCOLO_KAFKA_BOOTSTRAP", ledger.bootstrap), ("PROTOCOLO_TOPIC", ledger.topic),
-                           ("PROTOCOLO_PARTITIONS", str(PARTITIONS))):
-            monkeypatch.setenv(var, value)
-        for var in ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY", "PROTOCOLO_DEV_KEYS", "PROTOCOLO_LOG_VKEYS",
-                    "PROTOCOLO_SIGNING_KEY"):
-            monkeypatch.delenv(var, raising=False)
-        for var, value in (env or {}).items():
-            monkeypatch.setenv(var, value)
-        capsys.readouterr()
-        args = ["verify", *argv] + ([a for v in ledger.vkeys for a in ("--vkey", v)] if vkey else [])
-        code = cli_main(args)
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
+        pins = [a for v in ledger.vkeys for a in ("--vkey", v)] if vkey else []
+        return run_verify(monkeypatch, capsys, home=ledger.home, database_url=database_url,
+                          bootstrap=ledger.bootstrap, topic=ledger.topic, partitions=PARTITIONS,
+                          argv=[*argv, *pins], env=env)
 
     return run
-
-
-def execute(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 def row_at(url: str, table: str, ledger: Ledger, partition: int) -> tuple[int, int]:

@@ -9,7 +9,6 @@ published (the test's own facts), never from the code under test.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,19 +19,14 @@ import psycopg
 import pytest
 from contact_world import Contact, publish_contact
 from helpers_flow import now_s, project, start_runtime
+from ledger_copies import Run, database_copy, execute, ledger_database, ledger_settings, run_verify
 from psycopg import sql
 
 from protocolo.attestation.checkpointer import checkpoint_partitions
 from protocolo.attestation.log_key import LogKey
 from protocolo.cli import main as cli_main
 from protocolo.core.config import Settings
-from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.publisher import Event
-
-try:
-    import backends
-except ImportError:  # tests/ turned into a package
-    from tests import backends
 
 DEPLOYMENT = "acme-views"
 PARTITIONS = 2
@@ -55,84 +49,43 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(backend, tmp_path_factory) -> Iterator[World]:
-    name = f"views_tpl_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    topic = f"t-views-{uuid.uuid4().hex[:8]}"
-    ensure_ledger_topic(backend.kafka_bootstrap, topic, PARTITIONS)
-    home = tmp_path_factory.mktemp("views-home")
-    settings = Settings(home=home, kafka_bootstrap=backend.kafka_bootstrap,
-                        database_url=backends.with_database(backend.database_url, name), topic=topic,
-                        partitions=PARTITIONS, group_id=f"views-{uuid.uuid4().hex[:8]}", dev_keys=True)
-    rt = start_runtime(settings)
-    contacts = [publish_contact(rt), publish_contact(rt)]
-    with rt.publisher("view-tests") as publisher:
-        publisher.publish_many([Event("CustomerDataErased", {
-            "subject_ref": contacts[1].cpf_index, "key_refs": [contacts[1].cpf_index],
-            "legal_basis": "LGPD art. 18 VI"}, occurred_at=now_s())])
-        # one event sent twice, byte for byte (a producer's retry): a duplicate row, not applied
-        retried = publisher.prepare(Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Carla",
-                                                        "text": "retried"}, protocol_number=contacts[1].protocol,
-                                          occurred_at=now_s()))
-        publisher.send_prepared([retried])
-        publisher.send_prepared([retried])
-    project(rt)
-    key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
-    with rt.connect(autocommit=True) as conn:
-        checkpoint_partitions(conn, key, topic, DEPLOYMENT)
-    rt.sealer().vault.close()  # the template database must have no session left
-    yield World(name, backend.database_url, topic, backend.kafka_bootstrap, home, key, contacts)
-    with psycopg.connect(backend.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with ledger_database(backend.database_url, "views_tpl") as name:
+        settings = ledger_settings(backend, name, "views", tmp_path_factory.mktemp("views-home"), PARTITIONS)
+        rt = start_runtime(settings)
+        contacts = [publish_contact(rt), publish_contact(rt)]
+        with rt.publisher("view-tests") as publisher:
+            publisher.publish_many([Event("CustomerDataErased", {
+                "subject_ref": contacts[1].cpf_index, "key_refs": [contacts[1].cpf_index],
+                "legal_basis": "LGPD art. 18 VI"}, occurred_at=now_s())])
+            # one event sent twice, byte for byte (a producer's retry): a duplicate row, not applied
+            retried = publisher.prepare(Event("NoteAdded", {"agent_id": "agent-007", "agent_name": "Carla",
+                                                            "text": "retried"}, protocol_number=contacts[1].protocol,
+                                              occurred_at=now_s()))
+            publisher.send_prepared([retried])
+            publisher.send_prepared([retried])
+        project(rt)
+        key = LogKey.generate(f"protocolo/{DEPLOYMENT}")
+        with rt.connect(autocommit=True) as conn:
+            checkpoint_partitions(conn, key, settings.topic, DEPLOYMENT)
+        rt.sealer().vault.close()  # the template database must have no session left
+        yield World(name, backend.database_url, settings.topic, backend.kafka_bootstrap, settings.home, key,
+                    contacts)
 
 
 @pytest.fixture
 def copy_url(world: World) -> Iterator[str]:
-    name = f"views_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(world.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(world.template)))
-    yield backends.with_database(world.admin_url, name)
-    with psycopg.connect(world.admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.out)
-
-    def findings(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.report["findings"] if f["kind"] == kind]
+    with database_copy(world.admin_url, world.template, "views") as url:
+        yield url
 
 
 @pytest.fixture
 def verify(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     def run(database_url: str, *argv: str) -> Run:
-        for var, value in (("PROTOCOLO_HOME", str(world.home)), ("PROTOCOLO_DATABASE_URL", database_url),
-                           ("PROTOCOLO_KAFKA_BOOTSTRAP", world.bootstrap), ("PROTOCOLO_TOPIC", world.topic),
-                           ("PROTOCOLO_PARTITIONS", str(PARTITIONS))):
-            monkeypatch.setenv(var, value)
-        for var in ("PROTOCOLO_INDEX_KEY", "PROTOCOLO_MASTER_KEY", "PROTOCOLO_DEV_KEYS", "PROTOCOLO_LOG_VKEYS",
-                    "PROTOCOLO_SIGNING_KEY"):
-            monkeypatch.delenv(var, raising=False)
-        capsys.readouterr()
-        code = cli_main(["verify", "--quiet", *argv, *[a for v in world.vkeys for a in ("--vkey", v)]])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
+        return run_verify(monkeypatch, capsys, home=world.home, database_url=database_url,
+                          bootstrap=world.bootstrap, topic=world.topic, partitions=PARTITIONS,
+                          argv=["--quiet", *argv, *[a for v in world.vkeys for a in ("--vkey", v)]])
 
     return run
-
-
-def execute(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 # -- the clean ledger --------------------------------------------------------------------
