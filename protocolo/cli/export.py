@@ -73,10 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _request(args: argparse.Namespace) -> ExportRequest:
-    if args.period_to < args.period_from:
-        raise CommandError(f"--to {args.period_to.isoformat()} is before --from {args.period_from.isoformat()}")
-    if args.period_to > datetime.now(UTC):
-        raise CommandError(f"--to {args.period_to.isoformat()} is in the future: a period must have ended")
+    check_period(args.period_from, args.period_to)
     if args.reveal and not (args.legal_basis or "").strip():
         raise CommandError("--reveal needs --legal-basis TEXT (recorded in the manifest and on the ledger)")
     if args.legal_basis and not args.reveal:
@@ -92,6 +89,14 @@ def _request(args: argparse.Namespace) -> ExportRequest:
                          (args.requested_by or getpass.getuser()).strip(),
                          args.legal_basis.strip() if args.reveal else None, bool(args.reveal),
                          ExportFilters(args.service_type, args.channel, protocol))
+
+
+def check_period(start: datetime, end: datetime) -> None:
+    """``--from``/``--to`` name a period that has ended (export and report alike)."""
+    if end < start:
+        raise CommandError(f"--to {end.isoformat()} is before --from {start.isoformat()}")
+    if end > datetime.now(UTC):
+        raise CommandError(f"--to {end.isoformat()} is in the future: a period must have ended")
 
 
 def check_regulator(name: str) -> None:

@@ -19,7 +19,7 @@ from protocolo.attestation.log_key import SigningKeyError, load_log_key
 from protocolo.attestation.regulator_documents import record_report, reported_protocols
 from protocolo.attestation.report_render import FORMATS, render
 from protocolo.cli import CommandError
-from protocolo.cli.export import check_regulator, make_export, moment
+from protocolo.cli.export import check_period, check_regulator, make_export, moment
 from protocolo.evidence.checkpoint import log_origin
 from protocolo.runtime import Runtime
 
@@ -41,10 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.period_to < args.period_from:
-        raise CommandError(f"--to {args.period_to.isoformat()} is before --from {args.period_from.isoformat()}")
-    if args.period_to > datetime.now(UTC):
-        raise CommandError(f"--to {args.period_to.isoformat()} is in the future: a period must have ended")
+    check_period(args.period_from, args.period_to)
     check_regulator(args.regulator)
     out = Path(args.out)
     evidence = out.with_name(out.name + ".export")
