@@ -26,15 +26,22 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CorruptRecordError, KafkaError, OffsetOutOfRangeError
 
+from protocolo.core.kafka_client import (
+    ConsumedRecord,
+    ConsumerSettings,
+    KafkaClientError,
+    OffsetOutOfRange,
+    RecordConsumer,
+    UnparsableRecords,
+    open_consumer,
+)
 from protocolo.core.topic_settings import UnsafeSetting, UnsafeTopic, admin_client, check_topic
 from protocolo.projections.journal import ensure_staging
 from protocolo.projections.schema import connect
@@ -80,7 +87,13 @@ class ProjectorOptions:
     #: lost either way (positions live in PostgreSQL), but one broker's death in a cluster
     #: must not stop projection.
     broker_retry_s: float = 120.0
+    #: Further consumer settings, in the chosen client's own names (kafka-python's keyword
+    #: arguments, or librdkafka's dotted properties with PROTOCOLO_KAFKA_CLIENT=confluent).
+    #: The topic check and the raw fetch use kafka-python's admin client, which gets the
+    #: kafka-python settings among these (those it knows).
     kafka: dict[str, Any] = field(default_factory=dict)
+    #: The Kafka client (protocolo.core.kafka_client.CLIENTS); None: PROTOCOLO_KAFKA_CLIENT.
+    client: str | None = None
 
 
 @dataclass
@@ -94,19 +107,6 @@ class ProjectorStats:
     @property
     def records(self) -> int:
         return self.journaled + self.quarantined
-
-
-class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
-    """Hands kafka-python's rebalance callbacks to the projector."""
-
-    def __init__(self, projector: Projector) -> None:
-        self.projector = projector
-
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.projector.partitions_revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.projector.partitions_assigned(assigned)
 
 
 class Projector:
@@ -157,14 +157,16 @@ class Projector:
         finally:
             admin.close()
 
-    def _new_consumer(self, bootstrap_servers: str | list[str], group_id: str) -> KafkaConsumer:
+    def _new_consumer(self, bootstrap_servers: str | list[str], group_id: str) -> RecordConsumer:
+        """The chosen client's consumer (protocolo.core.kafka_client): no auto-commit, no
+        offset reset, fetches bounded by the batch size."""
         opts = self.options
         batch_bytes = max(opts.batch_size * 2048, 1024 * 1024)
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+        consumer = open_consumer(ConsumerSettings(
+            bootstrap_servers=(bootstrap_servers if isinstance(bootstrap_servers, str)
+                               else ",".join(bootstrap_servers)),
+            topic=self.topic,
             group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
             max_poll_records=opts.batch_size,
             # Bound what the client buffers, so memory follows the batch size, not the log.
             fetch_max_bytes=batch_bytes,
@@ -172,32 +174,33 @@ class Projector:
             session_timeout_ms=opts.session_timeout_ms,
             heartbeat_interval_ms=opts.heartbeat_interval_ms,
             max_poll_interval_ms=opts.max_poll_interval_ms,
-            **opts.kafka,
-        )
-        try:
-            consumer.subscribe([self.topic], listener=_SeekToStored(self))
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
+            extra=opts.kafka,
+        ), opts.client)
+        consumer.subscribe(self.partitions_assigned, self.partitions_revoked)
         return consumer
+
+    @property
+    def kafka_client(self) -> str:
+        """Which Kafka client this projector consumes with (kafka-python or confluent)."""
+        return self._consumer.client
 
     # -- positions -------------------------------------------------------------------
 
-    # -- rebalances (called by kafka-python from inside poll) -----------------------------
+    # -- rebalances (called by the Kafka client from inside poll) --------------------------
     # kafka-python re-raises a listener's exception from poll() as a generic KafkaError:
     # the real one is kept so that step() can raise it instead.
 
-    def partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+    def partitions_revoked(self, revoked: set[int]) -> None:
         try:
             # What this member wrote must be committed before another member reads the offsets.
             self._settle()
-            for tp in revoked:
-                self._positions.forget(tp.partition)
+            for partition in revoked:
+                self._positions.forget(partition)
         except BaseException as exc:
             self._fatal = self._fatal or exc
             raise
 
-    def partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+    def partitions_assigned(self, assigned: set[int]) -> None:
         try:
             self._seek_to_stored(assigned)
         except BaseException as exc:
@@ -207,7 +210,7 @@ class Projector:
     def assigned_partitions(self) -> set[int]:
         """The partitions this member holds now (may raise RuntimeError while a rebalance
         changes them under another thread's read)."""
-        return {tp.partition for tp in self._consumer.assignment()}
+        return self._consumer.assignment()
 
     @property
     def writer_backend_pid(self) -> int:
@@ -215,19 +218,19 @@ class Projector:
         pg_stat_activity / pg_locks)."""
         return int(self._writer_conn.info.backend_pid)
 
-    def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+    def _seek_to_stored(self, assigned: set[int]) -> None:
         # Read the offsets only once every batch handed over is committed or failed.
         self._writer.drain()
         self._acknowledge()
         self._take_write_failure()  # a conflict needs no more than the re-read below
-        points = self._tracking.resume_points(tp.partition for tp in assigned)
+        points = self._tracking.resume_points(assigned)
         self._positions.resume(points)
-        for tp in assigned:
-            at = points[tp.partition].seek_offset
+        for partition in assigned:
+            at = points[partition].seek_offset
             if at is None:
-                self._consumer.seek_to_beginning(tp)
+                self._consumer.seek_to_beginning(partition)
             else:
-                self._consumer.seek(tp, at)
+                self._consumer.seek(partition, at)
         log.info("assigned %s; stored positions %s", sorted(points),
                  {p: point.stored for p, point in points.items()})
 
@@ -237,20 +240,11 @@ class Projector:
         Needed for tansu (a tansu workaround): it answers a fetch past the log end with no
         records and no error. Apache Kafka answers OFFSET_OUT_OF_RANGE, handled in _poll().
         """
-        for tp in self._consumer.assignment():
-            at = self._positions.stored.get(tp.partition)
-            high = self._consumer.highwater(tp)
+        for partition in self._consumer.assignment():
+            at = self._positions.stored.get(partition)
+            high = self._consumer.highwater(partition)
             if at is not None and high is not None and at.next_offset > high:
-                raise StoredOffsetBeyondLogEnd(self.topic, tp.partition, at.next_offset, high)
-
-    def _log_end(self, tp: TopicPartition) -> int | None:
-        """The partition's log end from ListOffsets (right on Apache Kafka; tansu 0.6 answers
-        the last batch's base offset + 1, so this is only asked after Kafka's out-of-range)."""
-        try:
-            end = self._consumer.end_offsets([tp]).get(tp)
-        except KafkaError:
-            return None
-        return int(end) if end is not None else None
+                raise StoredOffsetBeyondLogEnd(self.topic, partition, at.next_offset, high)
 
     def caught_up(self) -> bool:
         """Every assigned partition has been fetched and nothing is left below its high watermark."""
@@ -258,9 +252,9 @@ class Projector:
         if not assignment or self._positions.verify:
             return False
         self._check_log_end()
-        for tp in assignment:
-            high = self._consumer.highwater(tp)
-            if high is None or self._positions.next_offset(tp.partition) < high:
+        for partition in assignment:
+            high = self._consumer.highwater(partition)
+            if high is None or self._positions.next_offset(partition) < high:
                 return False
         return True
 
@@ -272,8 +266,7 @@ class Projector:
         self._check_log_end()
         if not polled:
             return 0
-        batch = self._processor.process({tp.partition: records for tp, records in polled.items()},
-                                        self._positions)
+        batch = self._processor.process(polled, self._positions)
         if batch is None:
             return 0
         if self._take_write_failure():
@@ -284,14 +277,14 @@ class Projector:
         self._acknowledge()
         return batch.records
 
-    def _poll(self) -> dict[TopicPartition, list[Any]]:
+    def _poll(self) -> Mapping[int, Sequence[ConsumedRecord]]:
         """One poll; retriable Kafka errors are retried for ``options.broker_retry_s``."""
         failing_since: float | None = None
         while True:
             try:
                 polled = self._poll_once()
-            except KafkaError as exc:
-                if not getattr(exc, "retriable", False) or self._fatal is not None:
+            except KafkaClientError as exc:
+                if not exc.retriable or self._fatal is not None:
                     raise
                 now = time.monotonic()
                 failing_since = failing_since or now
@@ -304,43 +297,43 @@ class Projector:
                 log.warning("Kafka answers again after %.1f s", time.monotonic() - failing_since)
             return polled
 
-    def _poll_once(self) -> dict[TopicPartition, list[Any]]:
+    def _poll_once(self) -> Mapping[int, Sequence[ConsumedRecord]]:
         if self._fatal is not None:
             raise self._fatal
         try:
-            polled: dict[TopicPartition, list[Any]] = self._consumer.poll(
-                timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size)
-        except OffsetOutOfRangeError as exc:
+            return self._consumer.poll(self.options.poll_timeout_ms, self.options.batch_size)
+        except OffsetOutOfRange as exc:
+            if self._fatal is not None:
+                raise self._fatal from None
             # Apache Kafka's answer to a fetch past the log end (tansu answers nothing; see
             # _check_log_end). The fetch position may be one record before the stored offset
             # (a resumed partition re-reads its last record), so report what PostgreSQL holds.
-            tp, offset = next(iter(exc.args[0].items()))
-            at = self._positions.stored.get(tp.partition)
+            at = self._positions.stored.get(exc.partition)
             raise StoredOffsetBeyondLogEnd(
-                self.topic, tp.partition, at.next_offset if at else offset, self._log_end(tp)
+                self.topic, exc.partition, at.next_offset if at else (exc.offset or 0),
+                self._consumer.end_offset(exc.partition),
             ) from exc
-        except CorruptRecordError as exc:
-            if "UnicodeDecodeError" not in str(exc) or self._fatal is not None:
-                raise
+        except UnparsableRecords as exc:
+            if self._fatal is not None:
+                raise self._fatal from None
             self._read_unparsable(exc)
             return {}
-        except KafkaError:
+        except Exception:
             if self._fatal is not None:  # raised in a rebalance callback: the real cause
                 raise self._fatal from None
             raise
-        return polled
 
-    def _read_unparsable(self, error: CorruptRecordError) -> None:
+    def _read_unparsable(self, error: UnparsableRecords) -> None:
         """kafka-python could not parse a fetched record (a header key that is not UTF-8)
         and would raise on every later poll. Read the stuck partition's batches with our own
         parser, project its records up to the unparsable one (which the decoder
         quarantines with its raw bytes, like any record it cannot read) and seek past it."""
         admin = admin_client(self._bootstrap, self.options.kafka)
         try:
-            for tp in sorted(self._consumer.assignment()):
-                position = self._consumer.position(tp)
-                data = fetch_raw(admin, self.topic, tp.partition, position, max(self.options.batch_size * 2048, 1 << 20))
-                records = list(read_batches(data, tp.partition))
+            for partition in sorted(self._consumer.assignment()):
+                position = self._consumer.position(partition)
+                data = fetch_raw(admin, self.topic, partition, position, max(self.options.batch_size * 2048, 1 << 20))
+                records = list(read_batches(data, partition))
                 unparsable = [r for r in records if not r.header_keys_are_text()]
                 # kafka-python parses a batch whole, records below the fetch position too:
                 # no record of a batch holding such a record is delivered after it.
@@ -348,16 +341,16 @@ class Projector:
                 taken = [r for r in records if position <= r.offset < end]
                 if not taken:
                     continue
-                log.warning("%s[%d]@%d: kafka-python cannot parse it (%s); read with the projector's own "
-                            "record-batch parser", self.topic, tp.partition, taken[-1].offset, error)
-                self._project_now({tp.partition: taken})
-                self._consumer.seek(tp, taken[-1].offset + 1)
+                log.warning("%s[%d]@%d: the Kafka client cannot parse it (%s); read with the projector's own "
+                            "record-batch parser", self.topic, partition, taken[-1].offset, error)
+                self._project_now({partition: taken})
+                self._consumer.seek(partition, taken[-1].offset + 1)
                 return
         finally:
             admin.close()
         raise error  # no partition holds such a record: not the failure this handles
 
-    def _project_now(self, polled: dict[int, list[Any]]) -> None:
+    def _project_now(self, polled: Mapping[int, Sequence[Any]]) -> None:
         """Hand records read outside poll() to the writer, as :meth:`step` does."""
         batch = self._processor.process(polled, self._positions)
         if batch is None:
@@ -388,10 +381,7 @@ class Projector:
         while self._committed:
             batch = self._committed.pop(0)
             if self.options.commit_to_kafka:
-                self._consumer.commit_async({
-                    TopicPartition(self.topic, p.partition): OffsetAndMetadata(p.next_offset, "", -1)
-                    for p in batch.progress
-                })
+                self._consumer.commit_async({p.partition: p.next_offset for p in batch.progress})
 
     def _take_write_failure(self) -> bool:
         """Collect a failed write. A fencing conflict (another projector wrote these offsets),
@@ -459,7 +449,7 @@ class Projector:
                 if not handled and idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
                     raise ProjectorError(
                         f"no progress for {idle_timeout_s:.0f} s and not caught up "
-                        f"(assignment: {sorted(tp.partition for tp in self._consumer.assignment())})"
+                        f"(assignment: {sorted(self._consumer.assignment())})"
                     )
             self._settle()
         finally:
@@ -487,7 +477,7 @@ class Projector:
     def close(self) -> None:
         try:
             try:
-                self._consumer.close(autocommit=False)  # leaving the group settles the writer
+                self._consumer.close()  # leaving the group settles the writer
             finally:
                 self._writer.close()
         finally:

@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
-
 from protocolo.core.config import DEFAULT_TOPIC
 from protocolo.core.errors import EventRejected, shown_value
+from protocolo.core.kafka_client import (
+    Delivery,
+    KafkaClientError,
+    KafkaUnreachable,
+    ProducerSettings,
+    RecordProducer,
+    open_producer,
+)
 from protocolo.core.personal_data import IdentifiedCustomer, PersonalDataSealer
 from protocolo.core.uuids import canonical_uuid
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -36,8 +41,9 @@ from protocolo.schemas.validation import (
     record_headers,
 )
 
-#: Failures that mean "no broker answered", as opposed to a broker refusing the records.
-_BROKER_DOWN = (KafkaTimeoutError, KafkaConnectionError)
+#: Failures that mean "no broker answered", as opposed to a broker refusing the records
+#: (a timeout of the client's own bounds is one of them, whichever client is used).
+_BROKER_DOWN = (KafkaUnreachable,)
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,11 @@ class PublisherOptions:
     request_timeout_ms: int = 10_000
     max_block_ms: int = 15_000
     bootstrap_timeout_ms: int = 10_000
+    #: Further producer settings, in the chosen client's own names (kafka-python's
+    #: keyword arguments, or librdkafka's dotted properties with PROTOCOLO_KAFKA_CLIENT=confluent).
     kafka: dict[str, Any] = field(default_factory=dict)
+    #: The Kafka client (protocolo.core.kafka_client.CLIENTS); None: PROTOCOLO_KAFKA_CLIENT.
+    client: str | None = None
 
 
 class LedgerPublisher:
@@ -133,37 +143,41 @@ class LedgerPublisher:
         self._options = opts
         self._producer = self._new_producer()
 
-    def _new_producer(self) -> KafkaProducer:
+    def _new_producer(self) -> RecordProducer:
+        """The chosen client's producer (protocolo.core.kafka_client): idempotent, acks=all,
+        at most 5 requests in flight, these bounds and batching, keys partitioned with
+        murmur2 as Java's client does."""
         opts = self._options
         try:
-            return KafkaProducer(
+            return open_producer(ProducerSettings(
                 bootstrap_servers=self.bootstrap_servers,
-                acks="all",
-                enable_idempotence=True,
-                max_in_flight_requests_per_connection=5,
                 linger_ms=opts.linger_ms,
                 batch_size=opts.batch_size,
                 delivery_timeout_ms=opts.delivery_timeout_ms,
                 request_timeout_ms=opts.request_timeout_ms,
                 max_block_ms=opts.max_block_ms,
                 bootstrap_timeout_ms=opts.bootstrap_timeout_ms,
-                **opts.kafka,
-            )
-        except KafkaTimeoutError as exc:
+                extra=opts.kafka,
+            ), opts.client)
+        except KafkaUnreachable as exc:
             raise BrokerUnavailable(
                 f"no Kafka broker answers at {self.bootstrap_servers}: is it running? "
                 "(check PROTOCOLO_KAFKA_BOOTSTRAP or `protocolo dev status`)",
                 [], {},
             ) from exc
 
+    @property
+    def kafka_client(self) -> str:
+        """Which Kafka client this publisher produces with (kafka-python or confluent)."""
+        return self._producer.client
+
     def _renew_if_fatal(self) -> None:
         """An idempotent producer that hit a fatal error (e.g. the broker refused a split
         batch as too large) fails every later send: replace it, as the Kafka clients
         prescribe, so one refused record does not stop the publisher for good."""
-        manager = getattr(self._producer, "_transaction_manager", None)
-        if manager is not None and manager.has_fatal_error():
+        if self._producer.broken():
             with contextlib.suppress(Exception):
-                self._producer.close(timeout=0)
+                self._producer.close(0)
             self._producer = self._new_producer()
 
     # -- preparing -----------------------------------------------------------------------
@@ -272,29 +286,27 @@ class LedgerPublisher:
         return self.send_prepared(prepared)
 
     def send_prepared(self, prepared: list[PreparedEvent]) -> list[Receipt]:
-        futures = []
+        deliveries: list[tuple[PreparedEvent, Delivery]] = []
         errors: dict[str, BaseException] = {}
-        unreachable: KafkaTimeoutError | None = None
+        unreachable: KafkaClientError | None = None
+        send, topic = self._producer.send, self.topic
         for p in prepared:
             if unreachable is not None:  # don't wait max_block_ms again for every event
                 errors[p.event_id] = unreachable
                 continue
             try:
-                futures.append((p, self._producer.send(self.topic, key=p.key, value=p.value, headers=p.headers)))
-            except KafkaTimeoutError as exc:  # no metadata within max_block_ms: broker unreachable
+                deliveries.append((p, send(topic, p.key, p.value, p.headers)))
+            except KafkaUnreachable as exc:  # e.g. no metadata within max_block_ms
                 unreachable = errors[p.event_id] = exc
-            except KafkaError as exc:
+            except KafkaClientError as exc:
                 errors[p.event_id] = exc
         deadline = time.monotonic() + self._delivery_timeout_s
-        # A flush that times out or fails is fine: the futures below say which events were not
-        # confirmed. (kafka-python's flush raises the error of a batch it split after the
-        # broker refused it as too large, e.g. UnknownError 'Future not done'.)
-        with contextlib.suppress(KafkaError):
-            self._producer.flush(timeout=self._delivery_timeout_s)
+        # The deliveries below say which events were not confirmed, whatever flush did.
+        self._producer.flush(self._delivery_timeout_s)
         receipts: list[Receipt] = []
-        for p, future in futures:
+        for p, delivery in deliveries:
             try:
-                md = future.get(timeout=max(deadline - time.monotonic(), 0.01))
+                md = delivery.get(max(deadline - time.monotonic(), 0.01))
             except Exception as exc:  # noqa: BLE001 - every failure is reported, none dropped
                 errors[p.event_id] = exc
                 continue
@@ -312,7 +324,7 @@ class LedgerPublisher:
         return receipts
 
     def close(self, timeout_s: float = 10) -> None:
-        self._producer.close(timeout=timeout_s)
+        self._producer.close(timeout_s)
 
     def __enter__(self) -> LedgerPublisher:
         return self

@@ -93,6 +93,7 @@ class Settings:
 
         _check_policy(environ)
         _check_keys(environ)
+        _check_kafka_client(environ)
         return cls(
             home=_parse_home(get(ENV_HOME) or DEFAULT_HOME),
             kafka_bootstrap=_parse_bootstrap(ENV_KAFKA_BOOTSTRAP, get(ENV_KAFKA_BOOTSTRAP)),
@@ -114,6 +115,14 @@ def _check_policy(environ: Mapping[str, str]) -> None:
         override_from_env(environ)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_kafka_client(environ: Mapping[str, str]) -> None:
+    """``PROTOCOLO_KAFKA_CLIENT`` names a client that is installed (checked here so that a
+    typo stops every command before it connects, not only those that publish or project)."""
+    from protocolo.core.kafka_client import chosen_client
+
+    chosen_client(environ)
 
 
 def _check_keys(environ: Mapping[str, str]) -> None:

@@ -110,7 +110,7 @@ def test_a_broker_that_goes_away_fails_the_publish_in_bounded_time_and_says_whic
             # Bounded by the configured timeouts (no stopwatch): each event failed because one
             # of them (max_block_ms, delivery_timeout_ms) expired.
             reasons = list(failure.value.failed.values())
-            assert all(r.startswith("KafkaTimeoutError") for r in reasons), reasons
+            assert all(r.startswith("KafkaTimedOut") for r in reasons), reasons
             assert failure.value.delivered == []
             assert len(failure.value.failed) == 5  # every event named: none dropped silently
             assert "publish them again with the same event ids" in str(failure.value)
