@@ -199,7 +199,9 @@ def check_same_producer_settings(publisher: LedgerPublisher, raw: KafkaProducer)
     keys = ("acks", "enable_idempotence", "max_in_flight_requests_per_connection", "linger_ms",
             "batch_size", "delivery_timeout_ms", "request_timeout_ms", "max_block_ms",
             "compression_type", "max_request_size", "retries")
-    ours = publisher._producer.config  # noqa: SLF001 - the bench checks it mirrors the product
+    if publisher.kafka_client != "kafka-python":
+        return []  # part 4 compares each client with its own raw client
+    ours = publisher._producer.producer.config  # noqa: SLF001 - the bench checks it mirrors the product
     return [f"producer setting {k}: publisher {ours.get(k)!r} != raw {raw.config.get(k)!r}"
             for k in keys if ours.get(k) != raw.config.get(k)]
 
@@ -272,7 +274,7 @@ class ProjectorRun:
 
 
 def time_projector(bootstrap: str, database_url: str, topic: str, group: str, batch: int,
-                   expected: int, warnings: list[str]) -> ProjectorRun:
+                   expected: int, warnings: list[str], client: str | None = None) -> ProjectorRun:
     marks: dict[str, float] = {}
 
     def progress(stats: ProjectorStats) -> None:
@@ -282,13 +284,14 @@ def time_projector(bootstrap: str, database_url: str, topic: str, group: str, ba
 
     started = time.perf_counter()
     projector = TimedProjector(bootstrap, database_url, topic=topic, group_id=group,
-                               options=ProjectorOptions(batch_size=batch), progress=progress)
+                               options=ProjectorOptions(batch_size=batch, client=client), progress=progress)
     constructed = time.perf_counter()
     try:
         stats = projector.run(until_caught_up=True, idle_timeout_s=120)
         ended = time.perf_counter()
-        cfg = projector._consumer.config  # noqa: SLF001
-        for k, v in rss_probe.fetch_limits(batch).items():
+        cfg = getattr(projector._consumer, "consumer", None)  # noqa: SLF001
+        cfg = cfg.config if projector.kafka_client == "kafka-python" and cfg is not None else {}
+        for k, v in (rss_probe.fetch_limits(batch) if cfg else {}).items():
             if cfg.get(k) != v:
                 warnings.append(f"consumer setting {k}: projector {cfg.get(k)!r} != raw {v!r}")
     finally:
@@ -537,6 +540,29 @@ def _crc32c_native() -> bool:
         return False
 
 
+def measure_clients(args: argparse.Namespace, be: Backend, scratch: Scratch, partitions: int,
+                    sealer: PersonalDataSealer, events: list[Event], prepared: list[PreparedEvent]) -> dict | None:
+    """Part 4 (``--clients``): bench/kafka_clients.py."""
+    if not args.clients:
+        return None
+    import kafka_clients
+
+    say(f"4. Kafka clients {', '.join(args.clients)} ({args.repeat} x, interleaved) ...")
+    return kafka_clients.measure(
+        args.clients, args.repeat, args.events, topic=scratch.topic, database=scratch.database,
+        bootstrap=be.kafka_bootstrap, partitions=partitions, batch=args.batch_size, chunk=args.chunk,
+        sealer=sealer, events=events, prepared=prepared, time_projector=time_projector, say=say)
+
+
+def _confluent_version() -> str | None:
+    """confluent-kafka's and librdkafka's versions, when the extra is installed."""
+    try:
+        import confluent_kafka
+    except ImportError:
+        return None
+    return f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
+
+
 def best(xs: list[float]) -> float:
     return min(xs)
 
@@ -559,7 +585,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
                     help="also profile publish_many and the projector step loop; .pstats files go to DIR")
     ap.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every figure as JSON")
+    ap.add_argument("--clients", default="", metavar="LIST",
+                    help="part 4: raw produce, publish_many, raw consume and the projector for each Kafka client "
+                         "(kafka-python, confluent or both), each against its own raw client")
     args = ap.parse_args(argv)
+    args.clients = (["kafka-python", "confluent"] if args.clients == "both"
+                    else [c for c in args.clients.split(",") if c])
+    if any(c not in ("kafka-python", "confluent") for c in args.clients):
+        ap.error("--clients takes kafka-python, confluent, both, or a comma-separated list of them")
     if args.events < 1 or args.batch_size < 1 or args.repeat < 1 or args.chunk < 1 or args.long_factor < 1:
         ap.error("--events, --batch-size, --repeat, --chunk and --long-factor must be at least 1")
     return args
@@ -572,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "kafka_python": kafka.__version__, "loadavg_start": os.getloadavg(),
+                    "kafka_python": kafka.__version__, "confluent_kafka": _confluent_version(),
+                    "loadavg_start": os.getloadavg(),
                     "crc32c_c_extension": _crc32c_native()},
         "params": {"events": n, "batch_size": batch, "repeat": repeat, "chunk": args.chunk,
                    "long_factor": args.long_factor, "seed": args.seed},
@@ -712,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
                 mem["target"] = TARGET_RSS
                 result["memory"] = mem
 
+            # -- 4. Kafka clients --------------------------------------------------------
+            result["clients"] = measure_clients(args, be, scratch, partitions, sealer, events, prepared)
+
             # -- profiles --------------------------------------------------------------
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
@@ -777,6 +814,10 @@ def report(res: dict[str, Any]) -> None:
         lines.append("RSS before the first record: projector "
                      f"{mem['projector_short']['baseline_kb'] / 1024:.1f}/{mem['projector_long']['baseline_kb'] / 1024:.1f} MiB, "
                      f"raw {mem['raw_short']['baseline_kb'] / 1024:.1f}/{mem['raw_long']['baseline_kb'] / 1024:.1f} MiB (short/long)")
+    if res.get("clients"):
+        import kafka_clients
+
+        lines += kafka_clients.report(res["clients"], n)
     for w in res["warnings"]:
         lines.append(f"WARNING: {w}")
     lines.append(f"(benchmark wall time {res['wall_seconds']:.0f} s)")

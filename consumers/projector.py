@@ -53,7 +53,7 @@ from .batch_writer import BatchWriter
 from .decoding import RecordDecoder
 from .errors import LogReplaced, ProjectorError, StoredOffsetBeyondLogEnd
 from .raw_fetch import fetch_raw
-from .raw_records import read_batches
+from .raw_records import RawRecord, read_batches
 from .tracking import OffsetConflict, TrackingStore
 
 __all__ = [
@@ -107,6 +107,16 @@ class ProjectorStats:
     @property
     def records(self) -> int:
         return self.journaled + self.quarantined
+
+
+def _unread_end(records: Sequence[RawRecord], position: int, error: UnparsableRecords) -> int:
+    """The offset after the last record to read with our own parser."""
+    if error.offset is not None:  # the client named the one record it cannot read
+        return error.offset + 1
+    # kafka-python parses a batch whole, records below the fetch position too: no record of
+    # a batch holding such a record is delivered after it.
+    unparsable = [r for r in records if not r.header_keys_are_text()]
+    return unparsable[-1].batch_end if unparsable else position
 
 
 class Projector:
@@ -324,25 +334,25 @@ class Projector:
             raise
 
     def _read_unparsable(self, error: UnparsableRecords) -> None:
-        """kafka-python could not parse a fetched record (a header key that is not UTF-8)
-        and would raise on every later poll. Read the stuck partition's batches with our own
-        parser, project its records up to the unparsable one (which the decoder
-        quarantines with its raw bytes, like any record it cannot read) and seek past it."""
+        """The Kafka client could not read a fetched record exactly: kafka-python cannot
+        parse a header key that is not UTF-8 (and would raise on every later poll),
+        librdkafka gives header keys as C strings (cut at a NUL, or not decodable). Read
+        the partition's batches with our own parser, project its records up to that one
+        (which the decoder quarantines with its raw bytes if it must, like any record it
+        cannot read) and seek past it."""
         admin = admin_client(self._bootstrap, self.options.kafka)
         try:
             for partition in sorted(self._consumer.assignment()):
+                if error.partition is not None and partition != error.partition:
+                    continue
                 position = self._consumer.position(partition)
                 data = fetch_raw(admin, self.topic, partition, position, max(self.options.batch_size * 2048, 1 << 20))
                 records = list(read_batches(data, partition))
-                unparsable = [r for r in records if not r.header_keys_are_text()]
-                # kafka-python parses a batch whole, records below the fetch position too:
-                # no record of a batch holding such a record is delivered after it.
-                end = unparsable[-1].batch_end if unparsable else position
-                taken = [r for r in records if position <= r.offset < end]
+                taken = [r for r in records if position <= r.offset < _unread_end(records, position, error)]
                 if not taken:
                     continue
-                log.warning("%s[%d]@%d: the Kafka client cannot parse it (%s); read with the projector's own "
-                            "record-batch parser", self.topic, partition, taken[-1].offset, error)
+                log.warning("%s[%d]@%d: the Kafka client cannot read it exactly (%s); read with the projector's "
+                            "own record-batch parser", self.topic, partition, taken[-1].offset, error)
                 self._project_now({partition: taken})
                 self._consumer.seek(partition, taken[-1].offset + 1)
                 return

@@ -69,13 +69,20 @@ from protocolo.core.kafka_client import (
     UnparsableRecords,
 )
 
-__all__ = ["ConfluentConsumer", "ConfluentProducer", "client_error"]
+__all__ = ["ConfluentConsumer", "ConfluentProducer", "client_error", "consumer_config", "producer_config"]
 
 
 #: librdkafka's own log lines (it writes them to stderr otherwise), under kafka-python's
 #: "kafka" logger, which the command line already quiets: failures that matter reach the
 #: user as errors.
 _LIBRDKAFKA_LOG = logging.getLogger("kafka.librdkafka")
+
+#: The header keys the wire contract defines (schemas.validation.record_headers). librdkafka
+#: hands a consumer header keys as C strings: a key with a NUL in it arrives cut short, and
+#: nothing says so. A record with any other key is therefore re-read byte-exact by the
+#: projector's own parser (UnparsableRecords naming it): valid events never carry one, a
+#: hostile or foreign record is stored as it is on the log, as with kafka-python.
+CONTRACT_HEADERS = frozenset({"event_type", "event_id"})
 
 
 def _codes(*names: str) -> frozenset[int]:
@@ -106,6 +113,44 @@ def _error_of(exc: KafkaException) -> KafkaClientError:
     if isinstance(arg, KafkaError):
         return client_error(arg)
     return KafkaClientError(f"KafkaException: {exc}")
+
+
+def producer_config(settings: ProducerSettings) -> dict[str, Any]:
+    """librdkafka's producer properties for the ledger's settings (the table above)."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable.idempotence": True,
+        "max.in.flight.requests.per.connection": 5,
+        "linger.ms": settings.linger_ms,
+        "batch.size": settings.batch_size,
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+        "request.timeout.ms": settings.request_timeout_ms,
+        "message.max.bytes": 1_048_576,
+        "partitioner": "murmur2_random",
+        **settings.extra,
+    }
+
+
+def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
+    """librdkafka's consumer properties for the projector's settings (the docstring above)."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "error",
+        "fetch.max.bytes": settings.fetch_max_bytes,
+        "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
+        "queued.max.messages.kbytes": max(settings.fetch_max_bytes // 1024, 1024),
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": settings.heartbeat_interval_ms,
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "check.crcs": True,
+        "isolation.level": "read_uncommitted",
+        "enable.partition.eof": False,
+        **settings.extra,
+    }
 
 
 class _Delivery:
@@ -144,21 +189,7 @@ class ConfluentProducer:
     def __init__(self, settings: ProducerSettings) -> None:
         self._fatal: KafkaError | None = None
         self._max_block_s = settings.max_block_ms / 1000
-        config: dict[str, Any] = {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "acks": "all",
-            "enable.idempotence": True,
-            "max.in.flight.requests.per.connection": 5,
-            "linger.ms": settings.linger_ms,
-            "batch.size": settings.batch_size,
-            "delivery.timeout.ms": settings.delivery_timeout_ms,
-            "request.timeout.ms": settings.request_timeout_ms,
-            "message.max.bytes": 1_048_576,
-            "partitioner": "murmur2_random",
-            "error_cb": self._on_error,
-            "logger": _LIBRDKAFKA_LOG,
-            **settings.extra,
-        }
+        config = {**producer_config(settings), "error_cb": self._on_error, "logger": _LIBRDKAFKA_LOG}
         self.producer = Producer(config)
         try:
             self.producer.list_topics(timeout=settings.bootstrap_timeout_ms / 1000)
@@ -263,27 +294,11 @@ class ConfluentConsumer:
         self.topic = settings.topic
         self._pending: KafkaClientError | None = None  # an error met after records returned first
         self._rewound: dict[int, int] = {}  # partitions sought back by poll, and to where
+        self._assigned: frozenset[int] = frozenset()
         self._assigning: dict[int, int] | None = None  # seeks asked inside on_assigned
         self._on_assigned: Callable[[set[int]], None] = lambda parts: None
         self._on_revoked: Callable[[set[int]], None] = lambda parts: None
-        config: dict[str, Any] = {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": settings.group_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "error",
-            "fetch.max.bytes": settings.fetch_max_bytes,
-            "max.partition.fetch.bytes": settings.max_partition_fetch_bytes,
-            "queued.max.messages.kbytes": max(settings.fetch_max_bytes // 1024, 1024),
-            "session.timeout.ms": settings.session_timeout_ms,
-            "heartbeat.interval.ms": settings.heartbeat_interval_ms,
-            "max.poll.interval.ms": settings.max_poll_interval_ms,
-            "check.crcs": True,
-            "isolation.level": "read_uncommitted",
-            "enable.partition.eof": False,
-            "logger": _LIBRDKAFKA_LOG,
-            **settings.extra,
-        }
+        config = {**consumer_config(settings), "logger": _LIBRDKAFKA_LOG}
         self.consumer = Consumer(config)
 
     def _tp(self, partition: int, offset: int | None = None) -> TopicPartition:
@@ -311,9 +326,13 @@ class ConfluentConsumer:
             chosen, self._assigning = self._assigning, None
             consumer.assign([self._tp(tp.partition, chosen.get(tp.partition, OFFSET_BEGINNING))
                              for tp in partitions])
+            self._assigned = frozenset(tp.partition for tp in partitions)
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._on_revoked({tp.partition for tp in partitions})
+        try:
+            self._on_revoked({tp.partition for tp in partitions})
+        finally:
+            self._assigned = frozenset()  # the binding unassigns them after this callback
 
     # -- reading -------------------------------------------------------------------------
 
@@ -331,14 +350,16 @@ class ConfluentConsumer:
             partition, offset = message.partition(), message.offset()
             if failed is None and partition is not None and offset is not None:
                 headers = _headers(message)
-                if headers is not None:
+                if headers is not None and all(key in CONTRACT_HEADERS for key, _ in headers):
                     kind, ts = message.timestamp()
                     self._rewound.pop(partition, None)
                     polled.setdefault(partition, []).append(
                         _Record(partition, offset, ts if kind else None, message.key(), message.value(), headers))
                     continue
                 failure: KafkaClientError = UnparsableRecords(
-                    f"{self.topic}[{partition}]@{offset}: a header key that is not UTF-8")
+                    f"{self.topic}[{partition}]@{offset}: " + ("a header key that is not UTF-8" if headers is None
+                                                               else "a header key outside the contract"),
+                    partition, offset)
                 self._rewind(messages[i:])
             elif failed is None or failed.code() in _PARTITION_EOF:
                 continue
@@ -375,7 +396,11 @@ class ConfluentConsumer:
     # -- positions -----------------------------------------------------------------------
 
     def assignment(self) -> set[int]:
-        return {tp.partition for tp in self.consumer.assignment()}
+        """As the rebalance callbacks left it. Not librdkafka's ``assignment()``: that call
+        holds the GIL while it waits for the group thread, which may itself be waiting for
+        a rebalance callback that needs the GIL (a deadlock, seen when another thread asks
+        during a rebalance)."""
+        return set(self._assigned)
 
     def seek(self, partition: int, offset: int) -> None:
         self._rewound.pop(partition, None)

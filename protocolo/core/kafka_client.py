@@ -87,8 +87,16 @@ class OffsetOutOfRange(KafkaClientError):
 
 
 class UnparsableRecords(KafkaClientError):
-    """The client could not parse a fetched record (a header key that is not UTF-8) and
-    will not deliver the records after it; the projector reads them with its own parser."""
+    """The client could not read a fetched record exactly (a header key that is not UTF-8,
+    or, with librdkafka, one it may have cut at a NUL) and will not deliver the records
+    after it; the projector reads them with its own parser. ``partition`` and ``offset``
+    name the record when the client knows it (None: kafka-python, which only knows that a
+    batch of some assigned partition failed)."""
+
+    def __init__(self, message: str, partition: int | None = None, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.partition = partition
+        self.offset = offset
 
 
 # -- what the hot paths need -------------------------------------------------------------

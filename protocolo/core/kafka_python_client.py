@@ -48,7 +48,7 @@ from protocolo.core.kafka_client import (
     UnparsableRecords,
 )
 
-__all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_error"]
+__all__ = ["KafkaPythonConsumer", "KafkaPythonProducer", "client_error", "consumer_config", "producer_config"]
 
 
 def client_error(exc: BaseException) -> KafkaClientError:
@@ -61,6 +61,40 @@ def client_error(exc: BaseException) -> KafkaClientError:
         return KafkaUnreachable(str(exc), retriable=True)
     text = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
     return KafkaClientError(text, retriable=bool(getattr(exc, "retriable", False)))
+
+
+def producer_config(settings: ProducerSettings) -> dict[str, Any]:
+    """kafka-python's ``KafkaProducer`` arguments for the ledger's settings."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_in_flight_requests_per_connection": 5,
+        "linger_ms": settings.linger_ms,
+        "batch_size": settings.batch_size,
+        "delivery_timeout_ms": settings.delivery_timeout_ms,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "max_block_ms": settings.max_block_ms,
+        "bootstrap_timeout_ms": settings.bootstrap_timeout_ms,
+        **settings.extra,
+    }
+
+
+def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
+    """kafka-python's ``KafkaConsumer`` arguments for the projector's settings."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "group_id": settings.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "none",
+        "max_poll_records": settings.max_poll_records,
+        "fetch_max_bytes": settings.fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.max_partition_fetch_bytes,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.max_poll_interval_ms,
+        **settings.extra,
+    }
 
 
 class _Delivery:
@@ -82,19 +116,7 @@ class KafkaPythonProducer:
 
     def __init__(self, settings: ProducerSettings) -> None:
         try:
-            self.producer = KafkaProducer(
-                bootstrap_servers=settings.bootstrap_servers,
-                acks="all",
-                enable_idempotence=True,
-                max_in_flight_requests_per_connection=5,
-                linger_ms=settings.linger_ms,
-                batch_size=settings.batch_size,
-                delivery_timeout_ms=settings.delivery_timeout_ms,
-                request_timeout_ms=settings.request_timeout_ms,
-                max_block_ms=settings.max_block_ms,
-                bootstrap_timeout_ms=settings.bootstrap_timeout_ms,
-                **settings.extra,
-            )
+            self.producer = KafkaProducer(**producer_config(settings))
         except KafkaTimeoutError as exc:
             raise KafkaUnreachable(str(exc), retriable=True) from exc
 
@@ -136,25 +158,9 @@ class KafkaPythonConsumer:
         self.topic = settings.topic
         self._tps: dict[int, TopicPartition] = {}
         try:
-            self.consumer = self._open(settings)
+            self.consumer = KafkaConsumer(**consumer_config(settings))
         except KafkaTimeoutError as exc:  # "Unable to bootstrap": no broker answered
             raise KafkaUnreachable(str(exc), retriable=True) from exc
-
-    @staticmethod
-    def _open(settings: ConsumerSettings) -> Any:
-        return KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            max_poll_records=settings.max_poll_records,
-            fetch_max_bytes=settings.fetch_max_bytes,
-            max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            **settings.extra,
-        )
 
     def _tp(self, partition: int) -> TopicPartition:
         tp = self._tps.get(partition)

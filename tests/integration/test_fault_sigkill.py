@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from kill_switch import fault_seed, killed_projector_argv
 from view_snapshot import (
     PROTOCOLO,
@@ -221,6 +222,7 @@ def test_the_shipped_projector_ignores_the_old_kill_variable(settings, tmp_path)
     assert stored_offsets(settings.database_url) == {p: (end, end) for p, end in ends.items()}
 
 
+@pytest.mark.kafka_client_lane
 def test_sigkill_before_the_first_commit_then_resume(backend, settings, tmp_path):
     """Killed inside its first transaction, before anything was committed: the next run starts from zero."""
     seed = fault_seed()
@@ -284,6 +286,7 @@ def _clean_stop(sig: signal.Signals, settings: Settings, tmp_path: Path) -> None
     assert journal == {p: (end, end, end) for p, end in ends.items()}, ctx
 
 
+@pytest.mark.kafka_client_lane
 def test_sigterm_finishes_the_batch_in_flight_and_exits_0(settings, tmp_path):
     _clean_stop(signal.SIGTERM, settings, tmp_path)
 

@@ -34,6 +34,7 @@ NAME = "Ana Beatriz Souza"
 
 
 @pytest.mark.tansu_lane
+@pytest.mark.kafka_client_lane
 def test_every_event_type_reaches_history_and_views(settings, monkeypatch, capsys):
     rt = start_runtime(settings)
     with ProtocolIssuer(rt.database_url, block_size=5) as issuer:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 import psycopg
+import pytest
 from view_snapshot import (
     describe_difference,
     log_ends,
@@ -92,6 +93,7 @@ def journal_rows_per_partition(database_url: str) -> dict[int, int]:
         return dict(conn.execute("SELECT kafka_partition, count(*) FROM journal GROUP BY 1").fetchall())
 
 
+@pytest.mark.kafka_client_lane
 def test_two_projectors_split_the_partitions_and_hand_over(backend, settings):
     everything = set(range(settings.partitions))
     group = f"group-{uuid.uuid4().hex[:8]}"

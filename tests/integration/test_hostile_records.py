@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from fastavro import schemaless_writer
 from ledger_records import Sent, send_in_order
 from view_snapshot import log_ends, snapshot
@@ -37,6 +38,9 @@ from protocolo.producers.publisher import Event, LedgerPublisher, PreparedEvent
 from protocolo.producers.simulator import CallCentreDay
 from protocolo.runtime import Runtime
 from protocolo.schemas.catalogue import SchemaCatalogue
+
+#: publish and project end to end: also run with librdkafka (CONTRIBUTING, "Kafka client lane")
+pytestmark = pytest.mark.kafka_client_lane
 
 MAGIC = b"\xc3\x01"  # Avro single-object encoding (schemas/codec.py)
 

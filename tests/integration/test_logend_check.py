@@ -37,6 +37,9 @@ from protocolo.producers.ledger_topic import ensure_ledger_topic
 from protocolo.producers.publisher import Event
 from protocolo.runtime import Runtime
 
+#: publish and project end to end: also run with librdkafka (CONTRIBUTING, "Kafka client lane")
+pytestmark = pytest.mark.kafka_client_lane
+
 #: What the message must tell an operator (lower case): what happened and what to do.
 MESSAGE_FRAGMENTS = ("already projected", "recreated", "lost data", "nothing was skipped",
                      "restore the topic", "fresh database")

@@ -21,6 +21,9 @@ from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
 from protocolo.schemas.catalogue import SchemaCatalogue
 
+#: publish and project end to end: also run with librdkafka (CONTRIBUTING, "Kafka client lane")
+pytestmark = pytest.mark.kafka_client_lane
+
 
 def _at(record: dict, path: str):
     for part in path.split("."):

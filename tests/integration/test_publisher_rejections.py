@@ -23,6 +23,9 @@ from protocolo.producers.publisher import (
     PublisherOptions,
 )
 
+#: publish and project end to end: also run with librdkafka (CONTRIBUTING, "Kafka client lane")
+pytestmark = pytest.mark.kafka_client_lane
+
 
 def _mistyped(protocol: str) -> str:
     """The same number with its check digit changed: a typo the Damm digit catches."""

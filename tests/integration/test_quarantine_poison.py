@@ -18,6 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 from kafka import KafkaProducer
 from ledger_records import Sent, send_in_order
 from view_snapshot import (
@@ -34,6 +35,9 @@ from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event, PreparedEvent
 from protocolo.producers.simulator import CallCentreDay
 from protocolo.runtime import Runtime
+
+#: publish and project end to end: also run with librdkafka (CONTRIBUTING, "Kafka client lane")
+pytestmark = pytest.mark.kafka_client_lane
 
 
 def _note(protocol: str) -> Event:

@@ -84,6 +84,7 @@ def test_unreadable_personal_data_is_not_reported_as_erased(settings):
         rt.sealer().open(dict(sealed, key_ref=str(uuid.uuid4())), receipt.event_id)
 
 
+@pytest.mark.kafka_client_lane
 def test_a_broker_that_goes_away_fails_the_publish_in_bounded_time_and_says_which_events(settings):
     with backends.scratch_dir("protocolo-test-gone-") as home:
         backends.share_kafka_jars(home)

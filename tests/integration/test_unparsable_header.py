@@ -23,6 +23,9 @@ from test_merkle_tree import spec_leaf
 from protocolo.producers.protocol_issuer import ProtocolIssuer
 from protocolo.producers.publisher import Event
 
+#: publish and project end to end: also run with librdkafka (CONTRIBUTING, "Kafka client lane")
+pytestmark = pytest.mark.kafka_client_lane
+
 BAD_KEY = b"\xff\xfe-not-utf-8"
 
 

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from helpers_flow import contact_opened, now_s, project, start_runtime
 from psycopg.rows import dict_row
 
@@ -148,6 +149,7 @@ def test_views_of_a_simulated_day_match_the_published_events(settings):
         assert all(x["due_at"] == x["requested_at"] + DELIVERY for x in reqs.values())
 
 
+@pytest.mark.kafka_client_lane
 def test_the_same_event_published_again_counts_once(settings):
     rt = start_runtime(settings)
     with ProtocolIssuer(rt.database_url) as issuer:
