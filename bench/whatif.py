@@ -73,11 +73,11 @@ class Assign(TailFix):
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
-        consumer = self._consumer
+        consumer = self._consumer.consumer  # the kafka-python KafkaConsumer under the interface
         consumer.unsubscribe()
         tps = {TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic)}
         consumer.assign(list(tps))
-        self._seek_to_stored(tps)
+        self._seek_to_stored({tp.partition for tp in tps})
 
 
 class Pipelined(Assign):
@@ -107,7 +107,7 @@ class Pipelined(Assign):
             self._inflight = None
 
     def step(self) -> int:
-        polled = self._consumer.poll(timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size)
+        polled = self._consumer.consumer.poll(timeout_ms=self.options.poll_timeout_ms, max_records=self.options.batch_size)
         rows: list[JournalRow] = []
         progress: list[PartitionProgress] = []
         for tp, records in polled.items():
@@ -129,9 +129,9 @@ class Pipelined(Assign):
         return len(rows)
 
     def caught_up(self) -> bool:
-        assignment = self._consumer.assignment()
+        assignment = self._consumer.consumer.assignment()
         for tp in assignment:
-            high = self._consumer.highwater(tp)
+            high = self._consumer.consumer.highwater(tp)
             at = self._ahead.get(tp.partition, self._positions.stored.get(tp.partition))
             if high is None or (at.next_offset if at else 0) < high:
                 return False

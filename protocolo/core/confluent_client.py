@@ -249,19 +249,21 @@ def _headers(message: Message) -> list[tuple[str, bytes | None]] | None:
 
     confluent-kafka (2.16) builds each header as a (str, bytes) tuple and, when the key does
     not decode, leaves a NULL where the str should be, with the UnicodeDecodeError pending:
-    CPython then raises SystemError from ``headers()``, and had it not, touching that item
-    would crash the interpreter (SIGSEGV, seen). So the item pointers are also read, as
-    CPython lays a list and a tuple out, without taking a reference, before any is used.
+    CPython raises SystemError from ``headers()``, and the message keeps that list. Anything
+    that touches the NULL later crashes the interpreter (SIGSEGV, seen: a traceback's repr
+    of it). So the list is read without taking references, as CPython lays a list and a
+    tuple out, and every NULL is filled with a placeholder before it can be reached.
     """
     try:
         raw = message.headers()
     except (SystemError, UnicodeDecodeError):
+        _fill_holes(message)
         return None
     if not raw:
         return []
     if isinstance(raw, dict):  # a producer may build these; a consumed message is a list
         return [(key, value.encode() if isinstance(value, str) else value) for key, value in raw.items()]
-    if not _items_present(raw):
+    if _fill_holes(message):
         return None
     return [(key, value.encode() if isinstance(value, str) else value) for key, value in raw]
 
@@ -270,21 +272,43 @@ def _headers(message: Message) -> list[tuple[str, bytes | None]] | None:
 #: their object headers); read with ctypes so that a NULL item is seen, not dereferenced.
 _LIST_ITEMS = list.__basicsize__ - 2 * ctypes.sizeof(ctypes.c_void_p)  # ob_item, then allocated
 _TUPLE_ITEMS = tuple.__basicsize__  # the items follow the header (tuple.__itemsize__ each)
+#: What fills a hole: a header key that could not be decoded, shown as U+FFFD.
+_HOLE = "\ufffd"
 
 
-def _items_present(pairs: list[Any]) -> bool:
-    """Every item of ``pairs`` is there, and is a pair whose two items are there."""
-    count = len(pairs)
+def _fill_holes(message: Message) -> bool:
+    """Replace every NULL in the message's cached header list (and in its pairs) with
+    :data:`_HOLE`; return whether there was one. ``headers()`` caches the list in the
+    message, so a second call returns it without decoding again (and without the error);
+    only this frame holds it while it has holes."""
+    try:
+        pairs = message.headers()
+    except (SystemError, UnicodeDecodeError):
+        return True  # a client that raises again gives no list to repair
+    if not isinstance(pairs, list):
+        return False
+    found = False
     array = ctypes.c_void_p.from_address(id(pairs) + _LIST_ITEMS).value
     if array is None:
-        return count == 0
-    for pointer in (ctypes.c_void_p * count).from_address(array):
+        return False
+    slots = (ctypes.c_void_p * len(pairs)).from_address(array)
+    for i, pointer in enumerate(slots):
         if pointer is None:
-            return False
-        key, value = (ctypes.c_void_p * 2).from_address(pointer + _TUPLE_ITEMS)
-        if key is None or value is None:
-            return False
-    return True
+            slots[i] = _owned((_HOLE, None))
+            found = True
+            continue
+        items = (ctypes.c_void_p * 2).from_address(pointer + _TUPLE_ITEMS)
+        for j in (0, 1):
+            if items[j] is None:
+                items[j] = _owned(_HOLE if j == 0 else None)
+                found = True
+    return found
+
+
+def _owned(obj: object) -> int:
+    """The address of ``obj`` with one more reference, owned by the slot it is written to."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    return id(obj)
 
 
 class ConfluentConsumer:
