@@ -248,24 +248,29 @@ def _headers(message: Message) -> list[tuple[str, bytes | None]] | None:
     is not UTF-8.
 
     confluent-kafka (2.16) builds each header as a (str, bytes) tuple and, when the key does
-    not decode, leaves a NULL where the str should be, with the UnicodeDecodeError pending:
-    CPython raises SystemError from ``headers()``, and the message keeps that list. Anything
-    that touches the NULL later crashes the interpreter (SIGSEGV, seen: a traceback's repr
-    of it). So the list is read without taking references, as CPython lays a list and a
-    tuple out, and every NULL is filled with a placeholder before it can be reached.
+    not decode, leaves a NULL where the str should be and returns the list with the
+    UnicodeDecodeError still pending: CPython raises it (or a SystemError) at the call or at
+    a later C call, and anything that touches the NULL crashes the interpreter (SIGSEGV,
+    seen: a traceback's repr of the list). So the list is first read without taking
+    references, as CPython lays a list and a tuple out (ctypes, whose first call also
+    surfaces a pending error here rather than somewhere else), and every NULL is filled
+    with a placeholder before anything can reach it. The message keeps the list it built,
+    so asking again after the error returns the same list, and no error.
     """
     try:
         raw = message.headers()
+        holes = isinstance(raw, list) and _fill_holes(raw)
     except (SystemError, UnicodeDecodeError):
-        _fill_holes(message)
+        cached = message.headers()
+        if isinstance(cached, list):
+            _fill_holes(cached)
+        return None
+    if holes:
         return None
     if not raw:
         return []
-    if isinstance(raw, dict):  # a producer may build these; a consumed message is a list
-        return [(key, value.encode() if isinstance(value, str) else value) for key, value in raw.items()]
-    if _fill_holes(message):
-        return None
-    return [(key, value.encode() if isinstance(value, str) else value) for key, value in raw]
+    pairs = raw.items() if isinstance(raw, dict) else raw  # a producer may build a dict
+    return [(key, value.encode() if isinstance(value, str) else value) for key, value in pairs]
 
 
 #: Where CPython keeps a list's item array pointer and a tuple's inline items (the size of
@@ -276,21 +281,13 @@ _TUPLE_ITEMS = tuple.__basicsize__  # the items follow the header (tuple.__items
 _HOLE = "\ufffd"
 
 
-def _fill_holes(message: Message) -> bool:
-    """Replace every NULL in the message's cached header list (and in its pairs) with
-    :data:`_HOLE`; return whether there was one. ``headers()`` caches the list in the
-    message, so a second call returns it without decoding again (and without the error);
-    only this frame holds it while it has holes."""
-    try:
-        pairs = message.headers()
-    except (SystemError, UnicodeDecodeError):
-        return True  # a client that raises again gives no list to repair
-    if not isinstance(pairs, list):
+def _fill_holes(pairs: list[Any]) -> bool:
+    """Replace every NULL in ``pairs`` (and in the pairs in it) with :data:`_HOLE`;
+    return whether there was one."""
+    array = ctypes.c_void_p.from_address(id(pairs) + _LIST_ITEMS).value
+    if array is None or not pairs:
         return False
     found = False
-    array = ctypes.c_void_p.from_address(id(pairs) + _LIST_ITEMS).value
-    if array is None:
-        return False
     slots = (ctypes.c_void_p * len(pairs)).from_address(array)
     for i, pointer in enumerate(slots):
         if pointer is None:
@@ -322,7 +319,8 @@ class ConfluentConsumer:
         self._assigning: dict[int, int] | None = None  # seeks asked inside on_assigned
         self._on_assigned: Callable[[set[int]], None] = lambda parts: None
         self._on_revoked: Callable[[set[int]], None] = lambda parts: None
-        config = {**consumer_config(settings), "logger": _LIBRDKAFKA_LOG}
+        self._broker_error: KafkaError | None = None
+        config = {**consumer_config(settings), "logger": _LIBRDKAFKA_LOG, "error_cb": self._on_error}
         self.consumer = Consumer(config)
 
     def _tp(self, partition: int, offset: int | None = None) -> TopicPartition:
@@ -339,6 +337,12 @@ class ConfluentConsumer:
         except KafkaException as exc:
             self.close()
             raise _error_of(exc) from None
+
+    def _on_error(self, error: KafkaError) -> None:
+        """librdkafka reconnects by itself and reports a lost broker only here; kept so
+        that an empty poll says so (retriable), as kafka-python's poll raises."""
+        if error.code() in _UNREACHABLE or error.fatal():
+            self._broker_error = error
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Positions asked by ``on_assigned`` are given to ``assign`` itself: librdkafka
@@ -368,6 +372,9 @@ class ConfluentConsumer:
             messages = self.consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
         except KafkaException as exc:
             raise _error_of(exc) from None
+        broker_error, self._broker_error = self._broker_error, None
+        if broker_error is not None and not messages:
+            raise client_error(broker_error)
         polled: dict[int, list[ConsumedRecord]] = {}
         for i, message in enumerate(messages):
             failed = message.error()
