@@ -27,21 +27,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
+import orjson
 import psycopg
-from fastavro.write import Writer
 
 from protocolo.attestation.anchoring import stored_anchors
 from protocolo.attestation.checkpointer import StoredCheckpoint
+from protocolo.attestation.export_avro import RecordBlocks
+from protocolo.attestation.export_decoding import PlainDecoder, plain_decoder
 from protocolo.attestation.export_period import PartitionPeriod
 from protocolo.attestation.export_readme import export_readme
 from protocolo.attestation.export_rendering import (
-    PARSED_RECORD_SCHEMA,
     UndecodableValue,
     canonical_json,
     csv_header,
     csv_line,
     decode_event,
     event_json,
+    has_floats,
     json_line,
     value_fingerprint,
 )
@@ -55,7 +57,7 @@ from protocolo.evidence.export import (
     export_sync_marker,
     sign_manifest,
 )
-from protocolo.evidence.merkle import CompactRange, consistency_proof, inclusion_proof
+from protocolo.evidence.merkle import NODE_PREFIX, consistency_proof, fold, inclusion_proof
 from protocolo.evidence.note import encode_base64
 from protocolo.projections.merkle_store import node_reader
 from protocolo.schemas.catalogue import SchemaCatalogue, SchemaVersion
@@ -126,7 +128,7 @@ def export_id_of(context: ExportContext, request: ExportRequest, periods: Sequen
 
 
 _ROWS = """
-SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers, NULL AS error
+SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers::text, NULL AS error
   FROM journal j
  WHERE topic = %(topic)s AND kafka_partition = %(p)s AND leaf_index >= %(a)s AND leaf_index < %(b)s
    {journal_filter}
@@ -136,7 +138,7 @@ SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, head
 _QUARANTINE = """
 UNION ALL
 SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, coalesce(record_value, ''::bytea),
-       headers, error
+       headers::text, error
   FROM quarantine
  WHERE topic = %(topic)s AND kafka_partition = %(p)s AND leaf_index >= %(a)s AND leaf_index < %(b)s
 """
@@ -169,12 +171,34 @@ def _header_bytes(part: Any) -> bytes | None:
 
 
 def _headers(stored: Any) -> list[dict[str, Any]]:
-    entries = json.loads(stored) if isinstance(stored, str) else stored or []
+    if stored == "[]":
+        return []
+    entries = orjson.loads(stored) if isinstance(stored, str) else stored or []
     return [{"key": _header_bytes(k) or b"", "value": _header_bytes(v)} for k, v in entries]
 
 
 def _base64_lines(hashes: Sequence[bytes]) -> bytes:
     return "".join(encode_base64(h) + "\n" for h in hashes).encode("ascii")
+
+
+class _LeafFold:
+    """The compact range of ``[0, size)`` grown leaf by leaf (RFC 9162 §2.1.2's stack), as
+    :class:`protocolo.evidence.merkle.CompactRange` does but keeping only the hashes: the
+    export needs the root, not the completed nodes, and it appends millions of leaves."""
+
+    def __init__(self, size: int, hashes: Sequence[bytes]) -> None:
+        self.size, self.hashes = size, list(hashes)
+
+    def append(self, leaf: bytes) -> None:
+        index, value, hashes, sha256 = self.size, leaf, self.hashes, hashlib.sha256
+        while index & 1:
+            value = sha256(NODE_PREFIX + hashes.pop() + value).digest()
+            index >>= 1
+        hashes.append(value)
+        self.size += 1
+
+    def root(self) -> bytes:
+        return fold(self.hashes)
 
 
 class _PartitionWriter:
@@ -189,46 +213,65 @@ class _PartitionWriter:
         self.jsonl: TextIO = open(self.dir / "records.jsonl", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self.csv: TextIO = open(self.dir / "records.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self.csv.write(csv_header())
-        self.avro = Writer(self.avro_file, PARSED_RECORD_SCHEMA, sync_marker=sync_marker,
-                           metadata={"protocolo.format": FORMAT})
+        self.avro = RecordBlocks(self.avro_file, context.topic, period.partition, sync_marker,
+                                 {"protocolo.format": FORMAT})
         self.counts: Counter[str] = Counter()
         self.schemas: dict[bytes, SchemaVersion] = {}
-        self.tree = CompactRange(period.begin, period.start.compact_range if period.start else ())
+        self.versions: dict[bytes, tuple[SchemaVersion, PlainDecoder | None, bool] | None] = {}
+        self.tree = _LeafFold(period.begin, period.start.compact_range if period.start else ())
+        self.leaf = _leaf_hasher(context.topic, period.partition)
         self.count = 0
 
-    def _event(self, value: bytes, quarantined: str | None) -> tuple[str | None, Any]:
+    def _version(self, fp: bytes) -> tuple[SchemaVersion, PlainDecoder | None, bool] | None:
+        """The writer schema of a fingerprint, its plain decoder (when it has one) and whether
+        it has floats: looked up once per schema."""
+        if fp not in self.versions:
+            try:
+                version = self.catalogue.by_fingerprint(fp)
+            except UnknownFingerprint:
+                self.versions[fp] = None
+            else:
+                decoder = plain_decoder(json.loads(version.path.read_text(encoding="utf-8")))
+                self.versions[fp] = (version, decoder, has_floats(version.schema))
+        return self.versions[fp]
+
+    def _event(self, value: bytes, quarantined: str | None) -> tuple[str | None, Any, str | None]:
         fp = value_fingerprint(value)
         if quarantined is not None or fp is None:
-            return None, None
+            return None, None, None
+        known = self._version(fp)
+        if known is None:
+            return None, None, None
+        version, decoder, floats = known
         try:
-            version = self.catalogue.by_fingerprint(fp)
-        except UnknownFingerprint:
-            return None, None
-        try:
-            event = event_json(decode_event(value, version.schema))
+            event = decoder.decode(value) if decoder else event_json(decode_event(value, version.schema))
         except UndecodableValue:  # altered bytes: the root check after the partition refuses it
-            return None, None
+            return None, None, None
         self.schemas[fp] = version
-        return version.event_type, event
+        return version.event_type, event, canonical_json(event, floats=floats)
 
     def add(self, conn: psycopg.Connection[Any], row: tuple[Any, ...]) -> None:
         offset, leaf_index, timestamp, key, value, headers, error = row
         value = bytes(value)
-        event_type, event = self._event(value, error)
+        key = None if key is None else bytes(key)
+        event_type, event, event_text = self._event(value, error)
         record = {
-            "topic": self.context.topic, "partition": self.period.partition, "offset": int(offset),
-            "leaf_index": int(leaf_index),
+            "topic": self.context.topic, "partition": self.period.partition, "offset": offset,
+            "leaf_index": leaf_index,
             "timestamp": None if timestamp is None else int(timestamp.timestamp() * 1000),
-            "key": None if key is None else bytes(key), "headers": _headers(headers), "value": value,
+            "key": key, "headers": _headers(headers), "value": value,
             "quarantined": error, "event_type": event_type,
-            "event": None if event is None else canonical_json(event), "inclusion_proof": [],
+            "event": event_text, "inclusion_proof": [],
         }
         if self.subset:
             record["inclusion_proof"] = inclusion_proof(
-                int(leaf_index), self.period.finish, node_reader(conn, self.context.topic, self.period.partition))
+                leaf_index, self.period.finish, node_reader(conn, self.context.topic, self.period.partition))
+        else:
+            self.tree.append(self.leaf(offset, key, value))
         self.avro.write(record)
-        self.jsonl.write(json_line(record, event, record["event"]))
-        self.csv.write(csv_line(record, event))
+        digest = hashlib.sha256(value).hexdigest()
+        self.jsonl.write(json_line(record, event, event_text, digest))
+        self.csv.write(csv_line(record, event, digest))
         if error is not None:
             self.counts["(quarantined)"] += 1
         else:
@@ -246,13 +289,10 @@ def _write_partition(conn: psycopg.Connection[Any], root: Path, context: ExportC
                      catalogue: SchemaCatalogue, progress: Progress | None, made: datetime) -> tuple[dict[str, Any], dict[bytes, SchemaVersion]]:
     subset = request.filters.subset
     out = _PartitionWriter(root, context, period, sync_marker, catalogue, subset)
-    leaf = _leaf_hasher(context.topic, period.partition)
     total = period.finish - period.begin
     try:
         for row in _rows(conn, context.topic, period, request.filters):
             out.add(conn, row)
-            if not subset:
-                out.tree.append(leaf(int(row[0]), None if row[3] is None else bytes(row[3]), bytes(row[4])))
             if progress is not None and out.count % 10_000 == 0:
                 progress(period.partition, out.count, total)
     finally:
