@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 import orjson
 import psycopg
+from psycopg import conninfo
 
 from protocolo.attestation.anchoring import stored_anchors
 from protocolo.attestation.checkpointer import StoredCheckpoint
@@ -104,6 +107,27 @@ class ExportContext:
     tool: str
     tsa_chain_pem: bytes | None = None
     stamp: Callable[[bytes], bytes] | None = None  # RFC 3161 token (DER) over the given text
+
+
+class _LogNames(Protocol):
+    """What a partition's files need of the export's context (no key: a worker process
+    writing a partition never holds the log's signing key)."""
+
+    @property
+    def deployment(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def tsa_chain_pem(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class _PartitionLog:
+    deployment: str
+    topic: str
+    tsa_chain_pem: bytes | None
 
 
 @dataclass
@@ -204,7 +228,7 @@ class _LeafFold:
 class _PartitionWriter:
     """One partition's files, written record by record."""
 
-    def __init__(self, root: Path, context: ExportContext, period: PartitionPeriod,
+    def __init__(self, root: Path, context: _LogNames, period: PartitionPeriod,
                  sync_marker: bytes, catalogue: SchemaCatalogue, subset: bool) -> None:
         self.dir = root / "partitions" / f"p{period.partition}"
         self.dir.mkdir(parents=True)
@@ -284,14 +308,14 @@ class _PartitionWriter:
             f.close()
 
 
-def _write_partition(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
-                     request: ExportRequest, period: PartitionPeriod, sync_marker: bytes,
+def _write_partition(conn: psycopg.Connection[Any], root: Path, context: _LogNames,
+                     filters: ExportFilters, period: PartitionPeriod, sync_marker: bytes,
                      catalogue: SchemaCatalogue, progress: Progress | None, made: datetime) -> tuple[dict[str, Any], dict[bytes, SchemaVersion]]:
-    subset = request.filters.subset
+    subset = filters.subset
     out = _PartitionWriter(root, context, period, sync_marker, catalogue, subset)
     total = period.finish - period.begin
     try:
-        for row in _rows(conn, context.topic, period, request.filters):
+        for row in _rows(conn, context.topic, period, filters):
             out.add(conn, row)
             if progress is not None and out.count % 10_000 == 0:
                 progress(period.partition, out.count, total)
@@ -340,7 +364,7 @@ def _timestamps(conn: psycopg.Connection[Any], base: Path, rel: str, c: StoredCh
     return found
 
 
-def _partition_files(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+def _partition_files(conn: psycopg.Connection[Any], root: Path, context: _LogNames,
                      period: PartitionPeriod, out: _PartitionWriter, made: datetime) -> dict[str, Any]:
     rel = f"partitions/p{period.partition}"
     chain = context.tsa_chain_pem
@@ -399,9 +423,13 @@ class ChainLink:
 def write_export(conn: psycopg.Connection[Any], out: Path, context: ExportContext,
                  request: ExportRequest, periods: Sequence[PartitionPeriod], export_id: str,
                  link: ChainLink, progress: Progress | None = None,
-                 extra_files: dict[str, bytes] | None = None) -> ExportResult:
+                 extra_files: dict[str, bytes] | None = None, workers: int = 1) -> ExportResult:
     """Write the export into ``out`` (which must not exist), atomically: into
-    ``out.partial`` first, renamed when complete. Raises :class:`ExportNotPossible`."""
+    ``out.partial`` first, renamed when complete. Raises :class:`ExportNotPossible`.
+
+    ``workers`` > 1 writes that many partitions side by side, each in its own process
+    with its own connection (the files of a partition do not depend on the others', so the
+    export's bytes are the same)."""
     if out.exists():
         raise ExportNotPossible(f"--out {out} already exists: give a new directory")
     tmp = out.with_name(out.name + ".partial")
@@ -410,7 +438,7 @@ def write_export(conn: psycopg.Connection[Any], out: Path, context: ExportContex
     tmp.mkdir(parents=True)
     try:
         result = _write_into(conn, tmp, context, request, periods, export_id, link, progress,
-                             extra_files or {})
+                             extra_files or {}, workers)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -419,18 +447,61 @@ def write_export(conn: psycopg.Connection[Any], out: Path, context: ExportContex
     return result
 
 
-def _write_into(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
-                request: ExportRequest, periods: Sequence[PartitionPeriod], export_id: str,
-                link: ChainLink, progress: Progress | None, extra_files: dict[str, bytes]) -> ExportResult:
-    catalogue = SchemaCatalogue.load()
-    marker = export_sync_marker(export_id)
+def _write_partitions(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+                      filters: ExportFilters, periods: Sequence[PartitionPeriod], marker: bytes,
+                      progress: Progress | None, made: datetime, workers: int) -> tuple[list[dict[str, Any]], dict[bytes, SchemaVersion]]:
     partitions: list[dict[str, Any]] = []
     schemas: dict[bytes, SchemaVersion] = {}
-    for period in periods:
-        entry, used = _write_partition(conn, root, context, request, period, marker, catalogue,
-                                       progress, link.created_at)
+    if workers > 1 and len(periods) > 1:
+        results = _write_in_processes(conn, root, context, filters, periods, marker, progress, made, workers)
+    else:
+        catalogue = SchemaCatalogue.load()
+        results = (_write_partition(conn, root, context, filters, period, marker, catalogue, progress, made)
+                   for period in periods)
+    for entry, used in results:
         partitions.append(entry)
         schemas.update(used)
+    return partitions, schemas
+
+
+def _write_in_processes(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+                        filters: ExportFilters, periods: Sequence[PartitionPeriod], marker: bytes,
+                        progress: Progress | None, made: datetime, workers: int) -> Iterator[tuple[dict[str, Any], dict[bytes, SchemaVersion]]]:
+    """One partition per job, results in partition order. The leaves ``[a, b)`` below a
+    signed checkpoint never change, so the processes need no shared snapshot."""
+    info = conn.info
+    dsn = conninfo.make_conninfo(info.dsn, password=info.password) if info.password else info.dsn
+    log = _PartitionLog(context.deployment, context.topic, context.tsa_chain_pem)
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding a connection
+    with ProcessPoolExecutor(max_workers=min(workers, len(periods)), mp_context=spawn) as pool:
+        jobs = [pool.submit(write_partition_in_process, dsn, root, log, filters, period, marker, made)
+                for period in periods]
+        try:
+            for period, job in zip(periods, jobs, strict=True):
+                entry, used = job.result()
+                if progress is not None:
+                    progress(period.partition, int(entry["records"]), period.finish - period.begin)
+                yield entry, used
+        finally:
+            for job in jobs:
+                job.cancel()
+
+
+def write_partition_in_process(dsn: str, root: Path, log: _PartitionLog, filters: ExportFilters,
+                               period: PartitionPeriod, marker: bytes,
+                               made: datetime) -> tuple[dict[str, Any], dict[bytes, SchemaVersion]]:
+    """A worker's job: one partition's files, on its own connection."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return _write_partition(conn, root, log, filters, period, marker, SchemaCatalogue.load(), None, made)
+
+
+def _write_into(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+                request: ExportRequest, periods: Sequence[PartitionPeriod], export_id: str,
+                link: ChainLink, progress: Progress | None, extra_files: dict[str, bytes],
+                workers: int = 1) -> ExportResult:
+    marker = export_sync_marker(export_id)
+    partitions, schemas = _write_partitions(conn, root, context, request.filters, periods, marker,
+                                            progress, link.created_at, workers)
     schema_entries = []
     for fp, version in sorted(schemas.items()):
         path = f"schemas/{fp.hex()}.avsc"
