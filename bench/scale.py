@@ -184,6 +184,8 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
                 t = time.monotonic()
                 projector.run(until_caught_up=True, idle_timeout_s=120)
                 spent["project"] += time.monotonic() - t
+                if projector.stop_requested:  # Ctrl-C reached the projector's handler
+                    raise KeyboardInterrupt
             elif have >= target:
                 _wait_projected(conn, topic, have, background)
             else:
