@@ -99,29 +99,40 @@ def projected(conn: psycopg.Connection[Any], topic: str) -> int:
     return int(row[0]) if row else 0
 
 
-class ProjectorProcess:
-    """``protocolo project`` in its own process, so that projecting overlaps simulating and
-    publishing on a machine with more than one core (the projector is the one the CLI and
-    ``serve`` run: a member of the projector group, offsets in PostgreSQL)."""
+class Daemon:
+    """A ``protocolo`` daemon (``project``, ``checkpoint``) in its own process, as production
+    runs them, so that its work overlaps simulating and publishing on a machine with more
+    than one core."""
 
-    def __init__(self, home: Path, log: Path) -> None:
+    def __init__(self, home: Path, argv: list[str]) -> None:
         import subprocess
 
         cli = Path(sys.executable).parent / "protocolo"
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen([str(cli), "project", "--quiet"], stdout=self.log, stderr=self.log,
+        self.name = argv[0]
+        self.peak_kb: int | None = None
+        self.log = (home / f"scale-{self.name}.log").open("ab")
+        self.proc = subprocess.Popen([str(cli), *argv], stdout=self.log, stderr=self.log,
                                      env={**os.environ, "PROTOCOLO_HOME": str(home)})
 
     def check(self) -> None:
         if self.proc.poll() is not None:
-            raise SystemExit(f"the projector process ended with status {self.proc.returncode}; see {self.log.name}")
+            raise SystemExit(f"protocolo {self.name} ended with status {self.proc.returncode}; see {self.log.name}")
+
+    def peak_rss_kb(self) -> int | None:
+        """The daemon's own peak resident set so far (VmHWM), read while it still runs."""
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return None
 
     def stop(self) -> None:
         import signal
 
         if self.proc.poll() is None:
+            self.peak_kb = self.peak_rss_kb()
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=120)
+            self.proc.wait(timeout=300)
         self.log.close()
 
 
@@ -130,10 +141,12 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
     """Publish, project and checkpoint simulated days until ``target`` records are on the
     topic and projected; returns the rates of each stage (this run only).
 
-    Serial (the default): publish a day, project it, sign checkpoints. With ``overlap`` the
-    projector runs in its own process the whole time and checkpoints sign whatever is
-    projected every ``checkpoint_days`` days; the projector's rate is then what it reached
-    while sharing the machine with the publisher."""
+    Serial (the default): publish a day, project it, sign checkpoints every
+    ``checkpoint_days`` days. With ``overlap`` the projector and the checkpointer run as
+    daemons (``protocolo project``, ``protocolo checkpoint --every-leaves``) the whole time,
+    as in production, and this process only simulates and publishes, then signs the last
+    checkpoints once everything is projected; the projector's rate is then what it reached
+    while sharing the machine with the publisher and the checkpointer."""
     from protocolo.attestation.checkpointer import checkpoint_partitions
     from protocolo.attestation.config import AttestationSettings
     from protocolo.attestation.log_key import load_log_key
@@ -148,10 +161,13 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
     spent = {"simulate": 0.0, "publish": 0.0, "project": 0.0, "checkpoint": 0.0}
     counts = {"published": 0, "projected": 0}
     started = time.monotonic()
-    background = ProjectorProcess(home, home / "scale-projector.log") if overlap else None
+    background = Daemon(home, ["project", "--quiet"]) if overlap else None
+    signer = Daemon(home, ["checkpoint", "--every-leaves", str(day_contacts * checkpoint_days), "--quiet"]) \
+        if overlap else None
     with contextlib.ExitStack() as stack:
-        if background is not None:
-            stack.callback(background.stop)
+        for daemon in (background, signer):
+            if daemon is not None:
+                stack.callback(daemon.stop)
         publisher = stack.enter_context(rt.publisher("protocolo-scale"))
         projector = None if overlap else stack.enter_context(rt.projector(batch_size=2000))
         cp_publisher = stack.enter_context(KafkaCheckpointPublisher(rt.kafka_bootstrap, attestation.checkpoint_topic))
@@ -189,14 +205,19 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
             elif have >= target:
                 _wait_projected(conn, topic, have, background)
             else:
-                assert background is not None
-                background.check()
+                for daemon in (background, signer):
+                    assert daemon is not None
+                    daemon.check()
             done = projected(conn, topic)
             counts["projected"] += done - before
             if overlap:
                 spent["project"] = time.monotonic() - started
+                say(f"  projected {done:,} so far ({(done - first_projected) / max(spent['project'], 1e-9):,.0f}/s "
+                    f"this run, beside the publisher); {spent['project']:,.0f} s so far")
             finished = have >= target and done >= have
-            if finished or days_here % checkpoint_days == 0:
+            if finished or (not overlap and days_here % checkpoint_days == 0):
+                if finished and signer is not None:
+                    signer.stop()  # the last checkpoints are signed here, by one signer
                 t = time.monotonic()
                 made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=cp_publisher)
                 spent["checkpoint"] += time.monotonic() - t
@@ -214,6 +235,7 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
         "publish_per_s": counts["published"] / spent["publish"] if spent["publish"] else None,
         "project_per_s": counts["projected"] / spent["project"] if spent["project"] else None,
         "checkpoint_index_s": spent["checkpoint"],
+        "daemon_peak_rss_kb": {d.name: d.peak_kb for d in (background, signer) if d is not None},
         "seconds": spent, "counts": counts, "wall_s": time.monotonic() - started,
     }
     state["phases"].append({"at": datetime.now(UTC).isoformat(timespec="seconds"), **rates})
@@ -221,7 +243,7 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
     return rates
 
 
-def _wait_projected(conn: psycopg.Connection[Any], topic: str, target: int, background: ProjectorProcess | None,
+def _wait_projected(conn: psycopg.Connection[Any], topic: str, target: int, background: Daemon | None,
                     stall_s: float = 300.0) -> None:
     """Until ``target`` records are projected; a projector that makes no progress for
     ``stall_s`` seconds (or whose process ended) stops the build with its log's name."""
