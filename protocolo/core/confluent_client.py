@@ -339,10 +339,12 @@ class ConfluentConsumer:
             raise _error_of(exc) from None
 
     def _on_error(self, error: KafkaError) -> None:
-        """librdkafka reconnects by itself and reports a lost broker only here; kept so
-        that an empty poll says so (retriable), as kafka-python's poll raises."""
-        if error.code() in _UNREACHABLE or error.fatal():
+        """librdkafka reconnects by itself and reports a lost broker only here (logged; a
+        fatal error is raised by the next poll)."""
+        if error.fatal():
             self._broker_error = error
+        else:
+            _LIBRDKAFKA_LOG.warning("%s: %s", error.name(), error.str())
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Positions asked by ``on_assigned`` are given to ``assign`` itself: librdkafka
@@ -368,13 +370,12 @@ class ConfluentConsumer:
         if self._pending is not None:
             error, self._pending = self._pending, None
             raise error
+        if self._broker_error is not None:
+            raise client_error(self._broker_error)
         try:
             messages = self.consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
         except KafkaException as exc:
             raise _error_of(exc) from None
-        broker_error, self._broker_error = self._broker_error, None
-        if broker_error is not None and not messages:
-            raise client_error(broker_error)
         polled: dict[int, list[ConsumedRecord]] = {}
         for i, message in enumerate(messages):
             failed = message.error()
