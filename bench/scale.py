@@ -99,9 +99,54 @@ def projected(conn: psycopg.Connection[Any], topic: str) -> int:
     return int(row[0]) if row else 0
 
 
-def build(rt: Any, target: int, day_contacts: int, seed: int) -> dict[str, Any]:
+class Daemon:
+    """A ``protocolo`` daemon (``project``, ``checkpoint``) in its own process, as production
+    runs them, so that its work overlaps simulating and publishing on a machine with more
+    than one core."""
+
+    def __init__(self, home: Path, argv: list[str]) -> None:
+        import subprocess
+
+        cli = Path(sys.executable).parent / "protocolo"
+        self.name = argv[0]
+        self.peak_kb: int | None = None
+        self.log = (home / f"scale-{self.name}.log").open("ab")
+        self.proc = subprocess.Popen([str(cli), *argv], stdout=self.log, stderr=self.log,
+                                     env={**os.environ, "PROTOCOLO_HOME": str(home)})
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            raise SystemExit(f"protocolo {self.name} ended with status {self.proc.returncode}; see {self.log.name}")
+
+    def peak_rss_kb(self) -> int | None:
+        """The daemon's own peak resident set so far (VmHWM), read while it still runs."""
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return None
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.peak_kb = self.peak_rss_kb()
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=300)
+        self.log.close()
+
+
+def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: int = 1,
+          overlap: bool = False) -> dict[str, Any]:
     """Publish, project and checkpoint simulated days until ``target`` records are on the
-    topic and projected; returns the rates of each stage (this run only)."""
+    topic and projected; returns the rates of each stage (this run only).
+
+    Serial (the default): publish a day, project it, sign checkpoints every
+    ``checkpoint_days`` days. With ``overlap`` the projector and the checkpointer run as
+    daemons (``protocolo project``, ``protocolo checkpoint --every-leaves``) the whole time,
+    as in production, and this process only simulates and publishes, then signs the last
+    checkpoints once everything is projected; the projector's rate is then what it reached
+    while sharing the machine with the publisher and the checkpointer."""
     from protocolo.attestation.checkpointer import checkpoint_partitions
     from protocolo.attestation.config import AttestationSettings
     from protocolo.attestation.log_key import load_log_key
@@ -116,9 +161,20 @@ def build(rt: Any, target: int, day_contacts: int, seed: int) -> dict[str, Any]:
     spent = {"simulate": 0.0, "publish": 0.0, "project": 0.0, "checkpoint": 0.0}
     counts = {"published": 0, "projected": 0}
     started = time.monotonic()
-    with rt.publisher("protocolo-scale") as publisher, rt.projector(batch_size=2000) as projector, \
-            KafkaCheckpointPublisher(rt.kafka_bootstrap, attestation.checkpoint_topic) as cp_publisher, \
-            rt.connect(autocommit=True) as conn, ProtocolIssuer(rt.registry_url, block_size=1000) as issuer:
+    background = Daemon(home, ["project", "--quiet"]) if overlap else None
+    signer = Daemon(home, ["checkpoint", "--every-leaves", str(day_contacts * checkpoint_days), "--quiet"]) \
+        if overlap else None
+    with contextlib.ExitStack() as stack:
+        for daemon in (background, signer):
+            if daemon is not None:
+                stack.callback(daemon.stop)
+        publisher = stack.enter_context(rt.publisher("protocolo-scale"))
+        projector = None if overlap else stack.enter_context(rt.projector(batch_size=2000))
+        cp_publisher = stack.enter_context(KafkaCheckpointPublisher(rt.kafka_bootstrap, attestation.checkpoint_topic))
+        conn = stack.enter_context(rt.connect(autocommit=True))
+        issuer = stack.enter_context(ProtocolIssuer(rt.registry_url, block_size=1000))
+        first_projected = projected(conn, topic)
+        days_here = 0
         while True:
             have = on_topic(rt.kafka_bootstrap, topic)
             if have < target:
@@ -136,36 +192,71 @@ def build(rt: Any, target: int, day_contacts: int, seed: int) -> dict[str, Any]:
                     publisher.publish_many(part)
                 spent["publish"] += time.monotonic() - t
                 counts["published"] += len(events)
+                days_here += 1
                 say(f"  day {day_no}: {len(events):,} events published "
                     f"({have + len(events):,}/{target:,} on the topic, {len(events) / (time.monotonic() - t):,.0f}/s)")
             before = projected(conn, topic)
-            t = time.monotonic()
-            projector.run(until_caught_up=True, idle_timeout_s=120)
-            spent["project"] += time.monotonic() - t
+            if projector is not None:
+                t = time.monotonic()
+                projector.run(until_caught_up=True, idle_timeout_s=120)
+                spent["project"] += time.monotonic() - t
+                if projector.stop_requested:  # Ctrl-C reached the projector's handler
+                    raise KeyboardInterrupt
+            elif have >= target:
+                _wait_projected(conn, topic, have, background)
+            else:
+                for daemon in (background, signer):
+                    assert daemon is not None
+                    daemon.check()
             done = projected(conn, topic)
             counts["projected"] += done - before
-            t = time.monotonic()
-            made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=cp_publisher)
-            spent["checkpoint"] += time.monotonic() - t
-            elapsed = time.monotonic() - started
-            say(f"  projected {done:,} ({counts['projected'] / max(spent['project'], 1e-9):,.0f}/s this run), "
-                f"{len(made)} checkpoints signed ({spent['checkpoint']:.0f} s with the index so far); "
-                f"{elapsed:,.0f} s so far")
+            if overlap:
+                spent["project"] = time.monotonic() - started
+                say(f"  projected {done:,} so far ({(done - first_projected) / max(spent['project'], 1e-9):,.0f}/s "
+                    f"this run, beside the publisher); {spent['project']:,.0f} s so far")
+            finished = have >= target and done >= have
+            if finished or (not overlap and days_here % checkpoint_days == 0):
+                if finished and signer is not None:
+                    signer.stop()  # the last checkpoints are signed here, by one signer
+                t = time.monotonic()
+                made = checkpoint_partitions(conn, key, topic, attestation.deployment, publish=cp_publisher)
+                spent["checkpoint"] += time.monotonic() - t
+                say(f"  projected {done:,} ({(done - first_projected) / max(spent['project'], 1e-9):,.0f}/s this run), "
+                    f"{len(made)} checkpoints signed ({spent['checkpoint']:.0f} s with the index so far); "
+                    f"{time.monotonic() - started:,.0f} s so far")
             state.setdefault("log", []).append({"at": datetime.now(UTC).isoformat(timespec="seconds"),
                                                 "on_topic": max(have, done), "projected": done,
                                                 "seconds": dict(spent), "counts": dict(counts)})
             _save_state(home, state)  # what each pass cost survives an interruption
-            if have >= target and done >= have:
+            if finished:
                 break
     rates = {
+        "mode": "overlapped" if overlap else "serial", "checkpoint_days": checkpoint_days,
         "publish_per_s": counts["published"] / spent["publish"] if spent["publish"] else None,
         "project_per_s": counts["projected"] / spent["project"] if spent["project"] else None,
         "checkpoint_index_s": spent["checkpoint"],
+        "daemon_peak_rss_kb": {d.name: d.peak_kb for d in (background, signer) if d is not None},
         "seconds": spent, "counts": counts, "wall_s": time.monotonic() - started,
     }
     state["phases"].append({"at": datetime.now(UTC).isoformat(timespec="seconds"), **rates})
     _save_state(home, state)
     return rates
+
+
+def _wait_projected(conn: psycopg.Connection[Any], topic: str, target: int, background: Daemon | None,
+                    stall_s: float = 300.0) -> None:
+    """Until ``target`` records are projected; a projector that makes no progress for
+    ``stall_s`` seconds (or whose process ended) stops the build with its log's name."""
+    last, since = projected(conn, topic), time.monotonic()
+    while last < target:
+        if background is not None:
+            background.check()
+        time.sleep(1.0)
+        now = projected(conn, topic)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise SystemExit(f"the projector made no progress for {stall_s:.0f} s at {last:,}/{target:,}")
 
 
 # --------------------------------------------------------------------------- statements
@@ -433,13 +524,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--day-contacts", type=int, default=20_000, help="contacts per simulated day (default 20,000)")
     ap.add_argument("--samples", type=int, default=500, help="contacts, customers and leaves timed (default 500)")
     ap.add_argument("--seed", type=int, default=6523)
+    ap.add_argument("--overlap", action="store_true",
+                    help="project in a separate `protocolo project` process while publishing (uses a second core)")
+    ap.add_argument("--checkpoint-days", type=int, default=1,
+                    help="sign checkpoints (and commit the index map) every N simulated days (default 1)")
     ap.add_argument("--measure-only", action="store_true", help="skip the build; measure what is there")
     ap.add_argument("--json", type=Path, default=None, help="write every figure as JSON")
     ap.add_argument("--explain", type=Path, default=None, help="write the EXPLAIN (ANALYZE, BUFFERS) plans (markdown)")
     ap.add_argument("--keep-running", action="store_true", help="leave the embedded stack up at the end")
     args = ap.parse_args(argv)
-    if args.events < 1 or args.day_contacts < 1 or args.samples < 1:
-        ap.error("--events, --day-contacts and --samples must be at least 1")
+    if min(args.events, args.day_contacts, args.samples, args.checkpoint_days) < 1:
+        ap.error("--events, --day-contacts, --samples and --checkpoint-days must be at least 1")
     return args
 
 
@@ -468,7 +563,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.measure_only:
             say(f"Building {args.events:,} events under {args.dir} ...")
-            result["build"] = build(rt, args.events, args.day_contacts, args.seed)
+            result["build"] = build(rt, args.events, args.day_contacts, args.seed,
+                                    checkpoint_days=args.checkpoint_days, overlap=args.overlap)
         with rt.connect(autocommit=True) as conn:
             events = projected(conn, rt.settings.topic)
             conn.execute("ANALYZE")

@@ -441,6 +441,12 @@ class Projector:
         """Ask the loop to stop after the batch in flight (safe from a signal handler)."""
         self._stop.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once :meth:`stop` (or a signal) asked the loop to end: a later :meth:`run`
+        returns at once, so a caller that loops over runs stops too."""
+        return self._stop.is_set()
+
     def run(self, until_caught_up: bool = False, idle_timeout_s: float | None = None) -> ProjectorStats:
         """Project until :meth:`stop` (or SIGINT/SIGTERM when called from the main thread),
         or, with ``until_caught_up``, until every assigned partition reaches its log end."""
