@@ -1,6 +1,7 @@
 """Benchmark of ``protocolo export``: rate against a bare ``COPY ... TO``, and peak memory.
 
     python bench/export_bench.py [--leaves N] [--factor F] [--repeat R] [--json FILE]
+    python bench/export_bench.py --ledger URL [--topic T] [--partition P|all] [--limit N] [--repeat R] [--json FILE]
 
 1. Export rate as a RATIO against reading the same journal rows with a bare
    ``COPY (SELECT ... ORDER BY leaf_index) TO STDOUT`` in the same run (psycopg's copy,
@@ -16,6 +17,16 @@
 
 On the embedded PostgreSQL under a temporary PROTOCOLO_HOME (stopped at the end) unless
 PROTOCOLO_DATABASE_URL is set; it creates its own database and drops it at the end. No Kafka.
+
+``--ledger URL`` measures 1 on an existing ledger's database instead (e.g. the 10M-event one
+of ``bench/scale.py``: ``postgres.url`` in its ``stack.json``, with ``dbname`` = the
+deployment's database), READ ONLY: the export ends at leaf ``--limit`` (default: the whole
+tree) of each chosen partition with a tree head built in memory from the stored Merkle
+nodes (nothing is signed or stored; the manifest is signed by a throw-away key), written
+into a temporary directory that is removed. The reference is the same bare ``COPY`` of the
+same rows. ``--partition all`` exports the partitions one after the other (as
+``protocolo export`` does) against one ``COPY`` per partition, and with ``--workers W``
+also with W processes (``protocolo export --workers W``).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -39,7 +51,7 @@ import psycopg
 from psycopg import sql
 
 from protocolo import devstack
-from protocolo.attestation.checkpointer import checkpoint_partition
+from protocolo.attestation.checkpointer import StoredCheckpoint, checkpoint_partition
 from protocolo.attestation.export_period import PartitionPeriod
 from protocolo.attestation.export_writer import (
     ChainLink,
@@ -50,7 +62,8 @@ from protocolo.attestation.export_writer import (
 from protocolo.attestation.log_key import LogKey
 from protocolo.core.config import Settings
 from protocolo.evidence.leaf import record_leaf_hash
-from protocolo.evidence.merkle import CompactRange
+from protocolo.evidence.merkle import CompactRange, fold, range_nodes
+from protocolo.projections.merkle_store import node_reader
 from protocolo.projections.schema import connect
 from protocolo.schemas.catalogue import SchemaCatalogue
 
@@ -121,20 +134,103 @@ def build_partition(url: str, partition: int, leaves: int) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
-def time_copy(url: str, partition: int, size: int) -> float:
+def time_copy(url: str, partition: int, size: int, topic: str = TOPIC) -> float:
+    """The same rows as the export's (journal and quarantine of leaves ``[0, size)``), bare."""
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         started = time.perf_counter()
         with cur.copy(sql.SQL(
                 "COPY (SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers"
-                " FROM journal WHERE topic = {} AND kafka_partition = {} AND leaf_index < {}"
+                " FROM journal WHERE topic = {t} AND kafka_partition = {p} AND leaf_index < {n}"
+                " UNION ALL SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers"
+                " FROM quarantine WHERE topic = {t} AND kafka_partition = {p} AND leaf_index < {n}"
                 " ORDER BY leaf_index) TO STDOUT").format(
-                    sql.Literal(TOPIC), sql.Literal(partition), sql.Literal(size))) as copy:
+                    t=sql.Literal(topic), p=sql.Literal(partition), n=sql.Literal(size))) as copy:
             for _ in copy:
                 pass
         return time.perf_counter() - started
 
 
-def time_export(url: str, key: LogKey, partition: int, out: Path) -> tuple[float, int]:
+def head_in_memory(conn: psycopg.Connection[Any], topic: str, partition: int, size: int) -> StoredCheckpoint:
+    """A tree head of ``size`` leaves from the stored nodes, never signed nor stored: what the
+    export checks its folded leaves against."""
+    nodes = range_nodes(0, size)
+    hashes = tuple(node_reader(conn, topic, partition)(nodes)) if nodes else ()
+    return StoredCheckpoint(topic, partition, size, fold(hashes), f"bench/{topic}/{partition}", b"", "bench",
+                            0, (), None, (), datetime.now(UTC), None)
+
+
+def ledger_partitions(url: str, topic: str | None, which: str, limit: int | None) -> tuple[str, dict[int, int]]:
+    """The topic and ``{partition: leaves to export}`` of an existing ledger."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT topic, kafka_partition, tree_size FROM projector_offsets"
+                            " WHERE (%s::text IS NULL OR topic = %s) AND tree_size > 0"
+                            " ORDER BY topic, kafka_partition", (topic, topic)).fetchall()
+    topics = sorted({r[0] for r in rows})
+    if len(topics) != 1:
+        raise SystemExit(f"--topic: give one of {topics}" if topics else "the ledger has no tree")
+    sizes = {int(p): int(n) if limit is None else min(int(n), limit) for _, p, n in rows}
+    if which != "all":
+        if int(which) not in sizes:
+            raise SystemExit(f"--partition {which}: the ledger's partitions are {sorted(sizes)}")
+        sizes = {int(which): sizes[int(which)]}
+    return topics[0], sizes
+
+
+def time_ledger_export(url: str, key: LogKey, topic: str, sizes: dict[int, int], out: Path,
+                       workers: int = 1) -> tuple[float, int]:
+    shutil.rmtree(out, ignore_errors=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = on")  # a write would fail, not happen
+        periods = [PartitionPeriod(p, None, head_in_memory(conn, topic, p, n)) for p, n in sizes.items()]
+        request = ExportRequest(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), "bench", "bench")
+        context = ExportContext(DEPLOYMENT, topic, key, "protocolo bench")
+        started = time.perf_counter()
+        result = write_export(conn, out, context, request, periods, "exp-bench-ledger",
+                              ChainLink(datetime.now(UTC), None, None), workers=workers)
+        elapsed = time.perf_counter() - started
+    shutil.rmtree(out, ignore_errors=True)
+    return elapsed, result.records
+
+
+def ledger_main(args: argparse.Namespace) -> dict[str, Any]:
+    """Rate of the export of an existing ledger against a bare COPY of the same rows."""
+    topic, sizes = ledger_partitions(args.ledger, args.topic, args.partition, args.limit)
+    total = sum(sizes.values())
+    key = LogKey.generate("protocolo/bench")
+    work = Path(tempfile.mkdtemp(prefix="protocolo-xbench-out-", dir=args.out_dir))
+    say(f"{topic}: partitions {sorted(sizes)}, {total:,} leaves; load average {os.getloadavg()}")
+    times: dict[str, list[float]] = {"copy": [], "export": [], "parallel": []}
+    steps = ["copy", "export"] + (["parallel"] if args.workers > 1 and len(sizes) > 1 else [])
+    try:
+        for i in range(args.repeat):
+            for what in (steps if i % 2 == 0 else steps[::-1]):
+                if what == "copy":
+                    times["copy"].append(sum(time_copy(args.ledger, p, n, topic) for p, n in sizes.items()))
+                else:
+                    elapsed, records = time_ledger_export(args.ledger, key, topic, sizes, work / "e",
+                                                          args.workers if what == "parallel" else 1)
+                    assert records == total, (records, total)
+                    times[what].append(elapsed)
+                say(f"  round {i + 1}: {what} {times[what][-1]:.2f}s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    copy_rate, export_rate = total / min(times["copy"]), total / min(times["export"])
+    result = {"ledger": True, "topic": topic, "partitions": sorted(sizes), "leaves": total,
+              "copy_rows_per_s": round(copy_rate), "export_records_per_s": round(export_rate),
+              "ratio": round(export_rate / copy_rate, 3), "target": 0.3, "loadavg": os.getloadavg(),
+              "rounds_s": {k: [round(t, 3) for t in v] for k, v in times.items()}}
+    if times["parallel"]:
+        parallel_rate = total / min(times["parallel"])
+        result.update(workers=args.workers, parallel_records_per_s=round(parallel_rate),
+                      parallel_ratio=round(parallel_rate / copy_rate, 3))
+    return result
+
+
+def time_export(url: str, key: LogKey, partition: int, out: Path,
+                traced: bool = False) -> tuple[float, int, int]:
+    """Seconds and records of the export, and (``traced``) the peak of Python allocations
+    made while writing it: the checkpoint signed first (which builds the verifiable index on
+    the first run) is outside both."""
     shutil.rmtree(out, ignore_errors=True)
     with psycopg.connect(url, autocommit=True) as conn:
         end = checkpoint_partition(conn, key, TOPIC, DEPLOYMENT, partition, force=True)
@@ -142,19 +238,23 @@ def time_export(url: str, key: LogKey, partition: int, out: Path) -> tuple[float
         request = ExportRequest(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC),
                                 "bench", "bench")
         context = ExportContext(DEPLOYMENT, TOPIC, key, "protocolo bench")
-        started = time.perf_counter()
-        result = write_export(conn, out, context, request, [PartitionPeriod(partition, None, end)],
-                              f"exp-bench-{partition}", ChainLink(datetime.now(UTC), None, None))
-        return time.perf_counter() - started, result.records
+        if traced:
+            tracemalloc.start()
+        try:
+            started = time.perf_counter()
+            result = write_export(conn, out, context, request, [PartitionPeriod(partition, None, end)],
+                                  f"exp-bench-{partition}", ChainLink(datetime.now(UTC), None, None))
+            elapsed = time.perf_counter() - started
+            peak = tracemalloc.get_traced_memory()[1] if traced else 0
+        finally:
+            if traced:
+                tracemalloc.stop()
+        return elapsed, result.records, peak
 
 
 def peak_memory(url: str, key: LogKey, partition: int, out: Path) -> int:
-    tracemalloc.start()
-    try:
-        time_export(url, key, partition, out)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    time_export(url, key, partition, out)  # the first checkpoint builds the partition's index
+    return time_export(url, key, partition, out, traced=True)[2]
 
 
 def main() -> int:
@@ -163,7 +263,25 @@ def main() -> int:
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--ledger", metavar="URL", help="an existing ledger's database, read only (see above)")
+    parser.add_argument("--topic", help="with --ledger: the ledger topic (default: the only one)")
+    parser.add_argument("--partition", default="0", help="with --ledger: a partition number or 'all'")
+    parser.add_argument("--limit", type=int, help="with --ledger: export leaves [0, LIMIT) of each partition")
+    parser.add_argument("--out-dir", help="with --ledger: where the temporary export goes (default: $TMPDIR)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with --ledger and several partitions: also time the export with W processes")
     args = parser.parse_args()
+    if args.ledger:
+        result = ledger_main(args)
+        print(f"export: {result['export_records_per_s']:,} records/s; bare COPY TO: {result['copy_rows_per_s']:,} "
+              f"rows/s; ratio {result['ratio']} (target >= 0.3); {result['leaves']:,} leaves of {result['topic']} "
+              f"partitions {result['partitions']}; load average {result['loadavg'][0]:.1f}")
+        if "parallel_ratio" in result:
+            print(f"export with {result['workers']} processes: {result['parallel_records_per_s']:,} records/s; "
+                  f"ratio {result['parallel_ratio']}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     key = LogKey.generate("protocolo/bench")
     work = Path(tempfile.mkdtemp(prefix="protocolo-xbench-out-"))
     try:
@@ -178,7 +296,7 @@ def main() -> int:
                     if what == "copy":
                         copies.append(time_copy(url, 0, args.leaves))
                     else:
-                        elapsed, records = time_export(url, key, 0, work / "e")
+                        elapsed, records, _ = time_export(url, key, 0, work / "e")
                         assert records == args.leaves
                         exports.append(elapsed)
             copy_rate, export_rate = args.leaves / min(copies), args.leaves / min(exports)
@@ -191,7 +309,7 @@ def main() -> int:
         "leaves": args.leaves, "copy_rows_per_s": round(copy_rate), "export_records_per_s": round(export_rate),
         "ratio": round(export_rate / copy_rate, 3), "target": 0.3,
         "peak_python_bytes": {"n": small, f"{args.factor}n": large},
-        "memory_ratio": round(large / small, 2), "export_bytes": size,
+        "memory_ratio": round(large / small, 2), "export_bytes": size, "loadavg": os.getloadavg(),
     }
     print(f"export: {export_rate:,.0f} records/s; bare COPY TO: {copy_rate:,.0f} rows/s; "
           f"ratio {result['ratio']} (target >= 0.3)")

@@ -1,6 +1,8 @@
 """Benchmark of ``protocolo verify`` and of inclusion-proof generation.
 
     python bench/verify_bench.py [--leaves N] [--big M] [--proofs K] [--repeat R] [--json FILE]
+    python bench/verify_bench.py --ledger URL [--topic T] [--partition P|all] [--log-key FILE]
+                                 [--workers W] [--repeat R] [--json FILE]
 
 1. verify rate as a RATIO against hashing the same leaf inputs with ``hashlib`` in the same
    run: the audit (``protocolo.attestation.ledger_audit.audit_ledger``: PostgreSQL reads
@@ -22,6 +24,15 @@
 On the embedded PostgreSQL under a temporary PROTOCOLO_HOME (stopped at the end) unless
 PROTOCOLO_DATABASE_URL is set; it creates its own database (``bench_verify_<run>``) and
 drops it at the end. No Kafka. See bench/README.md.
+
+``--ledger URL`` measures 1 on an existing ledger's database instead (e.g. the one
+``bench/scale.py`` builds), READ ONLY (the audit runs in a read-only transaction, the
+reference reads the rows with a plain SELECT): ``audit_ledger`` over the chosen partitions
+(one process, and with ``--workers`` processes when W > 1) against hashlib over the same
+leaf inputs, built from the same rows chunk by chunk (only the hashing is timed; memory
+holds one chunk). Checkpoints are checked under the verifier keys derived from
+``--log-key`` (default ``$PROTOCOLO_HOME/keys/log-signing.key`` when it exists); findings
+are reported, not fatal.
 """
 
 from __future__ import annotations
@@ -51,9 +62,11 @@ from protocolo import devstack
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import FindingLog
 from protocolo.attestation.ledger_audit import audit_ledger
+from protocolo.attestation.log_key import LogKey
 from protocolo.core.config import Settings
 from protocolo.evidence.leaf import record_leaf_input
 from protocolo.evidence.merkle import CompactRange, inclusion_proof, leaf_hash
+from protocolo.evidence.note import VerifierKey
 from protocolo.evidence.proof import verify_inclusion
 from protocolo.projections.merkle_store import node_reader
 from protocolo.projections.schema import connect
@@ -191,6 +204,81 @@ def proof_latency(url: str, partition: int, size: int, proofs: int, seed: int) -
             "p99_ms": round(1000 * timings[min(len(timings) - 1, int(0.99 * len(timings)))], 3)}
 
 
+def ledger_hashing(url: str, topic: str, partitions: list[int], chunk: int = 50_000) -> tuple[float, int]:
+    """hashlib over the leaf inputs of the ledger's rows (journal and quarantine), built a
+    chunk at a time; only the hashing is timed."""
+    elapsed, leaves = 0.0, 0
+    with psycopg.connect(url) as conn:
+        conn.read_only = True
+        for partition in partitions:
+            with conn.transaction(), conn.cursor(name=f"bench_p{partition}") as cur:
+                cur.itersize = 10_000
+                cur.execute("SELECT kafka_offset, record_key, record_value FROM journal WHERE topic = %(t)s"
+                            " AND kafka_partition = %(p)s UNION ALL SELECT kafka_offset, record_key,"
+                            " coalesce(record_value, ''::bytea) FROM quarantine WHERE topic = %(t)s"
+                            " AND kafka_partition = %(p)s", {"t": topic, "p": partition})
+                while rows := cur.fetchmany(chunk):
+                    inputs = [record_leaf_input(topic, partition, o, None if k is None else bytes(k), bytes(v))
+                              for o, k, v in rows]
+                    elapsed += time_hashing(inputs)
+                    leaves += len(inputs)
+    return elapsed, leaves
+
+
+def ledger_keys(url: str, topic: str, key_file: Path | None) -> LogKeys:
+    if key_file is None or not key_file.exists():
+        return LogKeys([])
+    key = LogKey.parse(key_file.read_text(), str(key_file))
+    with psycopg.connect(url) as conn:
+        origins = [o for (o,) in conn.execute("SELECT DISTINCT origin FROM checkpoints WHERE topic = %s", (topic,))]
+    return LogKeys([VerifierKey.parse(key.vkey(origin)) for origin in origins])
+
+
+def time_ledger_verify(url: str, topic: str, partitions: list[int], keys: LogKeys, workers: int) -> tuple[float, int]:
+    findings = FindingLog()
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        audit_ledger(conn, topic, keys, findings, partitions, workers=workers)
+        return time.perf_counter() - started, findings.total
+
+
+def ledger_main(args: argparse.Namespace) -> dict[str, Any]:
+    with psycopg.connect(args.ledger) as conn:
+        topics = [t for (t,) in conn.execute("SELECT DISTINCT topic FROM projector_offsets"
+                                              " WHERE tree_size > 0 ORDER BY 1")]
+        topic = args.topic or (topics[0] if len(topics) == 1 else None)
+        if topic not in topics:
+            raise SystemExit(f"--topic: give one of {topics}")
+        every = [p for (p,) in conn.execute("SELECT kafka_partition FROM projector_offsets WHERE topic = %s"
+                                             " AND tree_size > 0 ORDER BY 1", (topic,))]
+    partitions = every if args.partition == "all" else [int(args.partition)]
+    home = Path(os.environ.get("PROTOCOLO_HOME", "~/.protocolo")).expanduser()
+    keys = ledger_keys(args.ledger, topic, Path(args.log_key) if args.log_key else home / "keys/log-signing.key")
+    say(f"{topic}: partitions {partitions}; {len(keys.keys)} verifier keys; load average {os.getloadavg()}")
+    hashing, serial, parallel, found = [], [], [], 0
+    leaves = 0
+    for round_ in range(args.repeat):
+        elapsed, leaves = ledger_hashing(args.ledger, topic, partitions)
+        hashing.append(elapsed)
+        elapsed, found = time_ledger_verify(args.ledger, topic, partitions, keys, 1)
+        serial.append(elapsed)
+        if args.workers > 1 and len(partitions) > 1:
+            parallel.append(time_ledger_verify(args.ledger, topic, partitions, keys, args.workers)[0])
+        say(f"  round {round_ + 1}: hashlib {hashing[-1]:.2f}s, verify {serial[-1]:.2f}s"
+            + (f", {args.workers} processes {parallel[-1]:.2f}s" if parallel else "") + f", {found} findings")
+    hash_rate, verify_rate = leaves / min(hashing), leaves / min(serial)
+    result: dict[str, Any] = {
+        "ledger": True, "topic": topic, "partitions": partitions, "leaves": leaves, "findings": found,
+        "leaves_per_s": round(verify_rate), "hashlib_leaves_per_s": round(hash_rate),
+        "ratio": round(verify_rate / hash_rate, 3), "target": 0.3, "loadavg": os.getloadavg(),
+        "rounds": {"hashlib_s": [round(t, 3) for t in hashing], "verify_s": [round(t, 3) for t in serial],
+                   "parallel_s": [round(t, 3) for t in parallel]}}
+    if parallel:
+        result.update(workers=args.workers, parallel_leaves_per_s=round(leaves / min(parallel)),
+                      parallel_ratio=round(leaves / min(parallel) / hash_rate, 3))
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leaves", type=int, default=200_000, help="leaves of the verified partition")
@@ -202,7 +290,22 @@ def main() -> int:
                         help="processes of the parallel verify (default: one per core)")
     parser.add_argument("--seed", type=int, default=6523)
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--ledger", metavar="URL", help="an existing ledger's database, read only (see above)")
+    parser.add_argument("--topic", help="with --ledger: the ledger topic (default: the only one)")
+    parser.add_argument("--partition", default="all", help="with --ledger: a partition number or 'all'")
+    parser.add_argument("--log-key", help="with --ledger: the log signing key file the checkpoints are checked with")
     args = parser.parse_args()
+    if args.ledger:
+        result = ledger_main(args)
+        print(f"verify    {result['leaves_per_s']:>12,} leaves/s   hashlib {result['hashlib_leaves_per_s']:,} "
+              f"leaves/s   ratio {result['ratio']} (target >= 0.3); {result['leaves']:,} leaves, partitions "
+              f"{result['partitions']}, {result['findings']} findings; load average {result['loadavg'][0]:.1f}")
+        if "parallel_ratio" in result:
+            print(f"verify    {result['parallel_leaves_per_s']:>12,} leaves/s   {result['workers']} processes, "
+                  f"ratio {result['parallel_ratio']}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     with database() as url:
         say(f"building a ledger of {args.leaves:,} leaves over {args.partitions} partitions ...")
         inputs = build_ledger(url, args.leaves, args.seed, args.partitions)

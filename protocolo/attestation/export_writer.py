@@ -18,30 +18,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
+import orjson
 import psycopg
-from fastavro.write import Writer
+from psycopg import conninfo
 
 from protocolo.attestation.anchoring import stored_anchors
 from protocolo.attestation.checkpointer import StoredCheckpoint
+from protocolo.attestation.export_avro import RecordBlocks
+from protocolo.attestation.export_decoding import PlainDecoder, plain_decoder
 from protocolo.attestation.export_period import PartitionPeriod
 from protocolo.attestation.export_readme import export_readme
 from protocolo.attestation.export_rendering import (
-    PARSED_RECORD_SCHEMA,
     UndecodableValue,
     canonical_json,
     csv_header,
     csv_line,
     decode_event,
     event_json,
+    has_floats,
     json_line,
     value_fingerprint,
 )
@@ -55,7 +60,7 @@ from protocolo.evidence.export import (
     export_sync_marker,
     sign_manifest,
 )
-from protocolo.evidence.merkle import CompactRange, consistency_proof, inclusion_proof
+from protocolo.evidence.merkle import NODE_PREFIX, consistency_proof, fold, inclusion_proof
 from protocolo.evidence.note import encode_base64
 from protocolo.projections.merkle_store import node_reader
 from protocolo.schemas.catalogue import SchemaCatalogue, SchemaVersion
@@ -104,6 +109,27 @@ class ExportContext:
     stamp: Callable[[bytes], bytes] | None = None  # RFC 3161 token (DER) over the given text
 
 
+class _LogNames(Protocol):
+    """What a partition's files need of the export's context (no key: a worker process
+    writing a partition never holds the log's signing key)."""
+
+    @property
+    def deployment(self) -> str: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def tsa_chain_pem(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class _PartitionLog:
+    deployment: str
+    topic: str
+    tsa_chain_pem: bytes | None
+
+
 @dataclass
 class ExportResult:
     export_id: str
@@ -126,7 +152,7 @@ def export_id_of(context: ExportContext, request: ExportRequest, periods: Sequen
 
 
 _ROWS = """
-SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers, NULL AS error
+SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, headers::text, NULL AS error
   FROM journal j
  WHERE topic = %(topic)s AND kafka_partition = %(p)s AND leaf_index >= %(a)s AND leaf_index < %(b)s
    {journal_filter}
@@ -136,7 +162,7 @@ SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, record_value, head
 _QUARANTINE = """
 UNION ALL
 SELECT kafka_offset, leaf_index, kafka_timestamp, record_key, coalesce(record_value, ''::bytea),
-       headers, error
+       headers::text, error
   FROM quarantine
  WHERE topic = %(topic)s AND kafka_partition = %(p)s AND leaf_index >= %(a)s AND leaf_index < %(b)s
 """
@@ -169,7 +195,9 @@ def _header_bytes(part: Any) -> bytes | None:
 
 
 def _headers(stored: Any) -> list[dict[str, Any]]:
-    entries = json.loads(stored) if isinstance(stored, str) else stored or []
+    if stored == "[]":
+        return []
+    entries = orjson.loads(stored) if isinstance(stored, str) else stored or []
     return [{"key": _header_bytes(k) or b"", "value": _header_bytes(v)} for k, v in entries]
 
 
@@ -177,10 +205,30 @@ def _base64_lines(hashes: Sequence[bytes]) -> bytes:
     return "".join(encode_base64(h) + "\n" for h in hashes).encode("ascii")
 
 
+class _LeafFold:
+    """The compact range of ``[0, size)`` grown leaf by leaf (RFC 9162 §2.1.2's stack), as
+    :class:`protocolo.evidence.merkle.CompactRange` does but keeping only the hashes: the
+    export needs the root, not the completed nodes, and it appends millions of leaves."""
+
+    def __init__(self, size: int, hashes: Sequence[bytes]) -> None:
+        self.size, self.hashes = size, list(hashes)
+
+    def append(self, leaf: bytes) -> None:
+        index, value, hashes, sha256 = self.size, leaf, self.hashes, hashlib.sha256
+        while index & 1:
+            value = sha256(NODE_PREFIX + hashes.pop() + value).digest()
+            index >>= 1
+        hashes.append(value)
+        self.size += 1
+
+    def root(self) -> bytes:
+        return fold(self.hashes)
+
+
 class _PartitionWriter:
     """One partition's files, written record by record."""
 
-    def __init__(self, root: Path, context: ExportContext, period: PartitionPeriod,
+    def __init__(self, root: Path, context: _LogNames, period: PartitionPeriod,
                  sync_marker: bytes, catalogue: SchemaCatalogue, subset: bool) -> None:
         self.dir = root / "partitions" / f"p{period.partition}"
         self.dir.mkdir(parents=True)
@@ -189,46 +237,65 @@ class _PartitionWriter:
         self.jsonl: TextIO = open(self.dir / "records.jsonl", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self.csv: TextIO = open(self.dir / "records.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self.csv.write(csv_header())
-        self.avro = Writer(self.avro_file, PARSED_RECORD_SCHEMA, sync_marker=sync_marker,
-                           metadata={"protocolo.format": FORMAT})
+        self.avro = RecordBlocks(self.avro_file, context.topic, period.partition, sync_marker,
+                                 {"protocolo.format": FORMAT})
         self.counts: Counter[str] = Counter()
         self.schemas: dict[bytes, SchemaVersion] = {}
-        self.tree = CompactRange(period.begin, period.start.compact_range if period.start else ())
+        self.versions: dict[bytes, tuple[SchemaVersion, PlainDecoder | None, bool] | None] = {}
+        self.tree = _LeafFold(period.begin, period.start.compact_range if period.start else ())
+        self.leaf = _leaf_hasher(context.topic, period.partition)
         self.count = 0
 
-    def _event(self, value: bytes, quarantined: str | None) -> tuple[str | None, Any]:
+    def _version(self, fp: bytes) -> tuple[SchemaVersion, PlainDecoder | None, bool] | None:
+        """The writer schema of a fingerprint, its plain decoder (when it has one) and whether
+        it has floats: looked up once per schema."""
+        if fp not in self.versions:
+            try:
+                version = self.catalogue.by_fingerprint(fp)
+            except UnknownFingerprint:
+                self.versions[fp] = None
+            else:
+                decoder = plain_decoder(json.loads(version.path.read_text(encoding="utf-8")))
+                self.versions[fp] = (version, decoder, has_floats(version.schema))
+        return self.versions[fp]
+
+    def _event(self, value: bytes, quarantined: str | None) -> tuple[str | None, Any, str | None]:
         fp = value_fingerprint(value)
         if quarantined is not None or fp is None:
-            return None, None
+            return None, None, None
+        known = self._version(fp)
+        if known is None:
+            return None, None, None
+        version, decoder, floats = known
         try:
-            version = self.catalogue.by_fingerprint(fp)
-        except UnknownFingerprint:
-            return None, None
-        try:
-            event = event_json(decode_event(value, version.schema))
+            event = decoder.decode(value) if decoder else event_json(decode_event(value, version.schema))
         except UndecodableValue:  # altered bytes: the root check after the partition refuses it
-            return None, None
+            return None, None, None
         self.schemas[fp] = version
-        return version.event_type, event
+        return version.event_type, event, canonical_json(event, floats=floats)
 
     def add(self, conn: psycopg.Connection[Any], row: tuple[Any, ...]) -> None:
         offset, leaf_index, timestamp, key, value, headers, error = row
         value = bytes(value)
-        event_type, event = self._event(value, error)
+        key = None if key is None else bytes(key)
+        event_type, event, event_text = self._event(value, error)
         record = {
-            "topic": self.context.topic, "partition": self.period.partition, "offset": int(offset),
-            "leaf_index": int(leaf_index),
+            "topic": self.context.topic, "partition": self.period.partition, "offset": offset,
+            "leaf_index": leaf_index,
             "timestamp": None if timestamp is None else int(timestamp.timestamp() * 1000),
-            "key": None if key is None else bytes(key), "headers": _headers(headers), "value": value,
+            "key": key, "headers": _headers(headers), "value": value,
             "quarantined": error, "event_type": event_type,
-            "event": None if event is None else canonical_json(event), "inclusion_proof": [],
+            "event": event_text, "inclusion_proof": [],
         }
         if self.subset:
             record["inclusion_proof"] = inclusion_proof(
-                int(leaf_index), self.period.finish, node_reader(conn, self.context.topic, self.period.partition))
+                leaf_index, self.period.finish, node_reader(conn, self.context.topic, self.period.partition))
+        else:
+            self.tree.append(self.leaf(offset, key, value))
         self.avro.write(record)
-        self.jsonl.write(json_line(record, event, record["event"]))
-        self.csv.write(csv_line(record, event))
+        digest = hashlib.sha256(value).hexdigest()
+        self.jsonl.write(json_line(record, event, event_text, digest))
+        self.csv.write(csv_line(record, event, digest))
         if error is not None:
             self.counts["(quarantined)"] += 1
         else:
@@ -241,18 +308,15 @@ class _PartitionWriter:
             f.close()
 
 
-def _write_partition(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
-                     request: ExportRequest, period: PartitionPeriod, sync_marker: bytes,
+def _write_partition(conn: psycopg.Connection[Any], root: Path, context: _LogNames,
+                     filters: ExportFilters, period: PartitionPeriod, sync_marker: bytes,
                      catalogue: SchemaCatalogue, progress: Progress | None, made: datetime) -> tuple[dict[str, Any], dict[bytes, SchemaVersion]]:
-    subset = request.filters.subset
+    subset = filters.subset
     out = _PartitionWriter(root, context, period, sync_marker, catalogue, subset)
-    leaf = _leaf_hasher(context.topic, period.partition)
     total = period.finish - period.begin
     try:
-        for row in _rows(conn, context.topic, period, request.filters):
+        for row in _rows(conn, context.topic, period, filters):
             out.add(conn, row)
-            if not subset:
-                out.tree.append(leaf(int(row[0]), None if row[3] is None else bytes(row[3]), bytes(row[4])))
             if progress is not None and out.count % 10_000 == 0:
                 progress(period.partition, out.count, total)
     finally:
@@ -300,7 +364,7 @@ def _timestamps(conn: psycopg.Connection[Any], base: Path, rel: str, c: StoredCh
     return found
 
 
-def _partition_files(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+def _partition_files(conn: psycopg.Connection[Any], root: Path, context: _LogNames,
                      period: PartitionPeriod, out: _PartitionWriter, made: datetime) -> dict[str, Any]:
     rel = f"partitions/p{period.partition}"
     chain = context.tsa_chain_pem
@@ -359,9 +423,13 @@ class ChainLink:
 def write_export(conn: psycopg.Connection[Any], out: Path, context: ExportContext,
                  request: ExportRequest, periods: Sequence[PartitionPeriod], export_id: str,
                  link: ChainLink, progress: Progress | None = None,
-                 extra_files: dict[str, bytes] | None = None) -> ExportResult:
+                 extra_files: dict[str, bytes] | None = None, workers: int = 1) -> ExportResult:
     """Write the export into ``out`` (which must not exist), atomically: into
-    ``out.partial`` first, renamed when complete. Raises :class:`ExportNotPossible`."""
+    ``out.partial`` first, renamed when complete. Raises :class:`ExportNotPossible`.
+
+    ``workers`` > 1 writes that many partitions side by side, each in its own process
+    with its own connection (the files of a partition do not depend on the others', so the
+    export's bytes are the same)."""
     if out.exists():
         raise ExportNotPossible(f"--out {out} already exists: give a new directory")
     tmp = out.with_name(out.name + ".partial")
@@ -370,7 +438,7 @@ def write_export(conn: psycopg.Connection[Any], out: Path, context: ExportContex
     tmp.mkdir(parents=True)
     try:
         result = _write_into(conn, tmp, context, request, periods, export_id, link, progress,
-                             extra_files or {})
+                             extra_files or {}, workers)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -379,18 +447,61 @@ def write_export(conn: psycopg.Connection[Any], out: Path, context: ExportContex
     return result
 
 
-def _write_into(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
-                request: ExportRequest, periods: Sequence[PartitionPeriod], export_id: str,
-                link: ChainLink, progress: Progress | None, extra_files: dict[str, bytes]) -> ExportResult:
-    catalogue = SchemaCatalogue.load()
-    marker = export_sync_marker(export_id)
+def _write_partitions(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+                      filters: ExportFilters, periods: Sequence[PartitionPeriod], marker: bytes,
+                      progress: Progress | None, made: datetime, workers: int) -> tuple[list[dict[str, Any]], dict[bytes, SchemaVersion]]:
     partitions: list[dict[str, Any]] = []
     schemas: dict[bytes, SchemaVersion] = {}
-    for period in periods:
-        entry, used = _write_partition(conn, root, context, request, period, marker, catalogue,
-                                       progress, link.created_at)
+    if workers > 1 and len(periods) > 1:
+        results = _write_in_processes(conn, root, context, filters, periods, marker, progress, made, workers)
+    else:
+        catalogue = SchemaCatalogue.load()
+        results = (_write_partition(conn, root, context, filters, period, marker, catalogue, progress, made)
+                   for period in periods)
+    for entry, used in results:
         partitions.append(entry)
         schemas.update(used)
+    return partitions, schemas
+
+
+def _write_in_processes(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+                        filters: ExportFilters, periods: Sequence[PartitionPeriod], marker: bytes,
+                        progress: Progress | None, made: datetime, workers: int) -> Iterator[tuple[dict[str, Any], dict[bytes, SchemaVersion]]]:
+    """One partition per job, results in partition order. The leaves ``[a, b)`` below a
+    signed checkpoint never change, so the processes need no shared snapshot."""
+    info = conn.info
+    dsn = conninfo.make_conninfo(info.dsn, password=info.password) if info.password else info.dsn
+    log = _PartitionLog(context.deployment, context.topic, context.tsa_chain_pem)
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process holding a connection
+    with ProcessPoolExecutor(max_workers=min(workers, len(periods)), mp_context=spawn) as pool:
+        jobs = [pool.submit(write_partition_in_process, dsn, root, log, filters, period, marker, made)
+                for period in periods]
+        try:
+            for period, job in zip(periods, jobs, strict=True):
+                entry, used = job.result()
+                if progress is not None:
+                    progress(period.partition, int(entry["records"]), period.finish - period.begin)
+                yield entry, used
+        finally:
+            for job in jobs:
+                job.cancel()
+
+
+def write_partition_in_process(dsn: str, root: Path, log: _PartitionLog, filters: ExportFilters,
+                               period: PartitionPeriod, marker: bytes,
+                               made: datetime) -> tuple[dict[str, Any], dict[bytes, SchemaVersion]]:
+    """A worker's job: one partition's files, on its own connection."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return _write_partition(conn, root, log, filters, period, marker, SchemaCatalogue.load(), None, made)
+
+
+def _write_into(conn: psycopg.Connection[Any], root: Path, context: ExportContext,
+                request: ExportRequest, periods: Sequence[PartitionPeriod], export_id: str,
+                link: ChainLink, progress: Progress | None, extra_files: dict[str, bytes],
+                workers: int = 1) -> ExportResult:
+    marker = export_sync_marker(export_id)
+    partitions, schemas = _write_partitions(conn, root, context, request.filters, periods, marker,
+                                            progress, link.created_at, workers)
     schema_entries = []
     for fp, version in sorted(schemas.items()):
         path = f"schemas/{fp.hex()}.avsc"

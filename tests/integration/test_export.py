@@ -208,6 +208,11 @@ def test_the_export_is_read_and_checked_by_an_independent_reader(ledger, tmp_pat
     again = _export(ledger, tmp_path / "e2", end=end)
     for f in sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()):
         assert (again / f).read_bytes() == (out / f).read_bytes(), f
+    # ... and so is the same export with its partitions written by two processes
+    assert len(manifest["partitions"]) > 1
+    parallel = _export(ledger, tmp_path / "e3", "--workers", "2", end=end)
+    for f in sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()):
+        assert (parallel / f).read_bytes() == (out / f).read_bytes(), f
 
 
 def test_periods_chain_and_tampering_each_fail_with_a_named_reason(ledger, tmp_path) -> None:
@@ -396,6 +401,10 @@ def test_an_empty_period_and_a_subset_export(ledger, tmp_path) -> None:
     done = ledger["cli"]("export", "--from", "2020-01-01", "--to", "2020-02-01", "--out", str(tmp_path / "x"),
                          "--reveal")
     assert done.code == 2 and "--legal-basis" in done.err
+    for bad in ("0", "two"):
+        done = ledger["cli"]("export", "--from", "2020-01-01", "--to", "2020-02-01", "--out", str(tmp_path / "x"),
+                             "--workers", bad)
+        assert done.code == 2 and "--workers must be" in done.err and "Traceback" not in done.err
     assert not (tmp_path / "x").exists()
 
 
