@@ -47,6 +47,7 @@ import math
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
 import time
@@ -127,8 +128,6 @@ class Daemon:
         return None
 
     def stop(self) -> None:
-        import signal
-
         if self.proc.poll() is None:
             self.peak_kb = self.peak_rss_kb()
             self.proc.send_signal(signal.SIGTERM)
@@ -538,7 +537,16 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM, and SIGINT even where the shell started the bench in the background with it
+    # ignored (POSIX does that for `cmd &` without job control), stop the build cleanly:
+    # the daemons are stopped, the stack is brought down, and a re-run continues.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(_arguments(argv))
     except KeyboardInterrupt:

@@ -117,7 +117,7 @@ class RecordDecoder:
             protocol_number=meta.get("protocol_number"),
             entity_key=expected_key,
             occurred_at=meta["occurred_at"],
-            payload=to_json(payload),
+            payload=to_json(payload, judged_storable=True),
             leaf_index=leaf_index,
             leaf_hash=leaf_hash(self.topic, record.partition, record.offset, key, value),
         )

@@ -2,15 +2,17 @@
 tracking store's, ``protocolo.consumers.tracking``).
 
 Everything here runs inside the caller's single transaction. Decoded records are copied
-(``COPY``) into a temporary staging table; duplicates of already journalled event ids are
-marked there; the journal takes every staged row verbatim; then each view applies its
+(``COPY``) into a temporary staging table, each marked duplicate or not (one index probe
+per event id); the journal takes every staged row verbatim; then each view applies its
 set-based SQL over the staged rows that are not duplicates. One batch costs a fixed number
 of statements, whatever its size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -70,24 +72,55 @@ def ensure_staging(conn: psycopg.Connection) -> None:
     )
 
 
-def stage(cur: psycopg.Cursor, rows: Iterable[JournalRow]) -> None:
-    with cur.copy(f"COPY batch_events ({', '.join(STAGING_COLUMNS)}) FROM STDIN") as copy:
-        for r in rows:
+def stage(cur: psycopg.Cursor, rows: Sequence[JournalRow]) -> None:
+    """COPY the rows into the staging table, each marked duplicate or not (see
+    :func:`duplicate_flags`)."""
+    flags = duplicate_flags(cur, rows)
+    with cur.copy(f"COPY batch_events ({', '.join(STAGING_COLUMNS)}, is_duplicate) FROM STDIN") as copy:
+        for r, duplicate in zip(rows, flags, strict=True):
             copy.write_row((
                 r.kafka_partition, r.kafka_offset, r.kafka_timestamp, r.record_key, r.record_value,
                 r.headers, r.fingerprint, r.event_type, r.schema_version, r.event_id,
                 r.protocol_number, r.entity_key, r.occurred_at, r.payload, r.leaf_index, r.leaf_hash,
+                duplicate,
             ))
 
 
-MARK_DUPLICATES = """
-UPDATE batch_events b SET is_duplicate = true
-  FROM (SELECT kafka_partition, kafka_offset, event_id,
-               row_number() OVER (PARTITION BY event_id ORDER BY kafka_partition, kafka_offset) AS n
-          FROM batch_events) d
- WHERE b.kafka_partition = d.kafka_partition AND b.kafka_offset = d.kafka_offset
-   AND (d.n > 1 OR EXISTS (SELECT 1 FROM journal j WHERE j.event_id = d.event_id AND NOT j.is_duplicate))
-"""
+#: The event ids among a batch's that an applied (not duplicate) journal row already holds:
+#: one probe of the partial unique index per id, whatever the journal's size. (A set-based
+#: ``EXISTS`` over the staged rows let the planner, which has no statistics for the
+#: temporary table, hash the whole journal on every batch: O(journal) per batch.)
+APPLIED_EVENT_IDS = "SELECT event_id FROM journal WHERE event_id = ANY(%s::uuid[]) AND NOT is_duplicate"
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid_key(text: str) -> str:
+    """The canonical spelling of an event id, to compare ids as PostgreSQL's uuid does. Text
+    that is no UUID is left as it is: PostgreSQL refuses it, and the batch writer then
+    quarantines that row."""
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
+def duplicate_flags(cur: psycopg.Cursor, rows: Sequence[JournalRow]) -> list[bool]:
+    """For each row, whether it repeats an event id: one an applied journal row holds, or one
+    a row of the same batch at a lower (partition, offset) holds. The first occurrence in
+    log order is applied, every later one is journalled as a duplicate and not applied."""
+    keys = [_uuid_key(r.event_id) for r in rows]
+    applied = {str(e) for (e,) in cur.execute(APPLIED_EVENT_IDS, (keys,))}
+    first: dict[str, tuple[int, int]] = {}
+    for r, key in zip(rows, keys, strict=True):
+        at = (r.kafka_partition, r.kafka_offset)
+        if key not in first or at < first[key]:
+            first[key] = at
+    return [key in applied or first[key] != (r.kafka_partition, r.kafka_offset)
+            for r, key in zip(rows, keys, strict=True)]
+
 
 JOURNAL_FROM_STAGING = f"""
 INSERT INTO journal (topic, {', '.join(STAGING_COLUMNS)}, is_duplicate)
@@ -102,7 +135,6 @@ def write_journal(cur: psycopg.Cursor, topic: str, rows: Sequence[JournalRow], *
     if not rows:
         return
     stage(cur, rows)
-    cur.execute(MARK_DUPLICATES)
     cur.execute(JOURNAL_FROM_STAGING, {"topic": topic})
     apply_views(cur)
     if clear_staging:

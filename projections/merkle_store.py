@@ -43,10 +43,22 @@ def write_nodes(cur: psycopg.Cursor[Any], topic: str, nodes: Iterable[TreeNode])
     rows = [(topic, n.partition, n.node.node.level, n.node.node.index, n.node.hash) for n in nodes]
     if not rows:
         return
+    # Appends store nodes no one stored yet: COPY them straight in, in a savepoint. Only if
+    # one is there already (a retried or concurrent append, or an altered tree) does the
+    # unique key refuse the COPY, and the nodes are then compared one by one.
+    try:
+        with cur.connection.transaction(), cur.copy(
+                "COPY merkle_nodes (topic, kafka_partition, level, node_index, hash) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS batch_nodes (LIKE merkle_nodes) ON COMMIT DELETE ROWS")
     with cur.copy("COPY batch_nodes (topic, kafka_partition, level, node_index, hash) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+    cur.execute("ANALYZE batch_nodes")  # a few rows: probe the stored nodes' key, never scan them
     clashes = cur.execute(
         "SELECT b.kafka_partition, b.level, b.node_index FROM batch_nodes b JOIN merkle_nodes m"
         " USING (topic, kafka_partition, level, node_index) WHERE m.hash <> b.hash"

@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -24,8 +26,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot represent {type(value).__name__} in JSON")
 
 
-def to_json(value: Any) -> str:
+def to_json(value: Any, *, judged_storable: bool = False) -> str:
     """JSON text of a decoded record: timestamps ISO 8601, UUIDs as text, bytes as hex.
-    NaN and infinities are refused (ValueError): jsonb has no spelling for them."""
+    NaN and infinities are refused (ValueError): jsonb has no spelling for them.
+
+    ``judged_storable``: the caller has already found ``value`` storable
+    (:func:`protocolo.schemas.storable.unstorable_reason`, which refuses non-finite numbers,
+    NUL and lone surrogates), so orjson may write it: it serialises datetimes and UUIDs in C
+    with the same ISO 8601 and UUID spellings (the projector's hot path; json.dumps calls
+    the ``default`` hook back in Python for each of them). orjson would write NaN as null,
+    hence only for judged values."""
+    if judged_storable:
+        return orjson.dumps(value, default=_json_default).decode("utf-8")
     return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
