@@ -269,18 +269,22 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "events": ctx.events,
                               "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "commands": {}}
     say(f"Peak memory on {ctx.events:,} events: {', '.join(chosen)}")
+    failed: list[str] = []
     for name in chosen:
         say(f"  {name} ...")
         figures = MEASURES[name](ctx)
         figures.pop("stdout", None)
         result["commands"][name] = figures
-        say(f"  {name}: peak {figures['peak_rss_mib']:,.1f} MiB, {figures['wall_s']:,.0f} s wall, "
-            f"exit {figures['exit_status']}")
+        if figures["exit_status"] != 0:  # a refused or failed command measured nothing
+            say(f"  {name}: FAILED with exit status {figures['exit_status']} (its message is above)")
+            failed.append(name)
+            continue
+        say(f"  {name}: peak {figures['peak_rss_mib']:,.1f} MiB, {figures['wall_s']:,.0f} s wall")
     result["loadavg_end"] = os.getloadavg()
     print(json.dumps(result, indent=2, default=str))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
