@@ -9,7 +9,7 @@ execs the command, so the figure is not inflated by this bench's interpreter, un
 ``ru_maxrss`` of a child forked from Python: see bench/rss_probe.py):
 
 * ``verify``: ``protocolo verify --quiet --json`` over the whole ledger (every leaf, node,
-  checkpoint, decoded copy and view);
+  checkpoint, decoded copy and view), or what ``--verify-args`` narrows it to;
 * ``export``: ``protocolo export`` of a window of about ``--export-events`` records (two
   checkpoint rounds apart, so the same amount of work at 1M and at 10M), written to a
   scratch directory that is deleted afterwards;
@@ -94,7 +94,9 @@ def run_timed(argv: list[str], env: dict[str, str] | None = None) -> dict[str, A
 
 
 def m_verify(ctx: Context) -> dict[str, Any]:
-    figures = run_timed([*cli(), "verify", "--quiet", "--json"])
+    extra = ctx.args.verify_args.split()
+    figures = run_timed([*cli(), "verify", "--quiet", "--json", *extra])
+    figures["args"] = extra
     with contextlib.suppress(ValueError, AttributeError):
         report = json.loads(figures["stdout"])
         figures["verdict"] = {k: v for k, v in report.items() if not isinstance(v, list | dict)}
@@ -253,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", type=Path, required=True, help="the ledger's PROTOCOLO_HOME (built by bench/scale.py)")
     ap.add_argument("--only", default=",".join(COMMANDS), help=f"comma list of {', '.join(COMMANDS)} (default all)")
     ap.add_argument("--export-events", type=int, default=500_000, help="records in the exported window (default 500,000)")
+    ap.add_argument("--verify-args", default="",
+                    help="extra options for `protocolo verify`, e.g. '--no-views' (default: none, the whole check)")
     ap.add_argument("--requests", type=int, default=2000, help="requests served (default 2000)")
     ap.add_argument("--scratch", type=Path, default=None, help="where exports and mappings go (default: the temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
