@@ -209,7 +209,8 @@ def build(rt: Any, target: int, day_contacts: int, seed: int, checkpoint_days: i
                     daemon.check()
             done = projected(conn, topic)
             counts["projected"] += done - before
-            if overlap:
+            if overlap:  # the daemon also projected while this process published
+                counts["projected"] = done - first_projected
                 spent["project"] = time.monotonic() - started
                 say(f"  projected {done:,} so far ({(done - first_projected) / max(spent['project'], 1e-9):,.0f}/s "
                     f"this run, beside the publisher); {spent['project']:,.0f} s so far")
