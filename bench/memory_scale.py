@@ -187,6 +187,8 @@ def m_serve(ctx: Context) -> dict[str, Any]:
         finally:
             _stop_child_of(proc)
     figures: dict[str, Any] = proc.figures  # type: ignore[attr-defined]
+    if figures["exit_status"] == 128 + signal.SIGTERM:  # uvicorn re-raises the SIGTERM it was stopped with
+        figures["exit_status"] = 0
     figures.update(requests=ctx.args.requests, errors=errors)
     return figures
 
