@@ -17,8 +17,9 @@ execs the command, so the figure is not inflated by this bench's interpreter, un
   at the end, unless ``--keep-restored``): it verifies every leaf first, then sends every
   record again;
 * ``verify-restore``: ``protocolo verify-restore`` of that topic and its signed mapping
-  (needs ``restore`` in the same run, before it), under the log keys of the ledger's home:
-  it reads every restored record back and recomputes every leaf and root;
+  (``restore`` in the same run, before it, or an earlier restore's ``--restored-mapping``,
+  which is left as it is), under the log keys of the ledger's home: it reads every
+  restored record back and recomputes every leaf and root;
 * ``serve``: ``protocolo serve --no-projector`` answering ``--requests`` contact and
   CPF-search requests (``bench/api_load.py``'s mix) from one client, then stopped;
 * ``project``: ``protocolo project --until-caught-up`` of the whole topic into a fresh
@@ -206,6 +207,13 @@ def _drop_restored(ctx: Context, target: str, mapping: Path) -> None:
         admin.close()
 
 
+def restored_topic(mapping: Path) -> str:
+    try:
+        return str(json.loads(mapping.read_bytes())["target_topic"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--restored-mapping {mapping}: not a readable restore mapping ({exc})") from None
+
+
 def m_verify_restore(ctx: Context) -> dict[str, Any]:
     """The proof of the topic ``restore`` made, under the log keys of the ledger's home."""
     from protocolo.attestation.config import AttestationSettings
@@ -213,7 +221,7 @@ def m_verify_restore(ctx: Context) -> dict[str, Any]:
     from protocolo.evidence.checkpoint import log_origin
 
     if ctx.restored is None:
-        raise SystemExit("--only verify-restore needs restore before it, in the same run")
+        raise SystemExit("--only verify-restore needs restore before it, in the same run, or --restored-mapping")
     target, mapping = ctx.restored
     deployment = AttestationSettings.from_env().deployment
     key = load_log_key(ctx.settings, deployment)
@@ -320,6 +328,8 @@ class Context:
         self.args, self.database_url, self.registry_url = args, rt.database_url, rt.registry_url
         self.topic, self.bootstrap, self.settings = rt.settings.topic, rt.kafka_bootstrap, rt.settings
         self.restored: tuple[str, Path] | None = None  # the topic and mapping ``restore`` made
+        if args.restored_mapping is not None:
+            self.restored = (restored_topic(args.restored_mapping), args.restored_mapping)
         self.cleanups: list[Any] = []
         with psycopg.connect(self.database_url) as conn:
             row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM projector_offsets WHERE topic = %s",
@@ -342,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scratch", type=Path, default=None, help="where exports and mappings go (default: the temp dir)")
     ap.add_argument("--keep-restored", action="store_true",
                     help="keep the topic and mapping `restore` made (default: deleted at the end)")
+    ap.add_argument("--restored-mapping", type=Path, default=None, metavar="FILE",
+                    help="verify-restore this earlier restore's mapping (FILE.sig beside it; kept)")
     ap.add_argument("--sample-every", type=float, default=10.0, metavar="S",
                     help="seconds between samples of each command's resident set (default 10)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
@@ -353,9 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(COMMANDS))
     if unknown:
         ap.error(f"--only: unknown command(s) {', '.join(unknown)}; choose from {', '.join(COMMANDS)}")
-    if "verify-restore" in chosen and ("restore" not in chosen
-                                       or chosen.index("restore") > chosen.index("verify-restore")):
-        ap.error("--only: verify-restore proves the topic restore makes: list restore before it")
+    if args.restored_mapping is not None and "restore" in chosen:
+        ap.error("--restored-mapping: names an earlier restore; leave restore out of --only")
+    if "verify-restore" in chosen and args.restored_mapping is None and (
+            "restore" not in chosen or chosen.index("restore") > chosen.index("verify-restore")):
+        ap.error("--only: verify-restore proves the topic restore makes: list restore before it "
+                 "(or give --restored-mapping)")
     os.environ["PROTOCOLO_HOME"] = str(args.dir.resolve())
     from protocolo.runtime import Runtime
 
