@@ -25,6 +25,10 @@ execs the command, so the figure is not inflated by this bench's interpreter, un
 * ``project``: ``protocolo project --until-caught-up`` of the whole topic into a fresh
   database (dropped afterwards).
 
+The reference, measured in the same run: the peak of ``protocolo --help`` (the interpreter
+with every command's modules imported, which every command starts from); a command's own
+working memory is its peak above that.
+
 Every ``--sample-every`` seconds the command's resident set (``VmRSS`` of
 ``/proc/PID/status``) is sampled too, so the JSON shows where in the run memory went
 (``rss_samples``: ``[seconds since start, MiB, 1-minute load average]``), not only the peak.
@@ -379,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "events": ctx.events,
                               "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "commands": {}}
     say(f"Peak memory on {ctx.events:,} events: {', '.join(chosen)}")
+    start = run_timed([*cli(), "--help"])
+    result["cli_start_peak_rss_mib"] = start["peak_rss_mib"]
+    say(f"  reference: `protocolo --help` peaks at {start['peak_rss_mib']:,.1f} MiB")
     failed: list[str] = []
     try:
         for name in chosen:
@@ -390,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"  {name}: FAILED with exit status {figures['exit_status']} (its message is above)")
                 failed.append(name)
                 continue
-            say(f"  {name}: peak {figures['peak_rss_mib']:,.1f} MiB, {figures['wall_s']:,.0f} s wall")
+            figures["above_cli_start_mib"] = round(figures["peak_rss_mib"] - start["peak_rss_mib"], 1)
+            say(f"  {name}: peak {figures['peak_rss_mib']:,.1f} MiB ({figures['above_cli_start_mib']:+,.1f} "
+                f"above the reference), {figures['wall_s']:,.0f} s wall")
     finally:
         for cleanup in ctx.cleanups:
             cleanup()
