@@ -252,6 +252,83 @@ def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url:
     assert {f["partition"] for f in found} == {partition}
 
 
+def _grown_partition(ledger: Ledger, url: str) -> tuple[int, int, int]:
+    """A partition whose second index checkpoint covers new leaves: (partition, first
+    size, second size)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for partition in sorted(ledger.records):
+            sizes = [cp.size for cp in index_checkpoints(conn, ledger.topic, partition)]
+            if len(sizes) == 2 and 0 < sizes[0] < sizes[1]:
+                return partition, sizes[0], sizes[1]
+    raise AssertionError("no partition grew between the two index checkpoints")
+
+
+def _new_protocol(ledger: Ledger, partition: int, first: int) -> str:
+    """A contact whose first record is in the second stretch of leaves."""
+    earlier = {r.key for r in ledger.records[partition][:first]}
+    for r in ledger.records[partition][first:]:
+        if r.key and len(r.key) == 15 and r.key.isdigit() and r.key not in earlier:
+            return r.key.decode()
+    raise AssertionError("no new contact in the second stretch")
+
+
+def test_verify_names_an_altered_node_of_an_earlier_map_state(ledger: Ledger, copy_url: str,
+                                                              monkeypatch, capsys) -> None:
+    """The root of the first map state is rewritten by the second: its old version is what
+    a lookup proof at the first index checkpoint stands on, and is checked there."""
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        altered = conn.execute(
+            "UPDATE vindex_nodes SET hash = %s WHERE topic = %s AND kafka_partition = %s"
+            " AND depth = 0 AND map_size = %s", (b"\x05" * 32, ledger.topic, partition, first)).rowcount
+    assert altered == 1
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and len(found) == 1, found
+    assert (found[0]["partition"], found[0]["tree_size"]) == (partition, first)
+    assert "map node (depth 0, prefix 0), an inner node, differs" in found[0]["detail"]
+
+
+def test_verify_finds_map_rows_added_where_nothing_changed(ledger: Ledger, copy_url: str,
+                                                           monkeypatch, capsys) -> None:
+    """A node at a map size no index checkpoint has, and an entry for a key no leaf has:
+    rows the replay never meets, found by counting."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO vindex_nodes SELECT topic, kafka_partition, depth, prefix, %s, hash,"
+            " leaf_key, list_hash FROM vindex_nodes WHERE topic = %s AND kafka_partition = %s"
+            " AND depth = 0 AND map_size = %s", (second + 5, ledger.topic, partition, second))
+        conn.execute(
+            "INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', '209900000000001')",
+            (ledger.topic, partition, oracle.key_hash("protocol", "209900000000001")))
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    details = [f["detail"] for f in _index_findings(report)]
+    assert code == 1 and len(details) == 2, details
+    assert any(f"1 stored map nodes at map size {second + 5}, which no index checkpoint has" in d
+               for d in details), details
+    assert any(f"1 stored entries for leaves [0, {first}) that no row there gives" in d
+               for d in details), details
+
+
+def test_verify_stops_a_partition_whose_stored_list_cannot_be_built_on(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """An entry slipped in before a key's first leaf: when the key comes, its stored earlier
+    list is not what its map leaf (absent) holds, so the replay cannot go on from it."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    protocol = _new_protocol(ledger, partition, first)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', %s)",
+                     (ledger.topic, partition, oracle.key_hash("protocol", protocol), protocol))
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and {f["partition"] for f in found} == {partition}, found
+    stopped = [f for f in found if "were not checked" in f["detail"]]
+    assert len(stopped) == 1 and stopped[0]["tree_size"] == second, found
+    assert f"key protocol:{protocol}: the entries stored before leaf {first} ([0] (1))" \
+        in stopped[0]["detail"]
+
+
 # -- bundles carry the lookup proofs of their subject --------------------------------------
 
 
