@@ -345,17 +345,17 @@ class IndexAudit:
         matched = 0
         for low in range(0, len(positions), PROBE_CHUNK):
             chunk = positions[low:low + PROBE_CHUNK]
-            stored = self.store.versions(chunk, size)
+            stored = self.store.written_at(chunk, size)
             for position in chunk:
                 node, found = written[position], stored.get(position)
-                if found is not None and found[0] == size:
+                if found is not None:
                     matched += 1
-                    if found[1] == node:
+                    if found == (node.hash, node.leaf_key, node.list_hash):
                         self.tree.corrections.pop(position, None)
                         continue
                 self.tree.corrections[position] = node
-                how = "is not stored at this map size" if found is None or found[0] != size \
-                    else "differs from the rebuilt map"
+                how = "is not stored at this map size" if found is None else \
+                    "differs from the rebuilt map"
                 self._add(INDEX_MISMATCH, size, f"map node {_position_text(*position)}, "
                           f"{self._what(step, node)}, {how}")
         self.node_rows[size] = matched

@@ -180,6 +180,34 @@ def test_lookup_proofs_give_every_leaf_of_a_key_or_its_absence(ledger: Ledger, c
     assert cpf_seen >= 3
 
 
+def test_a_first_index_built_in_key_order_is_the_map(ledger: Ledger, copy_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first index of a partition (a ledger checkpointed before the index) is built in
+    one pass in key order, a few entries and nodes at a time: the map of the spec, and its
+    stored nodes give lookup proofs the transcription accepts."""
+    from protocolo.attestation import index_store
+
+    monkeypatch.setattr(index_store, "ENTRY_BATCH", 5)
+    monkeypatch.setattr(index_store, "KEY_BATCH", 3)
+    partition, _, size = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url) as conn:
+        with conn.transaction():
+            for table, column in (("vindex_checkpoints", "tree_size"), ("vindex_nodes", "map_size"),
+                                  ("vindex_entries", "leaf_index")):
+                conn.execute(f"DELETE FROM {table} WHERE topic = %s AND kafka_partition = %s"
+                             f" AND {column} >= 0", (ledger.topic, partition))
+            store = StoredIndex(conn, ledger.topic, partition)
+            root = store.advance(index_store.published_catalogue(), size)
+        expected = ledger.oracle_map(partition, size)
+        assert root == oracle.root(expected)
+        for khash, indexes in expected.items():
+            kind, value = next(conn.execute("SELECT kind, key_value FROM vindex_entries WHERE topic = %s"
+                                            " AND kafka_partition = %s AND key_hash = %s LIMIT 1",
+                                            (ledger.topic, partition, khash)))
+            proof = store.prove(MapKey(kind, value), size).to_json()
+            assert oracle.verify(json.loads(json.dumps(proof)), root, size) == indexes
+
+
 def _verify(ledger: Ledger, url: str, monkeypatch: pytest.MonkeyPatch,
             capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     vkeys = [a for p in range(PARTITIONS) for a in ("--vkey", ledger.key.vkey(ledger.origin(p)))]
