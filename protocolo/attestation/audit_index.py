@@ -32,7 +32,7 @@ later index checkpoints are not checked.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,8 @@ from protocolo.attestation.index_store import (
     leaf_rows,
     published_catalogue,
 )
+from protocolo.attestation.map_stream import SortedMapBuilder
+from protocolo.attestation.sorted_pairs import SortedPairs
 from protocolo.evidence.checkpoint import open_checkpoint
 from protocolo.evidence.errors import EvidenceError
 from protocolo.evidence.note import decode_base64
@@ -243,13 +245,12 @@ class IndexAudit:
         started = reported = time.monotonic()
         previous = 0
         for cp in checkpoints:
-            step = self._read(previous, cp.size)
-            if step is None:
+            try:
+                root = self._first(cp.size) if previous == 0 else self._next(previous, cp.size)
+            except RowsShort:
                 self._add(INDEX_MISMATCH, cp.size, "the rows do not reach this index "
                           "checkpoint's size (see the leaf findings)")
                 return
-            try:
-                root = self._advance(step, previous, cp.size)
             except StoredMapUnusable as exc:
                 self._add(INDEX_MISMATCH, cp.size, f"{exc.detail}; the index checkpoints from "
                           "this one on were not checked")
@@ -262,21 +263,70 @@ class IndexAudit:
         self._count_entries([cp.size for cp in checkpoints])
         self._count_nodes({cp.size for cp in checkpoints})
 
-    def _read(self, start: int, end: int) -> Step | None:
-        step = Step()
+    def _pairs(self, start: int, end: int) -> Iterator[tuple[MapKey, int]]:
+        """(key, leaf index) of every key of leaves [start, end), in leaf order. Raises
+        :class:`RowsShort` when a leaf has no row."""
         expected = start
         for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, end,
                                            decodable=self.decodable):
             if index != expected:
-                return None
+                raise RowsShort
             for k in leaf_keys(self.catalogue, key, value):
-                khash = k.hash
-                step.keys[khash] = k
-                step.indexes.setdefault(khash, []).append(index)
+                yield k, index
             expected += 1
-        return step if expected == end else None
+        if expected != end:
+            raise RowsShort
 
-    def _advance(self, step: Step, previous: int, size: int) -> bytes:
+    def _first(self, size: int) -> bytes:
+        """The first map state, built in key order (map_stream) from the rows' pairs sorted
+        on disk, merged with the stored entries read in key order: memory stays bounded
+        whatever the first stretch's length (a ledger checkpointed before the index)."""
+        with SortedPairs() as pairs:
+            batch: list[tuple[MapKey, int]] = []
+            for pair in self._pairs(0, size):
+                batch.append(pair)
+                if len(batch) >= PROBE_CHUNK:
+                    pairs.add(batch)
+                    batch = []
+            pairs.add(batch)
+            done: dict[Position, Node] = {}
+            builder = SortedMapBuilder(done.__setitem__)
+            seen = 0
+            with self.conn.cursor(name=f"vindex_audit_{self.partition}") as cur:
+                cur.execute("SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index),"
+                            " array_agg(kind ORDER BY leaf_index), array_agg(key_value ORDER BY"
+                            " leaf_index) FROM vindex_entries WHERE topic = %s AND kafka_partition"
+                            " = %s AND leaf_index < %s GROUP BY key_hash ORDER BY key_hash",
+                            (self.topic, self.partition, size))
+                stored = ((bytes(k), [int(i) for i in idx], kinds, values)
+                          for k, idx, kinds, values in cur)
+                for rebuilt, held in _merged(pairs.by_key(), stored):
+                    if rebuilt is None:
+                        continue  # a key no row gives: counted with the entries at the end
+                    khash, key, indexes = rebuilt
+                    later, kinds, values = (held[1], held[2], held[3]) if held else ([], [], [])
+                    seen += len(later)
+                    self._check_entries(key, indexes, later, kinds, values, 0, size)
+                    builder.add(khash, list_hash(indexes))
+                    self.keys += 1
+                    if len(done) >= PROBE_CHUNK:  # between fetches: the cursor stays open
+                        self._compare_nodes(Step(), done, size)
+                        done.clear()
+            root = builder.finish()
+        self._compare_nodes(Step(), done, size)
+        self.entries_seen[0] = seen
+        self.stretch = 1
+        self.tree.root_hash = root
+        self.tree.forget_below(CACHED_DEPTH)  # holds nothing but the corrections
+        return root
+
+    def _next(self, previous: int, size: int) -> bytes:
+        """The map state of ``size`` from the one of ``previous``, updated in place."""
+        step = Step()
+        for key, index in self._pairs(previous, size):
+            khash = key.hash
+            step.keys[khash] = key
+            step.indexes.setdefault(khash, []).append(index)
         tree = self.tree
         tree.reading_from(self.store.fetcher(previous))
         tree.prefetch_paths(step.indexes)
@@ -286,7 +336,6 @@ class IndexAudit:
         tree.rebuilt(written)
         self._compare_nodes(step, written, size)
         tree.forget_below(CACHED_DEPTH)
-        self.nodes += len(written)
         return tree.root_hash
 
     def _lists(self, step: Step, previous: int, size: int) -> dict[bytes, list[int]]:
@@ -314,17 +363,27 @@ class IndexAudit:
                 self.keys += 1
             whole = earlier + new
             later = [i for i in indexes if i >= previous]
-            if later != new or any(k != key.kind or v != key.value for k, v in zip(kinds, values,
-                                                                                  strict=False)):
-                shown = sorted({f"{k}:{v}" for k, v in zip(kinds, values, strict=False)} - {str(key)})
-                alias = f" (also stored as {', '.join(shown[:3])})" if shown else ""
-                self._add(INDEX_MISMATCH, size, f"key {key}: stored with leaves {_short(later)} "
-                          f"from leaf {previous} on{alias}; the rows give {_short(new)}")
-                self.fixed_lists[khash] = whole
-            elif khash in self.fixed_lists:
-                self.fixed_lists[khash] = whole
+            self._check_entries(key, whole, later, kinds, values, previous, size, new)
             lists[khash] = whole
         return lists
+
+    def _check_entries(self, key: MapKey, whole: list[int], later: list[int], kinds: list[str],
+                       values: list[str], previous: int, size: int,
+                       new: list[int] | None = None) -> None:
+        """Compare the entries stored for ``key`` from leaf ``previous`` on (``later``, with
+        their texts) with the rows' (``new``, by default ``whole``); a difference is named
+        and the key's rebuilt list (``whole``) stands in for the stored one from then on."""
+        new = whole if new is None else new
+        khash = key.hash
+        if later != new or any(k != key.kind or v != key.value for k, v in zip(kinds, values,
+                                                                              strict=False)):
+            shown = sorted({f"{k}:{v}" for k, v in zip(kinds, values, strict=False)} - {str(key)})
+            alias = f" (also stored as {', '.join(shown[:3])})" if shown else ""
+            self._add(INDEX_MISMATCH, size, f"key {key}: stored with leaves {_short(later)} "
+                      f"from leaf {previous} on{alias}; the rows give {_short(new)}")
+            self.fixed_lists[khash] = whole
+        elif khash in self.fixed_lists:
+            self.fixed_lists[khash] = whole
 
     def _earlier(self, key: MapKey, stored: list[int], previous: int) -> list[int]:
         """The key's list before ``previous``: the stored one, once it hashes to the key's
@@ -358,7 +417,8 @@ class IndexAudit:
                     "differs from the rebuilt map"
                 self._add(INDEX_MISMATCH, size, f"map node {_position_text(*position)}, "
                           f"{self._what(step, node)}, {how}")
-        self.node_rows[size] = matched
+        self.node_rows[size] = self.node_rows.get(size, 0) + matched
+        self.nodes += len(positions)
 
     def _what(self, step: Step, node: Node) -> str:
         if node.leaf_key is None:
@@ -412,6 +472,29 @@ class IndexAudit:
             elif extra > 0:
                 self._add(INDEX_MISMATCH, size, f"{extra} stored map nodes at this map size that "
                           "the rebuilt map does not write there")
+
+
+class RowsShort(Exception):
+    """A leaf below the index checkpoint's size has no row."""
+
+
+Rebuilt = tuple[bytes, MapKey, list[int]]
+Held = tuple[bytes, list[int], list[str], list[str]]
+
+
+def _merged(rebuilt: Iterator[Rebuilt], held: Iterator[Held]) -> Iterator[tuple[Rebuilt | None, Held | None]]:
+    """Two streams in increasing key-hash order, paired by key hash."""
+    a, b = next(rebuilt, None), next(held, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            yield a, None
+            a = next(rebuilt, None)
+        elif a is None or b[0] < a[0]:
+            yield None, b
+            b = next(held, None)
+        else:
+            yield a, b
+            a, b = next(rebuilt, None), next(held, None)
 
 
 def _short(indexes: list[int]) -> str:

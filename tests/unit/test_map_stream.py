@@ -72,3 +72,22 @@ def test_common_prefix() -> None:
     assert common_prefix(0, 1) == 255
     assert common_prefix(0, 1 << 255) == 0
     assert common_prefix(5, 5) == 256
+
+
+def test_pairs_sorted_on_disk_come_back_per_key_in_key_order() -> None:
+    from protocolo.attestation.sorted_pairs import SortedPairs
+    from protocolo.evidence.vindex import MapKey
+
+    rng = random.Random(9)
+    keys = [MapKey("protocol", f"2026{n:011d}") for n in range(300)]
+    pairs = [(key, leaf) for leaf in range(2000) for key in rng.sample(keys, 2)]
+    rng.shuffle(pairs)
+    expected: dict[bytes, tuple[MapKey, list[int]]] = {}
+    for key, leaf in pairs:
+        expected.setdefault(key.hash, (key, []))[1].append(leaf)
+    with SortedPairs() as store:
+        for low in range(0, len(pairs), 777):
+            store.add(pairs[low:low + 777])
+        got = [(k, key, leaves) for k, key, leaves in store.by_key()]
+    assert [k for k, _, _ in got] == sorted(expected)
+    assert all(key == expected[k][0] and leaves == sorted(expected[k][1]) for k, key, leaves in got)
