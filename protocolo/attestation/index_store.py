@@ -166,37 +166,28 @@ class StoredIndex:
     def fetcher(self, size: int) -> NodeFetch:
         """Reads nodes of map state ``size``."""
         def fetch(positions: Sequence[Position]) -> Mapping[Position, Node]:
-            return {p: node for p, (_, node) in self.versions(positions, size).items()}
+            return {p: Node(h, k, lh) for p, (h, k, lh) in self._probe(positions, size, False).items()}
         return fetch
-
-    def versions(self, positions: Sequence[Position], size: int) -> dict[Position, tuple[int, Node]]:
-        """The node in force at map state ``size`` at each of ``positions`` that has one,
-        with the map size that wrote it."""
-        # one primary-key probe per position (LATERAL ... LIMIT 1): a join the planner
-        # may turn into a scan of every node made the cost grow with the map
-        rows = self.conn.execute(
-            "SELECT q.depth, q.prefix, n.map_size, n.hash, n.leaf_key, n.list_hash"
-            " FROM unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
-            " CROSS JOIN LATERAL (SELECT map_size, hash, leaf_key, list_hash FROM vindex_nodes"
-            " WHERE topic = %s AND kafka_partition = %s AND depth = q.depth"
-            " AND prefix = q.prefix AND map_size <= %s ORDER BY map_size DESC LIMIT 1) n",
-            ([d for d, _ in positions], [_prefix_bytes(d, p) for d, p in positions],
-             self.topic, self.partition, size)).fetchall()
-        return {(int(d), int.from_bytes(bytes(p), "big")): (int(m), Node(
-            bytes(h), None if k is None else bytes(k), None if lh is None else bytes(lh)))
-            for d, p, m, h, k, lh in rows}
 
     def written_at(self, positions: Sequence[Position],
                    size: int) -> dict[Position, tuple[bytes, bytes | None, bytes | None]]:
         """The rows written at exactly map size ``size`` at ``positions``: (hash, leaf key,
-        list hash) by position (an equality probe per position, cheaper than
-        :meth:`versions`)."""
+        list hash) by position."""
+        return self._probe(positions, size, True)
+
+    def _probe(self, positions: Sequence[Position], size: int,
+               exact: bool) -> dict[Position, tuple[bytes, bytes | None, bytes | None]]:
+        """The node at each of ``positions`` written at map size ``size`` (``exact``) or in
+        force at map state ``size`` (the newest written at or below it)."""
+        # one primary-key probe per position (LATERAL): a join the planner may turn into a
+        # scan of every node made the cost grow with the map
+        version = "map_size = %s" if exact else "map_size <= %s ORDER BY map_size DESC LIMIT 1"
         rows = self.conn.execute(
             "SELECT q.depth, q.prefix, n.hash, n.leaf_key, n.list_hash"
             " FROM unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
             " CROSS JOIN LATERAL (SELECT hash, leaf_key, list_hash FROM vindex_nodes"
             " WHERE topic = %s AND kafka_partition = %s AND depth = q.depth"
-            " AND prefix = q.prefix AND map_size = %s) n",
+            f" AND prefix = q.prefix AND {version}) n",
             ([d for d, _ in positions], [_prefix_bytes(d, p) for d, p in positions],
              self.topic, self.partition, size)).fetchall()
         return {(int(d), int.from_bytes(p, "big")): (h, k, lh) for d, p, h, k, lh in rows}
