@@ -74,6 +74,10 @@ IndexProgress = Callable[[int, int, float], None]
 """Called with (partition, leaves replayed, seconds) now and then during a long replay."""
 PROBE_CHUNK = 20000
 """Stored nodes compared per query."""
+SPILL_PAIRS = 60000
+"""(key, leaf) pairs of one stretch held in memory; beyond, the stretch is sorted on disk."""
+CHUNK_KEYS = 20000
+"""Keys applied at a time from a stretch sorted on disk."""
 
 
 def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
@@ -199,12 +203,17 @@ class ReplayTree(MapTree):
         self._checked.update(written)
         self.root_hash = self.root()
 
-    def forget_below(self, depth: int) -> None:
+    def forget_below(self, depth: int, keep: dict[Position, Node | None] | None = None) -> None:
+        """Drop the nodes deeper than ``depth`` but the corrections and ``keep`` (nodes the
+        replay has rewritten and not yet finished with)."""
         super().forget_below(depth)
         self._checked = {p for p in self._checked if p[0] <= depth}
-        for position, node in self.corrections.items():
+        for position, node in [*(keep or {}).items(), *self.corrections.items()]:
             self._nodes[position] = node
             self._checked.add(position)
+
+    def held(self, position: Position) -> tuple[bool, Node | None]:
+        return position in self._nodes, self._nodes.get(position)
 
 
 @dataclass
@@ -213,6 +222,58 @@ class Step:
 
     keys: dict[bytes, MapKey] = field(default_factory=dict)
     indexes: dict[bytes, list[int]] = field(default_factory=dict)
+
+
+class StretchKeys:
+    """The keys of one stretch of leaves with their new leaf indexes: held in memory while
+    they are few, sorted on disk (SortedPairs) past SPILL_PAIRS."""
+
+    def __init__(self, pairs: Iterable[tuple[MapKey, int]]) -> None:
+        self._held: Step | None = Step()
+        self._disk: SortedPairs | None = None
+        held, count = self._held, 0
+        batch: list[tuple[MapKey, int]] = []
+        for key, index in pairs:
+            if self._disk is not None:
+                batch.append((key, index))
+                if len(batch) >= SPILL_PAIRS:
+                    self._disk.add(batch)
+                    batch = []
+                continue
+            khash = key.hash
+            held.keys[khash] = key
+            held.indexes.setdefault(khash, []).append(index)
+            count += 1
+            if count > SPILL_PAIRS:
+                self._disk = SortedPairs()
+                self._disk.add((held.keys[k], i) for k, indexes in held.indexes.items()
+                               for i in indexes)
+                self._held = None
+        if self._disk is not None:
+            self._disk.add(batch)
+
+    def __enter__(self) -> StretchKeys:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._disk is not None:
+            self._disk.__exit__(None, None, None)
+
+    def chunks(self) -> Iterator[Step]:
+        """Steps of at most CHUNK_KEYS keys, in key-hash order (one step when held)."""
+        if self._disk is None:
+            if self._held is not None and self._held.indexes:
+                yield self._held
+            return
+        step = Step()
+        for khash, key, indexes in self._disk.by_key():
+            step.keys[khash] = key
+            step.indexes[khash] = indexes
+            if len(step.indexes) >= CHUNK_KEYS:
+                yield step
+                step = Step()
+        if step.indexes:
+            yield step
 
 
 class IndexAudit:
@@ -321,22 +382,47 @@ class IndexAudit:
         return root
 
     def _next(self, previous: int, size: int) -> bytes:
-        """The map state of ``size`` from the one of ``previous``, updated in place."""
-        step = Step()
-        for key, index in self._pairs(previous, size):
-            khash = key.hash
-            step.keys[khash] = key
-            step.indexes.setdefault(khash, []).append(index)
+        """The map state of ``size`` from the one of ``previous``, updated in place. A
+        stretch with more than SPILL_PAIRS keys of leaves is sorted on disk and applied
+        CHUNK_KEYS keys at a time in key order, so memory does not grow with the stretch:
+        a chunk's nodes are compared once no later key can rewrite them (their key range
+        ends before the next chunk's first key); only the path between the chunks and its
+        children stay held."""
+        self.tree.reading_from(self.store.fetcher(previous))
+        self.entries_seen[self.stretch] = 0
+        with StretchKeys(self._pairs(previous, size)) as keys:
+            chunks = keys.chunks()
+            pending: dict[Position, Node] = {}
+            current = next(chunks, None)
+            while current is not None:
+                following = next(chunks, None)
+                bound = None if following is None else int.from_bytes(min(following.indexes), "big")
+                self._apply(current, previous, size, pending, bound)
+                current = following
+        self.stretch += 1
+        return self.tree.root_hash
+
+    def _apply(self, step: Step, previous: int, size: int, pending: dict[Position, Node],
+               bound: int | None) -> None:
+        """Apply one chunk of keys; compare the nodes no key from ``bound`` on can change."""
         tree = self.tree
-        tree.reading_from(self.store.fetcher(previous))
         tree.prefetch_paths(step.indexes)
         tree.check_paths(step.indexes, previous)
         lists = self._lists(step, previous, size)
-        written = tree.update({k: list_hash(v) for k, v in lists.items()})
-        tree.rebuilt(written)
-        self._compare_nodes(step, written, size)
-        tree.forget_below(CACHED_DEPTH)
-        return tree.root_hash
+        pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
+        tree.rebuilt(pending)
+        done = {p: n for p, n in pending.items()
+                if bound is None or (p[1] + 1) << (KEY_BITS - p[0]) <= bound}
+        for position in done:
+            del pending[position]
+        self._compare_nodes(step, done, size)
+        keep: dict[Position, Node | None] = dict(pending)
+        for depth, prefix in pending:  # a later chunk reads them as siblings
+            for child in ((depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1)):
+                present, node = tree.held(child)
+                if present:
+                    keep[child] = node
+        tree.forget_below(CACHED_DEPTH, keep)
 
     def _lists(self, step: Step, previous: int, size: int) -> dict[bytes, list[int]]:
         """Each touched key's whole list at ``size``: its earlier list (stored, checked
@@ -352,9 +438,8 @@ class IndexAudit:
                 " AND key_hash = ANY(%(k)s) AND leaf_index < %(b)s GROUP BY key_hash",
                 {"t": self.topic, "p": self.partition, "k": touched, "a": previous, "b": size})}
         lists: dict[bytes, list[int]] = {}
-        self.entries_seen[self.stretch] = sum(
+        self.entries_seen[self.stretch] += sum(
             sum(1 for i in stored[k][0] if i >= previous) for k in stored)
-        self.stretch += 1
         for khash in touched:
             key, new = step.keys[khash], step.indexes[khash]
             indexes, kinds, values = stored.get(khash, ([], [], []))

@@ -267,6 +267,46 @@ def test_verify_names_an_altered_map_node(ledger: Ledger, copy_url: str, monkeyp
     assert f"the leaf of key protocol:{protocol}" in found[0]["detail"]
 
 
+def test_verify_in_chunks_sorted_on_disk_finds_the_same(ledger: Ledger, copy_url: str,
+                                                         monkeypatch, capsys) -> None:
+    """Stretches applied a few keys at a time in key order (as a long one is): a clean
+    index stays clean, and an altered leaf of the newest map state and a key's altered
+    entry are each named once."""
+    from protocolo.attestation import audit_index
+
+    monkeypatch.setattr(audit_index, "SPILL_PAIRS", 3)
+    monkeypatch.setattr(audit_index, "CHUNK_KEYS", 2)
+    spilled: list[bool] = []
+    held = audit_index.StretchKeys.__init__
+
+    def spy(self: Any, pairs: Any) -> None:
+        held(self, pairs)
+        spilled.append(self._disk is not None)
+
+    monkeypatch.setattr(audit_index.StretchKeys, "__init__", spy)
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and report["clean"], report["findings"]
+    assert any(spilled), "no stretch was long enough to be sorted on disk"
+    partition, first, second = _grown_partition(ledger, copy_url)
+    protocol = _new_protocol(ledger, partition, first)
+    assert protocol is not None
+    khash = oracle.key_hash("protocol", protocol)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        altered = conn.execute(
+            "UPDATE vindex_nodes SET list_hash = %s WHERE topic = %s AND kafka_partition = %s"
+            " AND leaf_key = %s AND map_size = %s",
+            (b"\x09" * 32, ledger.topic, partition, khash, second)).rowcount
+        renamed = conn.execute(
+            "UPDATE vindex_entries SET key_value = 'x' WHERE topic = %s AND kafka_partition = %s"
+            " AND key_hash = %s", (ledger.topic, partition, khash)).rowcount
+    assert altered == 1 and renamed >= 1
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = sorted(f["detail"] for f in _index_findings(report))
+    assert code == 1 and len(found) == 2, found
+    assert f"key protocol:{protocol}: stored with leaves" in found[0] and "protocol:x" in found[0]
+    assert f"the leaf of key protocol:{protocol}, differs" in found[1]
+
+
 def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url: str,
                                                       monkeypatch, capsys) -> None:
     partition, _ = _contact_partition(ledger)
@@ -281,23 +321,24 @@ def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url:
 
 
 def _grown_partition(ledger: Ledger, url: str) -> tuple[int, int, int]:
-    """A partition whose second index checkpoint covers new leaves: (partition, first
-    size, second size)."""
+    """A partition whose second index checkpoint covers a contact new in it: (partition,
+    first size, second size)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for partition in sorted(ledger.records):
             sizes = [cp.size for cp in index_checkpoints(conn, ledger.topic, partition)]
-            if len(sizes) == 2 and 0 < sizes[0] < sizes[1]:
+            if len(sizes) == 2 and 0 < sizes[0] < sizes[1] and \
+                    _new_protocol(ledger, partition, sizes[0]) is not None:
                 return partition, sizes[0], sizes[1]
-    raise AssertionError("no partition grew between the two index checkpoints")
+    raise AssertionError("no partition has a new contact between the two index checkpoints")
 
 
-def _new_protocol(ledger: Ledger, partition: int, first: int) -> str:
+def _new_protocol(ledger: Ledger, partition: int, first: int) -> str | None:
     """A contact whose first record is in the second stretch of leaves."""
     earlier = {r.key for r in ledger.records[partition][:first]}
     for r in ledger.records[partition][first:]:
         if r.key and len(r.key) == 15 and r.key.isdigit() and r.key not in earlier:
-            return r.key.decode()
-    raise AssertionError("no new contact in the second stretch")
+            return str(r.key.decode())
+    return None
 
 
 def test_verify_names_an_altered_node_of_an_earlier_map_state(ledger: Ledger, copy_url: str,
@@ -345,6 +386,7 @@ def test_verify_stops_a_partition_whose_stored_list_cannot_be_built_on(
     list is not what its map leaf (absent) holds, so the replay cannot go on from it."""
     partition, first, second = _grown_partition(ledger, copy_url)
     protocol = _new_protocol(ledger, partition, first)
+    assert protocol is not None
     with psycopg.connect(copy_url, autocommit=True) as conn:
         conn.execute("INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', %s)",
                      (ledger.topic, partition, oracle.key_hash("protocol", protocol), protocol))
