@@ -32,7 +32,7 @@ later index checkpoints are not checked.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,7 @@ from protocolo.evidence.vindex import (
     MapTree,
     Node,
     Position,
+    finished_nodes,
     inner_hash,
     leaf_node_hash,
     list_hash,
@@ -203,17 +204,12 @@ class ReplayTree(MapTree):
         self._checked.update(written)
         self.root_hash = self.root()
 
-    def forget_below(self, depth: int, keep: dict[Position, Node | None] | None = None) -> None:
-        """Drop the nodes deeper than ``depth`` but the corrections and ``keep`` (nodes the
-        replay has rewritten and not yet finished with)."""
-        super().forget_below(depth)
+    def forget_below(self, depth: int, keep: Mapping[Position, Node | None] | None = None) -> None:
+        """Drop the nodes deeper than ``depth`` but the corrections and ``keep``."""
+        super().forget_below(depth, {**(keep or {}), **self.corrections})
         self._checked = {p for p in self._checked if p[0] <= depth}
-        for position, node in [*(keep or {}).items(), *self.corrections.items()]:
-            self._nodes[position] = node
-            self._checked.add(position)
-
-    def held(self, position: Position) -> tuple[bool, Node | None]:
-        return position in self._nodes, self._nodes.get(position)
+        self._checked.update(keep or {})
+        self._checked.update(self.corrections)
 
 
 @dataclass
@@ -411,18 +407,8 @@ class IndexAudit:
         lists = self._lists(step, previous, size)
         pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
         tree.rebuilt(pending)
-        done = {p: n for p, n in pending.items()
-                if bound is None or (p[1] + 1) << (KEY_BITS - p[0]) <= bound}
-        for position in done:
-            del pending[position]
-        self._compare_nodes(step, done, size)
-        keep: dict[Position, Node | None] = dict(pending)
-        for depth, prefix in pending:  # a later chunk reads them as siblings
-            for child in ((depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1)):
-                present, node = tree.held(child)
-                if present:
-                    keep[child] = node
-        tree.forget_below(CACHED_DEPTH, keep)
+        self._compare_nodes(step, finished_nodes(pending, bound), size)
+        tree.forget_below(CACHED_DEPTH, tree.unfinished(pending))
 
     def _lists(self, step: Step, previous: int, size: int) -> dict[bytes, list[int]]:
         """Each touched key's whole list at ``size``: its earlier list (stored, checked

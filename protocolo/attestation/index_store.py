@@ -34,6 +34,7 @@ from protocolo.evidence.vindex import (
     Node,
     NodeFetch,
     Position,
+    finished_nodes,
     list_hash,
     map_keys,
     path_positions,
@@ -116,6 +117,9 @@ def blind_index_fingerprints(catalogue: SchemaCatalogue) -> list[bytes]:
 ENTRY_BATCH = 50000
 """Entries (and nodes of a first build) written per COPY: what the checkpointer holds."""
 KEY_BATCH = 5000
+UPDATE_KEYS = 20000
+"""Keys of a checkpoint's stretch applied at a time, in key order (a stretch after an
+outage can hold millions): the map is the same, memory is one chunk."""
 CACHED_DEPTH = 14
 """Levels of each partition's tree kept in memory between checkpoints (at most 2^15 nodes):
 a long-running checkpointer then reads only the deeper nodes of the paths it updates."""
@@ -217,13 +221,20 @@ class StoredIndex:
         touched = self._store_entries(catalogue, start, size, keep_keys=start > 0)
         if start == 0:  # the first index of a partition: built in key order, never held whole
             return self._build_in_key_order(size)
-        lists = {bytes(k): [int(i) for i in v] for k, v in self.conn.execute(
-            "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index) FROM vindex_entries"
-            " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
-            " GROUP BY key_hash", (self.topic, self.partition, touched))}
-        tree.prefetch_paths(touched)
-        written = tree.update({k: list_hash(v) for k, v in lists.items()})
-        self._store_nodes(written.items(), size)
+        pending: dict[Position, Node] = {}
+        for low in range(0, len(touched), UPDATE_KEYS):  # in key order: memory is one chunk
+            chunk = touched[low:low + UPDATE_KEYS]
+            later = touched[low + UPDATE_KEYS:low + UPDATE_KEYS + 1]
+            lists = {bytes(k): [int(i) for i in v] for k, v in self.conn.execute(
+                "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index) FROM vindex_entries"
+                " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
+                " GROUP BY key_hash", (self.topic, self.partition, chunk))}
+            tree.prefetch_paths(chunk)
+            pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
+            bound = int.from_bytes(later[0], "big") if later else None
+            self._store_nodes(finished_nodes(pending, bound).items(), size)
+            if later:
+                tree.forget_below(CACHED_DEPTH, tree.unfinished(pending))
         root = tree.root()
         tree.forget_below(CACHED_DEPTH)
         _TREES[self._cache_key()] = (size, root, tree)
