@@ -55,10 +55,8 @@ def recreate_topic(bootstrap: str, topic: str, partitions: int) -> None:
     assert ensure_ledger_topic(bootstrap, topic, partitions) == partitions
 
 
-# Not in the kafka_client_lane yet: with librdkafka, `protocolo project` on the recreated
-# topic passed once (7.9 s) and then did not stop within the 120 s below in four runs at
-# load average 50-90; not isolated (the load, or the client). Open.
 @pytest.mark.tansu_lane
+@pytest.mark.kafka_client_lane
 def test_recreated_topic_stops_the_projector_and_changes_nothing(settings, tmp_path):
     _, receipts = publish_day(settings, contacts=60, seed=404)
     ends = log_ends(receipts)
