@@ -363,7 +363,7 @@ class Projector:
             admin.close()
         raise error  # no partition holds such a record: not the failure this handles
 
-    def _project_now(self, polled: Mapping[int, Sequence[Any]]) -> None:
+    def _project_now(self, polled: Mapping[int, Sequence[ConsumedRecord]]) -> None:
         """Hand records read outside poll() to the writer, as :meth:`step` does."""
         batch = self._processor.process(polled, self._positions)
         if batch is None:
