@@ -1,17 +1,39 @@
-"""`protocolo verify` for the verifiable index: the map rebuilt from the rows, compared.
+"""`protocolo verify` for the verifiable index: the map replayed from the rows, index
+checkpoint by index checkpoint, against what is stored and signed.
 
-Anyone holding the log can rebuild the index (docs/evidence-format.md §11), so the
-verifier does: it reads each partition's rows in leaf order, applies the map function,
-and at each index checkpoint opens the signed note with the pinned log keys and compares
-its map root with the rebuilt one. Then it compares every key's stored list of leaf
-indexes and every stored node of the newest map state with the rebuilt map, naming the
-partition and the key (``kind:value``) or the node (depth, prefix) that differs. The
-rebuilt map is held in memory (about 2 nodes and one list per key).
+Anyone holding the log can rebuild the index (docs/evidence-format.md §11), so the verifier
+does, the way the checkpointer built it: from one index checkpoint to the next it reads the
+new leaves' rows, applies the map function and updates the map. What it does not hold (the
+nodes off the paths it rewrites, the earlier leaf indexes of the keys it touches) it reads
+from the stored map state of the previous index checkpoint, and checks before use: each
+node read against its parent, whose hash is already established, up to the root rebuilt at
+the previous checkpoint; each key's earlier list against the list hash its map leaf holds.
+The stored map is never trusted; it only spares the verifier from holding the whole map.
+At each index checkpoint it then
+
+- opens the signed note with the pinned log key and compares its map root with the rebuilt
+  one;
+- compares the entries stored for the new leaves with the keys the rows give, key by key;
+- compares each node the update wrote with the node stored at that map size.
+
+A stored node or list found wrong is replaced by the rebuilt one for the rest of the replay
+(only the differences are held), so one difference is named once. At the end the stored
+entries and the stored nodes of each map size are counted against what the replay met,
+which finds rows added where no key or node changed.
+
+Memory is what one checkpoint's update touches (its keys, the paths it rewrites) plus the
+top ``CACHED_DEPTH`` levels of the tree: bounded by the checkpointer's cadence
+(``--every-leaves``), not by the log. The cost is about the checkpointer's own, without its
+writes. Where a stored node or an earlier list is found wrong *before* it is used (so that
+the rebuilt map cannot be continued from it), the finding says so and that partition's
+later index checkpoints are not checked.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -19,23 +41,50 @@ import psycopg
 from protocolo.attestation.audit_checkpoints import LogKeys
 from protocolo.attestation.audit_findings import INDEX_FORGED, INDEX_MISMATCH, Finding, FindingLog
 from protocolo.attestation.index_store import (
+    CACHED_DEPTH,
     IndexCheckpoint,
+    StoredIndex,
+    blind_index_fingerprints,
     index_checkpoints,
     leaf_keys,
     leaf_rows,
     published_catalogue,
 )
+from protocolo.attestation.map_stream import SortedMapBuilder
+from protocolo.attestation.sorted_pairs import SortedPairs
 from protocolo.evidence.checkpoint import open_checkpoint
 from protocolo.evidence.errors import EvidenceError
 from protocolo.evidence.note import decode_base64
-from protocolo.evidence.vindex import EXTENSION_PREFIX, IndexMap, MapKey, Node, Position
+from protocolo.evidence.vindex import (
+    EMPTY,
+    EXTENSION_PREFIX,
+    KEY_BITS,
+    MapKey,
+    MapTree,
+    Node,
+    Position,
+    finished_nodes,
+    inner_hash,
+    leaf_node_hash,
+    list_hash,
+    prefix_of,
+)
 from protocolo.schemas.catalogue import SchemaCatalogue
+
+IndexProgress = Callable[[int, int, float], None]
+"""Called with (partition, leaves replayed, seconds) now and then during a long replay."""
+PROBE_CHUNK = 20000
+"""Stored nodes compared per query."""
+SPILL_PAIRS = 60000
+"""(key, leaf) pairs of one stretch held in memory; beyond, the stretch is sorted on disk."""
+CHUNK_KEYS = 20000
+"""Keys applied at a time from a stretch sorted on disk."""
 
 
 def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
-                partitions: list[int]) -> dict[str, Any]:
+                partitions: list[int], progress: IndexProgress | None = None) -> dict[str, Any]:
     """Check the index of each partition (those with index checkpoints) in one snapshot;
-    what was checked: index checkpoints, keys, nodes, seconds."""
+    what was checked: index checkpoints, keys, node versions, seconds."""
     catalogue = published_catalogue()
     started = time.monotonic()
     totals = {"index_checkpoints": 0, "keys": 0, "nodes": 0}
@@ -43,11 +92,11 @@ def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findin
         if conn.execute("SELECT to_regclass('vindex_checkpoints')").fetchone() == (None,):
             return totals | {"seconds": 0.0}  # a ledger from before the index
         for partition in partitions:
-            audit = IndexAudit(conn, topic, partition, keys, findings, catalogue)
+            audit = IndexAudit(conn, topic, partition, keys, findings, catalogue, progress)
             audit.run()
             totals["index_checkpoints"] += audit.checkpoints
-            totals["keys"] += len(audit.rebuilt.lists)
-            totals["nodes"] += len(audit.rebuilt.tree.nodes())
+            totals["keys"] += audit.keys
+            totals["nodes"] += audit.nodes
     return totals | {"seconds": round(time.monotonic() - started, 3)}
 
 
@@ -65,13 +114,181 @@ def signed_map_root(cp: IndexCheckpoint, keys: LogKeys) -> bytes:
     return map_root
 
 
+class StoredMapUnusable(Exception):
+    """A stored node or list the replay would build on is not the one the rebuilt map
+    commits to: the replay cannot go on from it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _position_text(depth: int, prefix: int) -> str:
+    return f"(depth {depth}, prefix {prefix:0{max(depth, 1)}b})"
+
+
+class ReplayTree(MapTree):
+    """The map tree as the replay holds it: nodes read from the store are checked against
+    their parents before they are used, and rebuilt nodes stand in, for good, where the
+    stored ones were found wrong (``corrections``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root_hash = EMPTY
+        self.corrections: dict[Position, Node] = {}
+        self._checked: set[Position] = set()
+
+    def check_paths(self, khashes: Iterable[bytes], size: int) -> None:
+        """Check the nodes held on the paths of ``khashes`` (and their siblings) down from
+        the root of map state ``size``, which must be ``root_hash``. Raises
+        :class:`StoredMapUnusable` naming the first node that does not fit."""
+        if (0, 0) not in self._checked:
+            root = self.get(0, 0)
+            if (EMPTY if root is None else root.hash) != self.root_hash:
+                raise StoredMapUnusable(f"the stored map root at map size {size} is not the "
+                                        "root rebuilt from the rows")
+            self._checked.add((0, 0))
+        frontier = sorted({int.from_bytes(k, "big") for k in khashes})
+        depth = 0
+        while frontier and depth < KEY_BITS:
+            inner: set[int] = set()
+            deeper = []
+            for k in frontier:
+                prefix = prefix_of(k, depth)
+                node = self.get(depth, prefix)
+                if node is None:
+                    continue
+                if node.leaf_key is None:
+                    inner.add(prefix)
+                    deeper.append(k)
+                else:
+                    self._check_leaf(depth, prefix, node, size)
+            for prefix in sorted(inner):
+                self._check_children(depth, prefix, size)
+            frontier = deeper
+            depth += 1
+
+    def _check_leaf(self, depth: int, prefix: int, node: Node, size: int) -> None:
+        assert node.leaf_key is not None
+        if (node.list_hash is None or len(node.leaf_key) != 32
+                or prefix_of(int.from_bytes(node.leaf_key, "big"), depth) != prefix
+                or leaf_node_hash(node.leaf_key, node.list_hash) != node.hash):
+            raise StoredMapUnusable(f"the stored map leaf {_position_text(depth, prefix)} at map "
+                                    f"size {size} is not a leaf of its own key and list")
+
+    def _check_children(self, depth: int, prefix: int, size: int) -> None:
+        children = [(depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1)]
+        if all(c in self._checked for c in children):
+            return
+        self.prefetch(children)
+        parent = self.get(depth, prefix)
+        assert parent is not None
+        left, right = (self.get(*c) for c in children)
+        hashes = [EMPTY if n is None else n.hash for n in (left, right)]
+        if inner_hash(hashes[0], hashes[1]) != parent.hash:
+            raise StoredMapUnusable(f"the stored map nodes under {_position_text(depth, prefix)} "
+                                    f"at map size {size} do not hash to it")
+        self._checked.update(children)
+
+    def leaf_of(self, khash: bytes) -> Node | None:
+        """Where ``khash``'s path ends among the nodes held: a leaf, or None (empty)."""
+        key = int.from_bytes(khash, "big")
+        node, depth = self.get(0, 0), 0
+        while node is not None and node.leaf_key is None:
+            depth += 1
+            node = self.get(depth, prefix_of(key, depth))
+        return node
+
+    def rebuilt(self, written: Iterable[Position]) -> None:
+        """The update wrote ``written``: those nodes are the rebuilt map's own."""
+        self._checked.update(written)
+        self.root_hash = self.root()
+
+    def forget_below(self, depth: int, keep: Mapping[Position, Node | None] | None = None) -> None:
+        """Drop the nodes deeper than ``depth`` but the corrections and ``keep``."""
+        super().forget_below(depth, {**(keep or {}), **self.corrections})
+        self._checked = {p for p in self._checked if p[0] <= depth}
+        self._checked.update(keep or {})
+        self._checked.update(self.corrections)
+
+
+@dataclass
+class Step:
+    """What the rows give for one stretch of leaves: each key's new leaf indexes."""
+
+    keys: dict[bytes, MapKey] = field(default_factory=dict)
+    indexes: dict[bytes, list[int]] = field(default_factory=dict)
+
+
+class StretchKeys:
+    """The keys of one stretch of leaves with their new leaf indexes: held in memory while
+    they are few, sorted on disk (SortedPairs) past SPILL_PAIRS."""
+
+    def __init__(self, pairs: Iterable[tuple[MapKey, int]]) -> None:
+        self._held: Step | None = Step()
+        self._disk: SortedPairs | None = None
+        held, count = self._held, 0
+        batch: list[tuple[MapKey, int]] = []
+        for key, index in pairs:
+            if self._disk is not None:
+                batch.append((key, index))
+                if len(batch) >= SPILL_PAIRS:
+                    self._disk.add(batch)
+                    batch = []
+                continue
+            khash = key.hash
+            held.keys[khash] = key
+            held.indexes.setdefault(khash, []).append(index)
+            count += 1
+            if count > SPILL_PAIRS:
+                self._disk = SortedPairs()
+                self._disk.add((held.keys[k], i) for k, indexes in held.indexes.items()
+                               for i in indexes)
+                self._held = None
+        if self._disk is not None:
+            self._disk.add(batch)
+
+    def __enter__(self) -> StretchKeys:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._disk is not None:
+            self._disk.__exit__(None, None, None)
+
+    def chunks(self) -> Iterator[Step]:
+        """Steps of at most CHUNK_KEYS keys, in key-hash order (one step when held)."""
+        if self._disk is None:
+            if self._held is not None and self._held.indexes:
+                yield self._held
+            return
+        step = Step()
+        for khash, key, indexes in self._disk.by_key():
+            step.keys[khash] = key
+            step.indexes[khash] = indexes
+            if len(step.indexes) >= CHUNK_KEYS:
+                yield step
+                step = Step()
+        if step.indexes:
+            yield step
+
+
 class IndexAudit:
+    """The replay of one partition's index."""
+
     def __init__(self, conn: psycopg.Connection[Any], topic: str, partition: int, keys: LogKeys,
-                 findings: FindingLog, catalogue: SchemaCatalogue) -> None:
+                 findings: FindingLog, catalogue: SchemaCatalogue,
+                 progress: IndexProgress | None = None) -> None:
         self.conn, self.topic, self.partition = conn, topic, partition
-        self.keys, self.findings, self.catalogue = keys, findings, catalogue
-        self.rebuilt = IndexMap()
-        self.checkpoints = 0
+        self.log_keys, self.findings, self.catalogue = keys, findings, catalogue
+        self.progress = progress
+        self.store = StoredIndex(conn, topic, partition)
+        self.tree = ReplayTree()
+        self.decodable = blind_index_fingerprints(catalogue)
+        self.fixed_lists: dict[bytes, list[int]] = {}
+        self.entries_seen: dict[int, int] = {}
+        self.stretch = 0
+        self.node_rows: dict[int, int] = {}
+        self.checkpoints = self.keys = self.nodes = 0
 
     def _add(self, kind: str, size: int | None, detail: str) -> None:
         self.findings.add(Finding(kind, self.partition, None, None, "index", detail,
@@ -82,73 +299,273 @@ class IndexAudit:
         if not checkpoints:
             return
         self.checkpoints = len(checkpoints)
+        started = reported = time.monotonic()
+        previous = 0
         for cp in checkpoints:
-            if not self._grow(cp.size):
+            try:
+                root = self._first(cp.size) if previous == 0 else self._next(previous, cp.size)
+            except RowsShort:
                 self._add(INDEX_MISMATCH, cp.size, "the rows do not reach this index "
                           "checkpoint's size (see the leaf findings)")
                 return
-            rebuilt = self.rebuilt.commit()
-            try:
-                signed = signed_map_root(cp, self.keys)
-            except EvidenceError as exc:
-                self._add(INDEX_FORGED, cp.size, f"index checkpoint: {exc.detail}")
-                continue
-            if signed != rebuilt:
-                self._add(INDEX_MISMATCH, cp.size, "the signed map root is not the root of the "
-                          "map rebuilt from the rows")
-        self._compare_lists(checkpoints[-1].size)
-        self._compare_nodes(checkpoints[-1].size)
+            except StoredMapUnusable as exc:
+                self._add(INDEX_MISMATCH, cp.size, f"{exc.detail}; the index checkpoints from "
+                          "this one on were not checked")
+                return
+            self._compare_signed(cp, root)
+            previous = cp.size
+            if self.progress is not None and time.monotonic() - reported >= 10:
+                reported = time.monotonic()
+                self.progress(self.partition, previous, reported - started)
+        self._count_entries([cp.size for cp in checkpoints])
+        self._count_nodes({cp.size for cp in checkpoints})
 
-    def _grow(self, size: int) -> bool:
-        for index, key, value in leaf_rows(self.conn, self.topic, self.partition,
-                                           self.rebuilt.size, size):
-            if index != self.rebuilt.size:
-                return False
-            self.rebuilt.add_leaf(index, leaf_keys(self.catalogue, key, value))
-        return self.rebuilt.size == size
+    def _pairs(self, start: int, end: int) -> Iterator[tuple[MapKey, int]]:
+        """(key, leaf index) of every key of leaves [start, end), in leaf order. Raises
+        :class:`RowsShort` when a leaf has no row."""
+        expected = start
+        for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, end,
+                                           decodable=self.decodable):
+            if index != expected:
+                raise RowsShort
+            for k in leaf_keys(self.catalogue, key, value):
+                yield k, index
+            expected += 1
+        if expected != end:
+            raise RowsShort
 
-    def _compare_lists(self, size: int) -> None:
-        stored: dict[bytes, tuple[MapKey, list[int]]] = {}
-        for khash, kind, value, indexes in self.conn.execute(
-                "SELECT key_hash, min(kind), min(key_value), array_agg(leaf_index ORDER BY"
-                " leaf_index) FROM vindex_entries WHERE topic = %s AND kafka_partition = %s"
-                " AND leaf_index < %s GROUP BY key_hash", (self.topic, self.partition, size)):
-            stored[bytes(khash)] = (MapKey(kind, value), [int(i) for i in indexes])
-        for khash, indexes in self.rebuilt.lists.items():
-            key = self.rebuilt.keys[khash]
-            entry = stored.pop(khash, None)
-            if entry is None:
-                self._add(INDEX_MISMATCH, size, f"key {key}: no stored entries; the rows give "
-                          f"leaves {_short(indexes)}")
-            elif entry[1] != indexes or entry[0] != key:
-                self._add(INDEX_MISMATCH, size, f"key {key}: stored as {entry[0]} with leaves "
-                          f"{_short(entry[1])}; the rows give {_short(indexes)}")
-        for key, indexes in stored.values():
-            self._add(INDEX_MISMATCH, size, f"key {key}: stored with leaves {_short(indexes)} "
-                      "but no row has it")
+    def _first(self, size: int) -> bytes:
+        """The first map state, built in key order (map_stream) from the rows' pairs sorted
+        on disk, merged with the stored entries read in key order: memory stays bounded
+        whatever the first stretch's length (a ledger checkpointed before the index)."""
+        with SortedPairs() as pairs:
+            batch: list[tuple[MapKey, int]] = []
+            for pair in self._pairs(0, size):
+                batch.append(pair)
+                if len(batch) >= PROBE_CHUNK:
+                    pairs.add(batch)
+                    batch = []
+            pairs.add(batch)
+            done: dict[Position, Node] = {}
+            builder = SortedMapBuilder(done.__setitem__)
+            seen = 0
+            with self.conn.cursor(name=f"vindex_audit_{self.partition}") as cur:
+                cur.execute("SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index),"
+                            " array_agg(kind ORDER BY leaf_index), array_agg(key_value ORDER BY"
+                            " leaf_index) FROM vindex_entries WHERE topic = %s AND kafka_partition"
+                            " = %s AND leaf_index < %s GROUP BY key_hash ORDER BY key_hash",
+                            (self.topic, self.partition, size))
+                stored = ((bytes(k), [int(i) for i in idx], kinds, values)
+                          for k, idx, kinds, values in cur)
+                for rebuilt, held in _merged(pairs.by_key(), stored):
+                    if rebuilt is None:
+                        continue  # a key no row gives: counted with the entries at the end
+                    khash, key, indexes = rebuilt
+                    later, kinds, values = (held[1], held[2], held[3]) if held else ([], [], [])
+                    seen += len(later)
+                    self._check_entries(key, indexes, later, kinds, values, 0, size)
+                    builder.add(khash, list_hash(indexes))
+                    self.keys += 1
+                    if len(done) >= PROBE_CHUNK:  # between fetches: the cursor stays open
+                        self._compare_nodes(Step(), done, size)
+                        done.clear()
+            root = builder.finish()
+        self._compare_nodes(Step(), done, size)
+        self.entries_seen[0] = seen
+        self.stretch = 1
+        self.tree.root_hash = root
+        self.tree.forget_below(CACHED_DEPTH)  # holds nothing but the corrections
+        return root
 
-    def _compare_nodes(self, size: int) -> None:
-        stored: dict[Position, Node] = {}
-        for depth, prefix, khash, leaf_key, lhash in self.conn.execute(
-                "SELECT DISTINCT ON (depth, prefix) depth, prefix, hash, leaf_key, list_hash"
-                " FROM vindex_nodes WHERE topic = %s AND kafka_partition = %s AND map_size <= %s"
-                " ORDER BY depth, prefix, map_size DESC", (self.topic, self.partition, size)):
-            stored[(int(depth), int.from_bytes(bytes(prefix), "big"))] = Node(
-                bytes(khash), None if leaf_key is None else bytes(leaf_key),
-                None if lhash is None else bytes(lhash))
-        rebuilt = self.rebuilt.tree.nodes()
-        differing = [p for p in sorted(set(stored) | set(rebuilt))
-                     if stored.get(p) != rebuilt.get(p)]
-        for depth, prefix in differing:
-            node = rebuilt.get((depth, prefix))
-            if node is not None and node.leaf_key is not None:
-                what = f"the leaf of key {self.rebuilt.keys[node.leaf_key]}"
-            elif node is None:
-                what = "a node the rebuilt map does not have"
-            else:
-                what = "an inner node"
-            self._add(INDEX_MISMATCH, size, f"map node (depth {depth}, prefix "
-                      f"{prefix:0{max(depth, 1)}b}), {what}, differs from the rebuilt map")
+    def _next(self, previous: int, size: int) -> bytes:
+        """The map state of ``size`` from the one of ``previous``, updated in place. A
+        stretch with more than SPILL_PAIRS keys of leaves is sorted on disk and applied
+        CHUNK_KEYS keys at a time in key order, so memory does not grow with the stretch:
+        a chunk's nodes are compared once no later key can rewrite them (their key range
+        ends before the next chunk's first key); only the path between the chunks and its
+        children stay held."""
+        self.tree.reading_from(self.store.fetcher(previous))
+        self.entries_seen[self.stretch] = 0
+        with StretchKeys(self._pairs(previous, size)) as keys:
+            chunks = keys.chunks()
+            pending: dict[Position, Node] = {}
+            current = next(chunks, None)
+            while current is not None:
+                following = next(chunks, None)
+                bound = None if following is None else int.from_bytes(min(following.indexes), "big")
+                self._apply(current, previous, size, pending, bound)
+                current = following
+        self.stretch += 1
+        return self.tree.root_hash
+
+    def _apply(self, step: Step, previous: int, size: int, pending: dict[Position, Node],
+               bound: int | None) -> None:
+        """Apply one chunk of keys; compare the nodes no key from ``bound`` on can change."""
+        tree = self.tree
+        tree.prefetch_paths(step.indexes)
+        tree.check_paths(step.indexes, previous)
+        lists = self._lists(step, previous, size)
+        pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
+        tree.rebuilt(pending)
+        self._compare_nodes(step, finished_nodes(pending, bound), size)
+        tree.forget_below(CACHED_DEPTH, tree.unfinished(pending))
+
+    def _lists(self, step: Step, previous: int, size: int) -> dict[bytes, list[int]]:
+        """Each touched key's whole list at ``size``: its earlier list (stored, checked
+        against its map leaf) and the rows' new indexes; the stored new entries compared."""
+        touched = sorted(step.indexes)
+        stored: dict[bytes, tuple[list[int], list[str], list[str]]] = {
+            bytes(k): ([int(i) for i in idx], list(kinds or ()), list(values or ()))
+            for k, idx, kinds, values in self.conn.execute(
+                "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index),"
+                " array_agg(kind ORDER BY leaf_index) FILTER (WHERE leaf_index >= %(a)s),"
+                " array_agg(key_value ORDER BY leaf_index) FILTER (WHERE leaf_index >= %(a)s)"
+                " FROM vindex_entries WHERE topic = %(t)s AND kafka_partition = %(p)s"
+                " AND key_hash = ANY(%(k)s) AND leaf_index < %(b)s GROUP BY key_hash",
+                {"t": self.topic, "p": self.partition, "k": touched, "a": previous, "b": size})}
+        lists: dict[bytes, list[int]] = {}
+        self.entries_seen[self.stretch] += sum(
+            sum(1 for i in stored[k][0] if i >= previous) for k in stored)
+        for khash in touched:
+            key, new = step.keys[khash], step.indexes[khash]
+            indexes, kinds, values = stored.get(khash, ([], [], []))
+            earlier = self._earlier(key, [i for i in indexes if i < previous], previous)
+            if not earlier:
+                self.keys += 1
+            whole = earlier + new
+            later = [i for i in indexes if i >= previous]
+            self._check_entries(key, whole, later, kinds, values, previous, size, new)
+            lists[khash] = whole
+        return lists
+
+    def _check_entries(self, key: MapKey, whole: list[int], later: list[int], kinds: list[str],
+                       values: list[str], previous: int, size: int,
+                       new: list[int] | None = None) -> None:
+        """Compare the entries stored for ``key`` from leaf ``previous`` on (``later``, with
+        their texts) with the rows' (``new``, by default ``whole``); a difference is named
+        and the key's rebuilt list (``whole``) stands in for the stored one from then on."""
+        new = whole if new is None else new
+        khash = key.hash
+        if later != new or any(k != key.kind or v != key.value for k, v in zip(kinds, values,
+                                                                              strict=False)):
+            shown = sorted({f"{k}:{v}" for k, v in zip(kinds, values, strict=False)} - {str(key)})
+            alias = f" (also stored as {', '.join(shown[:3])})" if shown else ""
+            self._add(INDEX_MISMATCH, size, f"key {key}: stored with leaves {_short(later)} "
+                      f"from leaf {previous} on{alias}; the rows give {_short(new)}")
+            self.fixed_lists[khash] = whole
+        elif khash in self.fixed_lists:
+            self.fixed_lists[khash] = whole
+
+    def _earlier(self, key: MapKey, stored: list[int], previous: int) -> list[int]:
+        """The key's list before ``previous``: the stored one, once it hashes to the key's
+        leaf in the checked map (or the rebuilt one where a difference was already found)."""
+        khash = key.hash
+        fixed = self.fixed_lists.get(khash)
+        if fixed is not None:
+            return fixed
+        node = self.tree.leaf_of(khash)
+        held = node.list_hash if node is not None and node.leaf_key == khash else None
+        if (held is None and stored) or (held is not None and list_hash(stored) != held):
+            raise StoredMapUnusable(f"key {key}: the entries stored before leaf {previous} "
+                                    f"({_short(stored)}) are not the list its map leaf holds")
+        return stored
+
+    def _compare_nodes(self, step: Step, written: dict[Position, Node], size: int) -> None:
+        positions = sorted(written)
+        matched = 0
+        for low in range(0, len(positions), PROBE_CHUNK):
+            chunk = positions[low:low + PROBE_CHUNK]
+            stored = self.store.written_at(chunk, size)
+            for position in chunk:
+                node, found = written[position], stored.get(position)
+                if found is not None:
+                    matched += 1
+                    if found == (node.hash, node.leaf_key, node.list_hash):
+                        self.tree.corrections.pop(position, None)
+                        continue
+                self.tree.corrections[position] = node
+                how = "is not stored at this map size" if found is None else \
+                    "differs from the rebuilt map"
+                self._add(INDEX_MISMATCH, size, f"map node {_position_text(*position)}, "
+                          f"{self._what(step, node)}, {how}")
+        self.node_rows[size] = self.node_rows.get(size, 0) + matched
+        self.nodes += len(positions)
+
+    def _what(self, step: Step, node: Node) -> str:
+        if node.leaf_key is None:
+            return "an inner node"
+        key = step.keys.get(node.leaf_key)
+        if key is None:  # a key that moved down, its list unchanged: named by its entries
+            row = self.conn.execute(
+                "SELECT kind, key_value FROM vindex_entries WHERE topic = %s AND"
+                " kafka_partition = %s AND key_hash = %s LIMIT 1",
+                (self.topic, self.partition, node.leaf_key)).fetchone()
+            key = MapKey(row[0], row[1]) if row is not None else None
+        return f"the leaf of key {key if key is not None else node.leaf_key.hex()}"
+
+    def _compare_signed(self, cp: IndexCheckpoint, root: bytes) -> None:
+        try:
+            signed = signed_map_root(cp, self.log_keys)
+        except EvidenceError as exc:
+            self._add(INDEX_FORGED, cp.size, f"index checkpoint: {exc.detail}")
+            return
+        if signed != root:
+            self._add(INDEX_MISMATCH, cp.size, "the signed map root is not the root of the "
+                      "map rebuilt from the rows")
+
+    def _count_entries(self, sizes: list[int]) -> None:
+        """Stored entries the replay did not meet (under a key that no leaf of their stretch
+        has, or beyond the last index checkpoint), counted stretch by stretch."""
+        for bucket, count in self.conn.execute(
+                "SELECT width_bucket(leaf_index, %s::bigint[]) AS stretch, count(*)"
+                " FROM vindex_entries WHERE topic = %s AND kafka_partition = %s"
+                " GROUP BY stretch ORDER BY stretch", (sizes, self.topic, self.partition)):
+            b = int(bucket)
+            extra = int(count) - self.entries_seen.get(b, 0)
+            if extra > 0:
+                low = 0 if b == 0 else sizes[b - 1]
+                where = f"leaves [{low}, {sizes[b]})" if b < len(sizes) else \
+                    f"leaves from {low} on, beyond the last index checkpoint"
+                self._add(INDEX_MISMATCH, sizes[min(b, len(sizes) - 1)], f"{extra} stored "
+                          f"entries for {where} that no row there gives")
+
+    def _count_nodes(self, sizes: set[int]) -> None:
+        """Stored nodes the replay did not write: at a map size with more rows than the
+        update wrote there, or at a map size no index checkpoint has."""
+        for map_size, count in self.conn.execute(
+                "SELECT map_size, count(*) FROM vindex_nodes WHERE topic = %s AND"
+                " kafka_partition = %s GROUP BY map_size ORDER BY map_size",
+                (self.topic, self.partition)):
+            size, extra = int(map_size), int(count) - self.node_rows.get(int(map_size), 0)
+            if size not in sizes:
+                self._add(INDEX_MISMATCH, None, f"{count} stored map nodes at map size {size}, "
+                          "which no index checkpoint has")
+            elif extra > 0:
+                self._add(INDEX_MISMATCH, size, f"{extra} stored map nodes at this map size that "
+                          "the rebuilt map does not write there")
+
+
+class RowsShort(Exception):
+    """A leaf below the index checkpoint's size has no row."""
+
+
+Rebuilt = tuple[bytes, MapKey, list[int]]
+Held = tuple[bytes, list[int], list[str], list[str]]
+
+
+def _merged(rebuilt: Iterator[Rebuilt], held: Iterator[Held]) -> Iterator[tuple[Rebuilt | None, Held | None]]:
+    """Two streams in increasing key-hash order, paired by key hash."""
+    a, b = next(rebuilt, None), next(held, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            yield a, None
+            a = next(rebuilt, None)
+        elif a is None or b[0] < a[0]:
+            yield None, b
+            b = next(held, None)
+        else:
+            yield a, b
+            a, b = next(rebuilt, None), next(held, None)
 
 
 def _short(indexes: list[int]) -> str:

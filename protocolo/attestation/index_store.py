@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from protocolo.attestation.map_stream import SortedMapBuilder
 from protocolo.evidence.checkpoint import Checkpoint, sign_checkpoint
 from protocolo.evidence.note import Ed25519NoteSigner, encode_base64
 from protocolo.evidence.vindex import (
@@ -33,6 +34,7 @@ from protocolo.evidence.vindex import (
     Node,
     NodeFetch,
     Position,
+    finished_nodes,
     list_hash,
     map_keys,
     path_positions,
@@ -112,6 +114,12 @@ def blind_index_fingerprints(catalogue: SchemaCatalogue) -> list[bytes]:
             if _may_hold_blind_index(v.fingerprint, v.schema)]
 
 
+ENTRY_BATCH = 50000
+"""Entries (and nodes of a first build) written per COPY: what the checkpointer holds."""
+KEY_BATCH = 5000
+UPDATE_KEYS = 20000
+"""Keys of a checkpoint's stretch applied at a time, in key order (a stretch after an
+outage can hold millions): the map is the same, memory is one chunk."""
 CACHED_DEPTH = 14
 """Levels of each partition's tree kept in memory between checkpoints (at most 2^15 nodes):
 a long-running checkpointer then reads only the deeper nodes of the paths it updates."""
@@ -162,20 +170,31 @@ class StoredIndex:
     def fetcher(self, size: int) -> NodeFetch:
         """Reads nodes of map state ``size``."""
         def fetch(positions: Sequence[Position]) -> Mapping[Position, Node]:
-            # one primary-key probe per position (LATERAL ... LIMIT 1): a join the planner
-            # may turn into a scan of every node made the cost grow with the map
-            rows = self.conn.execute(
-                "SELECT q.depth, q.prefix, n.hash, n.leaf_key, n.list_hash"
-                " FROM unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
-                " CROSS JOIN LATERAL (SELECT hash, leaf_key, list_hash FROM vindex_nodes"
-                " WHERE topic = %s AND kafka_partition = %s AND depth = q.depth"
-                " AND prefix = q.prefix AND map_size <= %s ORDER BY map_size DESC LIMIT 1) n",
-                ([d for d, _ in positions], [_prefix_bytes(d, p) for d, p in positions],
-                 self.topic, self.partition, size)).fetchall()
-            return {(int(d), int.from_bytes(bytes(p), "big")): Node(
-                bytes(h), None if k is None else bytes(k), None if lh is None else bytes(lh))
-                for d, p, h, k, lh in rows}
+            return {p: Node(h, k, lh) for p, (h, k, lh) in self._probe(positions, size, False).items()}
         return fetch
+
+    def written_at(self, positions: Sequence[Position],
+                   size: int) -> dict[Position, tuple[bytes, bytes | None, bytes | None]]:
+        """The rows written at exactly map size ``size`` at ``positions``: (hash, leaf key,
+        list hash) by position."""
+        return self._probe(positions, size, True)
+
+    def _probe(self, positions: Sequence[Position], size: int,
+               exact: bool) -> dict[Position, tuple[bytes, bytes | None, bytes | None]]:
+        """The node at each of ``positions`` written at map size ``size`` (``exact``) or in
+        force at map state ``size`` (the newest written at or below it)."""
+        # one primary-key probe per position (LATERAL): a join the planner may turn into a
+        # scan of every node made the cost grow with the map
+        version = "map_size = %s" if exact else "map_size <= %s ORDER BY map_size DESC LIMIT 1"
+        rows = self.conn.execute(
+            "SELECT q.depth, q.prefix, n.hash, n.leaf_key, n.list_hash"
+            " FROM unnest(%s::smallint[], %s::bytea[]) AS q(depth, prefix)"
+            " CROSS JOIN LATERAL (SELECT hash, leaf_key, list_hash FROM vindex_nodes"
+            " WHERE topic = %s AND kafka_partition = %s AND depth = q.depth"
+            f" AND prefix = q.prefix AND {version}) n",
+            ([d for d, _ in positions], [_prefix_bytes(d, p) for d, p in positions],
+             self.topic, self.partition, size)).fetchall()
+        return {(int(d), int.from_bytes(p, "big")): (h, k, lh) for d, p, h, k, lh in rows}
 
     def indexes(self, khash: bytes, size: int) -> list[int]:
         return [int(i) for (i,) in self.conn.execute(
@@ -199,7 +218,34 @@ class StoredIndex:
             tree = self.tree(size)
         if start >= size:
             return tree.root()
+        touched = self._store_entries(catalogue, start, size, keep_keys=start > 0)
+        if start == 0:  # the first index of a partition: built in key order, never held whole
+            return self._build_in_key_order(size)
+        pending: dict[Position, Node] = {}
+        for low in range(0, len(touched), UPDATE_KEYS):  # in key order: memory is one chunk
+            chunk = touched[low:low + UPDATE_KEYS]
+            later = touched[low + UPDATE_KEYS:low + UPDATE_KEYS + 1]
+            lists = {bytes(k): [int(i) for i in v] for k, v in self.conn.execute(
+                "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index) FROM vindex_entries"
+                " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
+                " GROUP BY key_hash", (self.topic, self.partition, chunk))}
+            tree.prefetch_paths(chunk)
+            pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
+            bound = int.from_bytes(later[0], "big") if later else None
+            self._store_nodes(finished_nodes(pending, bound).items(), size)
+            if later:
+                tree.forget_below(CACHED_DEPTH, tree.unfinished(pending))
+        root = tree.root()
+        tree.forget_below(CACHED_DEPTH)
+        _TREES[self._cache_key()] = (size, root, tree)
+        return root
+
+    def _store_entries(self, catalogue: SchemaCatalogue, start: int, size: int,
+                       keep_keys: bool) -> list[bytes]:
+        """Store the (key, leaf) entries of leaves [start, size), ENTRY_BATCH at a time;
+        the key hashes touched, sorted (when ``keep_keys``)."""
         entries: list[tuple[bytes, int, str, str]] = []
+        touched: set[bytes] = set()
         expected = start
         for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, size,
                                            decodable=blind_index_fingerprints(catalogue)):
@@ -207,31 +253,53 @@ class StoredIndex:
                 break
             entries += [(k.hash, index, k.kind, k.value) for k in leaf_keys(catalogue, key, value)]
             expected += 1
+            if len(entries) >= ENTRY_BATCH:  # leaf_rows has fetched its window: the connection is free
+                if keep_keys:
+                    touched.update(e[0] for e in entries)
+                self._copy_entries(entries)
+                entries = []
         if expected != size:
             raise IndexRefused("index-leaves-missing",
                                f"leaf {expected} has no journal or quarantine row (the index "
                                "is made from the rows; run protocolo verify)")
+        if keep_keys:
+            touched.update(e[0] for e in entries)
+        self._copy_entries(entries)
+        return sorted(touched)
+
+    def _copy_entries(self, entries: list[tuple[bytes, int, str, str]]) -> None:
         with self.conn.cursor() as cur, cur.copy(
                 "COPY vindex_entries (topic, kafka_partition, key_hash, leaf_index, kind,"
                 " key_value) FROM STDIN") as copy:
             for entry in entries:
                 copy.write_row((self.topic, self.partition, *entry))
-        touched = sorted({e[0] for e in entries})
-        lists = {bytes(k): [int(i) for i in v] for k, v in self.conn.execute(
-            "SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index) FROM vindex_entries"
-            " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
-            " GROUP BY key_hash", (self.topic, self.partition, touched))}
-        tree.prefetch_paths(touched)
-        written = tree.update({k: list_hash(v) for k, v in lists.items()})
+
+    def _store_nodes(self, nodes: Iterable[tuple[Position, Node]], size: int) -> None:
         with self.conn.cursor() as cur, cur.copy(
                 "COPY vindex_nodes (topic, kafka_partition, depth, prefix, map_size, hash,"
                 " leaf_key, list_hash) FROM STDIN") as copy:
-            for (d, p), node in written.items():
+            for (d, p), node in nodes:
                 copy.write_row((self.topic, self.partition, d, _prefix_bytes(d, p), size,
                                 node.hash, node.leaf_key, node.list_hash))
-        root = tree.root()
-        tree.forget_below(CACHED_DEPTH)
-        _TREES[self._cache_key()] = (size, root, tree)
+
+    def _build_in_key_order(self, size: int) -> bytes:
+        """Build the map of the stored entries below ``size`` in one pass over the keys in
+        key-hash order (the primary key's order: no sort), writing nodes as they are done."""
+        done: list[tuple[Position, Node]] = []
+        builder = SortedMapBuilder(lambda position, node: done.append((position, node)))
+        with self.conn.cursor(name=f"vindex_build_{self.partition}") as cur:
+            cur.execute("SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index)"
+                        " FROM vindex_entries WHERE topic = %s AND kafka_partition = %s"
+                        " AND leaf_index < %s GROUP BY key_hash ORDER BY key_hash",
+                        (self.topic, self.partition, size))
+            while rows := cur.fetchmany(KEY_BATCH):
+                for khash, indexes in rows:
+                    builder.add(bytes(khash), list_hash([int(i) for i in indexes]))
+                if len(done) >= ENTRY_BATCH:  # between fetches: the cursor stays open
+                    self._store_nodes(done, size)
+                    done.clear()
+        root = builder.finish()
+        self._store_nodes(done, size)
         return root
 
 

@@ -97,6 +97,12 @@ def _progress(partition: int, leaves: int, seconds: float) -> None:
           file=sys.stderr, flush=True)
 
 
+def _index_progress(partition: int, leaves: int, seconds: float) -> None:
+    rate = leaves / seconds if seconds > 0 else 0.0
+    print(f"protocolo verify: index of partition {partition}: {leaves:,} leaves replayed "
+          f"({rate:,.0f} leaves/s)", file=sys.stderr, flush=True)
+
+
 def _ledger(reader: LedgerReader) -> Ledger:
     return next((ledger for ledger in reader.ledgers if ledger.current), reader.ledgers[0])
 
@@ -148,7 +154,8 @@ def _ledger_checks(conn: psycopg.Connection[Any], reader: LedgerReader, args: ar
         partitions = ledger_partitions(conn, topic)
         conn.rollback()
     audit_ledger(conn, topic, keys, findings, partitions, progress=None if args.quiet else _progress)
-    index = audit_index(conn, topic, keys, findings, partitions)
+    index = audit_index(conn, topic, keys, findings, partitions,
+                        progress=None if args.quiet else _index_progress)
     if index["index_checkpoints"]:  # ledgers checkpointed before the index have none
         checks["index"] = index
     if args.against_kafka:
@@ -224,8 +231,8 @@ def _print_checks(checks: dict[str, Any]) -> None:
                   f"({payloads['rows_per_s'] or 0:,} rows/s)\n")
     index = checks.get("index")
     if index and index["index_checkpoints"]:
-        out.write(f"  verifiable index: {index['keys']:,} keys, {index['nodes']:,} nodes rebuilt from "
-                  f"the rows, {index['index_checkpoints']} signed map roots compared "
+        out.write(f"  verifiable index: {index['keys']:,} keys and {index['nodes']:,} node versions "
+                  f"replayed from the rows, {index['index_checkpoints']} signed map roots compared "
                   f"({index['seconds']:.1f}s)\n")
     views = checks.get("views")
     if views is not None:

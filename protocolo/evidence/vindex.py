@@ -174,11 +174,23 @@ class MapTree:
         self._fetch = fetch
         return self
 
-    def forget_below(self, depth: int) -> None:
+    def forget_below(self, depth: int, keep: Mapping[Position, Node | None] | None = None) -> None:
         """Drop the nodes deeper than ``depth`` (a cache kept between updates stays small;
-        they are read again when needed)."""
+        they are read again when needed), but those of ``keep``: nodes an update in
+        progress has rewritten and not yet stored."""
         for position in [p for p in self._nodes if p[0] > depth]:
             del self._nodes[position]
+        self._nodes.update(keep or {})
+
+    def unfinished(self, pending: Mapping[Position, Node]) -> dict[Position, Node | None]:
+        """What a later part of an update in key order still reads of the nodes it left
+        ``pending``: those nodes and their children, as held."""
+        keep: dict[Position, Node | None] = dict(pending)
+        for depth, prefix in pending:
+            for child in ((depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1)):
+                if child in self._nodes:
+                    keep[child] = self._nodes[child]
+        return keep
 
     def prefetch(self, positions: Iterable[Position]) -> None:
         missing = [p for p in positions if p not in self._nodes]
@@ -297,6 +309,16 @@ def _split(items: list[tuple[int, bytes]], depth: int,
     boundary = ((2 * prefix + 1) << (KEY_BITS - 1 - depth),)
     cut = bisect.bisect_left(items, boundary)
     return items[:cut], items[cut:]
+
+
+def finished_nodes(pending: dict[Position, Node], bound: int | None) -> dict[Position, Node]:
+    """Take out of ``pending`` the nodes no key from ``bound`` on (None: no key) falls
+    under: an update applied in key order will not rewrite them again."""
+    done = {p: n for p, n in pending.items()
+            if bound is None or (p[1] + 1) << (KEY_BITS - p[0]) <= bound}
+    for position in done:
+        del pending[position]
+    return done
 
 
 @dataclass(frozen=True)

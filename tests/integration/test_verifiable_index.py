@@ -180,6 +180,34 @@ def test_lookup_proofs_give_every_leaf_of_a_key_or_its_absence(ledger: Ledger, c
     assert cpf_seen >= 3
 
 
+def test_a_first_index_built_in_key_order_is_the_map(ledger: Ledger, copy_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first index of a partition (a ledger checkpointed before the index) is built in
+    one pass in key order, a few entries and nodes at a time: the map of the spec, and its
+    stored nodes give lookup proofs the transcription accepts."""
+    from protocolo.attestation import index_store
+
+    monkeypatch.setattr(index_store, "ENTRY_BATCH", 5)
+    monkeypatch.setattr(index_store, "KEY_BATCH", 3)
+    partition, _, size = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url) as conn:
+        with conn.transaction():
+            for table, column in (("vindex_checkpoints", "tree_size"), ("vindex_nodes", "map_size"),
+                                  ("vindex_entries", "leaf_index")):
+                conn.execute(f"DELETE FROM {table} WHERE topic = %s AND kafka_partition = %s"
+                             f" AND {column} >= 0", (ledger.topic, partition))
+            store = StoredIndex(conn, ledger.topic, partition)
+            root = store.advance(index_store.published_catalogue(), size)
+        expected = ledger.oracle_map(partition, size)
+        assert root == oracle.root(expected)
+        for khash, indexes in expected.items():
+            kind, value = next(conn.execute("SELECT kind, key_value FROM vindex_entries WHERE topic = %s"
+                                            " AND kafka_partition = %s AND key_hash = %s LIMIT 1",
+                                            (ledger.topic, partition, khash)))
+            proof = store.prove(MapKey(kind, value), size).to_json()
+            assert oracle.verify(json.loads(json.dumps(proof)), root, size) == indexes
+
+
 def _verify(ledger: Ledger, url: str, monkeypatch: pytest.MonkeyPatch,
             capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     vkeys = [a for p in range(PARTITIONS) for a in ("--vkey", ledger.key.vkey(ledger.origin(p)))]
@@ -239,6 +267,46 @@ def test_verify_names_an_altered_map_node(ledger: Ledger, copy_url: str, monkeyp
     assert f"the leaf of key protocol:{protocol}" in found[0]["detail"]
 
 
+def test_verify_in_chunks_sorted_on_disk_finds_the_same(ledger: Ledger, copy_url: str,
+                                                         monkeypatch, capsys) -> None:
+    """Stretches applied a few keys at a time in key order (as a long one is): a clean
+    index stays clean, and an altered leaf of the newest map state and a key's altered
+    entry are each named once."""
+    from protocolo.attestation import audit_index
+
+    monkeypatch.setattr(audit_index, "SPILL_PAIRS", 3)
+    monkeypatch.setattr(audit_index, "CHUNK_KEYS", 2)
+    spilled: list[bool] = []
+    held = audit_index.StretchKeys.__init__
+
+    def spy(self: Any, pairs: Any) -> None:
+        held(self, pairs)
+        spilled.append(self._disk is not None)
+
+    monkeypatch.setattr(audit_index.StretchKeys, "__init__", spy)
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and report["clean"], report["findings"]
+    assert any(spilled), "no stretch was long enough to be sorted on disk"
+    partition, first, second = _grown_partition(ledger, copy_url)
+    protocol = _new_protocol(ledger, partition, first)
+    assert protocol is not None
+    khash = oracle.key_hash("protocol", protocol)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        altered = conn.execute(
+            "UPDATE vindex_nodes SET list_hash = %s WHERE topic = %s AND kafka_partition = %s"
+            " AND leaf_key = %s AND map_size = %s",
+            (b"\x09" * 32, ledger.topic, partition, khash, second)).rowcount
+        renamed = conn.execute(
+            "UPDATE vindex_entries SET key_value = 'x' WHERE topic = %s AND kafka_partition = %s"
+            " AND key_hash = %s", (ledger.topic, partition, khash)).rowcount
+    assert altered == 1 and renamed >= 1
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = sorted(f["detail"] for f in _index_findings(report))
+    assert code == 1 and len(found) == 2, found
+    assert f"key protocol:{protocol}: stored with leaves" in found[0] and "protocol:x" in found[0]
+    assert f"the leaf of key protocol:{protocol}, differs" in found[1]
+
+
 def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url: str,
                                                       monkeypatch, capsys) -> None:
     partition, _ = _contact_partition(ledger)
@@ -250,6 +318,85 @@ def test_verify_refuses_an_index_checkpoint_not_signed(ledger: Ledger, copy_url:
     found = _index_findings(report)
     assert code == 1 and found and {f["kind"] for f in found} == {"index-forged"}
     assert {f["partition"] for f in found} == {partition}
+
+
+def _grown_partition(ledger: Ledger, url: str) -> tuple[int, int, int]:
+    """A partition whose second index checkpoint covers a contact new in it: (partition,
+    first size, second size)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for partition in sorted(ledger.records):
+            sizes = [cp.size for cp in index_checkpoints(conn, ledger.topic, partition)]
+            if len(sizes) == 2 and 0 < sizes[0] < sizes[1] and \
+                    _new_protocol(ledger, partition, sizes[0]) is not None:
+                return partition, sizes[0], sizes[1]
+    raise AssertionError("no partition has a new contact between the two index checkpoints")
+
+
+def _new_protocol(ledger: Ledger, partition: int, first: int) -> str | None:
+    """A contact whose first record is in the second stretch of leaves."""
+    earlier = {r.key for r in ledger.records[partition][:first]}
+    for r in ledger.records[partition][first:]:
+        if r.key and len(r.key) == 15 and r.key.isdigit() and r.key not in earlier:
+            return str(r.key.decode())
+    return None
+
+
+def test_verify_names_an_altered_node_of_an_earlier_map_state(ledger: Ledger, copy_url: str,
+                                                              monkeypatch, capsys) -> None:
+    """The root of the first map state is rewritten by the second: its old version is what
+    a lookup proof at the first index checkpoint stands on, and is checked there."""
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        altered = conn.execute(
+            "UPDATE vindex_nodes SET hash = %s WHERE topic = %s AND kafka_partition = %s"
+            " AND depth = 0 AND map_size = %s", (b"\x05" * 32, ledger.topic, partition, first)).rowcount
+    assert altered == 1
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and len(found) == 1, found
+    assert (found[0]["partition"], found[0]["tree_size"]) == (partition, first)
+    assert "map node (depth 0, prefix 0), an inner node, differs" in found[0]["detail"]
+
+
+def test_verify_finds_map_rows_added_where_nothing_changed(ledger: Ledger, copy_url: str,
+                                                           monkeypatch, capsys) -> None:
+    """A node at a map size no index checkpoint has, and an entry for a key no leaf has:
+    rows the replay never meets, found by counting."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO vindex_nodes SELECT topic, kafka_partition, depth, prefix, %s, hash,"
+            " leaf_key, list_hash FROM vindex_nodes WHERE topic = %s AND kafka_partition = %s"
+            " AND depth = 0 AND map_size = %s", (second + 5, ledger.topic, partition, second))
+        conn.execute(
+            "INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', '209900000000001')",
+            (ledger.topic, partition, oracle.key_hash("protocol", "209900000000001")))
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    details = [f["detail"] for f in _index_findings(report)]
+    assert code == 1 and len(details) == 2, details
+    assert any(f"1 stored map nodes at map size {second + 5}, which no index checkpoint has" in d
+               for d in details), details
+    assert any(f"1 stored entries for leaves [0, {first}) that no row there gives" in d
+               for d in details), details
+
+
+def test_verify_stops_a_partition_whose_stored_list_cannot_be_built_on(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """An entry slipped in before a key's first leaf: when the key comes, its stored earlier
+    list is not what its map leaf (absent) holds, so the replay cannot go on from it."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    protocol = _new_protocol(ledger, partition, first)
+    assert protocol is not None
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', %s)",
+                     (ledger.topic, partition, oracle.key_hash("protocol", protocol), protocol))
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    found = _index_findings(report)
+    assert code == 1 and {f["partition"] for f in found} == {partition}, found
+    stopped = [f for f in found if "were not checked" in f["detail"]]
+    assert len(stopped) == 1 and stopped[0]["tree_size"] == second, found
+    assert f"key protocol:{protocol}: the entries stored before leaf {first} ([0] (1))" \
+        in stopped[0]["detail"]
 
 
 # -- bundles carry the lookup proofs of their subject --------------------------------------
@@ -403,9 +550,8 @@ def _undo_last_checkpoint(ledger: Ledger, url: str) -> tuple[int, int, int, byte
     the checkpoint, its anchors and its index removed); (partition, old size, size, map root)."""
     from protocolo.attestation.index_store import index_checkpoints
 
+    partition, _, _ = _grown_partition(ledger, url)  # a new contact: three new keys at least
     with psycopg.connect(url, autocommit=True) as conn:
-        partition = next(p for p in sorted(ledger.records)
-                         if len(index_checkpoints(conn, ledger.topic, p)) >= 2)
         first, last = index_checkpoints(conn, ledger.topic, partition)[-2:]
         where = "WHERE topic = %s AND kafka_partition = %s"
         args = (ledger.topic, partition)
@@ -417,16 +563,23 @@ def _undo_last_checkpoint(ledger: Ledger, url: str) -> tuple[int, int, int, byte
     return partition, first.size, last.size, last.map_root
 
 
-def test_the_map_root_is_reproduced_when_the_checkpoint_is_signed_again(ledger: Ledger,
-                                                                       copy_url: str) -> None:
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_the_map_root_is_reproduced_when_the_checkpoint_is_signed_again(
+        ledger: Ledger, copy_url: str, chunk: int | None, monkeypatch, capsys) -> None:
+    """Signed again, whole or applied 2 keys at a time in key order (as a long stretch
+    is): the same map root, and the nodes and entries verify."""
+    from protocolo.attestation import index_store
     from protocolo.attestation.checkpointer import checkpoint_partition
-    from protocolo.attestation.index_store import index_checkpoints
 
+    if chunk is not None:
+        monkeypatch.setattr(index_store, "UPDATE_KEYS", chunk)
     partition, _, size, map_root = _undo_last_checkpoint(ledger, copy_url)
     with psycopg.connect(copy_url, autocommit=True) as conn:
         made = checkpoint_partition(conn, ledger.key, ledger.topic, DEPLOYMENT, partition)
         assert made is not None and made.size == size
         assert index_checkpoints(conn, ledger.topic, partition)[-1].map_root == map_root
+    code, report = _verify(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and report["clean"], report["findings"]
 
 
 def test_a_leaf_without_its_row_refuses_the_checkpoint_and_signs_nothing(ledger: Ledger,
