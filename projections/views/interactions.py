@@ -14,6 +14,8 @@ events. The rules are each independent of how the log is cut into batches:
 times per batch.)
 """
 
+from .policy_periods import PROFILE_PERIODS, SERVICE_PROFILE_NAME, in_force, service_profile_joins
+
 INTERACTION_EVENTS = (
     "'ContactOpened', 'DisclosureMade', 'RecordingCaptured', 'ContactClosed', 'NoteAdded',"
     " 'RecordingDeleted', 'LegalHoldPlaced', 'LegalHoldReleased'"
@@ -43,9 +45,7 @@ STATEMENTS = (
         SELECT DISTINCT ON (b.protocol_number) b.protocol_number,
                b.payload->>'channel' AS channel, b.payload->>'direction' AS direction,
                b.payload->>'service_type' AS service_type,
-               profile_in_force(coalesce(b.payload->>'policy_profile',
-                                         service_profile_name(b.payload->>'service_type')),
-                                b.occurred_at) AS policy_profile,
+               pv.profile AS policy_profile,
                b.payload->'customer'->>'cpf_index' AS cpf_index,
                b.payload->'customer'->>'customer_code_index' AS customer_code_index,
                b.payload->'customer'->'sealed'->>'key_ref' AS personal_data_key,
@@ -53,6 +53,9 @@ STATEMENTS = (
                (b.payload->>'recorded')::boolean AS recorded, b.payload->>'language' AS language,
                b.occurred_at AS opened_at
           FROM batch_events b
+          {service_profile_joins("b.payload->>'service_type'")}
+          LEFT JOIN {PROFILE_PERIODS} pv
+            ON {in_force("pv", "coalesce(b.payload->>'policy_profile', " + SERVICE_PROFILE_NAME + ")", "b.occurred_at")}
          WHERE b.event_type = 'ContactOpened' AND NOT b.is_duplicate
          ORDER BY b.protocol_number, b.kafka_partition, b.kafka_offset
     ), closed AS (
