@@ -143,3 +143,43 @@ def test_a_fencing_conflict_is_not_taken_for_poison(w: Writer) -> None:
         assert cur.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
     w.reader.rollback()
     assert not w.committed
+
+
+def test_the_journal_holds_every_column_exactly_as_decoded(w: Writer, database_url: str) -> None:
+    """The staging COPY (binary) neither shifts a timestamp nor alters a byte or a JSON value:
+    the journal read back equals what the decoder produced, column by column."""
+    batch = rows(0, 0, 0, 5)
+    batch[1] = dataclasses.replace(batch[1], record_key=None, kafka_timestamp=None)
+    w.writer.submit(Batch(batch, [], [PartitionProgress(0, None, 5, 5)]))
+    w.writer.drain()
+    assert w.writer.take_error() is None
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT kafka_partition, kafka_offset, kafka_timestamp, record_key, record_value, headers, fingerprint,"
+            " event_type, schema_version, event_id::text, protocol_number, entity_key, occurred_at, payload,"
+            " leaf_index, leaf_hash, is_duplicate FROM journal ORDER BY kafka_offset").fetchall()
+    w.reader.rollback()
+    expected = [(r.kafka_partition, r.kafka_offset, r.kafka_timestamp, r.record_key, r.record_value,
+                 json.loads(r.headers), r.fingerprint, r.event_type, r.schema_version, r.event_id, r.protocol_number,
+                 r.entity_key, r.occurred_at, json.loads(r.payload), r.leaf_index, r.leaf_hash, False) for r in batch]
+    got = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in stored]
+    assert got == expected
+
+
+def test_event_ids_in_other_spellings_are_read_as_postgresql_reads_them(w: Writer, database_url: str) -> None:
+    """An id in upper case or braces is the same UUID (journalled, and a repeat of it is a
+    duplicate); text that is no UUID is refused by the database and quarantined, alone."""
+    batch = rows(0, 0, 0, 4)
+    same = batch[0].event_id
+    batch[1] = dataclasses.replace(batch[1], event_id="{" + batch[1].event_id.upper() + "}")
+    batch[2] = dataclasses.replace(batch[2], event_id="not-a-uuid")
+    batch[3] = dataclasses.replace(batch[3], event_id=same.upper())
+    w.writer.submit(Batch(batch, [], [PartitionProgress(0, None, 4, 4)]))
+    w.writer.drain()
+    assert w.writer.take_error() is None
+    with psycopg.connect(database_url) as conn:
+        journal = conn.execute("SELECT kafka_offset, event_id::text, is_duplicate FROM journal ORDER BY 1").fetchall()
+        quarantine = conn.execute("SELECT kafka_offset, error FROM quarantine").fetchall()
+    w.reader.rollback()
+    assert journal == [(0, same, False), (1, batch[1].event_id.strip("{}").lower(), False), (3, same, True)]
+    assert [o for o, _ in quarantine] == [2] and "uuid" in quarantine[0][1], quarantine
