@@ -19,7 +19,11 @@ At each index checkpoint it then
 A stored node or list found wrong is replaced by the rebuilt one for the rest of the replay
 (only the differences are held), so one difference is named once. At the end the stored
 entries and the stored nodes of each map size are counted against what the replay met,
-which finds rows added where no key or node changed.
+which finds rows added where no key or node changed. The replay stops at the log's own
+checkpoints too, from the first to the last map size the index has rows for: the
+checkpointer signs a checkpoint and its index checkpoint together, so an index checkpoint
+deleted is named once there (not once per node its stretch would fold into the next), and
+an unsigned row at a size the log never signed is named and not used as a stop.
 
 Memory is what one checkpoint's update touches (its keys, the paths it rewrites) plus the
 top ``CACHED_DEPTH`` levels of the tree: bounded by the checkpointer's cadence
@@ -295,30 +299,75 @@ class IndexAudit:
                                   tree_size=size))
 
     def run(self) -> None:
-        checkpoints = index_checkpoints(self.conn, self.topic, self.partition)
-        if not checkpoints:
+        plan = self._plan()
+        if plan is None:
             return
-        self.checkpoints = len(checkpoints)
+        self.checkpoints = len(plan.sizes)
         started = reported = time.monotonic()
         previous = 0
-        for cp in checkpoints:
+        for size in plan.sizes:
             try:
-                root = self._first(cp.size) if previous == 0 else self._next(previous, cp.size)
+                root = self._first(size) if previous == 0 else self._next(previous, size)
             except RowsShort:
-                self._add(INDEX_MISMATCH, cp.size, "the rows do not reach this index "
+                self._add(INDEX_MISMATCH, size, "the rows do not reach this index "
                           "checkpoint's size (see the leaf findings)")
                 return
             except StoredMapUnusable as exc:
-                self._add(INDEX_MISMATCH, cp.size, f"{exc.detail}; the index checkpoints from "
+                self._add(INDEX_MISMATCH, size, f"{exc.detail}; the index checkpoints from "
                           "this one on were not checked")
                 return
-            self._compare_signed(cp, root)
-            previous = cp.size
+            self._compare_signed(size, plan.signed.get(size), root)
+            previous = size
             if self.progress is not None and time.monotonic() - reported >= 10:
                 reported = time.monotonic()
                 self.progress(self.partition, previous, reported - started)
-        self._count_entries([cp.size for cp in checkpoints])
-        self._count_nodes({cp.size for cp in checkpoints})
+        self._count_entries(plan.sizes)
+        self._count_nodes(set(plan.sizes), plan.node_counts)
+
+    def _plan(self) -> ReplayPlan | None:
+        """The map sizes to replay: every index checkpoint whose row is not forged at a
+        size the log never signed, and every checkpoint of the log from the first to the
+        last map size the index has rows for (an index checkpoint deleted is named there,
+        once, and its stretch still replayed: its stored nodes and entries are compared).
+        Checkpoints of the log past the index are named once. None: nothing to replay
+        (rows left without any index checkpoint are named)."""
+        log_sizes = {int(s) for (s,) in self.conn.execute(
+            "SELECT tree_size FROM checkpoints WHERE topic = %s AND kafka_partition = %s",
+            (self.topic, self.partition))}
+        node_counts = {int(s): int(n) for s, n in self.conn.execute(
+            "SELECT map_size, count(*) FROM vindex_nodes WHERE topic = %s AND"
+            " kafka_partition = %s GROUP BY map_size", (self.topic, self.partition))}
+        signed: dict[int, tuple[IndexCheckpoint, bytes | EvidenceError]] = {}
+        for cp in index_checkpoints(self.conn, self.topic, self.partition):
+            try:
+                signed[cp.size] = (cp, signed_map_root(cp, self.log_keys))
+            except EvidenceError as exc:
+                if cp.size in log_sizes:
+                    signed[cp.size] = (cp, exc)
+                else:  # nothing of the log at that size: not a stretch boundary
+                    self._add(INDEX_FORGED, cp.size, f"index checkpoint: {exc.detail} (and no "
+                              "checkpoint of the log has this size: it was not replayed)")
+        indexed = set(signed) | (set(node_counts) & log_sizes)
+        if not indexed:
+            self._count_unindexed(node_counts)
+            return None
+        first, last = min(indexed), max(indexed)
+        after = sorted(s for s in log_sizes if s > last)
+        if after:
+            self._add(INDEX_MISMATCH, after[0], f"the index stops at map size {last}: "
+                      f"{len(after)} later checkpoint(s) of the log, from size {after[0]} on, "
+                      "have no index checkpoint")
+        sizes = sorted(set(signed) | {s for s in log_sizes if first <= s <= last})
+        return ReplayPlan(sizes, signed, node_counts)
+
+    def _count_unindexed(self, node_counts: dict[int, int]) -> None:
+        """Index rows of a partition with no index checkpoint at a size the log signed."""
+        self._count_nodes(set(), node_counts)
+        row = self.conn.execute("SELECT count(*) FROM vindex_entries WHERE topic = %s AND"
+                                " kafka_partition = %s", (self.topic, self.partition)).fetchone()
+        if row is not None and row[0]:
+            self._add(INDEX_MISMATCH, None, f"{row[0]} stored entries, which no index "
+                      "checkpoint covers")
 
     def _pairs(self, start: int, end: int) -> Iterator[tuple[MapKey, int]]:
         """(key, leaf index) of every key of leaves [start, end), in leaf order. Raises
@@ -503,14 +552,16 @@ class IndexAudit:
             key = MapKey(row[0], row[1]) if row is not None else None
         return f"the leaf of key {key if key is not None else node.leaf_key.hex()}"
 
-    def _compare_signed(self, cp: IndexCheckpoint, root: bytes) -> None:
-        try:
-            signed = signed_map_root(cp, self.log_keys)
-        except EvidenceError as exc:
-            self._add(INDEX_FORGED, cp.size, f"index checkpoint: {exc.detail}")
-            return
-        if signed != root:
-            self._add(INDEX_MISMATCH, cp.size, "the signed map root is not the root of the "
+    def _compare_signed(self, size: int,
+                        signed: tuple[IndexCheckpoint, bytes | EvidenceError] | None,
+                        root: bytes) -> None:
+        if signed is None:
+            self._add(INDEX_MISMATCH, size, "the log's checkpoint of this size has no index "
+                      "checkpoint (the map nodes and entries replayed here are stored)")
+        elif isinstance(signed[1], EvidenceError):
+            self._add(INDEX_FORGED, size, f"index checkpoint: {signed[1].detail}")
+        elif signed[1] != root:
+            self._add(INDEX_MISMATCH, size, "the signed map root is not the root of the "
                       "map rebuilt from the rows")
 
     def _count_entries(self, sizes: list[int]) -> None:
@@ -529,20 +580,27 @@ class IndexAudit:
                 self._add(INDEX_MISMATCH, sizes[min(b, len(sizes) - 1)], f"{extra} stored "
                           f"entries for {where} that no row there gives")
 
-    def _count_nodes(self, sizes: set[int]) -> None:
+    def _count_nodes(self, sizes: set[int], node_counts: dict[int, int]) -> None:
         """Stored nodes the replay did not write: at a map size with more rows than the
         update wrote there, or at a map size no index checkpoint has."""
-        for map_size, count in self.conn.execute(
-                "SELECT map_size, count(*) FROM vindex_nodes WHERE topic = %s AND"
-                " kafka_partition = %s GROUP BY map_size ORDER BY map_size",
-                (self.topic, self.partition)):
-            size, extra = int(map_size), int(count) - self.node_rows.get(int(map_size), 0)
+        for size, count in sorted(node_counts.items()):
+            extra = count - self.node_rows.get(size, 0)
             if size not in sizes:
                 self._add(INDEX_MISMATCH, None, f"{count} stored map nodes at map size {size}, "
                           "which no index checkpoint has")
             elif extra > 0:
                 self._add(INDEX_MISMATCH, size, f"{extra} stored map nodes at this map size that "
                           "the rebuilt map does not write there")
+
+
+@dataclass
+class ReplayPlan:
+    """The map sizes a partition's replay stops at, the index checkpoint rows there (with
+    the map root their note signs, or why it does not open), stored nodes per map size."""
+
+    sizes: list[int]
+    signed: dict[int, tuple[IndexCheckpoint, bytes | EvidenceError]]
+    node_counts: dict[int, int]
 
 
 class RowsShort(Exception):

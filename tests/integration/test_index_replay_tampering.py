@@ -1,0 +1,288 @@
+"""`protocolo verify`'s replay of the verifiable index attacked: tamperings of
+``vindex_nodes``, ``vindex_entries`` and ``vindex_checkpoints`` a user relies on verify to
+name, each once, without a traceback and without a cascade of findings that hides which
+row was touched; and a clean ledger replayed with the smallest chunks.
+
+The ledger is test_verifiable_index's (its module fixture, a fresh copy per test); the
+expected map comes from the independent transcription of docs/evidence-format.md §11
+(vindex_oracle) applied to the records a raw consumer read off the topic.
+"""
+
+# ruff: noqa: F811 (the fixtures ledger and copy_url are imported and taken as arguments)
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from test_verifiable_index import (  # noqa: F401 (fixtures)
+    DEPLOYMENT,
+    Ledger,
+    _grown_partition,
+    _index_findings,
+    _new_protocol,
+    _undo_last_checkpoint,
+    _verify,
+    copy_url,
+    ledger,
+    oracle,
+)
+
+from protocolo.attestation.index_store import index_checkpoints
+
+WHERE = "WHERE topic = %s AND kafka_partition = %s"
+
+
+def _details(report: dict[str, Any]) -> list[str]:
+    return sorted(f"{f.get('tree_size')}: {f['detail']}" for f in _index_findings(report))
+
+
+def _run(ledger: Ledger, url: str, monkeypatch: Any, capsys: Any) -> tuple[int, list[str], list[dict[str, Any]]]:
+    code, report = _verify(ledger, url, monkeypatch, capsys)
+    return code, _details(report), _index_findings(report)
+
+
+def test_the_smallest_chunks_replay_a_clean_ledger_clean(ledger: Ledger, copy_url: str,
+                                                         monkeypatch, capsys) -> None:
+    """Every stretch sorted on disk and applied one key at a time, the first map state's
+    nodes compared one at a time: the same verdict as whole."""
+    from protocolo.attestation import audit_index
+
+    monkeypatch.setattr(audit_index, "SPILL_PAIRS", 1)
+    monkeypatch.setattr(audit_index, "CHUNK_KEYS", 1)
+    monkeypatch.setattr(audit_index, "PROBE_CHUNK", 1)
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and not details, details
+
+
+def test_a_stretch_signed_again_one_key_at_a_time_verifies(ledger: Ledger, copy_url: str,
+                                                          monkeypatch, capsys) -> None:
+    """The checkpointer signs the newest stretch again applying one key at a time, writing
+    one entry per COPY: the map root the oracle gives, and verify finds it clean."""
+    from protocolo.attestation import index_store
+    from protocolo.attestation.checkpointer import checkpoint_partition
+
+    monkeypatch.setattr(index_store, "UPDATE_KEYS", 1)
+    monkeypatch.setattr(index_store, "ENTRY_BATCH", 1)
+    partition, _, size, _ = _undo_last_checkpoint(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        made = checkpoint_partition(conn, ledger.key, ledger.topic, DEPLOYMENT, partition)
+        assert made is not None and made.size == size
+        cp = index_checkpoints(conn, ledger.topic, partition)[-1]
+        assert cp.map_root == oracle.root(ledger.oracle_map(partition, size))
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and not details, details
+
+
+# -- vindex_entries ------------------------------------------------------------------------
+
+
+def test_an_entry_of_another_kind_under_the_right_hash_is_named_once(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    protocol = _new_protocol(ledger, partition, first)
+    khash = oracle.key_hash("protocol", protocol)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        changed = conn.execute(f"UPDATE vindex_entries SET kind = 'id' {WHERE} AND key_hash = %s"
+                               " AND leaf_index = (SELECT min(leaf_index) FROM vindex_entries"
+                               f" {WHERE} AND key_hash = %s)",
+                               (ledger.topic, partition, khash, ledger.topic, partition, khash)).rowcount
+    assert changed == 1
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(details) == 1, details
+    assert f"key protocol:{protocol}" in details[0] and f"id:{protocol}" in details[0]
+
+
+def test_an_entry_moved_to_another_key_is_named_for_both_keys(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """An entry of the first stretch given to a key no leaf has: the key losing it is named,
+    the stray entry counted; the replay goes on to the newest index checkpoint."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    stray = "209900000000077"
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        row = conn.execute(f"SELECT key_hash, leaf_index, kind, key_value FROM vindex_entries {WHERE}"
+                           " AND leaf_index < %s AND kind = 'protocol' ORDER BY leaf_index LIMIT 1",
+                           (ledger.topic, partition, first)).fetchone()
+        assert row is not None
+        conn.execute(f"UPDATE vindex_entries SET key_hash = %s, key_value = %s {WHERE}"
+                     " AND key_hash = %s AND leaf_index = %s",
+                     (oracle.key_hash("protocol", stray), stray, ledger.topic, partition, row[0], row[1]))
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(details) == 2, details
+    assert any(f"key protocol:{row[3]}: stored with leaves" in d for d in details), details
+    assert any(f"1 stored entries for leaves [0, {first})" in d for d in details), details
+    assert not any("not checked" in d for d in details), details
+
+
+def test_entries_of_a_partition_without_index_checkpoints_are_named(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """Every index checkpoint of a partition deleted, its entries and nodes left: rows no
+    index checkpoint covers (the index of that partition is unsigned)."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        deleted = conn.execute(f"DELETE FROM vindex_checkpoints {WHERE}", (ledger.topic, partition)).rowcount
+    assert deleted == 2
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [(f["partition"], f["tree_size"]) for f in found] == \
+        [(partition, first), (partition, second)], details
+    assert all("has no index checkpoint" in d for d in details), details
+
+
+# -- vindex_nodes --------------------------------------------------------------------------
+
+
+def _leaf_row(conn: psycopg.Connection[Any], ledger: Ledger, partition: int, size: int) -> tuple[Any, ...]:
+    row = conn.execute(f"SELECT depth, prefix, hash, leaf_key, list_hash FROM vindex_nodes {WHERE}"
+                       " AND map_size = %s AND leaf_key IS NOT NULL ORDER BY depth DESC, prefix"
+                       " LIMIT 1", (ledger.topic, partition, size)).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_leaf_given_another_key_with_its_hash_kept_is_named_once(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """The leaf_key column of a leaf of the first map state changed, its hash left: the
+    hash still fits its parent, the leaf is not its key's; named at that map size, and
+    the next stretch builds on the rebuilt leaf."""
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        depth, prefix, *_ = _leaf_row(conn, ledger, partition, first)
+        conn.execute(f"UPDATE vindex_nodes SET leaf_key = %s {WHERE} AND depth = %s AND prefix = %s"
+                     " AND map_size = %s", (b"\x01" * 32, ledger.topic, partition, depth, prefix, first))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(details) == 1, details
+    assert found[0]["tree_size"] == first and "differs from the rebuilt map" in details[0]
+
+
+def test_nodes_under_a_leaf_and_below_every_path_are_counted(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """A node slipped under a leaf of the newest map state and one at depth 255: rows no
+    update writes, counted at their map size; nothing else."""
+    partition, _, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        depth, prefix, node_hash, *_ = _leaf_row(conn, ledger, partition, second)
+        below = int.from_bytes(prefix, "big") * 2
+        conn.execute("INSERT INTO vindex_nodes VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL)",
+                     (ledger.topic, partition, depth + 1, below.to_bytes((depth + 8) // 8, "big"),
+                      second, node_hash))
+        conn.execute("INSERT INTO vindex_nodes VALUES (%s, %s, 255, %s, %s, %s, NULL, NULL)",
+                     (ledger.topic, partition, b"\x00" * 32, second, node_hash))
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and details == [f"{second}: 2 stored map nodes at this map size that the "
+                                     "rebuilt map does not write there"], details
+
+
+def test_a_node_under_a_leaf_of_an_earlier_map_state_is_named(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """A node slipped under a leaf of the first map state whose position is still empty
+    at the second: counted at the first map size, without a traceback."""
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        depth, prefix, node_hash, *_ = _leaf_row(conn, ledger, partition, first)
+        below = int.from_bytes(prefix, "big") * 2 + 1
+        conn.execute("INSERT INTO vindex_nodes VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL)",
+                     (ledger.topic, partition, depth + 1, below.to_bytes((depth + 8) // 8, "big"),
+                      first, node_hash))
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(details) == 1, details
+    assert details[0].startswith(f"{first}: 1 stored map nodes"), details
+
+
+def test_a_node_at_a_map_size_between_checkpoints_is_counted(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """A copy of a node of the first map state at a size between the two index
+    checkpoints: the stored state in force at no index checkpoint changes, it is counted."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    assert second - first >= 2
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        depth, prefix, *_ = _leaf_row(conn, ledger, partition, first)
+        conn.execute("INSERT INTO vindex_nodes SELECT topic, kafka_partition, depth, prefix, %s,"
+                     f" hash, leaf_key, list_hash FROM vindex_nodes {WHERE} AND depth = %s AND"
+                     " prefix = %s AND map_size = %s",
+                     (first + 1, ledger.topic, partition, depth, prefix, first))
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and details == [f"None: 1 stored map nodes at map size {first + 1}, which no "
+                                     "index checkpoint has"], details
+
+
+def test_an_older_version_copied_to_a_later_map_size_is_counted(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """Every node of the first map state the second did not rewrite, copied to the second
+    map size (the same map, more rows): counted once at that size."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        copied = conn.execute(
+            "INSERT INTO vindex_nodes SELECT topic, kafka_partition, depth, prefix, %s, hash,"
+            f" leaf_key, list_hash FROM vindex_nodes n {WHERE} AND map_size = %s AND NOT EXISTS"
+            " (SELECT 1 FROM vindex_nodes m WHERE m.topic = n.topic AND m.kafka_partition ="
+            " n.kafka_partition AND m.depth = n.depth AND m.prefix = n.prefix AND m.map_size = %s)",
+            (second, ledger.topic, partition, first, second)).rowcount
+    assert copied > 0
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and details == [f"{second}: {copied} stored map nodes at this map size "
+                                     "that the rebuilt map does not write there"], details
+
+
+# -- vindex_checkpoints --------------------------------------------------------------------
+
+
+def test_an_index_checkpoint_row_at_a_size_no_checkpoint_has_is_named_alone(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """A copy of the newest index checkpoint's row at a size between the two: its note does
+    not say that size (index-forged); the nodes and entries stored at the real sizes still
+    check, with no finding for each node the bogus size would split off."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    middle = (first + second) // 2
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_checkpoints SELECT topic, kafka_partition, %s, root_hash,"
+                     " map_root, origin, note, key_name, key_id, signed_at FROM vindex_checkpoints"
+                     f" {WHERE} AND tree_size = %s", (middle, ledger.topic, partition, second))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1, details
+    assert found[0]["kind"] == "index-forged" and found[0]["tree_size"] == middle
+
+
+def test_the_first_index_checkpoint_deleted_is_named_alone(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """The first index checkpoint's row deleted (its nodes and entries kept): the log's
+    checkpoint of that size has no index checkpoint; named once, not once per node."""
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM vindex_checkpoints {WHERE} AND tree_size = %s",
+                     (ledger.topic, partition, first))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1, details
+    assert found[0]["tree_size"] == first and "no index checkpoint" in details[0], details
+
+
+def test_the_newest_index_rolled_back_is_named(ledger: Ledger, copy_url: str,
+                                               monkeypatch, capsys) -> None:
+    """The newest index checkpoint deleted with every node and entry it added (an index
+    quietly taken back to an older state): the log's newest checkpoint has no index
+    checkpoint, and that is named."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM vindex_checkpoints {WHERE} AND tree_size = %s",
+                     (ledger.topic, partition, second))
+        conn.execute(f"DELETE FROM vindex_nodes {WHERE} AND map_size = %s", (ledger.topic, partition, second))
+        conn.execute(f"DELETE FROM vindex_entries {WHERE} AND leaf_index >= %s", (ledger.topic, partition, first))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1, details
+    assert found[0]["tree_size"] == second and "no index checkpoint" in details[0], details
+
+
+def test_an_index_checkpoint_of_another_partition_is_named(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """A partition's newest index checkpoint replaced by another partition's (a note its
+    origin's key did sign): not this partition's; no traceback."""
+    partition, _, second = _grown_partition(ledger, copy_url)
+    other = next(p for p in sorted(ledger.records) if p != partition)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        theirs = index_checkpoints(conn, ledger.topic, other)[-1]
+        conn.execute(f"UPDATE vindex_checkpoints SET root_hash = %s, map_root = %s, origin = %s,"
+                     f" note = %s {WHERE} AND tree_size = %s",
+                     (theirs.root, theirs.map_root, theirs.origin, theirs.note.decode(),
+                      ledger.topic, partition, second))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and found, details
+    assert {f["partition"] for f in found} == {partition}, found
+    assert any(f["kind"] == "index-forged" and f["tree_size"] == second for f in found), details
