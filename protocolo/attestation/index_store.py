@@ -28,6 +28,7 @@ from protocolo.evidence.vindex import (
     BLIND_INDEX_FIELDS,
     EMPTY,
     EXTENSION_PREFIX,
+    KEY_BITS,
     LookupProof,
     MapKey,
     MapTree,
@@ -35,9 +36,12 @@ from protocolo.evidence.vindex import (
     NodeFetch,
     Position,
     finished_nodes,
+    inner_hash,
+    leaf_node_hash,
     list_hash,
     map_keys,
     path_positions,
+    prefix_of,
     prove,
 )
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -230,6 +234,7 @@ class StoredIndex:
                 " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
                 " GROUP BY key_hash", (self.topic, self.partition, chunk))}
             tree.prefetch_paths(chunk)
+            _refuse_unfit(tree, lists, start, start_root if low == 0 else tree.root())
             pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
             bound = int.from_bytes(later[0], "big") if later else None
             self._store_nodes(finished_nodes(pending, bound).items(), size)
@@ -301,6 +306,60 @@ class StoredIndex:
         root = builder.finish()
         self._store_nodes(done, size)
         return root
+
+
+def _refuse_unfit(tree: MapTree, lists: Mapping[bytes, list[int]], start: int,
+                  root: bytes) -> None:
+    """Refuse to build on a stored map that is not the one last signed: the nodes on the
+    paths of the keys about to change must hash up to ``root`` (the map root of size
+    ``start``, or the root the update has reached), and each key's entries below ``start``
+    must be the list its map leaf holds. Otherwise the next index checkpoint would sign a
+    map that leaves records out of a key's list (an entry deleted) while every lookup
+    proof against it verifies. Raises :class:`IndexRefused`."""
+    unfit = unfit_path_node(tree, lists, root)
+    if unfit is not None:
+        raise IndexRefused("index-nodes-altered", f"the stored map node {unfit} of map size "
+                           f"{start} does not hash up to its signed map root (run protocolo "
+                           "verify)")
+    for khash, indexes in lists.items():
+        earlier = [i for i in indexes if i < start]
+        _, node = tree.path(khash)
+        held = node.list_hash if node is not None and node.leaf_key == khash else None
+        if (held is None and earlier) or (held is not None and list_hash(earlier) != held):
+            raise IndexRefused("index-entries-altered", f"the entries stored for key hash "
+                               f"{khash.hex()} below leaf {start} are not the list its map "
+                               "leaf holds (run protocolo verify)")
+
+
+def unfit_path_node(tree: MapTree, khashes: Iterable[bytes], root: bytes) -> Position | None:
+    """The first node held on the paths of ``khashes`` (or beside them) that does not fit
+    under ``root``: an inner node whose children do not hash to it, a leaf that is not its
+    own key's; None when every one fits."""
+    if tree.root() != root:
+        return (0, 0)
+    frontier = sorted({int.from_bytes(k, "big") for k in khashes})
+    depth = 0
+    while frontier and depth < KEY_BITS:
+        inner: dict[int, Node] = {}
+        for k in frontier:
+            prefix = prefix_of(k, depth)
+            node = tree.get(depth, prefix)
+            if node is not None and node.leaf_key is None:
+                inner[prefix] = node
+            elif node is not None and (node.list_hash is None or len(node.leaf_key or b"") != 32
+                                       or prefix_of(int.from_bytes(node.leaf_key or b"", "big"),
+                                                    depth) != prefix
+                                       or leaf_node_hash(node.leaf_key or b"", node.list_hash)
+                                       != node.hash):
+                return (depth, prefix)
+        for prefix, node in inner.items():
+            left, right = tree.get(depth + 1, 2 * prefix), tree.get(depth + 1, 2 * prefix + 1)
+            if inner_hash(EMPTY if left is None else left.hash,
+                          EMPTY if right is None else right.hash) != node.hash:
+                return (depth, prefix)
+        frontier = [k for k in frontier if prefix_of(k, depth) in inner]
+        depth += 1
+    return None
 
 
 def index_checkpoint_text(origin: str, size: int, root: bytes, map_root: bytes) -> Checkpoint:

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 from test_verifiable_index import (  # noqa: F401 (fixtures)
     DEPLOYMENT,
+    SCHEMAS,
     Ledger,
     _grown_partition,
     _index_findings,
@@ -286,3 +288,88 @@ def test_an_index_checkpoint_of_another_partition_is_named(
     assert code == 1 and found, details
     assert {f["partition"] for f in found} == {partition}, found
     assert any(f["kind"] == "index-forged" and f["tree_size"] == second for f in found), details
+
+
+# -- what the checkpointer builds on -------------------------------------------------------
+
+
+def _reused_key(ledger: Ledger, url: str) -> tuple[int, int, int, bytes]:
+    """A partition with two index checkpoints and a key with leaves in both stretches:
+    (partition, first size, second size, key hash)."""
+    with psycopg.connect(url) as conn:
+        for partition in sorted(ledger.records):
+            sizes = [cp.size for cp in index_checkpoints(conn, ledger.topic, partition)]
+            if len(sizes) != 2:
+                continue
+            lists = ledger.oracle_map(partition, sizes[1])
+            for khash in sorted(lists):
+                if lists[khash][0] < sizes[0] <= lists[khash][-1]:
+                    return partition, sizes[0], sizes[1], khash
+    raise AssertionError("no key has leaves in both stretches")
+
+
+def _back_to_first(ledger: Ledger, url: str, partition: int, first: int, second: int) -> None:
+    """Take ``partition`` back to before its second checkpoint (log and index)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, column in (("checkpoint_anchors", "tree_size"), ("checkpoints", "tree_size"),
+                              ("vindex_checkpoints", "tree_size"), ("vindex_nodes", "map_size")):
+            conn.execute(f"DELETE FROM {table} {WHERE} AND {column} = %s", (ledger.topic, partition, second))
+        conn.execute(f"DELETE FROM vindex_entries {WHERE} AND leaf_index >= %s", (ledger.topic, partition, first))
+
+
+def _sign_next(ledger: Ledger, url: str, partition: int, first: int) -> str:
+    """The checkpointer asked for the next checkpoint of ``partition``: its refusal reason;
+    nothing of the log or the index is signed past ``first``."""
+    from protocolo.attestation.checkpointer import CheckpointRefused, checkpoint_partition
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(CheckpointRefused) as refused:
+            checkpoint_partition(conn, ledger.key, ledger.topic, DEPLOYMENT, partition)
+        for table in ("checkpoints", "vindex_checkpoints"):
+            (newest,) = conn.execute(f"SELECT max(tree_size) FROM {table} {WHERE}",
+                                     (ledger.topic, partition)).fetchone()
+            assert newest == first, table
+        (nodes,) = conn.execute(f"SELECT count(*) FROM vindex_nodes {WHERE} AND map_size > %s",
+                                (ledger.topic, partition, first)).fetchone()
+        assert nodes == 0
+    return str(refused.value.reason)
+
+
+def test_the_checkpointer_refuses_to_build_on_an_entry_deleted(ledger: Ledger, copy_url: str,
+                                                               monkeypatch, capsys) -> None:
+    """A key's first entry deleted before the next checkpoint, the key having leaves in the
+    next stretch: building on the stored list would sign a map whose lookup proof leaves
+    that record out and verifies. The checkpointer refuses; verify names the entry once."""
+    partition, first, second, khash = _reused_key(ledger, copy_url)
+    _back_to_first(ledger, copy_url, partition, first, second)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        deleted = conn.execute(
+            f"DELETE FROM vindex_entries {WHERE} AND key_hash = %s AND leaf_index = %s",
+            (ledger.topic, partition, khash, ledger.oracle_map(partition, first)[khash][0])).rowcount
+    assert deleted == 1
+    assert _sign_next(ledger, copy_url, partition, first) == "index-entries-altered"
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1 and found[0]["tree_size"] == first, details
+    assert "stored with leaves" in details[0], details
+
+
+def test_the_checkpointer_refuses_to_build_on_a_node_altered(ledger: Ledger, copy_url: str,
+                                                             monkeypatch, capsys) -> None:
+    """The leaf of a key of the next stretch altered in the stored first map state (its
+    list hash and hash made consistent with each other): the checkpointer refuses to build
+    on it; verify names the node once."""
+    from protocolo.evidence.vindex import leaf_node_hash
+
+    partition, first, second, khash = _reused_key(ledger, copy_url)
+    _back_to_first(ledger, copy_url, partition, first, second)
+    forged = b"\x0b" * 32
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        altered = conn.execute(
+            f"UPDATE vindex_nodes SET list_hash = %s, hash = %s {WHERE} AND leaf_key = %s"
+            " AND map_size = %s", (forged, leaf_node_hash(khash, forged), ledger.topic, partition,
+                                   khash, first)).rowcount
+    assert altered == 1
+    assert _sign_next(ledger, copy_url, partition, first) == "index-nodes-altered"
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1 and found[0]["tree_size"] == first, details
+    assert "differs from the rebuilt map" in details[0], details
