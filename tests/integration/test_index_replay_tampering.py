@@ -373,3 +373,26 @@ def test_the_checkpointer_refuses_to_build_on_a_node_altered(ledger: Ledger, cop
     code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
     assert code == 1 and len(found) == 1 and found[0]["tree_size"] == first, details
     assert "differs from the rebuilt map" in details[0], details
+
+
+def test_an_index_checkpoint_of_the_empty_log_replays_clean(ledger: Ledger, copy_url: str,
+                                                            monkeypatch, capsys) -> None:
+    """An index checkpoint of size 0 (`protocolo checkpoint --once --force` on a partition
+    still empty signs one) before the others: the stretch after it is an update of the
+    empty map, its entries counted as that stretch's. Clean."""
+    from protocolo.attestation.index_store import index_checkpoint_text
+    from protocolo.evidence.checkpoint import sign_checkpoint
+    from protocolo.evidence.merkle import EMPTY_ROOT
+    from protocolo.evidence.vindex import EMPTY
+
+    partition, _, _ = _grown_partition(ledger, copy_url)
+    origin = ledger.origin(partition)
+    signer = ledger.key.signer(origin)
+    note = sign_checkpoint(index_checkpoint_text(origin, 0, EMPTY_ROOT, EMPTY), [signer])
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_checkpoints (topic, kafka_partition, tree_size, root_hash,"
+                     " map_root, origin, note, key_name, key_id) VALUES (%s, %s, 0, %s, %s, %s, %s,"
+                     " %s, %s)", (ledger.topic, partition, EMPTY_ROOT, EMPTY, origin, note.decode(),
+                                  signer.name, f"{signer.key_id:08x}"))
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and not details, details
