@@ -56,7 +56,7 @@ from protocolo.attestation.index_store import (
 )
 from protocolo.attestation.map_stream import SortedMapBuilder
 from protocolo.attestation.sorted_pairs import SortedPairs
-from protocolo.evidence.checkpoint import open_checkpoint
+from protocolo.evidence.checkpoint import open_checkpoint, parse_log_origin
 from protocolo.evidence.errors import EvidenceError
 from protocolo.evidence.note import decode_base64
 from protocolo.evidence.vindex import (
@@ -105,8 +105,13 @@ def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findin
 
 
 def signed_map_root(cp: IndexCheckpoint, keys: LogKeys) -> bytes:
-    """The map root the index checkpoint's note states, after its signature is checked
-    with the pinned key of its origin and its columns with its text. Raises EvidenceError."""
+    """The map root the index checkpoint's note states, after its origin is checked to be
+    its partition's log, its signature with the pinned key of that origin and its columns
+    with its text. Raises EvidenceError."""
+    _, topic, partition = parse_log_origin(cp.origin)
+    if (topic, partition) != (cp.topic, cp.partition):
+        raise EvidenceError("other-log", f"its note is of {cp.origin}, not of {cp.topic} "
+                            f"partition {cp.partition}")
     signed = open_checkpoint(cp.note, keys.for_origin(cp.origin), origin=cp.origin).checkpoint
     lines = [e for e in signed.extensions if e.startswith(EXTENSION_PREFIX)]
     if len(lines) != 1:
@@ -333,9 +338,10 @@ class IndexAudit:
         once, and its stretch still replayed: its stored nodes and entries are compared).
         Checkpoints of the log past the index are named once. None: nothing to replay
         (rows left without any index checkpoint are named)."""
-        log_sizes = {int(s) for (s,) in self.conn.execute(
-            "SELECT tree_size FROM checkpoints WHERE topic = %s AND kafka_partition = %s",
-            (self.topic, self.partition))}
+        log_roots = {int(s): bytes(r) for s, r in self.conn.execute(
+            "SELECT tree_size, root_hash FROM checkpoints WHERE topic = %s AND"
+            " kafka_partition = %s", (self.topic, self.partition))}
+        log_sizes = set(log_roots)
         node_counts = {int(s): int(n) for s, n in self.conn.execute(
             "SELECT map_size, count(*) FROM vindex_nodes WHERE topic = %s AND"
             " kafka_partition = %s GROUP BY map_size", (self.topic, self.partition))}
@@ -343,6 +349,9 @@ class IndexAudit:
         for cp in index_checkpoints(self.conn, self.topic, self.partition):
             try:
                 signed[cp.size] = (cp, signed_map_root(cp, self.log_keys))
+                if log_roots.get(cp.size, cp.root) != cp.root:
+                    raise EvidenceError("other-root", "its note names another log root than "
+                                        "the log's checkpoint of this size")
             except EvidenceError as exc:
                 if cp.size in log_sizes:
                     signed[cp.size] = (cp, exc)

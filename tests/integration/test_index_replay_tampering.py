@@ -396,3 +396,30 @@ def test_an_index_checkpoint_of_the_empty_log_replays_clean(ledger: Ledger, copy
                                   signer.name, f"{signer.key_id:08x}"))
     code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
     assert code == 0 and not details, details
+
+
+@pytest.mark.parametrize("case", ["other-partition", "other-root"])
+def test_a_signed_note_not_of_this_log_state_is_forged(ledger: Ledger, copy_url: str, case: str,
+                                                       monkeypatch, capsys) -> None:
+    """An index checkpoint signed by a pinned key, saying this partition's size and map
+    root, but of another partition's log (as two partitions whose records carry no key both
+    sign the empty map), or naming another log root than the log's checkpoint of that size
+    (a split view): index-forged, once; never clean."""
+    from protocolo.attestation.index_store import index_checkpoint_text
+    from protocolo.evidence.checkpoint import sign_checkpoint
+
+    partition, _, second = _grown_partition(ledger, copy_url)
+    other = next(p for p in sorted(ledger.records) if p != partition)
+    origin = ledger.origin(other if case == "other-partition" else partition)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        mine = index_checkpoints(conn, ledger.topic, partition)[-1]
+        root = mine.root if case == "other-partition" else bytes(32)
+        note = sign_checkpoint(index_checkpoint_text(origin, second, root, mine.map_root),
+                               [ledger.key.signer(origin)])
+        conn.execute(f"UPDATE vindex_checkpoints SET root_hash = %s, origin = %s, note = %s {WHERE}"
+                     " AND tree_size = %s", (root, origin, note.decode(), ledger.topic, partition,
+                                             second))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [(f["kind"], f["tree_size"]) for f in found] == \
+        [("index-forged", second)], details
+    assert ("not of" if case == "other-partition" else "another log root") in details[0], details
