@@ -423,3 +423,50 @@ def test_a_signed_note_not_of_this_log_state_is_forged(ledger: Ledger, copy_url:
     assert code == 1 and [(f["kind"], f["tree_size"]) for f in found] == \
         [("index-forged", second)], details
     assert ("not of" if case == "other-partition" else "another log root") in details[0], details
+
+
+def test_an_earlier_entry_deleted_is_named_once_though_its_key_comes_again(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """A key's entry of the first stretch deleted, the key having leaves in the second: the
+    second stretch builds on the rebuilt list, not the stored one: one finding, the replay
+    goes on."""
+    partition, first, _, khash = _reused_key(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        deleted = conn.execute(
+            f"DELETE FROM vindex_entries {WHERE} AND key_hash = %s AND leaf_index = %s",
+            (ledger.topic, partition, khash, ledger.oracle_map(partition, first)[khash][0])).rowcount
+    assert deleted == 1
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [f["tree_size"] for f in found] == [first], details
+    assert "stored with leaves" in details[0] and "from leaf 0 on" in details[0], details
+
+
+def test_an_entry_at_a_negative_leaf_is_named_once(ledger: Ledger, copy_url: str,
+                                                   monkeypatch, capsys) -> None:
+    partition, first, _, khash = _reused_key(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_entries SELECT topic, kafka_partition, key_hash, -1, kind,"
+                     f" key_value FROM vindex_entries {WHERE} AND key_hash = %s AND leaf_index = %s",
+                     (ledger.topic, partition, khash, ledger.oracle_map(partition, first)[khash][0]))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [f["tree_size"] for f in found] == [first], details
+    assert "stored with leaves [-1," in details[0], details
+
+
+def test_the_entry_of_a_quarantined_record_deleted_is_named(ledger: Ledger, copy_url: str,
+                                                            monkeypatch, capsys) -> None:
+    """The map covers the quarantined records too (leaves whose rows are in quarantine):
+    the entry of one deleted is named once, by its key."""
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT e.kafka_partition, e.key_hash, e.leaf_index, e.kind, e.key_value FROM quarantine q"
+            " JOIN vindex_entries e ON e.topic = q.topic AND e.kafka_partition = q.kafka_partition"
+            " AND e.leaf_index = q.leaf_index WHERE q.topic = %s ORDER BY q.leaf_index LIMIT 1",
+            (ledger.topic,)).fetchone()
+        assert row is not None, "no quarantined record has a map key"
+        partition, khash, leaf, kind, value = row
+        conn.execute(f"DELETE FROM vindex_entries {WHERE} AND key_hash = %s AND leaf_index = %s",
+                     (ledger.topic, partition, khash, leaf))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1 and found[0]["partition"] == partition, details
+    assert f"key {kind}:{value}: stored with leaves" in details[0], details

@@ -63,6 +63,8 @@ def _replay(before: dict[bytes, list[int]], after: dict[bytes, list[int]], chunk
         part = changed[low:low + chunk]
         later = changed[low + chunk:low + chunk + 1]
         tree.prefetch_paths(part)
+        if stored is None:  # what the checkpointer checks before each chunk, too
+            assert unfit_path_node(tree, part, tree.root_hash) is None
         tree.check_paths(part, len(before))
         pending.update(tree.update({k: list_hash(after[k]) for k in part}))
         tree.rebuilt(pending)
