@@ -35,6 +35,7 @@ later index checkpoints are not checked.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -298,16 +299,37 @@ class IndexAudit:
         self.stretch = 0
         self.node_rows: dict[int, int] = {}
         self.checkpoints = self.keys = self.nodes = 0
+        self.unsigned: dict[int, int] = {}
+        """Map sizes replayed without an index checkpoint: differences met there."""
 
     def _add(self, kind: str, size: int | None, detail: str) -> None:
         self.findings.add(Finding(kind, self.partition, None, None, "index", detail,
                                   tree_size=size))
+
+    def _differs(self, size: int, detail: Callable[[], str]) -> None:
+        """A stored node or a key's entries differ at map size ``size``: named, or only
+        counted where no index checkpoint has that size (nothing is proved at it; a row
+        slipped in at an older checkpoint's size would otherwise be named once per node),
+        or past the findings kept with their details (the detail may cost a query)."""
+        if size in self.unsigned:
+            self.unsigned[size] += 1
+        elif self.findings.counts[INDEX_MISMATCH] >= self.findings.limit:
+            self._add(INDEX_MISMATCH, size, "")
+        else:
+            self._add(INDEX_MISMATCH, size, detail())
 
     def run(self) -> None:
         plan = self._plan()
         if plan is None:
             return
         self.checkpoints = len(plan.sizes)
+        self.unsigned = {size: 0 for size in plan.sizes if size not in plan.signed}
+        try:
+            self._replay(plan)
+        finally:
+            self._name_unsigned(plan.sizes)
+
+    def _replay(self, plan: ReplayPlan) -> None:
         started = reported = time.monotonic()
         previous = 0
         for size in plan.sizes:
@@ -330,6 +352,25 @@ class IndexAudit:
                 self.progress(self.partition, previous, reported - started)
         self._count_entries(plan.sizes)
         self._count_nodes(set(plan.sizes), plan.node_counts)
+
+    def _name_unsigned(self, sizes: list[int]) -> None:
+        """One finding per run of consecutive replayed sizes without an index checkpoint,
+        with the differences counted there."""
+        runs: list[list[int]] = []
+        for before, size in zip([None, *sizes], sizes, strict=False):
+            if size not in self.unsigned:
+                continue
+            if runs and before == runs[-1][-1]:
+                runs[-1].append(size)
+            else:
+                runs.append([size])
+        for run in runs:
+            which = "the log's checkpoint of this size has" if len(run) == 1 else \
+                f"{len(run)} checkpoints of the log, sizes {run[0]} to {run[-1]}, have"
+            differ = sum(self.unsigned[s] for s in run)
+            more = f"; replayed, {differ} stored map nodes or keys' entries there differ from " \
+                "the rebuilt map" if differ else ""
+            self._add(INDEX_MISMATCH, run[0], f"{which} no index checkpoint{more}")
 
     def _plan(self) -> ReplayPlan | None:
         """The map sizes to replay: every index checkpoint whose row is not forged at a
@@ -510,8 +551,8 @@ class IndexAudit:
                                                                               strict=False)):
             shown = sorted({f"{k}:{v}" for k, v in zip(kinds, values, strict=False)} - {str(key)})
             alias = f" (also stored as {', '.join(shown[:3])})" if shown else ""
-            self._add(INDEX_MISMATCH, size, f"key {key}: stored with leaves {_short(later)} "
-                      f"from leaf {previous} on{alias}; the rows give {_short(new)}")
+            self._differs(size, lambda: f"key {key}: stored with leaves {_short(later)} "
+                          f"from leaf {previous} on{alias}; the rows give {_short(new)}")
             self.fixed_lists[khash] = whole
         elif khash in self.fixed_lists:
             self.fixed_lists[khash] = whole
@@ -546,10 +587,13 @@ class IndexAudit:
                 self.tree.corrections[position] = node
                 how = "is not stored at this map size" if found is None else \
                     "differs from the rebuilt map"
-                self._add(INDEX_MISMATCH, size, f"map node {_position_text(*position)}, "
-                          f"{self._what(step, node)}, {how}")
+                self._differs(size, functools.partial(self._node_detail, step, position, node,
+                                                      how))
         self.node_rows[size] = self.node_rows.get(size, 0) + matched
         self.nodes += len(positions)
+
+    def _node_detail(self, step: Step, position: Position, node: Node, how: str) -> str:
+        return f"map node {_position_text(*position)}, {self._what(step, node)}, {how}"
 
     def _what(self, step: Step, node: Node) -> str:
         if node.leaf_key is None:
@@ -567,9 +611,8 @@ class IndexAudit:
                         signed: tuple[IndexCheckpoint, bytes | EvidenceError] | None,
                         root: bytes) -> None:
         if signed is None:
-            self._add(INDEX_MISMATCH, size, "the log's checkpoint of this size has no index "
-                      "checkpoint (the map nodes and entries replayed here are stored)")
-        elif isinstance(signed[1], EvidenceError):
+            return  # named with the run it belongs to (_name_unsigned)
+        if isinstance(signed[1], EvidenceError):
             self._add(INDEX_FORGED, size, f"index checkpoint: {signed[1].detail}")
         elif signed[1] != root:
             self._add(INDEX_MISMATCH, size, "the signed map root is not the root of the "

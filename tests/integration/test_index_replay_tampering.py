@@ -117,16 +117,18 @@ def test_an_entry_moved_to_another_key_is_named_for_both_keys(
 
 def test_entries_of_a_partition_without_index_checkpoints_are_named(
         ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
-    """Every index checkpoint of a partition deleted, its entries and nodes left: rows no
-    index checkpoint covers (the index of that partition is unsigned)."""
+    """Every index checkpoint of a partition deleted, its entries and nodes left: the log's
+    checkpoints they were signed with are named, in one finding (their stretches replayed
+    and matching what is stored)."""
     partition, first, second = _grown_partition(ledger, copy_url)
     with psycopg.connect(copy_url, autocommit=True) as conn:
         deleted = conn.execute(f"DELETE FROM vindex_checkpoints {WHERE}", (ledger.topic, partition)).rowcount
     assert deleted == 2
     code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
     assert code == 1 and [(f["partition"], f["tree_size"]) for f in found] == \
-        [(partition, first), (partition, second)], details
-    assert all("has no index checkpoint" in d for d in details), details
+        [(partition, first)], details
+    assert f"2 checkpoints of the log, sizes {first} to {second}, have no index checkpoint" \
+        == found[0]["detail"], details
 
 
 # -- vindex_nodes --------------------------------------------------------------------------
@@ -470,3 +472,44 @@ def test_the_entry_of_a_quarantined_record_deleted_is_named(ledger: Ledger, copy
     code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
     assert code == 1 and len(found) == 1 and found[0]["partition"] == partition, details
     assert f"key {kind}:{value}: stored with leaves" in details[0], details
+
+
+def _indexed_late(ledger: Ledger, url: str) -> tuple[int, int, int]:
+    """A partition whose index starts at its second checkpoint (as on a ledger upgraded
+    between its two checkpoints): (partition, first size, second size)."""
+    from protocolo.attestation.checkpointer import checkpoint_partition
+
+    partition, first, second = _grown_partition(ledger, url)
+    _back_to_first(ledger, url, partition, first, second)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in ("vindex_checkpoints", "vindex_nodes", "vindex_entries"):
+            conn.execute(f"DELETE FROM {table} {WHERE}", (ledger.topic, partition))
+        made = checkpoint_partition(conn, ledger.key, ledger.topic, DEPLOYMENT, partition)
+        assert made is not None and made.size == second
+        assert [cp.size for cp in index_checkpoints(conn, ledger.topic, partition)] == [second]
+    return partition, first, second
+
+
+def test_a_ledger_indexed_from_its_second_checkpoint_is_clean(ledger: Ledger, copy_url: str,
+                                                             monkeypatch, capsys) -> None:
+    _indexed_late(ledger, copy_url)
+    code, details, _ = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 0 and not details, details
+
+
+def test_a_node_slipped_in_at_a_checkpoint_before_the_index_is_named_without_a_cascade(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    """One node row copied to the size of a log checkpoint older than the index: that
+    checkpoint has no index checkpoint and its stretch does not match what is stored,
+    named in one finding (not one per node of the map), and the rows at the index's
+    first size that the replay from there no longer writes in one more."""
+    partition, first, second = _indexed_late(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_nodes SELECT topic, kafka_partition, depth, prefix, %s,"
+                     f" hash, leaf_key, list_hash FROM vindex_nodes {WHERE} AND depth = 0",
+                     (first, ledger.topic, partition))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [f["tree_size"] for f in found] == [first, second], details
+    assert details[0].startswith(f"{first}: the log's checkpoint of this size has no index "
+                                 "checkpoint; replayed, ") and "differ" in details[0], details
+    assert "stored map nodes at this map size that the rebuilt map does not write" in details[1]
