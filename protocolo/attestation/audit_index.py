@@ -84,6 +84,10 @@ SPILL_PAIRS = 60000
 """(key, leaf) pairs of one stretch held in memory; beyond, the stretch is sorted on disk."""
 CHUNK_KEYS = 20000
 """Keys applied at a time from a stretch sorted on disk."""
+DIFFERENCES_HELD = 200000
+"""Rebuilt nodes and lists held where the stored ones differ (they stand in for the rest of
+the replay): past this many, a partition's index is too far from its rows to go on in
+bounded memory, and its later index checkpoints are not checked."""
 
 
 def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
@@ -554,8 +558,15 @@ class IndexAudit:
             self._differs(size, lambda: f"key {key}: stored with leaves {_short(later)} "
                           f"from leaf {previous} on{alias}; the rows give {_short(new)}")
             self.fixed_lists[khash] = whole
+            self._hold_bounded(size)
         elif khash in self.fixed_lists:
             self.fixed_lists[khash] = whole
+
+    def _hold_bounded(self, size: int) -> None:
+        held = len(self.tree.corrections) + len(self.fixed_lists)
+        if held > DIFFERENCES_HELD:
+            raise StoredMapUnusable(f"more than {DIFFERENCES_HELD} stored map nodes and keys' "
+                                    f"lists differ from the rebuilt map by map size {size}")
 
     def _earlier(self, key: MapKey, stored: list[int], previous: int) -> list[int]:
         """The key's list before ``previous``: the stored one, once it hashes to the key's
@@ -589,6 +600,7 @@ class IndexAudit:
                     "differs from the rebuilt map"
                 self._differs(size, functools.partial(self._node_detail, step, position, node,
                                                       how))
+                self._hold_bounded(size)
         self.node_rows[size] = self.node_rows.get(size, 0) + matched
         self.nodes += len(positions)
 

@@ -513,3 +513,20 @@ def test_a_node_slipped_in_at_a_checkpoint_before_the_index_is_named_without_a_c
     assert details[0].startswith(f"{first}: the log's checkpoint of this size has no index "
                                  "checkpoint; replayed, ") and "differ" in details[0], details
     assert "stored map nodes at this map size that the rebuilt map does not write" in details[1]
+
+
+def test_an_index_too_far_from_its_rows_stops_in_bounded_memory(ledger: Ledger, copy_url: str,
+                                                                  monkeypatch, capsys) -> None:
+    """Every node of the first map state deleted: past DIFFERENCES_HELD rebuilt nodes held
+    in their stead the partition's replay stops, saying so; no traceback."""
+    from protocolo.attestation import audit_index
+
+    monkeypatch.setattr(audit_index, "DIFFERENCES_HELD", 3)
+    partition, first, _ = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM vindex_nodes {WHERE} AND map_size = %s", (ledger.topic, partition, first))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and {f["partition"] for f in found} == {partition}, details
+    stops = [d for d in details if "more than 3 stored map nodes" in d]
+    assert len(stops) == 1 and stops[0].startswith(f"{first}: ") and "not checked" in stops[0], details
+    assert len(found) == 5, details  # the 4 nodes named before the bound, and the stop
