@@ -530,3 +530,14 @@ def test_an_index_too_far_from_its_rows_stops_in_bounded_memory(ledger: Ledger, 
     stops = [d for d in details if "more than 3 stored map nodes" in d]
     assert len(stops) == 1 and stops[0].startswith(f"{first}: ") and "not checked" in stops[0], details
     assert len(found) == 5, details  # the 4 nodes named before the bound, and the stop
+
+
+def test_an_index_checkpoint_row_of_garbage_is_forged_without_a_traceback(
+        ledger: Ledger, copy_url: str, monkeypatch, capsys) -> None:
+    partition, _, second = _grown_partition(ledger, copy_url)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(f"UPDATE vindex_checkpoints SET origin = 'nonsense', note = 'not a note' {WHERE}"
+                     " AND tree_size = %s", (ledger.topic, partition, second))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [(f["kind"], f["tree_size"]) for f in found] == \
+        [("index-forged", second)], details
