@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -42,7 +41,6 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,6 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from protocolo import devstack
 from protocolo.attestation.checkpointer import StoredCheckpoint, checkpoint_partition
 from protocolo.attestation.export_period import PartitionPeriod
 from protocolo.attestation.export_writer import (
@@ -60,12 +57,13 @@ from protocolo.attestation.export_writer import (
     write_export,
 )
 from protocolo.attestation.log_key import LogKey
-from protocolo.core.config import Settings
 from protocolo.evidence.leaf import record_leaf_hash
 from protocolo.evidence.merkle import CompactRange, fold, range_nodes
 from protocolo.projections.merkle_store import node_reader
-from protocolo.projections.schema import connect
 from protocolo.schemas.catalogue import SchemaCatalogue
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import verify_bench  # noqa: E402  (bench/verify_bench.py: the fresh ledger database)
 
 TOPIC = "bench.export"
 DEPLOYMENT = "bench"
@@ -75,29 +73,8 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def database() -> Iterator[str]:
-    configured = Settings.from_env()
-    home = Path(tempfile.mkdtemp(prefix="protocolo-xbench-"))
-    settings = dataclasses.replace(configured, home=home)
-    embedded = not configured.database_url
-    admin = configured.database_url or devstack.start_postgres(settings, log=lambda m: say(f"  {m}"))
-    name = f"bench_export_{uuid.uuid4().hex[:8]}"
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = urlunsplit(urlsplit(admin)._replace(path="/" + name))
-        connect(url).close()  # migrations
-        yield url
-    finally:
-        with contextlib.suppress(Exception), psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if embedded:
-            with contextlib.suppress(Exception):
-                devstack.down(settings, log=lambda m: say(f"  {m}"))
-        shutil.rmtree(home, ignore_errors=True)
+def database() -> contextlib.AbstractContextManager[str]:
+    return verify_bench.database("export")
 
 
 def build_partition(url: str, partition: int, leaves: int) -> None:

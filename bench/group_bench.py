@@ -28,12 +28,8 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ledger_bench import Scratch, backend, say, simulate  # noqa: E402
+from ledger_bench import Scratch, backend, publish_simulated, say  # noqa: E402
 
-from protocolo.core.deployment_keys import load_keys  # noqa: E402
-from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer  # noqa: E402
-from protocolo.producers.publisher import LedgerPublisher  # noqa: E402
-from protocolo.producers.simulator import chunks  # noqa: E402
 from protocolo.projections.schema import connect as migrate_connect  # noqa: E402
 
 MEMBER = """
@@ -101,15 +97,7 @@ def main() -> int:
     with backend() as be:
         scratch = Scratch(be, 6)
         try:
-            base = scratch.database("base")
-            migrate_connect(base).close()
-            events = simulate(base, args.events, args.seed)
-            keys = load_keys(be.home)
-            sealer = PersonalDataSealer(BlindIndex(keys.index_key), KeyVault(base, keys.master_key))
-            topic = scratch.topic("group")
-            with LedgerPublisher(be.kafka_bootstrap, producer_name="protocolo-bench", topic=topic, sealer=sealer) as pub:
-                for part in chunks(events, 2000):
-                    pub.publish_many(part)
+            topic = publish_simulated(be, scratch, args.events, args.seed, "group")
             reference: dict[str, Any] | None = None
             for n in counts:
                 url = scratch.database(f"g{n}")

@@ -179,6 +179,22 @@ def simulate(database_url: str, n: int, seed: int) -> list[Event]:
             contacts = math.ceil(contacts * n / max(len(events), 1)) + 10
 
 
+def publish_simulated(be: Backend, scratch: Scratch, n: int, seed: int, name: str = "events") -> str:
+    """Simulate ``n`` events on a fresh scratch database and publish them to a fresh
+    scratch topic (the data of the projection benches); the topic."""
+    base_url = scratch.database("base")
+    migrate_connect(base_url).close()
+    events = simulate(base_url, n, seed)
+    keys = load_keys(be.home)
+    sealer = PersonalDataSealer(BlindIndex(keys.index_key), KeyVault(base_url, keys.master_key))
+    topic = scratch.topic(name)
+    with LedgerPublisher(be.kafka_bootstrap, producer_name="protocolo-bench", topic=topic,
+                         sealer=sealer) as publisher:
+        for part in chunks(events, 2000):
+            publisher.publish_many(part)
+    return topic
+
+
 def raw_producer_config(opts: PublisherOptions) -> dict[str, Any]:
     """The producer settings ``LedgerPublisher`` uses (checked against it at run time)."""
     return {

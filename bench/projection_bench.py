@@ -54,10 +54,6 @@ from psycopg import sql
 
 from protocolo.consumers.projector import ProjectorOptions
 from protocolo.core.config import Settings
-from protocolo.core.deployment_keys import load_keys
-from protocolo.core.personal_data import BlindIndex, KeyVault, PersonalDataSealer
-from protocolo.producers.publisher import LedgerPublisher
-from protocolo.producers.simulator import chunks
 from protocolo.projections.schema import connect as migrate_connect
 from protocolo.projections.views import VIEW_TABLES, install_profiles
 
@@ -238,19 +234,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def publish(be: ledger_bench.Backend, scratch: ledger_bench.Scratch, n: int, seed: int) -> tuple[str, dict[str, Any]]:
-    base_url = scratch.database("base")
-    migrate_connect(base_url).close()
-    events = ledger_bench.simulate(base_url, n, seed)
-    keys = load_keys(be.home)
-    sealer = PersonalDataSealer(BlindIndex(keys.index_key), KeyVault(base_url, keys.master_key))
-    topic = scratch.topic("events")
-    with LedgerPublisher(be.kafka_bootstrap, producer_name="protocolo-bench", topic=topic, sealer=sealer) as publisher:
-        for part in chunks(events, 2000):
-            publisher.publish_many(part)
-    return topic, {"events": n}
-
-
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a bench script's sequence of steps
     args = _arguments(argv)
     n, batch, repeat = args.events, args.batch_size, args.repeat
@@ -268,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a bench script's
         result["backend"] = be.description
         try:
             say(f"Publishing {n:,} simulated events ({be.description}) ...")
-            topic, result["data"] = publish(be, scratch, n, args.seed)
+            topic, result["data"] = ledger_bench.publish_simulated(be, scratch, n, args.seed), {"events": n}
             times: dict[str, list[float]] = {c: [] for c in consumers}
             times |= {"projector": [], "projector_without_join": [], "index": [], "copy_binary": [],
                       "copy_per_batch": []}

@@ -87,14 +87,15 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def database() -> Iterator[str]:
-    """A fresh ledger database (migrated), on the configured or the embedded server."""
+def database(label: str = "verify") -> Iterator[str]:
+    """A fresh ledger database (migrated), on the configured or the embedded server;
+    dropped (and the embedded server stopped) afterwards."""
     configured = Settings.from_env()
-    home = Path(tempfile.mkdtemp(prefix="protocolo-vbench-"))
+    home = Path(tempfile.mkdtemp(prefix=f"protocolo-{label}-bench-"))
     settings = dataclasses.replace(configured, home=home)
     embedded = not configured.database_url
     admin = configured.database_url or devstack.start_postgres(settings, log=lambda m: say(f"  {m}"))
-    name = f"bench_verify_{uuid.uuid4().hex[:8]}"
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
     try:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -15,12 +15,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from protocolo.core.kafka_client import ConsumedRecord
 from protocolo.evidence.merkle import CompactRange
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.projections.merkle_store import TreeNode
 
-from .decoding import KafkaRecord, RecordDecoder
+from .decoding import RecordDecoder
 from .errors import LogReplaced
 from .tracking import LastProjected, PartitionProgress, Position, ResumePoint
 
@@ -75,7 +76,7 @@ class BatchProcessor:
         self.decoder = decoder
         self.topic = decoder.topic
 
-    def process(self, polled: Mapping[int, Sequence[KafkaRecord]], positions: Positions) -> Batch | None:
+    def process(self, polled: Mapping[int, Sequence[ConsumedRecord]], positions: Positions) -> Batch | None:
         """partition -> records (in offset order) of one poll; None when nothing moves.
         Raises :class:`LogReplaced` when a resumed partition no longer holds its last record."""
         rows: list[JournalRow] = []
@@ -105,7 +106,7 @@ class BatchProcessor:
             ))
         return Batch(rows, quarantined, progress, nodes) if progress else None
 
-    def _decode_partition(self, records: Sequence[KafkaRecord], at: Position | None,
+    def _decode_partition(self, records: Sequence[ConsumedRecord], at: Position | None,
                           rows: list[JournalRow], quarantined: list[QuarantineRow]) -> Position | None:
         """Decode one partition's records into ``rows``/``quarantined``; its new position, or
         None when it does not move."""
@@ -125,7 +126,7 @@ class BatchProcessor:
             return None
         return Position(next_offset, next_leaf, None)
 
-    def verify_resumed(self, partition: int, check: LastProjected, first: KafkaRecord) -> None:
+    def verify_resumed(self, partition: int, check: LastProjected, first: ConsumedRecord) -> None:
         if first.offset != check.offset:
             raise LogReplaced(self.topic, partition, check.offset, f"missing (the log resumes at {first.offset})")
         if leaf_hash(self.topic, partition, first.offset, first.key, first.value or b"") != check.leaf_hash:

@@ -11,8 +11,8 @@ fail in any other way: no single record, whatever its bytes, may stop projection
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
+from protocolo.core.kafka_client import ConsumedRecord
 from protocolo.projections.integrity import leaf_hash
 from protocolo.projections.journal import JournalRow, QuarantineRow
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -28,10 +28,10 @@ class UnstorableContent(DecodeError):
     """The record decodes, but holds content PostgreSQL text/jsonb cannot store."""
 
 
-def _timestamp(record: KafkaRecord) -> datetime | None:
+def _timestamp(record: ConsumedRecord) -> datetime | None:
     """The broker timestamp; None when absent or beyond what a datetime holds (a producer
     sets it freely; it is metadata, the event's own time is ``meta.occurred_at``)."""
-    ts = getattr(record, "timestamp", None)
+    ts = record.timestamp
     if ts is None or ts < 0:
         return None
     try:
@@ -40,30 +40,13 @@ def _timestamp(record: KafkaRecord) -> datetime | None:
         return None
 
 
-class KafkaRecord(Protocol):
-    """What the projector reads of a record (kafka-python's ``ConsumerRecord`` has it)."""
-
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int | None: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Any: ...
-
-
 class RecordDecoder:
     def __init__(self, topic: str, catalogue: SchemaCatalogue | None = None) -> None:
         self.topic = topic
         self.catalogue = catalogue or SchemaCatalogue.load()
 
-    def decode(self, record: KafkaRecord, leaf_index: int) -> JournalRow | QuarantineRow:
-        """``record`` is a kafka-python ConsumerRecord (raw bytes key and value)."""
+    def decode(self, record: ConsumedRecord, leaf_index: int) -> JournalRow | QuarantineRow:
+        """``record`` as a Kafka client or the raw parser read it (raw bytes key and value)."""
         headers = stored_headers(record.headers)
         try:
             return self._journal_row(record, leaf_index, headers.json, headers.problems)
@@ -77,7 +60,7 @@ class RecordDecoder:
                 leaf_hash=leaf_hash(self.topic, record.partition, record.offset, record.key, record.value or b""),
             )
 
-    def _journal_row(self, record: KafkaRecord, leaf_index: int, headers: str,
+    def _journal_row(self, record: ConsumedRecord, leaf_index: int, headers: str,
                      header_problems: tuple[str, ...]) -> JournalRow:
         key, value = record.key, record.value
         if value is None:

@@ -317,8 +317,11 @@ class Projector:
                 raise self._fatal from None
             # Apache Kafka's answer to a fetch past the log end (tansu answers nothing; see
             # _check_log_end). The fetch position may be one record before the stored offset
-            # (a resumed partition re-reads its last record), so report what PostgreSQL holds.
-            at = self._positions.stored.get(exc.partition)
+            # (a resumed partition re-reads its last record), so report what PostgreSQL holds:
+            # read again when the partition was revoked or lost since (librdkafka still hands
+            # over the error it met before the group took the partition back).
+            at = (self._positions.stored.get(exc.partition)
+                  or self._tracking.positions([exc.partition]).get(exc.partition))
             raise StoredOffsetBeyondLogEnd(
                 self.topic, exc.partition, at.next_offset if at else (exc.offset or 0),
                 self._consumer.end_offset(exc.partition),
@@ -360,7 +363,7 @@ class Projector:
             admin.close()
         raise error  # no partition holds such a record: not the failure this handles
 
-    def _project_now(self, polled: Mapping[int, Sequence[Any]]) -> None:
+    def _project_now(self, polled: Mapping[int, Sequence[ConsumedRecord]]) -> None:
         """Hand records read outside poll() to the writer, as :meth:`step` does."""
         batch = self._processor.process(polled, self._positions)
         if batch is None:

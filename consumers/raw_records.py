@@ -41,8 +41,8 @@ class RecordBatchError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """One record as the projector reads it (the fields of ``KafkaRecord``), header keys
-    as bytes."""
+    """One record as the projector reads it (a ``protocolo.core.kafka_client.ConsumedRecord``),
+    header keys as the bytes on the log."""
 
     partition: int
     offset: int

@@ -26,6 +26,7 @@ import psycopg
 from kafka.errors import KafkaError
 
 from protocolo.consumers.projector import Projector, ProjectorError
+from protocolo.core.database import MigrationEdited
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def failure_kind(exc: BaseException) -> str:
         return "kafka"
     if isinstance(exc, psycopg.OperationalError):
         return "postgresql"
-    if isinstance(exc, ProjectorError):
+    if isinstance(exc, (ProjectorError, MigrationEdited)):
         return "ledger"
     return "failed"
 

@@ -19,6 +19,7 @@ the old ones and a projector re-reading it rebuilds the same trees.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import time
@@ -160,16 +161,45 @@ def check_restored(mapping: bytes, signature: bytes, policy: Policy, bootstrap: 
     return result
 
 
+class MappingRuns:
+    """One partition's runs ``[new offset, old offset, leaf index, length]``, looked up by
+    new offset with a binary search over the run starts.
+
+    The proof reads every restored record; expanding the runs into one entry per record
+    would make its memory grow with the partition (hundreds of bytes per record), while the
+    runs are what the signed mapping already holds: one per gap in the old offsets. Runs
+    that overlap, or are empty, name no single origin for an offset and are refused."""
+
+    def __init__(self, runs: Sequence[Sequence[int]], where: str) -> None:
+        self._runs = sorted((int(new), int(old), int(leaf), int(length)) for new, old, leaf, length in runs)
+        self._starts = [run[0] for run in self._runs]
+        end: int | None = None
+        for new, _, _, length in self._runs:
+            if length < 1:
+                raise ExportFailure("mapping-malformed", where, f"the run at new offset {new} has length {length}")
+            if end is not None and new < end:
+                raise ExportFailure("mapping-malformed", where, f"the run at new offset {new} overlaps the "
+                                    f"run before it (which ends at {end - 1})")
+            end = new + length
+
+    def locate(self, offset: int) -> tuple[int, int] | None:
+        """(old offset, leaf index) of the record restored at ``offset``; None if unmapped."""
+        at = bisect.bisect_right(self._starts, offset) - 1
+        if at < 0:
+            return None
+        new, old, leaf, length = self._runs[at]
+        if offset >= new + length:
+            return None
+        return old + offset - new, leaf + offset - new
+
+
 def _check_partition(consumer: KafkaConsumer, doc: dict[str, Any], part: dict[str, Any], policy: Policy,
                      origin_of: Callable[[int], str], stall_s: float) -> dict[str, Any]:
     partition = int(part["partition"])
     where = f"partition {partition}"
     head = Head.empty() if part["checkpoint"] is None else open_head(
         part["checkpoint"].encode("utf-8"), policy, origin_of(partition), where)
-    old_of: dict[int, tuple[int, int]] = {}
-    for new, old, leaf, length in part["runs"]:
-        for i in range(length):
-            old_of[new + i] = (old + i, leaf + i)
+    runs = MappingRuns(part["runs"], where)
     leaf_hash = partition_leaf_hasher(doc["source_topic"], partition)
     tree = CompactRange()
     tp = TopicPartition(doc["target_topic"], partition)
@@ -183,9 +213,10 @@ def _check_partition(consumer: KafkaConsumer, doc: dict[str, Any], part: dict[st
                                 f"{part['leaves']} records")
         for record in batch:
             last = time.monotonic()
-            if record.offset not in old_of:
+            found = runs.locate(record.offset)
+            if found is None:
                 raise ExportFailure("restore-unmapped", where, f"offset {record.offset} is not in the mapping")
-            old, leaf = old_of[record.offset]
+            old, leaf = found
             if leaf != tree.size:
                 raise ExportFailure("restore-order", where, f"offset {record.offset} maps to leaf {leaf}, "
                                     f"expected {tree.size}")

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from protocolo.consumers.projector import ProjectorError
     from protocolo.core.config import ConfigError
-    from protocolo.core.database import SchemaMissing
+    from protocolo.core.database import MigrationEdited, SchemaMissing
     from protocolo.core.deployment_keys import KeyConfigError
     from protocolo.core.policy import PolicyError
     from protocolo.core.topic_settings import TopicSettingsError
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"protocolo: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except (CommandError, ConfigError, RuntimeUnavailable, ProjectorError, PublishFailed, PolicyError,
-            KeyConfigError, SchemaMissing, ProjectionBehind, TopicSettingsError) as exc:
+            KeyConfigError, SchemaMissing, MigrationEdited, ProjectionBehind, TopicSettingsError) as exc:
         print(f"protocolo: {exc}", file=sys.stderr)
         return 2
     except psycopg.Error as exc:

@@ -136,7 +136,13 @@ class RecordProducer(Protocol):
 
 
 class ConsumedRecord(Protocol):
-    """One record as the projector reads it (kafka-python's ``ConsumerRecord`` has these)."""
+    """One record as the projector reads it: what both clients' ``poll`` returns
+    (kafka-python's ``ConsumerRecord`` has these fields) and what the projector's own
+    record-batch parser returns for records a client cannot read exactly
+    (``consumers.raw_records.RawRecord``). Header keys are text from a client, and the
+    bytes as they are on the log from that parser, which is why it exists: a key that is
+    not UTF-8 (or holds a NUL, which librdkafka cuts at) must reach the quarantine row
+    byte for byte."""
 
     @property
     def partition(self) -> int: ...
@@ -149,7 +155,7 @@ class ConsumedRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+    def headers(self) -> Sequence[tuple[str | bytes, bytes | None]]: ...
 
 
 class RecordConsumer(Protocol):

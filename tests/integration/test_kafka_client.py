@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from helpers_flow import now_s, start_runtime
+from view_snapshot import cli_env
 
 from protocolo.core.config import ConfigError, Settings
 from protocolo.core.kafka_client import (
@@ -60,6 +61,18 @@ def test_the_publisher_and_the_projector_use_the_client_the_environment_names(se
     with rt.connect() as conn:
         row = conn.execute("SELECT kafka_partition, kafka_offset FROM journal").fetchone()
     assert row == (receipt.partition, receipt.offset)
+
+
+@pytest.mark.kafka_client_lane
+def test_the_commands_the_lane_starts_use_its_client_too(settings: Settings) -> None:
+    """The lane's tests also run ``protocolo project`` as a subprocess, with the environment
+    view_snapshot.cli_env builds: that process must choose the lane's client, not the default."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from protocolo.core.kafka_client import chosen_client; print(chosen_client())"],
+        env=cli_env(settings), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ASKED
 
 
 def java_murmur2(data: bytes) -> int:

@@ -103,8 +103,11 @@ def describe_difference(a: dict[str, list[tuple]], b: dict[str, list[tuple]], li
 # (the fault-injection tests use them; they touch nothing outside the test's own database,
 # topic and group)
 
+#: PROTOCOLO_KAFKA_CLIENT: a command started by a test of the Kafka client lane must use the
+#: client the lane names (test_kafka_client checks it), not the default.
 ENV_PASSTHROUGH = (
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "PROTOCOLO_POLICY",
+    "PROTOCOLO_KAFKA_CLIENT",
 )
 
 
