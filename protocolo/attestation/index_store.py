@@ -222,9 +222,10 @@ class StoredIndex:
             tree = self.tree(size)
         if start >= size:
             return tree.root()
-        touched = self._store_entries(catalogue, start, size, keep_keys=start > 0)
+        written, total = self._store_entries(catalogue, start, size, keep_keys=start > 0)
         if start == 0:  # the first index of a partition: built in key order, never held whole
-            return self._build_in_key_order(size)
+            return self._build_in_key_order(size, total)
+        touched = sorted(written)
         pending: dict[Position, Node] = {}
         for low in range(0, len(touched), UPDATE_KEYS):  # in key order: memory is one chunk
             chunk = touched[low:low + UPDATE_KEYS]
@@ -234,7 +235,7 @@ class StoredIndex:
                 " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
                 " GROUP BY key_hash", (self.topic, self.partition, chunk))}
             tree.prefetch_paths(chunk)
-            _refuse_unfit(tree, lists, start, start_root if low == 0 else tree.root())
+            _refuse_unfit(tree, lists, start, start_root if low == 0 else tree.root(), written)
             pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
             bound = int.from_bytes(later[0], "big") if later else None
             self._store_nodes(finished_nodes(pending, bound).items(), size)
@@ -246,11 +247,12 @@ class StoredIndex:
         return root
 
     def _store_entries(self, catalogue: SchemaCatalogue, start: int, size: int,
-                       keep_keys: bool) -> list[bytes]:
+                       keep_keys: bool) -> tuple[dict[bytes, int], int]:
         """Store the (key, leaf) entries of leaves [start, size), ENTRY_BATCH at a time;
-        the key hashes touched, sorted (when ``keep_keys``)."""
+        how many each key hash touched got (when ``keep_keys``) and how many in all."""
         entries: list[tuple[bytes, int, str, str]] = []
-        touched: set[bytes] = set()
+        touched: dict[bytes, int] = {}
+        total = 0
         expected = start
         for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, size,
                                            decodable=blind_index_fingerprints(catalogue)):
@@ -259,25 +261,31 @@ class StoredIndex:
             entries += [(k.hash, index, k.kind, k.value) for k in leaf_keys(catalogue, key, value)]
             expected += 1
             if len(entries) >= ENTRY_BATCH:  # leaf_rows has fetched its window: the connection is free
-                if keep_keys:
-                    touched.update(e[0] for e in entries)
-                self._copy_entries(entries)
+                total += self._copy_entries(entries, touched if keep_keys else None)
                 entries = []
         if expected != size:
             raise IndexRefused("index-leaves-missing",
                                f"leaf {expected} has no journal or quarantine row (the index "
                                "is made from the rows; run protocolo verify)")
-        if keep_keys:
-            touched.update(e[0] for e in entries)
-        self._copy_entries(entries)
-        return sorted(touched)
+        total += self._copy_entries(entries, touched if keep_keys else None)
+        return touched, total
 
-    def _copy_entries(self, entries: list[tuple[bytes, int, str, str]]) -> None:
-        with self.conn.cursor() as cur, cur.copy(
-                "COPY vindex_entries (topic, kafka_partition, key_hash, leaf_index, kind,"
-                " key_value) FROM STDIN") as copy:
+    def _copy_entries(self, entries: list[tuple[bytes, int, str, str]],
+                      touched: dict[bytes, int] | None) -> int:
+        """Write ``entries``, counting them per key hash in ``touched``; how many."""
+        try:
+            with self.conn.cursor() as cur, cur.copy(
+                    "COPY vindex_entries (topic, kafka_partition, key_hash, leaf_index, kind,"
+                    " key_value) FROM STDIN") as copy:
+                for entry in entries:
+                    copy.write_row((self.topic, self.partition, *entry))
+        except psycopg.errors.UniqueViolation:
+            raise IndexRefused("index-entries-altered", "an entry of a leaf past the last index "
+                               "checkpoint is stored already (run protocolo verify)") from None
+        if touched is not None:
             for entry in entries:
-                copy.write_row((self.topic, self.partition, *entry))
+                touched[entry[0]] = touched.get(entry[0], 0) + 1
+        return len(entries)
 
     def _store_nodes(self, nodes: Iterable[tuple[Position, Node]], size: int) -> None:
         with self.conn.cursor() as cur, cur.copy(
@@ -287,10 +295,12 @@ class StoredIndex:
                 copy.write_row((self.topic, self.partition, d, _prefix_bytes(d, p), size,
                                 node.hash, node.leaf_key, node.list_hash))
 
-    def _build_in_key_order(self, size: int) -> bytes:
+    def _build_in_key_order(self, size: int, written: int) -> bytes:
         """Build the map of the stored entries below ``size`` in one pass over the keys in
-        key-hash order (the primary key's order: no sort), writing nodes as they are done."""
+        key-hash order (the primary key's order: no sort), writing nodes as they are done;
+        refused unless they are the ``written`` entries the rows just gave."""
         done: list[tuple[Position, Node]] = []
+        seen = 0
         builder = SortedMapBuilder(lambda position, node: done.append((position, node)))
         with self.conn.cursor(name=f"vindex_build_{self.partition}") as cur:
             cur.execute("SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index)"
@@ -300,22 +310,28 @@ class StoredIndex:
             while rows := cur.fetchmany(KEY_BATCH):
                 for khash, indexes in rows:
                     builder.add(bytes(khash), list_hash([int(i) for i in indexes]))
+                    seen += len(indexes)
                 if len(done) >= ENTRY_BATCH:  # between fetches: the cursor stays open
                     self._store_nodes(done, size)
                     done.clear()
+        if seen != written:
+            raise IndexRefused("index-entries-altered", f"{seen - written} entries below leaf "
+                               f"{size} are stored though the partition has no index checkpoint "
+                               "(run protocolo verify)")
         root = builder.finish()
         self._store_nodes(done, size)
         return root
 
 
 def _refuse_unfit(tree: MapTree, lists: Mapping[bytes, list[int]], start: int,
-                  root: bytes) -> None:
+                  root: bytes, written: Mapping[bytes, int]) -> None:
     """Refuse to build on a stored map that is not the one last signed: the nodes on the
     paths of the keys about to change must hash up to ``root`` (the map root of size
     ``start``, or the root the update has reached), and each key's entries below ``start``
-    must be the list its map leaf holds. Otherwise the next index checkpoint would sign a
-    map that leaves records out of a key's list (an entry deleted) while every lookup
-    proof against it verifies. Raises :class:`IndexRefused`."""
+    must be the list its map leaf holds, and from ``start`` on just the ``written`` entries
+    the rows gave. Otherwise the next index checkpoint would sign a map that leaves records
+    out of a key's list (an entry deleted), or puts another's in (an entry slipped in),
+    while every lookup proof against it verifies. Raises :class:`IndexRefused`."""
     unfit = unfit_path_node(tree, lists, root)
     if unfit is not None:
         raise IndexRefused("index-nodes-altered", f"the stored map node {unfit} of map size "
@@ -323,6 +339,10 @@ def _refuse_unfit(tree: MapTree, lists: Mapping[bytes, list[int]], start: int,
                            "verify)")
     for khash, indexes in lists.items():
         earlier = [i for i in indexes if i < start]
+        if len(indexes) - len(earlier) != written.get(khash, 0):
+            raise IndexRefused("index-entries-altered", f"entries are stored for key hash "
+                               f"{khash.hex()} from leaf {start} on that no row gives (run "
+                               "protocolo verify)")
         _, node = tree.path(khash)
         held = node.list_hash if node is not None and node.leaf_key == khash else None
         if (held is None and earlier) or (held is not None and list_hash(earlier) != held):

@@ -295,9 +295,10 @@ def test_an_index_checkpoint_of_another_partition_is_named(
 # -- what the checkpointer builds on -------------------------------------------------------
 
 
-def _reused_key(ledger: Ledger, url: str) -> tuple[int, int, int, bytes]:
-    """A partition with two index checkpoints and a key with leaves in both stretches:
-    (partition, first size, second size, key hash)."""
+def _reused_key(ledger: Ledger, url: str, room: bool = False) -> tuple[int, int, int, bytes]:
+    """A partition with two index checkpoints and a key with leaves in both stretches (and,
+    with ``room``, not every leaf of the second): (partition, first size, second size, key
+    hash)."""
     with psycopg.connect(url) as conn:
         for partition in sorted(ledger.records):
             sizes = [cp.size for cp in index_checkpoints(conn, ledger.topic, partition)]
@@ -305,7 +306,9 @@ def _reused_key(ledger: Ledger, url: str) -> tuple[int, int, int, bytes]:
                 continue
             lists = ledger.oracle_map(partition, sizes[1])
             for khash in sorted(lists):
-                if lists[khash][0] < sizes[0] <= lists[khash][-1]:
+                later = [i for i in lists[khash] if i >= sizes[0]]
+                if lists[khash][0] < sizes[0] and later and \
+                        (not room or len(later) < sizes[1] - sizes[0]):
                     return partition, sizes[0], sizes[1], khash
     raise AssertionError("no key has leaves in both stretches")
 
@@ -319,9 +322,11 @@ def _back_to_first(ledger: Ledger, url: str, partition: int, first: int, second:
         conn.execute(f"DELETE FROM vindex_entries {WHERE} AND leaf_index >= %s", (ledger.topic, partition, first))
 
 
-def _sign_next(ledger: Ledger, url: str, partition: int, first: int) -> str:
+def _sign_next(ledger: Ledger, url: str, partition: int, first: int,
+               indexed: bool = True) -> str:
     """The checkpointer asked for the next checkpoint of ``partition``: its refusal reason;
-    nothing of the log or the index is signed past ``first``."""
+    nothing of the log or the index (if ``indexed``, else nothing of it at all) is signed
+    past ``first``."""
     from protocolo.attestation.checkpointer import CheckpointRefused, checkpoint_partition
 
     with psycopg.connect(url, autocommit=True) as conn:
@@ -330,7 +335,7 @@ def _sign_next(ledger: Ledger, url: str, partition: int, first: int) -> str:
         for table in ("checkpoints", "vindex_checkpoints"):
             (newest,) = conn.execute(f"SELECT max(tree_size) FROM {table} {WHERE}",
                                      (ledger.topic, partition)).fetchone()
-            assert newest == first, table
+            assert newest == (first if indexed or table == "checkpoints" else None), table
         (nodes,) = conn.execute(f"SELECT count(*) FROM vindex_nodes {WHERE} AND map_size > %s",
                                 (ledger.topic, partition, first)).fetchone()
         assert nodes == 0
@@ -541,3 +546,37 @@ def test_an_index_checkpoint_row_of_garbage_is_forged_without_a_traceback(
     code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
     assert code == 1 and [(f["kind"], f["tree_size"]) for f in found] == \
         [("index-forged", second)], details
+
+
+@pytest.mark.parametrize("leaf", ["another", "its own"])
+def test_the_checkpointer_refuses_an_entry_slipped_in_ahead_of_it(
+        ledger: Ledger, copy_url: str, leaf: str, monkeypatch, capsys) -> None:
+    """An entry for a key of the next stretch stored ahead of the checkpointer, at a leaf
+    of that stretch that is not the key's (its list would sign a record that is not the
+    key's) or at one of the key's own leaves (the update's own row then collides): refused,
+    nothing signed, no traceback; verify names the row."""
+    partition, first, second, khash = _reused_key(ledger, copy_url, room=True)
+    mine = ledger.oracle_map(partition, second)[khash]
+    target = next(i for i in range(first, second) if i not in mine) if leaf == "another" else mine[-1]
+    _back_to_first(ledger, copy_url, partition, first, second)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO vindex_entries SELECT topic, kafka_partition, key_hash, %s, kind,"
+                     f" key_value FROM vindex_entries {WHERE} AND key_hash = %s LIMIT 1",
+                     (target, ledger.topic, partition, khash))
+    assert _sign_next(ledger, copy_url, partition, first) == "index-entries-altered"
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and len(found) == 1, details
+    assert "beyond the last index checkpoint" in details[0], details
+
+
+def test_the_first_index_refuses_entries_no_row_gives(ledger: Ledger, copy_url: str) -> None:
+    """A partition with no index yet (an upgraded ledger) whose vindex_entries already hold
+    a row: the first index would fold it into its key's list; refused, nothing signed."""
+    partition, first, second = _indexed_late(ledger, copy_url)  # index from its second checkpoint
+    _back_to_first(ledger, copy_url, partition, first, second)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        for table in ("vindex_checkpoints", "vindex_nodes", "vindex_entries"):
+            conn.execute(f"DELETE FROM {table} {WHERE}", (ledger.topic, partition))
+        conn.execute("INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', '209900000000002')",
+                     (ledger.topic, partition, oracle.key_hash("protocol", "209900000000002")))
+    assert _sign_next(ledger, copy_url, partition, first, indexed=False) == "index-entries-altered"
