@@ -379,8 +379,8 @@ class IndexAudit:
     def _plan(self) -> ReplayPlan | None:
         """The map sizes to replay: every index checkpoint whose row is not forged at a
         size the log never signed, and every checkpoint of the log from the first to the
-        last map size the index has rows for (an index checkpoint deleted is named there,
-        once, and its stretch still replayed: its stored nodes and entries are compared).
+        last map size the index has rows for (those without an index checkpoint are named,
+        one finding per run of them, their stretches still replayed: _name_unsigned).
         Checkpoints of the log past the index are named once. None: nothing to replay
         (rows left without any index checkpoint are named)."""
         log_roots = {int(s): bytes(r) for s, r in self.conn.execute(
