@@ -336,7 +336,7 @@ class IndexAudit:
     def _replay(self, plan: ReplayPlan) -> None:
         started = reported = time.monotonic()
         previous = 0
-        for size in plan.sizes:
+        for done, size in enumerate(plan.sizes):
             try:
                 # by stretch, not by size: an index checkpoint of size 0 (an empty
                 # partition checkpointed with --force) is a stretch of its own
@@ -344,10 +344,12 @@ class IndexAudit:
             except RowsShort:
                 self._add(INDEX_MISMATCH, size, "the rows do not reach this index "
                           "checkpoint's size (see the leaf findings)")
+                self._count_replayed(plan, done)
                 return
             except StoredMapUnusable as exc:
                 self._add(INDEX_MISMATCH, size, f"{exc.detail}; the index checkpoints from "
                           "this one on were not checked")
+                self._count_replayed(plan, done)
                 return
             self._compare_signed(size, plan.signed.get(size), root)
             previous = size
@@ -630,16 +632,24 @@ class IndexAudit:
             self._add(INDEX_MISMATCH, size, "the signed map root is not the root of the "
                       "map rebuilt from the rows")
 
-    def _count_entries(self, sizes: list[int]) -> None:
+    def _count_replayed(self, plan: ReplayPlan, done: int) -> None:
+        """The counts of the first ``done`` stretches, where the replay stopped before the
+        end: rows slipped into them (often what it stopped on) are still named."""
+        sizes = plan.sizes[:done]
+        if sizes:
+            self._count_entries(sizes, beyond=False)
+            self._count_nodes(set(sizes), {s: n for s, n in plan.node_counts.items() if s in sizes})
+
+    def _count_entries(self, sizes: list[int], beyond: bool = True) -> None:
         """Stored entries the replay did not meet (under a key that no leaf of their stretch
-        has, or beyond the last index checkpoint), counted stretch by stretch."""
+        has, or, with ``beyond``, past the last index checkpoint), stretch by stretch."""
         for bucket, count in self.conn.execute(
                 "SELECT width_bucket(leaf_index, %s::bigint[]) AS stretch, count(*)"
                 " FROM vindex_entries WHERE topic = %s AND kafka_partition = %s"
                 " GROUP BY stretch ORDER BY stretch", (sizes, self.topic, self.partition)):
             b = int(bucket)
             extra = int(count) - self.entries_seen.get(b, 0)
-            if extra > 0:
+            if extra > 0 and (beyond or b < len(sizes)):
                 low = 0 if b == 0 else sizes[b - 1]
                 where = f"leaves [{low}, {sizes[b]})" if b < len(sizes) else \
                     f"leaves from {low} on, beyond the last index checkpoint"

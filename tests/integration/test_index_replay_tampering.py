@@ -580,3 +580,19 @@ def test_the_first_index_refuses_entries_no_row_gives(ledger: Ledger, copy_url: 
         conn.execute("INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', '209900000000002')",
                      (ledger.topic, partition, oracle.key_hash("protocol", "209900000000002")))
     assert _sign_next(ledger, copy_url, partition, first, indexed=False) == "index-entries-altered"
+
+
+def test_a_replay_stopped_by_a_stray_entry_still_names_it(ledger: Ledger, copy_url: str,
+                                                          monkeypatch, capsys) -> None:
+    """An entry slipped in at leaf 0 for a key whose first leaf is in the second stretch:
+    the replay cannot build on that key's stored earlier list and stops there, and the
+    first stretch's count, replayed in full, names the entry no row there gives."""
+    partition, first, second = _grown_partition(ledger, copy_url)
+    protocol = _new_protocol(ledger, partition, first)
+    with psycopg.connect(copy_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO vindex_entries VALUES (%s, %s, %s, 0, 'protocol', %s)",
+                     (ledger.topic, partition, oracle.key_hash("protocol", protocol), protocol))
+    code, details, found = _run(ledger, copy_url, monkeypatch, capsys)
+    assert code == 1 and [f["tree_size"] for f in found] == [first, second], details
+    assert details[0] == f"{first}: 1 stored entries for leaves [0, {first}) that no row there gives"
+    assert "were not checked" in details[1], details
