@@ -54,6 +54,7 @@ from protocolo.attestation.index_store import (
     leaf_keys,
     leaf_rows,
     published_catalogue,
+    unfit_path_node,
 )
 from protocolo.attestation.map_stream import SortedMapBuilder
 from protocolo.attestation.sorted_pairs import SortedPairs
@@ -63,14 +64,11 @@ from protocolo.evidence.note import decode_base64
 from protocolo.evidence.vindex import (
     EMPTY,
     EXTENSION_PREFIX,
-    KEY_BITS,
     MapKey,
     MapTree,
     Node,
     Position,
     finished_nodes,
-    inner_hash,
-    leaf_node_hash,
     list_hash,
     prefix_of,
 )
@@ -156,53 +154,13 @@ class ReplayTree(MapTree):
         """Check the nodes held on the paths of ``khashes`` (and their siblings) down from
         the root of map state ``size``, which must be ``root_hash``. Raises
         :class:`StoredMapUnusable` naming the first node that does not fit."""
-        if (0, 0) not in self._checked:
-            root = self.get(0, 0)
-            if (EMPTY if root is None else root.hash) != self.root_hash:
-                raise StoredMapUnusable(f"the stored map root at map size {size} is not the "
-                                        "root rebuilt from the rows")
-            self._checked.add((0, 0))
-        frontier = sorted({int.from_bytes(k, "big") for k in khashes})
-        depth = 0
-        while frontier and depth < KEY_BITS:
-            inner: set[int] = set()
-            deeper = []
-            for k in frontier:
-                prefix = prefix_of(k, depth)
-                node = self.get(depth, prefix)
-                if node is None:
-                    continue
-                if node.leaf_key is None:
-                    inner.add(prefix)
-                    deeper.append(k)
-                else:
-                    self._check_leaf(depth, prefix, node, size)
-            for prefix in sorted(inner):
-                self._check_children(depth, prefix, size)
-            frontier = deeper
-            depth += 1
-
-    def _check_leaf(self, depth: int, prefix: int, node: Node, size: int) -> None:
-        assert node.leaf_key is not None
-        if (node.list_hash is None or len(node.leaf_key) != 32
-                or prefix_of(int.from_bytes(node.leaf_key, "big"), depth) != prefix
-                or leaf_node_hash(node.leaf_key, node.list_hash) != node.hash):
-            raise StoredMapUnusable(f"the stored map leaf {_position_text(depth, prefix)} at map "
-                                    f"size {size} is not a leaf of its own key and list")
-
-    def _check_children(self, depth: int, prefix: int, size: int) -> None:
-        children = [(depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1)]
-        if all(c in self._checked for c in children):
-            return
-        self.prefetch(children)
-        parent = self.get(depth, prefix)
-        assert parent is not None
-        left, right = (self.get(*c) for c in children)
-        hashes = [EMPTY if n is None else n.hash for n in (left, right)]
-        if inner_hash(hashes[0], hashes[1]) != parent.hash:
-            raise StoredMapUnusable(f"the stored map nodes under {_position_text(depth, prefix)} "
-                                    f"at map size {size} do not hash to it")
-        self._checked.update(children)
+        unfit = unfit_path_node(self, khashes, self.root_hash, self._checked)
+        if unfit == (0, 0):
+            raise StoredMapUnusable(f"the stored map root at map size {size} is not the "
+                                    "root rebuilt from the rows")
+        if unfit is not None:
+            raise StoredMapUnusable(f"the stored map node {_position_text(*unfit)} at map size "
+                                    f"{size} does not fit under the root rebuilt from the rows")
 
     def leaf_of(self, khash: bytes) -> Node | None:
         """Where ``khash``'s path ends among the nodes held: a leaf, or None (empty)."""

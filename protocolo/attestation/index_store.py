@@ -351,12 +351,17 @@ def _refuse_unfit(tree: MapTree, lists: Mapping[bytes, list[int]], start: int,
                                "leaf holds (run protocolo verify)")
 
 
-def unfit_path_node(tree: MapTree, khashes: Iterable[bytes], root: bytes) -> Position | None:
+def unfit_path_node(tree: MapTree, khashes: Iterable[bytes], root: bytes,
+                    checked: set[Position] | None = None) -> Position | None:
     """The first node held on the paths of ``khashes`` (or beside them) that does not fit
     under ``root``: an inner node whose children do not hash to it, a leaf that is not its
-    own key's; None when every one fits."""
-    if tree.root() != root:
-        return (0, 0)
+    own key's; None when every one fits. ``checked``: positions already known to fit (not
+    hashed again), to which those found fitting are added."""
+    known = set() if checked is None else checked
+    if (0, 0) not in known:
+        if tree.root() != root:
+            return (0, 0)
+        known.add((0, 0))
     frontier = sorted({int.from_bytes(k, "big") for k in khashes})
     depth = 0
     while frontier and depth < KEY_BITS:
@@ -366,20 +371,28 @@ def unfit_path_node(tree: MapTree, khashes: Iterable[bytes], root: bytes) -> Pos
             node = tree.get(depth, prefix)
             if node is not None and node.leaf_key is None:
                 inner[prefix] = node
-            elif node is not None and (node.list_hash is None or len(node.leaf_key or b"") != 32
-                                       or prefix_of(int.from_bytes(node.leaf_key or b"", "big"),
-                                                    depth) != prefix
-                                       or leaf_node_hash(node.leaf_key or b"", node.list_hash)
-                                       != node.hash):
+            elif node is not None and not _own_leaf(node, depth, prefix):
                 return (depth, prefix)
         for prefix, node in inner.items():
-            left, right = tree.get(depth + 1, 2 * prefix), tree.get(depth + 1, 2 * prefix + 1)
+            children = ((depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1))
+            if children[0] in known and children[1] in known:
+                continue
+            left, right = tree.get(*children[0]), tree.get(*children[1])
             if inner_hash(EMPTY if left is None else left.hash,
                           EMPTY if right is None else right.hash) != node.hash:
                 return (depth, prefix)
+            known.update(children)
         frontier = [k for k in frontier if prefix_of(k, depth) in inner]
         depth += 1
     return None
+
+
+def _own_leaf(node: Node, depth: int, prefix: int) -> bool:
+    """A leaf at (depth, prefix) of its own key and list."""
+    key = node.leaf_key or b""
+    return (node.list_hash is not None and len(key) == 32
+            and prefix_of(int.from_bytes(key, "big"), depth) == prefix
+            and leaf_node_hash(key, node.list_hash) == node.hash)
 
 
 def index_checkpoint_text(origin: str, size: int, root: bytes, map_root: bytes) -> Checkpoint:
