@@ -19,7 +19,11 @@ At each index checkpoint it then
 A stored node or list found wrong is replaced by the rebuilt one for the rest of the replay
 (only the differences are held), so one difference is named once. At the end the stored
 entries and the stored nodes of each map size are counted against what the replay met,
-which finds rows added where no key or node changed.
+which finds rows added where no key or node changed. The replay stops at the log's own
+checkpoints too, from the first to the last map size the index has rows for: the
+checkpointer signs a checkpoint and its index checkpoint together, so an index checkpoint
+deleted is named once there (not once per node its stretch would fold into the next), and
+an unsigned row at a size the log never signed is named and not used as a stop.
 
 Memory is what one checkpoint's update touches (its keys, the paths it rewrites) plus the
 top ``CACHED_DEPTH`` levels of the tree: bounded by the checkpointer's cadence
@@ -31,6 +35,7 @@ later index checkpoints are not checked.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,23 +54,21 @@ from protocolo.attestation.index_store import (
     leaf_keys,
     leaf_rows,
     published_catalogue,
+    unfit_path_node,
 )
 from protocolo.attestation.map_stream import SortedMapBuilder
 from protocolo.attestation.sorted_pairs import SortedPairs
-from protocolo.evidence.checkpoint import open_checkpoint
+from protocolo.evidence.checkpoint import open_checkpoint, parse_log_origin
 from protocolo.evidence.errors import EvidenceError
 from protocolo.evidence.note import decode_base64
 from protocolo.evidence.vindex import (
     EMPTY,
     EXTENSION_PREFIX,
-    KEY_BITS,
     MapKey,
     MapTree,
     Node,
     Position,
     finished_nodes,
-    inner_hash,
-    leaf_node_hash,
     list_hash,
     prefix_of,
 )
@@ -79,6 +82,10 @@ SPILL_PAIRS = 60000
 """(key, leaf) pairs of one stretch held in memory; beyond, the stretch is sorted on disk."""
 CHUNK_KEYS = 20000
 """Keys applied at a time from a stretch sorted on disk."""
+DIFFERENCES_HELD = 200000
+"""Rebuilt nodes and lists held where the stored ones differ (they stand in for the rest of
+the replay): past this many, a partition's index is too far from its rows to go on in
+bounded memory, and its later index checkpoints are not checked."""
 
 
 def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findings: FindingLog,
@@ -101,8 +108,13 @@ def audit_index(conn: psycopg.Connection[Any], topic: str, keys: LogKeys, findin
 
 
 def signed_map_root(cp: IndexCheckpoint, keys: LogKeys) -> bytes:
-    """The map root the index checkpoint's note states, after its signature is checked
-    with the pinned key of its origin and its columns with its text. Raises EvidenceError."""
+    """The map root the index checkpoint's note states, after its origin is checked to be
+    its partition's log, its signature with the pinned key of that origin and its columns
+    with its text. Raises EvidenceError."""
+    _, topic, partition = parse_log_origin(cp.origin)
+    if (topic, partition) != (cp.topic, cp.partition):
+        raise EvidenceError("other-log", f"its note is of {cp.origin}, not of {cp.topic} "
+                            f"partition {cp.partition}")
     signed = open_checkpoint(cp.note, keys.for_origin(cp.origin), origin=cp.origin).checkpoint
     lines = [e for e in signed.extensions if e.startswith(EXTENSION_PREFIX)]
     if len(lines) != 1:
@@ -142,53 +154,13 @@ class ReplayTree(MapTree):
         """Check the nodes held on the paths of ``khashes`` (and their siblings) down from
         the root of map state ``size``, which must be ``root_hash``. Raises
         :class:`StoredMapUnusable` naming the first node that does not fit."""
-        if (0, 0) not in self._checked:
-            root = self.get(0, 0)
-            if (EMPTY if root is None else root.hash) != self.root_hash:
-                raise StoredMapUnusable(f"the stored map root at map size {size} is not the "
-                                        "root rebuilt from the rows")
-            self._checked.add((0, 0))
-        frontier = sorted({int.from_bytes(k, "big") for k in khashes})
-        depth = 0
-        while frontier and depth < KEY_BITS:
-            inner: set[int] = set()
-            deeper = []
-            for k in frontier:
-                prefix = prefix_of(k, depth)
-                node = self.get(depth, prefix)
-                if node is None:
-                    continue
-                if node.leaf_key is None:
-                    inner.add(prefix)
-                    deeper.append(k)
-                else:
-                    self._check_leaf(depth, prefix, node, size)
-            for prefix in sorted(inner):
-                self._check_children(depth, prefix, size)
-            frontier = deeper
-            depth += 1
-
-    def _check_leaf(self, depth: int, prefix: int, node: Node, size: int) -> None:
-        assert node.leaf_key is not None
-        if (node.list_hash is None or len(node.leaf_key) != 32
-                or prefix_of(int.from_bytes(node.leaf_key, "big"), depth) != prefix
-                or leaf_node_hash(node.leaf_key, node.list_hash) != node.hash):
-            raise StoredMapUnusable(f"the stored map leaf {_position_text(depth, prefix)} at map "
-                                    f"size {size} is not a leaf of its own key and list")
-
-    def _check_children(self, depth: int, prefix: int, size: int) -> None:
-        children = [(depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1)]
-        if all(c in self._checked for c in children):
-            return
-        self.prefetch(children)
-        parent = self.get(depth, prefix)
-        assert parent is not None
-        left, right = (self.get(*c) for c in children)
-        hashes = [EMPTY if n is None else n.hash for n in (left, right)]
-        if inner_hash(hashes[0], hashes[1]) != parent.hash:
-            raise StoredMapUnusable(f"the stored map nodes under {_position_text(depth, prefix)} "
-                                    f"at map size {size} do not hash to it")
-        self._checked.update(children)
+        unfit = unfit_path_node(self, khashes, self.root_hash, self._checked)
+        if unfit == (0, 0):
+            raise StoredMapUnusable(f"the stored map root at map size {size} is not the "
+                                    "root rebuilt from the rows")
+        if unfit is not None:
+            raise StoredMapUnusable(f"the stored map node {_position_text(*unfit)} at map size "
+                                    f"{size} does not fit under the root rebuilt from the rows")
 
     def leaf_of(self, khash: bytes) -> Node | None:
         """Where ``khash``'s path ends among the nodes held: a leaf, or None (empty)."""
@@ -289,36 +261,129 @@ class IndexAudit:
         self.stretch = 0
         self.node_rows: dict[int, int] = {}
         self.checkpoints = self.keys = self.nodes = 0
+        self.unsigned: dict[int, int] = {}
+        """Map sizes replayed without an index checkpoint: differences met there."""
 
     def _add(self, kind: str, size: int | None, detail: str) -> None:
         self.findings.add(Finding(kind, self.partition, None, None, "index", detail,
                                   tree_size=size))
 
+    def _differs(self, size: int, detail: Callable[[], str]) -> None:
+        """A stored node or a key's entries differ at map size ``size``: named, or only
+        counted where no index checkpoint has that size (nothing is proved at it; a row
+        slipped in at an older checkpoint's size would otherwise be named once per node),
+        or past the findings kept with their details (the detail may cost a query)."""
+        if size in self.unsigned:
+            self.unsigned[size] += 1
+        elif self.findings.counts[INDEX_MISMATCH] >= self.findings.limit:
+            self._add(INDEX_MISMATCH, size, "")
+        else:
+            self._add(INDEX_MISMATCH, size, detail())
+
     def run(self) -> None:
-        checkpoints = index_checkpoints(self.conn, self.topic, self.partition)
-        if not checkpoints:
+        plan = self._plan()
+        if plan is None:
             return
-        self.checkpoints = len(checkpoints)
+        self.checkpoints = len(plan.sizes)
+        self.unsigned = {size: 0 for size in plan.sizes if size not in plan.signed}
+        try:
+            self._replay(plan)
+        finally:
+            self._name_unsigned(plan.sizes)
+
+    def _replay(self, plan: ReplayPlan) -> None:
         started = reported = time.monotonic()
         previous = 0
-        for cp in checkpoints:
+        for done, size in enumerate(plan.sizes):
             try:
-                root = self._first(cp.size) if previous == 0 else self._next(previous, cp.size)
+                # by stretch, not by size: an index checkpoint of size 0 (an empty
+                # partition checkpointed with --force) is a stretch of its own
+                root = self._first(size) if self.stretch == 0 else self._next(previous, size)
             except RowsShort:
-                self._add(INDEX_MISMATCH, cp.size, "the rows do not reach this index "
+                self._add(INDEX_MISMATCH, size, "the rows do not reach this index "
                           "checkpoint's size (see the leaf findings)")
+                self._count_replayed(plan, done)
                 return
             except StoredMapUnusable as exc:
-                self._add(INDEX_MISMATCH, cp.size, f"{exc.detail}; the index checkpoints from "
+                self._add(INDEX_MISMATCH, size, f"{exc.detail}; the index checkpoints from "
                           "this one on were not checked")
+                self._count_replayed(plan, done)
                 return
-            self._compare_signed(cp, root)
-            previous = cp.size
+            self._compare_signed(size, plan.signed.get(size), root)
+            previous = size
             if self.progress is not None and time.monotonic() - reported >= 10:
                 reported = time.monotonic()
                 self.progress(self.partition, previous, reported - started)
-        self._count_entries([cp.size for cp in checkpoints])
-        self._count_nodes({cp.size for cp in checkpoints})
+        self._count_entries(plan.sizes)
+        self._count_nodes(set(plan.sizes), plan.node_counts)
+
+    def _name_unsigned(self, sizes: list[int]) -> None:
+        """One finding per run of consecutive replayed sizes without an index checkpoint,
+        with the differences counted there."""
+        runs: list[list[int]] = []
+        for before, size in zip([None, *sizes], sizes, strict=False):
+            if size not in self.unsigned:
+                continue
+            if runs and before == runs[-1][-1]:
+                runs[-1].append(size)
+            else:
+                runs.append([size])
+        for run in runs:
+            which = "the log's checkpoint of this size has" if len(run) == 1 else \
+                f"{len(run)} checkpoints of the log, sizes {run[0]} to {run[-1]}, have"
+            differ = sum(self.unsigned[s] for s in run)
+            more = f"; replayed, {differ} stored map nodes or keys' entries there differ from " \
+                "the rebuilt map" if differ else ""
+            self._add(INDEX_MISMATCH, run[0], f"{which} no index checkpoint{more}")
+
+    def _plan(self) -> ReplayPlan | None:
+        """The map sizes to replay: every index checkpoint whose row is not forged at a
+        size the log never signed, and every checkpoint of the log from the first to the
+        last map size the index has rows for (those without an index checkpoint are named,
+        one finding per run of them, their stretches still replayed: _name_unsigned).
+        Checkpoints of the log past the index are named once. None: nothing to replay
+        (rows left without any index checkpoint are named)."""
+        log_roots = {int(s): bytes(r) for s, r in self.conn.execute(
+            "SELECT tree_size, root_hash FROM checkpoints WHERE topic = %s AND"
+            " kafka_partition = %s", (self.topic, self.partition))}
+        log_sizes = set(log_roots)
+        node_counts = {int(s): int(n) for s, n in self.conn.execute(
+            "SELECT map_size, count(*) FROM vindex_nodes WHERE topic = %s AND"
+            " kafka_partition = %s GROUP BY map_size", (self.topic, self.partition))}
+        signed: dict[int, tuple[IndexCheckpoint, bytes | EvidenceError]] = {}
+        for cp in index_checkpoints(self.conn, self.topic, self.partition):
+            try:
+                signed[cp.size] = (cp, signed_map_root(cp, self.log_keys))
+                if log_roots.get(cp.size, cp.root) != cp.root:
+                    raise EvidenceError("other-root", "its note names another log root than "
+                                        "the log's checkpoint of this size")
+            except EvidenceError as exc:
+                if cp.size in log_sizes:
+                    signed[cp.size] = (cp, exc)
+                else:  # nothing of the log at that size: not a stretch boundary
+                    self._add(INDEX_FORGED, cp.size, f"index checkpoint: {exc.detail} (and no "
+                              "checkpoint of the log has this size: it was not replayed)")
+        indexed = set(signed) | (set(node_counts) & log_sizes)
+        if not indexed:
+            self._count_unindexed(node_counts)
+            return None
+        first, last = min(indexed), max(indexed)
+        after = sorted(s for s in log_sizes if s > last)
+        if after:
+            self._add(INDEX_MISMATCH, after[0], f"the index stops at map size {last}: "
+                      f"{len(after)} later checkpoint(s) of the log, from size {after[0]} on, "
+                      "have no index checkpoint")
+        sizes = sorted(set(signed) | {s for s in log_sizes if first <= s <= last})
+        return ReplayPlan(sizes, signed, node_counts)
+
+    def _count_unindexed(self, node_counts: dict[int, int]) -> None:
+        """Index rows of a partition with no index checkpoint at a size the log signed."""
+        self._count_nodes(set(), node_counts)
+        row = self.conn.execute("SELECT count(*) FROM vindex_entries WHERE topic = %s AND"
+                                " kafka_partition = %s", (self.topic, self.partition)).fetchone()
+        if row is not None and row[0]:
+            self._add(INDEX_MISMATCH, None, f"{row[0]} stored entries, which no index "
+                      "checkpoint covers")
 
     def _pairs(self, start: int, end: int) -> Iterator[tuple[MapKey, int]]:
         """(key, leaf index) of every key of leaves [start, end), in leaf order. Raises
@@ -450,11 +515,18 @@ class IndexAudit:
                                                                               strict=False)):
             shown = sorted({f"{k}:{v}" for k, v in zip(kinds, values, strict=False)} - {str(key)})
             alias = f" (also stored as {', '.join(shown[:3])})" if shown else ""
-            self._add(INDEX_MISMATCH, size, f"key {key}: stored with leaves {_short(later)} "
-                      f"from leaf {previous} on{alias}; the rows give {_short(new)}")
+            self._differs(size, lambda: f"key {key}: stored with leaves {_short(later)} "
+                          f"from leaf {previous} on{alias}; the rows give {_short(new)}")
             self.fixed_lists[khash] = whole
+            self._hold_bounded(size)
         elif khash in self.fixed_lists:
             self.fixed_lists[khash] = whole
+
+    def _hold_bounded(self, size: int) -> None:
+        held = len(self.tree.corrections) + len(self.fixed_lists)
+        if held > DIFFERENCES_HELD:
+            raise StoredMapUnusable(f"more than {DIFFERENCES_HELD} stored map nodes and keys' "
+                                    f"lists differ from the rebuilt map by map size {size}")
 
     def _earlier(self, key: MapKey, stored: list[int], previous: int) -> list[int]:
         """The key's list before ``previous``: the stored one, once it hashes to the key's
@@ -486,10 +558,14 @@ class IndexAudit:
                 self.tree.corrections[position] = node
                 how = "is not stored at this map size" if found is None else \
                     "differs from the rebuilt map"
-                self._add(INDEX_MISMATCH, size, f"map node {_position_text(*position)}, "
-                          f"{self._what(step, node)}, {how}")
+                self._differs(size, functools.partial(self._node_detail, step, position, node,
+                                                      how))
+                self._hold_bounded(size)
         self.node_rows[size] = self.node_rows.get(size, 0) + matched
         self.nodes += len(positions)
+
+    def _node_detail(self, step: Step, position: Position, node: Node, how: str) -> str:
+        return f"map node {_position_text(*position)}, {self._what(step, node)}, {how}"
 
     def _what(self, step: Step, node: Node) -> str:
         if node.leaf_key is None:
@@ -503,46 +579,62 @@ class IndexAudit:
             key = MapKey(row[0], row[1]) if row is not None else None
         return f"the leaf of key {key if key is not None else node.leaf_key.hex()}"
 
-    def _compare_signed(self, cp: IndexCheckpoint, root: bytes) -> None:
-        try:
-            signed = signed_map_root(cp, self.log_keys)
-        except EvidenceError as exc:
-            self._add(INDEX_FORGED, cp.size, f"index checkpoint: {exc.detail}")
-            return
-        if signed != root:
-            self._add(INDEX_MISMATCH, cp.size, "the signed map root is not the root of the "
+    def _compare_signed(self, size: int,
+                        signed: tuple[IndexCheckpoint, bytes | EvidenceError] | None,
+                        root: bytes) -> None:
+        if signed is None:
+            return  # named with the run it belongs to (_name_unsigned)
+        if isinstance(signed[1], EvidenceError):
+            self._add(INDEX_FORGED, size, f"index checkpoint: {signed[1].detail}")
+        elif signed[1] != root:
+            self._add(INDEX_MISMATCH, size, "the signed map root is not the root of the "
                       "map rebuilt from the rows")
 
-    def _count_entries(self, sizes: list[int]) -> None:
+    def _count_replayed(self, plan: ReplayPlan, done: int) -> None:
+        """The counts of the first ``done`` stretches, where the replay stopped before the
+        end: rows slipped into them (often what it stopped on) are still named."""
+        sizes = plan.sizes[:done]
+        if sizes:
+            self._count_entries(sizes, beyond=False)
+            self._count_nodes(set(sizes), {s: n for s, n in plan.node_counts.items() if s in sizes})
+
+    def _count_entries(self, sizes: list[int], beyond: bool = True) -> None:
         """Stored entries the replay did not meet (under a key that no leaf of their stretch
-        has, or beyond the last index checkpoint), counted stretch by stretch."""
+        has, or, with ``beyond``, past the last index checkpoint), stretch by stretch."""
         for bucket, count in self.conn.execute(
                 "SELECT width_bucket(leaf_index, %s::bigint[]) AS stretch, count(*)"
                 " FROM vindex_entries WHERE topic = %s AND kafka_partition = %s"
                 " GROUP BY stretch ORDER BY stretch", (sizes, self.topic, self.partition)):
             b = int(bucket)
             extra = int(count) - self.entries_seen.get(b, 0)
-            if extra > 0:
+            if extra > 0 and (beyond or b < len(sizes)):
                 low = 0 if b == 0 else sizes[b - 1]
                 where = f"leaves [{low}, {sizes[b]})" if b < len(sizes) else \
                     f"leaves from {low} on, beyond the last index checkpoint"
                 self._add(INDEX_MISMATCH, sizes[min(b, len(sizes) - 1)], f"{extra} stored "
                           f"entries for {where} that no row there gives")
 
-    def _count_nodes(self, sizes: set[int]) -> None:
+    def _count_nodes(self, sizes: set[int], node_counts: dict[int, int]) -> None:
         """Stored nodes the replay did not write: at a map size with more rows than the
         update wrote there, or at a map size no index checkpoint has."""
-        for map_size, count in self.conn.execute(
-                "SELECT map_size, count(*) FROM vindex_nodes WHERE topic = %s AND"
-                " kafka_partition = %s GROUP BY map_size ORDER BY map_size",
-                (self.topic, self.partition)):
-            size, extra = int(map_size), int(count) - self.node_rows.get(int(map_size), 0)
+        for size, count in sorted(node_counts.items()):
+            extra = count - self.node_rows.get(size, 0)
             if size not in sizes:
                 self._add(INDEX_MISMATCH, None, f"{count} stored map nodes at map size {size}, "
                           "which no index checkpoint has")
             elif extra > 0:
                 self._add(INDEX_MISMATCH, size, f"{extra} stored map nodes at this map size that "
                           "the rebuilt map does not write there")
+
+
+@dataclass
+class ReplayPlan:
+    """The map sizes a partition's replay stops at, the index checkpoint rows there (with
+    the map root their note signs, or why it does not open), stored nodes per map size."""
+
+    sizes: list[int]
+    signed: dict[int, tuple[IndexCheckpoint, bytes | EvidenceError]]
+    node_counts: dict[int, int]
 
 
 class RowsShort(Exception):

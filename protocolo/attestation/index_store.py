@@ -28,6 +28,7 @@ from protocolo.evidence.vindex import (
     BLIND_INDEX_FIELDS,
     EMPTY,
     EXTENSION_PREFIX,
+    KEY_BITS,
     LookupProof,
     MapKey,
     MapTree,
@@ -35,9 +36,12 @@ from protocolo.evidence.vindex import (
     NodeFetch,
     Position,
     finished_nodes,
+    inner_hash,
+    leaf_node_hash,
     list_hash,
     map_keys,
     path_positions,
+    prefix_of,
     prove,
 )
 from protocolo.schemas.catalogue import SchemaCatalogue
@@ -218,9 +222,10 @@ class StoredIndex:
             tree = self.tree(size)
         if start >= size:
             return tree.root()
-        touched = self._store_entries(catalogue, start, size, keep_keys=start > 0)
+        written, total = self._store_entries(catalogue, start, size, keep_keys=start > 0)
         if start == 0:  # the first index of a partition: built in key order, never held whole
-            return self._build_in_key_order(size)
+            return self._build_in_key_order(size, total)
+        touched = sorted(written)
         pending: dict[Position, Node] = {}
         for low in range(0, len(touched), UPDATE_KEYS):  # in key order: memory is one chunk
             chunk = touched[low:low + UPDATE_KEYS]
@@ -230,6 +235,7 @@ class StoredIndex:
                 " WHERE topic = %s AND kafka_partition = %s AND key_hash = ANY(%s)"
                 " GROUP BY key_hash", (self.topic, self.partition, chunk))}
             tree.prefetch_paths(chunk)
+            _refuse_unfit(tree, lists, start, start_root if low == 0 else tree.root(), written)
             pending.update(tree.update({k: list_hash(v) for k, v in lists.items()}))
             bound = int.from_bytes(later[0], "big") if later else None
             self._store_nodes(finished_nodes(pending, bound).items(), size)
@@ -241,11 +247,12 @@ class StoredIndex:
         return root
 
     def _store_entries(self, catalogue: SchemaCatalogue, start: int, size: int,
-                       keep_keys: bool) -> list[bytes]:
+                       keep_keys: bool) -> tuple[dict[bytes, int], int]:
         """Store the (key, leaf) entries of leaves [start, size), ENTRY_BATCH at a time;
-        the key hashes touched, sorted (when ``keep_keys``)."""
+        how many each key hash touched got (when ``keep_keys``) and how many in all."""
         entries: list[tuple[bytes, int, str, str]] = []
-        touched: set[bytes] = set()
+        touched: dict[bytes, int] = {}
+        total = 0
         expected = start
         for index, key, value in leaf_rows(self.conn, self.topic, self.partition, start, size,
                                            decodable=blind_index_fingerprints(catalogue)):
@@ -254,25 +261,31 @@ class StoredIndex:
             entries += [(k.hash, index, k.kind, k.value) for k in leaf_keys(catalogue, key, value)]
             expected += 1
             if len(entries) >= ENTRY_BATCH:  # leaf_rows has fetched its window: the connection is free
-                if keep_keys:
-                    touched.update(e[0] for e in entries)
-                self._copy_entries(entries)
+                total += self._copy_entries(entries, touched if keep_keys else None)
                 entries = []
         if expected != size:
             raise IndexRefused("index-leaves-missing",
                                f"leaf {expected} has no journal or quarantine row (the index "
                                "is made from the rows; run protocolo verify)")
-        if keep_keys:
-            touched.update(e[0] for e in entries)
-        self._copy_entries(entries)
-        return sorted(touched)
+        total += self._copy_entries(entries, touched if keep_keys else None)
+        return touched, total
 
-    def _copy_entries(self, entries: list[tuple[bytes, int, str, str]]) -> None:
-        with self.conn.cursor() as cur, cur.copy(
-                "COPY vindex_entries (topic, kafka_partition, key_hash, leaf_index, kind,"
-                " key_value) FROM STDIN") as copy:
+    def _copy_entries(self, entries: list[tuple[bytes, int, str, str]],
+                      touched: dict[bytes, int] | None) -> int:
+        """Write ``entries``, counting them per key hash in ``touched``; how many."""
+        try:
+            with self.conn.cursor() as cur, cur.copy(
+                    "COPY vindex_entries (topic, kafka_partition, key_hash, leaf_index, kind,"
+                    " key_value) FROM STDIN") as copy:
+                for entry in entries:
+                    copy.write_row((self.topic, self.partition, *entry))
+        except psycopg.errors.UniqueViolation:
+            raise IndexRefused("index-entries-altered", "an entry of a leaf past the last index "
+                               "checkpoint is stored already (run protocolo verify)") from None
+        if touched is not None:
             for entry in entries:
-                copy.write_row((self.topic, self.partition, *entry))
+                touched[entry[0]] = touched.get(entry[0], 0) + 1
+        return len(entries)
 
     def _store_nodes(self, nodes: Iterable[tuple[Position, Node]], size: int) -> None:
         with self.conn.cursor() as cur, cur.copy(
@@ -282,10 +295,12 @@ class StoredIndex:
                 copy.write_row((self.topic, self.partition, d, _prefix_bytes(d, p), size,
                                 node.hash, node.leaf_key, node.list_hash))
 
-    def _build_in_key_order(self, size: int) -> bytes:
+    def _build_in_key_order(self, size: int, written: int) -> bytes:
         """Build the map of the stored entries below ``size`` in one pass over the keys in
-        key-hash order (the primary key's order: no sort), writing nodes as they are done."""
+        key-hash order (the primary key's order: no sort), writing nodes as they are done;
+        refused unless they are the ``written`` entries the rows just gave."""
         done: list[tuple[Position, Node]] = []
+        seen = 0
         builder = SortedMapBuilder(lambda position, node: done.append((position, node)))
         with self.conn.cursor(name=f"vindex_build_{self.partition}") as cur:
             cur.execute("SELECT key_hash, array_agg(leaf_index ORDER BY leaf_index)"
@@ -295,12 +310,89 @@ class StoredIndex:
             while rows := cur.fetchmany(KEY_BATCH):
                 for khash, indexes in rows:
                     builder.add(bytes(khash), list_hash([int(i) for i in indexes]))
+                    seen += len(indexes)
                 if len(done) >= ENTRY_BATCH:  # between fetches: the cursor stays open
                     self._store_nodes(done, size)
                     done.clear()
+        if seen != written:
+            raise IndexRefused("index-entries-altered", f"{seen - written} entries below leaf "
+                               f"{size} are stored though the partition has no index checkpoint "
+                               "(run protocolo verify)")
         root = builder.finish()
         self._store_nodes(done, size)
         return root
+
+
+def _refuse_unfit(tree: MapTree, lists: Mapping[bytes, list[int]], start: int,
+                  root: bytes, written: Mapping[bytes, int]) -> None:
+    """Refuse to build on a stored map that is not the one last signed: the nodes on the
+    paths of the keys about to change must hash up to ``root`` (the map root of size
+    ``start``, or the root the update has reached), and each key's entries below ``start``
+    must be the list its map leaf holds, and from ``start`` on just the ``written`` entries
+    the rows gave. Otherwise the next index checkpoint would sign a map that leaves records
+    out of a key's list (an entry deleted), or puts another's in (an entry slipped in),
+    while every lookup proof against it verifies. Raises :class:`IndexRefused`."""
+    unfit = unfit_path_node(tree, lists, root)
+    if unfit is not None:
+        raise IndexRefused("index-nodes-altered", f"the stored map node {unfit} of map size "
+                           f"{start} does not hash up to its signed map root (run protocolo "
+                           "verify)")
+    for khash, indexes in lists.items():
+        earlier = [i for i in indexes if i < start]
+        if len(indexes) - len(earlier) != written.get(khash, 0):
+            raise IndexRefused("index-entries-altered", f"entries are stored for key hash "
+                               f"{khash.hex()} from leaf {start} on that no row gives (run "
+                               "protocolo verify)")
+        _, node = tree.path(khash)
+        held = node.list_hash if node is not None and node.leaf_key == khash else None
+        if (held is None and earlier) or (held is not None and list_hash(earlier) != held):
+            raise IndexRefused("index-entries-altered", f"the entries stored for key hash "
+                               f"{khash.hex()} below leaf {start} are not the list its map "
+                               "leaf holds (run protocolo verify)")
+
+
+def unfit_path_node(tree: MapTree, khashes: Iterable[bytes], root: bytes,
+                    checked: set[Position] | None = None) -> Position | None:
+    """The first node held on the paths of ``khashes`` (or beside them) that does not fit
+    under ``root``: an inner node whose children do not hash to it, a leaf that is not its
+    own key's; None when every one fits. ``checked``: positions already known to fit (not
+    hashed again), to which those found fitting are added."""
+    known = set() if checked is None else checked
+    if (0, 0) not in known:
+        if tree.root() != root:
+            return (0, 0)
+        known.add((0, 0))
+    frontier = sorted({int.from_bytes(k, "big") for k in khashes})
+    depth = 0
+    while frontier and depth < KEY_BITS:
+        inner: dict[int, Node] = {}
+        for k in frontier:
+            prefix = prefix_of(k, depth)
+            node = tree.get(depth, prefix)
+            if node is not None and node.leaf_key is None:
+                inner[prefix] = node
+            elif node is not None and not _own_leaf(node, depth, prefix):
+                return (depth, prefix)
+        for prefix, node in inner.items():
+            children = ((depth + 1, 2 * prefix), (depth + 1, 2 * prefix + 1))
+            if children[0] in known and children[1] in known:
+                continue
+            left, right = tree.get(*children[0]), tree.get(*children[1])
+            if inner_hash(EMPTY if left is None else left.hash,
+                          EMPTY if right is None else right.hash) != node.hash:
+                return (depth, prefix)
+            known.update(children)
+        frontier = [k for k in frontier if prefix_of(k, depth) in inner]
+        depth += 1
+    return None
+
+
+def _own_leaf(node: Node, depth: int, prefix: int) -> bool:
+    """A leaf at (depth, prefix) of its own key and list."""
+    key = node.leaf_key or b""
+    return (node.list_hash is not None and len(key) == 32
+            and prefix_of(int.from_bytes(key, "big"), depth) == prefix
+            and leaf_node_hash(key, node.list_hash) == node.hash)
 
 
 def index_checkpoint_text(origin: str, size: int, root: bytes, map_root: bytes) -> Checkpoint:
