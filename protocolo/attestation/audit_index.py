@@ -51,6 +51,7 @@ from protocolo.attestation.index_store import (
     StoredIndex,
     blind_index_fingerprints,
     index_checkpoints,
+    leaf_holds,
     leaf_keys,
     leaf_rows,
     published_catalogue,
@@ -70,7 +71,6 @@ from protocolo.evidence.vindex import (
     Position,
     finished_nodes,
     list_hash,
-    prefix_of,
 )
 from protocolo.schemas.catalogue import SchemaCatalogue
 
@@ -161,15 +161,6 @@ class ReplayTree(MapTree):
         if unfit is not None:
             raise StoredMapUnusable(f"the stored map node {_position_text(*unfit)} at map size "
                                     f"{size} does not fit under the root rebuilt from the rows")
-
-    def leaf_of(self, khash: bytes) -> Node | None:
-        """Where ``khash``'s path ends among the nodes held: a leaf, or None (empty)."""
-        key = int.from_bytes(khash, "big")
-        node, depth = self.get(0, 0), 0
-        while node is not None and node.leaf_key is None:
-            depth += 1
-            node = self.get(depth, prefix_of(key, depth))
-        return node
 
     def rebuilt(self, written: Iterable[Position]) -> None:
         """The update wrote ``written``: those nodes are the rebuilt map's own."""
@@ -535,9 +526,7 @@ class IndexAudit:
         fixed = self.fixed_lists.get(khash)
         if fixed is not None:
             return fixed
-        node = self.tree.leaf_of(khash)
-        held = node.list_hash if node is not None and node.leaf_key == khash else None
-        if (held is None and stored) or (held is not None and list_hash(stored) != held):
+        if not leaf_holds(self.tree, khash, stored):
             raise StoredMapUnusable(f"key {key}: the entries stored before leaf {previous} "
                                     f"({_short(stored)}) are not the list its map leaf holds")
         return stored

@@ -343,12 +343,18 @@ def _refuse_unfit(tree: MapTree, lists: Mapping[bytes, list[int]], start: int,
             raise IndexRefused("index-entries-altered", f"entries are stored for key hash "
                                f"{khash.hex()} from leaf {start} on that no row gives (run "
                                "protocolo verify)")
-        _, node = tree.path(khash)
-        held = node.list_hash if node is not None and node.leaf_key == khash else None
-        if (held is None and earlier) or (held is not None and list_hash(earlier) != held):
+        if not leaf_holds(tree, khash, earlier):
             raise IndexRefused("index-entries-altered", f"the entries stored for key hash "
                                f"{khash.hex()} below leaf {start} are not the list its map "
                                "leaf holds (run protocolo verify)")
+
+
+def leaf_holds(tree: MapTree, khash: bytes, indexes: Sequence[int]) -> bool:
+    """Whether the map leaf of ``khash`` in ``tree`` commits to ``indexes``: its list hash,
+    or no leaf of that key when the list is empty."""
+    _, node = tree.path(khash)
+    held = node.list_hash if node is not None and node.leaf_key == khash else None
+    return list_hash(indexes) == held if held is not None else not indexes
 
 
 def unfit_path_node(tree: MapTree, khashes: Iterable[bytes], root: bytes,
